@@ -1,0 +1,210 @@
+"""navigation: a point robot in a walled 2-D arena with goals, a hazard and a moving bystander.
+
+Geometry (metres): the arena is ``[-1, 1]^2`` (walls are the slide joints' limits). The robot is a
+velocity-servoed point mass (``ctrl`` = desired velocity in m/s, at most 1 m/s per axis) that
+starts near the centre. ``num_goals`` goals sit on a circle of radius 0.75, the first at the top,
+the rest evenly spaced counter-clockwise (2 goals: top and bottom; 4: top, left, bottom, right).
+A circular hazard (radius 0.2) lies on the straight route to the top goal; a bystander patrols a
+horizontal line below the centre (one lap per episode, random phase) and keeps a personal space
+of radius 0.3.
+
+Observation ``f32[8]``: robot position, robot velocity, bystander position, bystander velocity.
+
+Features, per step, each in ``[-1, 1]`` (see ``envs/base.py`` for the convention):
+
+* ``progress_<g>`` for each goal g in a, b, c, …: decrease of the distance to goal g, divided by
+  the largest possible decrease in one step (``max_speed * dt``);
+* ``safety``: ``-clip((r_hazard - d_hazard) / r_hazard, 0, 1)`` — 0 outside the hazard, -1 at its
+  centre;
+* ``courtesy``: the same shape for the bystander's personal space;
+* ``comfort``: ``-mean(action ** 2)``, the control effort.
+
+Success for a user: the episode ends within ``goal_radius`` of the goal that user weights most.
+"""
+
+from __future__ import annotations
+
+import string
+
+import jax
+import jax.numpy as jnp
+from brax.envs.base import State
+from brax.io import mjcf
+
+from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
+
+_XML = """
+<mujoco model="navigation">
+  <option timestep="{timestep}" gravity="0 0 0"/>
+  <worldbody>
+    <body name="robot" pos="0 0 0">
+      <joint name="x" type="slide" axis="1 0 0" limited="true" range="-1 1"/>
+      <joint name="y" type="slide" axis="0 1 0" limited="true" range="-1 1"/>
+      <geom name="robot" type="sphere" size="0.05" mass="1" contype="0" conaffinity="0"
+            rgba="0.2 0.4 0.9 1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <velocity joint="x" kv="10" ctrlrange="-1 1" ctrllimited="true"/>
+    <velocity joint="y" kv="10" ctrlrange="-1 1" ctrllimited="true"/>
+  </actuator>
+</mujoco>
+"""
+
+MAX_SPEED = 1.0
+GOAL_CIRCLE = 0.75
+HAZARD_CENTER = (0.0, 0.4)
+HAZARD_RADIUS = 0.2
+BYSTANDER_Y = -0.4
+BYSTANDER_AMPLITUDE = 0.6
+PERSONAL_SPACE = 0.3
+START_BOX = 0.2
+
+
+def goal_positions(num_goals: int) -> jax.Array:
+    """f32[G, 2]: goals on a circle of radius 0.75, the first at the top, counter-clockwise."""
+    angles = jnp.pi / 2 + 2 * jnp.pi * jnp.arange(num_goals) / num_goals
+    return GOAL_CIRCLE * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+def _zone_penalty(dist: jax.Array, radius: float) -> jax.Array:
+    return -jnp.clip((radius - dist) / radius, 0.0, 1.0)
+
+
+class Navigation(FeatureEnv):
+    """Point robot, ``num_goals`` goals, hazard, moving bystander (see the module docstring)."""
+
+    def __init__(
+        self,
+        num_goals: int = 2,
+        episode_length: int = 40,
+        goal_radius: float = 0.2,
+        backend: str = "positional",
+        **kwargs,
+    ):
+        if not 2 <= num_goals <= 6:
+            raise ValueError(f"num_goals must be in 2..6, got {num_goals}")
+        timestep, n_frames = 0.025, 4  # dt = 0.1 s per env step
+        sys = mjcf.loads(_XML.format(timestep=timestep))
+        super().__init__(sys=sys, backend=backend, n_frames=n_frames, **kwargs)
+        self.num_goals = num_goals
+        self.episode_length = episode_length
+        self.goal_radius = goal_radius
+        self.goal_names = tuple(string.ascii_lowercase[:num_goals])
+        self.feature_names = (
+            *(f"progress_{g}" for g in self.goal_names),
+            "safety",
+            "courtesy",
+            "comfort",
+        )
+        self.goals = goal_positions(num_goals)
+
+    # --- world -------------------------------------------------------------------------------
+    def bystander(self, t: jax.Array, phase: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Bystander position and velocity (f32[2] each) at step ``t``: one lap per episode."""
+        omega = 2 * jnp.pi / (self.episode_length * self.dt)
+        angle = omega * t * self.dt + phase
+        pos = jnp.stack([BYSTANDER_AMPLITUDE * jnp.sin(angle), jnp.asarray(BYSTANDER_Y)])
+        vel = jnp.stack([BYSTANDER_AMPLITUDE * omega * jnp.cos(angle), jnp.asarray(0.0)])
+        return pos, vel
+
+    def _obs(self, pipeline_state, t, phase) -> jax.Array:
+        b_pos, b_vel = self.bystander(t, phase)
+        return jnp.concatenate([pipeline_state.q, pipeline_state.qd, b_pos, b_vel])
+
+    def reset(self, rng: jax.Array) -> State:
+        k_pos, k_phase = jax.random.split(rng)
+        q = jax.random.uniform(k_pos, (2,), minval=-START_BOX, maxval=START_BOX)
+        pipeline_state = self.pipeline_init(q, jnp.zeros(2))
+        t = jnp.zeros((), jnp.int32)
+        phase = jax.random.uniform(k_phase, (), maxval=2 * jnp.pi)
+        info = self._init_info({"t": t, "bystander_phase": phase})
+        zero = jnp.zeros(())
+        return State(pipeline_state, self._obs(pipeline_state, t, phase), zero, zero, {}, info)
+
+    def step(self, state: State, action: jax.Array) -> State:
+        action = jnp.clip(action, -1.0, 1.0)
+        pipeline_state = self.pipeline_step(state.pipeline_state, action * MAX_SPEED)
+        t = state.info["t"] + 1
+        info = {**state.info, "t": t}
+        obs = self._obs(pipeline_state, t, info["bystander_phase"])
+        next_state = state.replace(pipeline_state=pipeline_state, obs=obs, info=info)
+        return self._finish_step(state, action, next_state)
+
+    # --- features ----------------------------------------------------------------------------
+    def features(self, state: State, action: jax.Array, next_state: State) -> jax.Array:
+        p0, p1 = state.pipeline_state.q, next_state.pipeline_state.q
+        d0 = jnp.linalg.norm(self.goals - p0, axis=-1)
+        d1 = jnp.linalg.norm(self.goals - p1, axis=-1)
+        progress = jnp.clip((d0 - d1) / (MAX_SPEED * self.dt), -1.0, 1.0)
+        safety = _zone_penalty(jnp.linalg.norm(p1 - jnp.asarray(HAZARD_CENTER)), HAZARD_RADIUS)
+        b_pos, _ = self.bystander(next_state.info["t"], next_state.info["bystander_phase"])
+        courtesy = _zone_penalty(jnp.linalg.norm(p1 - b_pos), PERSONAL_SPACE)
+        comfort = -jnp.mean(jnp.square(jnp.clip(action, -1.0, 1.0)))
+        return jnp.concatenate([progress, jnp.stack([safety, courtesy, comfort])])
+
+    @property
+    def default_weights(self) -> jax.Array:
+        return self.weights({"progress_a": 1.0, "safety": 0.5, "courtesy": 0.5, "comfort": 0.1})
+
+    def position(self, state: State) -> jax.Array:
+        return state.pipeline_state.q
+
+    def success(self, final_state: State, weights: jax.Array) -> jax.Array:
+        goal = jnp.argmax(weights[: self.num_goals])
+        dist = jnp.linalg.norm(final_state.pipeline_state.q - self.goals[goal])
+        return (dist < self.goal_radius) & (jnp.max(weights[: self.num_goals]) > 0)
+
+    def goal_reached(self, final_state: State) -> jax.Array:
+        """i32[]: index of the goal the episode ended at, or -1 for none."""
+        dist = jnp.linalg.norm(self.goals - final_state.pipeline_state.q, axis=-1)
+        return jnp.where(jnp.min(dist) < self.goal_radius, jnp.argmin(dist), -1)
+
+    # --- behaviour policies ------------------------------------------------------------------
+    @property
+    def behaviour_policy(self) -> BehaviourPolicy:
+        """Waypoint controllers with noise.
+
+        Each episode draws two waypoints (each a goal with probability 0.6, else a uniform point
+        in the arena) and a switch time, a gain, a speed cap, an action-noise scale, and whether
+        to steer around the hazard and the bystander. The mix covers direct and detouring routes
+        to every goal, wandering, hazard entries and close passes by the bystander.
+        """
+        goals = self.goals
+        horizon = self.episode_length
+
+        def init(key):
+            ks = jax.random.split(key, 10)
+
+            def waypoint(k_choice, k_goal, k_pt):
+                goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
+                point = jax.random.uniform(k_pt, (2,), minval=-0.9, maxval=0.9)
+                return jnp.where(jax.random.uniform(k_choice) < 0.6, goal, point)
+
+            return {
+                "waypoints": jnp.stack([waypoint(*ks[0:3]), waypoint(*ks[3:6])]),
+                "switch": jax.random.randint(ks[6], (), horizon // 3, horizon + 1),
+                "gain": jax.random.uniform(ks[7], (), minval=1.5, maxval=5.0),
+                "speed": jax.random.uniform(ks[8], (), minval=0.3, maxval=1.0),
+                "noise_avoid": jax.random.uniform(ks[9], (3,)),
+            }
+
+        def act(params, state, key):
+            pos = state.pipeline_state.q
+            t = state.info["t"]
+            target = jnp.where(t < params["switch"], params["waypoints"][0], params["waypoints"][1])
+            direction = params["gain"] * (target - pos)
+            noise_scale, avoid_hazard, avoid_bystander = params["noise_avoid"]
+            away_h = pos - jnp.asarray(HAZARD_CENTER)
+            d_h = jnp.linalg.norm(away_h) + 1e-6
+            push_h = away_h / d_h * 2.0 * jnp.clip((HAZARD_RADIUS + 0.15 - d_h) / 0.15, 0.0, 1.0)
+            b_pos, _ = self.bystander(t, state.info["bystander_phase"])
+            away_b = pos - b_pos
+            d_b = jnp.linalg.norm(away_b) + 1e-6
+            push_b = away_b / d_b * 2.0 * jnp.clip((PERSONAL_SPACE + 0.1 - d_b) / 0.2, 0.0, 1.0)
+            direction = direction + (avoid_hazard > 0.5) * push_h + (avoid_bystander > 0.5) * push_b
+            action = params["speed"] * jnp.clip(direction, -1.0, 1.0)
+            action = action + 0.6 * noise_scale * jax.random.normal(key, (2,))
+            return jnp.clip(action, -1.0, 1.0)
+
+        return BehaviourPolicy(init=init, act=act)

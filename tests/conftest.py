@@ -1,0 +1,31 @@
+"""Shared fixtures. Environments come from ``envs.make`` (memoised), so jitted rollouts compile
+once per test session; a persistent compilation cache makes repeated compilations cheap."""
+
+import warnings
+
+import jax
+import pytest
+
+warnings.filterwarnings("ignore", message=".*Brax System.*")
+jax.config.update("jax_compilation_cache_dir", "/tmp/vpl_jax_test_jax_cache")
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+@pytest.fixture(scope="session")
+def navigation():
+    from vpl_jax import envs
+
+    return envs.make("navigation")
+
+
+@pytest.fixture(scope="session")
+def nav_dataset(navigation):
+    """A small two-goal navigation dataset with rational users (shared by many tests)."""
+    from vpl_jax.data import DatasetConfig, build_dataset
+    from vpl_jax.users import Population
+
+    population = Population.mixture("navigation", navigation.feature_names, ["goal_a", "goal_b"])
+    config = DatasetConfig(
+        num_users=16, context_size=8, heldout_size=16, pool_size=512, num_episodes=64
+    )
+    return build_dataset(jax.random.PRNGKey(0), navigation, population, config)

@@ -1,0 +1,148 @@
+"""Preference data: rollouts, segments, pairs, per-user datasets, save/load."""
+
+import dataclasses
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from vpl_jax.data import (
+    DatasetConfig,
+    DatasetFileError,
+    build_dataset,
+    collect,
+    cut_segments,
+    gather_features,
+    load_dataset,
+    sample_pairs,
+    save_dataset,
+)
+from vpl_jax.users import Population, segment_return
+
+
+def test_collect_shapes_and_determinism(navigation):
+    a = collect(navigation, jax.random.PRNGKey(0), 8)
+    b = collect(navigation, jax.random.PRNGKey(0), 8)
+    t, o, f = navigation.episode_length, navigation.observation_size, len(navigation.feature_names)
+    chex.assert_shape(a.obs, (8, t, o))
+    chex.assert_shape(a.features, (8, t, f))
+    chex.assert_shape(a.positions, (8, t, 2))
+    chex.assert_trees_all_equal(a, b)
+    assert bool(a.alive.all())  # navigation episodes never terminate early
+
+
+@pytest.mark.parametrize("horizon", [1, 7, 40])
+def test_cut_segments_keeps_consecutive_steps(navigation, horizon):
+    traj = collect(navigation, jax.random.PRNGKey(0), 3)
+    seg = cut_segments(traj, horizon)
+    per_episode = navigation.episode_length // horizon
+    chex.assert_shape(seg.features, (3 * per_episode, horizon, len(navigation.feature_names)))
+    j = min(1, per_episode - 1)  # second segment of episode 1 (the first if there is one)
+    np.testing.assert_array_equal(
+        seg.obs[per_episode + j], traj.obs[1, j * horizon : (j + 1) * horizon]
+    )
+
+
+def test_cut_segments_rejects_horizon_longer_than_episode(navigation):
+    traj = collect(navigation, jax.random.PRNGKey(0), 2)
+    with pytest.raises(ValueError, match=r"segment horizon must be in 1..40"):
+        cut_segments(traj, 41)
+
+
+def test_sample_pairs_are_distinct_and_in_range():
+    pairs = np.asarray(sample_pairs(jax.random.PRNGKey(0), 5, 1000))
+    assert pairs.min() >= 0 and pairs.max() < 5
+    assert np.all(pairs[:, 0] != pairs[:, 1])
+    assert len(np.unique(pairs[:, 1] - pairs[:, 0])) > 1
+
+
+def test_dataset_shapes_split_and_unique_queries(nav_dataset):
+    ds = nav_dataset
+    chex.assert_shape(ds.context.pairs, (16, 8, 2))
+    chex.assert_shape(ds.heldout.labels, (16, 16))
+    type_id = np.asarray(ds.users.type_id)
+    is_test = np.asarray(ds.is_test)
+    for t in (0, 1):
+        assert 0 < is_test[type_id == t].sum() < (type_id == t).sum()
+    all_pairs = np.concatenate([ds.context.pairs, ds.heldout.pairs], axis=1)
+    for u in range(ds.num_users):
+        assert len({tuple(p) for p in all_pairs[u]}) == all_pairs.shape[1]
+    train, test = ds.split()
+    assert train.num_users + test.num_users == ds.num_users
+    assert not np.any(np.asarray(train.is_test)) and np.all(np.asarray(test.is_test))
+
+
+def test_dataset_labels_follow_each_users_true_reward(nav_dataset):
+    ds = nav_dataset
+    fa, fb = gather_features(ds.segments, ds.context.pairs)
+    ret = jax.vmap(jax.vmap(segment_return, (None, 0)))
+    r_a, r_b = ret(ds.users.theta, fa), ret(ds.users.theta, fb)
+    expected = np.where(r_a > r_b, 1.0, np.where(r_a < r_b, 0.0, 0.5))
+    np.testing.assert_array_equal(np.asarray(ds.context.labels), expected)
+
+
+def test_opposite_goal_users_disagree(nav_dataset):
+    """Two users wanting opposite goals label many shared pairs differently."""
+    ds = nav_dataset
+    fa, fb = gather_features(ds.segments, ds.pool)
+    thetas = {t: ds.users.theta[np.asarray(ds.users.type_id) == t][0] for t in (0, 1)}
+    ret = jax.vmap(segment_return, (None, 0))
+    prefs = {t: np.asarray(ret(th, fa) > ret(th, fb)) for t, th in thetas.items()}
+    assert (prefs[0] != prefs[1]).mean() > 0.3
+
+
+def test_save_load_round_trips_exactly(nav_dataset, tmp_path):
+    path = save_dataset(nav_dataset, tmp_path / "ds.npz")
+    loaded = load_dataset(path)
+    chex.assert_trees_all_equal(nav_dataset, loaded)
+    assert loaded.meta == nav_dataset.meta
+    assert not list(tmp_path.glob("*.tmp"))  # no temporary file left behind
+
+
+def test_load_rejects_corrupt_and_mismatched_files(nav_dataset, tmp_path):
+    path = save_dataset(nav_dataset, tmp_path / "ds.npz")
+    data = path.read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetFileError, match="corrupt"):
+        load_dataset(tmp_path / "truncated.npz")
+    with pytest.raises(DatasetFileError, match="does not exist"):
+        load_dataset(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(DatasetFileError, match="no header"):
+        load_dataset(tmp_path / "other.npz")
+
+
+def test_load_rejects_other_format_versions(nav_dataset, tmp_path, monkeypatch):
+    from vpl_jax.data import dataset as dataset_module
+
+    path = save_dataset(nav_dataset, tmp_path / "ds.npz")
+    monkeypatch.setattr(dataset_module, "FORMAT_VERSION", 99)
+    with pytest.raises(DatasetFileError, match="format version 1; this code reads 99"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"context_size": 500}, "context_size"),
+        ({"context_size": 0}, "context_size"),
+        ({"num_users": -3}, "num_users"),
+        ({"segment_horizon": 100}, "segment_horizon"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+    ],
+)
+def test_bad_dataset_config_is_rejected_before_compiling(navigation, change, field):
+    config = dataclasses.replace(DatasetConfig(pool_size=512, heldout_size=16), **change)
+    population = Population.mixture("navigation", navigation.feature_names, ["goal_a"])
+    with pytest.raises(ValueError, match=field):
+        build_dataset(jax.random.PRNGKey(0), navigation, population, config)
+
+
+def test_population_for_another_task_is_rejected(navigation):
+    from vpl_jax import envs
+
+    three = envs.make("navigation", num_goals=3)
+    population = Population.mixture("navigation", three.feature_names, ["goal_c"])
+    with pytest.raises(ValueError, match="do not match"):
+        build_dataset(jax.random.PRNGKey(0), navigation, population, DatasetConfig())

@@ -1,0 +1,217 @@
+"""Simulated users: each human model behaves as defined; populations respect their shares."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vpl_jax.users import (
+    HumanModel,
+    Population,
+    User,
+    UserType,
+    get_user_type,
+    label_distribution,
+    label_pairs,
+    pair_label_distribution,
+    register_user_type,
+    segment_return,
+)
+
+F = 3
+
+
+def _user(theta, **human):
+    return User(
+        theta=jnp.asarray(theta, jnp.float32),
+        human=HumanModel.create(**human),
+        type_id=jnp.int32(0),
+    )
+
+
+def _features(key, horizon=4):
+    return jax.random.normal(key, (horizon, F))
+
+
+class TestSegmentReturn(chex.TestCase):
+    @chex.all_variants(with_pmap=False)
+    def test_matches_hand_computed_value(self):
+        phi = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+        theta = jnp.array([2.0, 1.0])
+        # per-step rewards 2, 2, 3; with gamma = 0.5 weights 0.25, 0.5, 1 (later steps count more)
+        ret = self.variant(segment_return)(theta, phi, 0.5)
+        np.testing.assert_allclose(ret, 0.25 * 2 + 0.5 * 2 + 3.0, rtol=1e-6)
+        np.testing.assert_allclose(self.variant(segment_return)(theta, phi, 1.0), 7.0, rtol=1e-6)
+
+
+def test_rational_user_prefers_higher_return():
+    user = _user([1.0, -1.0, 0.5])
+    ka, kb = jax.random.split(jax.random.PRNGKey(0))
+    fa, fb = _features(ka), _features(kb)
+    dist = pair_label_distribution(user, fa, fb)
+    better_a = segment_return(user.theta, fa) > segment_return(user.theta, fb)
+    assert float(dist.p_a) == (1.0 if better_a else 0.0)
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    beta=st.sampled_from([0.5, 2.0, math.inf]),
+    epsilon=st.sampled_from([0.0, 0.2]),
+    equal=st.sampled_from([0.0, 1.0]),
+)
+def test_swapping_a_and_b_flips_the_label_distribution(seed, beta, epsilon, equal):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    user = _user(jax.random.normal(k1, (F,)), beta=beta, epsilon=epsilon, equal_threshold=equal)
+    fa, fb = _features(k2), _features(k3)
+    ab = pair_label_distribution(user, fa, fb)
+    ba = pair_label_distribution(user, fb, fa)
+    np.testing.assert_allclose(ab.p_a, 1.0 - ba.p_a, atol=1e-6)
+    assert bool(ab.equal) == bool(ba.equal)
+    assert bool(ab.skip) == bool(ba.skip)
+
+
+def test_equal_answers_stay_one_half_when_swapped():
+    user = _user([1.0, 0.0, 0.0], equal_threshold=0.5)
+    fa = jnp.zeros((2, F)).at[0, 0].set(1.0)
+    fb = jnp.zeros((2, F)).at[1, 0].set(1.2)  # return 1.2 vs 1.0: within the threshold
+    labels, mask = label_pairs(
+        jax.random.PRNGKey(0), jax.tree.map(lambda x: x[None], user), fa[None, None], fb[None, None]
+    )
+    labels_swapped, _ = label_pairs(
+        jax.random.PRNGKey(0), jax.tree.map(lambda x: x[None], user), fb[None, None], fa[None, None]
+    )
+    assert float(labels[0, 0]) == 0.5 and float(labels_swapped[0, 0]) == 0.5
+    assert bool(mask[0, 0])
+
+
+def test_boltzmann_label_frequencies_match_sigmoid():
+    beta, n = 1.5, 20_000
+    deltas = jnp.array([-1.0, -0.3, 0.0, 0.4, 1.2])
+    users = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (deltas.shape[0], *jnp.shape(x))),
+        _user([1.0, 0.0, 0.0], beta=beta),
+    )
+    fa = jnp.zeros((deltas.shape[0], n, 1, F)).at[..., 0].set(deltas[:, None, None])
+    fb = jnp.zeros_like(fa)
+    labels, _ = label_pairs(jax.random.PRNGKey(7), users, fa, fb)
+    freq = np.asarray(labels.mean(1))
+    expected = np.asarray(jax.nn.sigmoid(beta * deltas))
+    # 4 standard errors of a Bernoulli mean with n samples
+    np.testing.assert_array_less(np.abs(freq - expected), 4 * np.sqrt(0.25 / n))
+
+
+def test_myopic_user_weights_later_steps_more():
+    early = jnp.zeros((5, F)).at[0, 0].set(1.0)
+    late = jnp.zeros((5, F)).at[4, 0].set(0.9)
+    myopic = _user([1.0, 0.0, 0.0], gamma=0.8)
+    farsighted = _user([1.0, 0.0, 0.0])
+    assert float(pair_label_distribution(farsighted, early, late).p_a) == 1.0
+    assert float(pair_label_distribution(myopic, early, late).p_a) == 0.0
+
+
+def test_mistake_flips_with_probability_epsilon():
+    dist = label_distribution(HumanModel.create(epsilon=0.2), jnp.float32(2.0), jnp.float32(1.0))
+    np.testing.assert_allclose(dist.p_a, 0.8, atol=1e-6)
+    dist = label_distribution(HumanModel.create(epsilon=0.2), jnp.float32(0.0), jnp.float32(1.0))
+    np.testing.assert_allclose(dist.p_a, 0.2, atol=1e-6)
+
+
+def test_skip_only_when_both_returns_are_below_threshold():
+    human = HumanModel.create(skip_threshold=0.0)
+    both_bad = label_distribution(human, jnp.float32(-1.0), jnp.float32(-2.0))
+    one_good = label_distribution(human, jnp.float32(-1.0), jnp.float32(0.5))
+    assert bool(both_bad.skip) and not bool(one_good.skip)
+
+
+def test_equal_threshold_gives_one_half():
+    human = HumanModel.create(equal_threshold=0.3)
+    close = label_distribution(human, jnp.float32(1.0), jnp.float32(1.2))
+    far = label_distribution(human, jnp.float32(1.0), jnp.float32(1.5))
+    assert bool(close.equal) and not bool(far.equal)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("beta", -1.0), ("gamma", 0.0), ("gamma", 1.5), ("epsilon", 0.7), ("equal_threshold", -1)],
+)
+def test_bad_human_model_fields_are_named(field, value):
+    with pytest.raises(ValueError, match=field):
+        HumanModel.create(**{field: value})
+
+
+def test_population_shares_are_respected(navigation):
+    population = Population.mixture(
+        "navigation", navigation.feature_names, {"goal_a": 0.75, "goal_b": 0.25}
+    )
+    users = population.sample(jax.random.PRNGKey(0), 40)
+    counts = np.bincount(np.asarray(users.type_id), minlength=2)
+    np.testing.assert_array_equal(counts, [30, 10])
+    theta_a = get_user_type("navigation", "goal_a").theta(navigation.feature_names)
+    np.testing.assert_allclose(users.theta[users.type_id == 0], np.tile(theta_a, (30, 1)))
+    assert np.asarray(population.counts(7)).sum() == 7
+
+
+def test_population_weight_noise_and_overrides(navigation):
+    noisy = UserType("noisy_goal_a_test", {"progress_a": 1.0, "safety": 0.5}, weight_noise=0.2)
+    register_user_type("navigation", noisy, overwrite=True)
+    population = Population.mixture(
+        "navigation", navigation.feature_names, ["noisy_goal_a_test"], overrides={"beta": 3.0}
+    )
+    users = population.sample(jax.random.PRNGKey(1), 500)
+    np.testing.assert_allclose(users.human.beta, 3.0)
+    std = np.asarray(users.theta).std(0)
+    np.testing.assert_allclose(std[[0, 2]], [0.2, 0.1], rtol=0.15)
+    assert std[1] == 0.0  # unnamed features stay at 0
+
+
+def test_continuous_population(navigation):
+    population = Population.continuous(
+        "navigation", navigation.feature_names, {"progress_a": 1.0}, std=0.5
+    )
+    users = population.sample(jax.random.PRNGKey(2), 2000)
+    np.testing.assert_allclose(np.asarray(users.theta).mean(0)[0], 1.0, atol=0.05)
+    np.testing.assert_allclose(np.asarray(users.theta).std(0), 0.5, rtol=0.1)
+
+
+def test_a_new_user_type_is_a_few_lines(navigation):
+    register_user_type(
+        "navigation",
+        UserType("sightseer_test", {"progress_b": 0.5, "courtesy": 2.0}, beta=5.0),
+        overwrite=True,
+    )
+    population = Population.mixture(
+        "navigation", navigation.feature_names, {"goal_a": 1, "sightseer_test": 1}
+    )
+    users = population.sample(jax.random.PRNGKey(0), 4)
+    assert population.type_names == ("goal_a", "sightseer_test")
+    sightseers = np.asarray(users.type_id) == 1
+    np.testing.assert_allclose(users.human.beta[sightseers], 5.0)
+
+
+def test_unknown_user_type_lists_known_ones(navigation):
+    with pytest.raises(ValueError, match=r"known types: .*goal_a"):
+        Population.mixture("navigation", navigation.feature_names, ["goal_z"])
+
+
+def test_user_type_with_unknown_feature_is_rejected(navigation):
+    register_user_type("navigation", UserType("speedy_test", {"speed": 1.0}), overwrite=True)
+    with pytest.raises(ValueError, match="unknown feature"):
+        Population.mixture("navigation", navigation.feature_names, ["speedy_test"])
+
+
+def test_goal_c_needs_a_third_goal(navigation):
+    with pytest.raises(ValueError, match="progress_c"):
+        Population.mixture("navigation", navigation.feature_names, ["goal_c"])
+
+
+def test_labelling_rejects_weights_with_the_wrong_feature_count():
+    users = jax.tree.map(lambda x: x[None], _user([1.0, 0.0]))  # F = 2
+    fa = jnp.zeros((1, 2, 4, F))
+    with pytest.raises(ValueError, match="theta has 2 weights but the segments have 3 features"):
+        label_pairs(jax.random.PRNGKey(0), users, fa, fa)

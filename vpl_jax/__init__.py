@@ -1,0 +1,1 @@
+"""vpl_jax: pluralistic preference learning in JAX."""

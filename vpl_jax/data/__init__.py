@@ -1,0 +1,35 @@
+"""Preference data: rollouts, segments, query pairs, labels, per-user datasets."""
+
+from vpl_jax.data.dataset import (
+    DatasetConfig,
+    DatasetFileError,
+    DatasetMeta,
+    PreferenceDataset,
+    Queries,
+    build_dataset,
+    gather_features,
+    label_queries,
+    load_dataset,
+    save_dataset,
+)
+from vpl_jax.data.rollouts import Trajectories, collect, rollout_episode
+from vpl_jax.data.segments import Segments, cut_segments, sample_pairs
+
+__all__ = [
+    "DatasetConfig",
+    "DatasetFileError",
+    "DatasetMeta",
+    "PreferenceDataset",
+    "Queries",
+    "Segments",
+    "Trajectories",
+    "build_dataset",
+    "collect",
+    "cut_segments",
+    "gather_features",
+    "label_queries",
+    "load_dataset",
+    "rollout_episode",
+    "sample_pairs",
+    "save_dataset",
+]

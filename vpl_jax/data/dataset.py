@@ -1,0 +1,353 @@
+"""Per-user preference datasets: build, split, save and load.
+
+A :class:`PreferenceDataset` holds one bank of segments and, for each of U users, K labelled
+*context* pairs (what the user tells the model about themselves) and M labelled *held-out* pairs
+(for evaluation). Pairs are indices into the segment bank, drawn per user without repetition from
+one shared *query pool* of P candidate pairs (which active query selection also draws from).
+Users are split into train and test users (``is_test``), stratified by user type.
+
+Shapes (S segments, H steps, O obs, A actions, F features, U users, K context, M held-out, P pool):
+
+==================  ==============  ===========================================
+field               shape           meaning
+==================  ==============  ===========================================
+segments.obs        f32[S, H, O]    observation after each step
+segments.features   f32[S, H, F]    per-step features
+users.theta         f32[U, F]       true reward weights
+context.pairs       i32[U, K, 2]    segment indices (a, b)
+context.labels      f32[U, K]       1 = a preferred, 0 = b, 0.5 = equal
+context.mask        bool[U, K]      False where the user skipped
+heldout.*           [U, M, ...]     same, for evaluation
+pool                i32[P, 2]       the candidate pairs
+is_test             bool[U]         test users (never trained on)
+==================  ==============  ===========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, struct
+
+from vpl_jax.atomic import atomic_write
+from vpl_jax.data.rollouts import collect
+from vpl_jax.data.segments import Segments, cut_segments, sample_pairs
+from vpl_jax.envs.base import FeatureEnv
+from vpl_jax.users import HumanModel, Population, User, label_pairs
+
+FORMAT_VERSION = 1
+
+
+class DatasetFileError(ValueError):
+    """A dataset file is corrupt, from another format version, or inconsistent."""
+
+
+@struct.dataclass
+class Queries:
+    """Labelled pairs per user.
+
+    ``pairs: i32[U, Q, 2]`` segment indices, ``labels: f32[U, Q]``, ``mask: bool[U, Q]``.
+    """
+
+    pairs: jax.Array
+    labels: jax.Array
+    mask: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMeta:
+    """Static description of a dataset (kept out of the pytree)."""
+
+    task: str
+    feature_names: tuple[str, ...]
+    type_names: tuple[str, ...]
+
+
+@struct.dataclass
+class PreferenceDataset:
+    """Segments, users and their labelled pairs (shapes in the module docstring)."""
+
+    segments: Segments
+    users: User
+    context: Queries
+    heldout: Queries
+    pool: jax.Array
+    is_test: jax.Array
+    meta: DatasetMeta = struct.field(pytree_node=False)
+
+    @property
+    def num_users(self) -> int:
+        return self.users.theta.shape[0]
+
+    @property
+    def context_size(self) -> int:
+        return self.context.pairs.shape[1]
+
+    def select_users(self, index) -> PreferenceDataset:
+        """The dataset restricted to some users (any numpy index), sharing the segment bank."""
+        index = np.asarray(index)
+        take = lambda x: x[index]  # noqa: E731
+        return self.replace(
+            users=jax.tree.map(take, self.users),
+            context=jax.tree.map(take, self.context),
+            heldout=jax.tree.map(take, self.heldout),
+            is_test=self.is_test[index],
+        )
+
+    def split(self) -> tuple[PreferenceDataset, PreferenceDataset]:
+        """``(train_users, test_users)`` datasets."""
+        is_test = np.asarray(self.is_test)
+        return self.select_users(~is_test), self.select_users(is_test)
+
+    def validate(self) -> PreferenceDataset:
+        """Checks shapes and index ranges agree; raises :class:`DatasetFileError` otherwise."""
+        seg = self.segments
+        num_seg, horizon = seg.features.shape[:2]
+        u = self.num_users
+        expect = {
+            "segments.obs": (seg.obs.shape[:2], (num_seg, horizon)),
+            "segments.alive": (seg.alive.shape, (num_seg, horizon)),
+            "users.theta": (self.users.theta.shape, (u, len(self.meta.feature_names))),
+            "segments.features": (seg.features.shape[2:], (len(self.meta.feature_names),)),
+            "users.type_id": (self.users.type_id.shape, (u,)),
+            "is_test": (self.is_test.shape, (u,)),
+            "pool": (self.pool.shape[1:], (2,)),
+        }
+        for name, q in (("context", self.context), ("heldout", self.heldout)):
+            expect[f"{name}.pairs"] = (q.pairs.shape[0::2], (u, 2))
+            expect[f"{name}.labels"] = (q.labels.shape, q.pairs.shape[:2])
+            expect[f"{name}.mask"] = (q.mask.shape, q.pairs.shape[:2])
+        for name, (got, want) in expect.items():
+            if tuple(got) != tuple(want):
+                raise DatasetFileError(f"dataset field {name} has shape {got}, expected {want}")
+        for name, pairs in (
+            ("context", self.context.pairs),
+            ("heldout", self.heldout.pairs),
+            ("pool", self.pool),
+        ):
+            p = np.asarray(pairs)
+            if p.size and (p.min() < 0 or p.max() >= num_seg):
+                raise DatasetFileError(f"dataset {name} indexes segments outside 0..{num_seg - 1}")
+        if np.asarray(self.users.type_id).max(initial=0) >= len(self.meta.type_names):
+            raise DatasetFileError("dataset users.type_id exceeds the number of type names")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """Sizes of a preference dataset.
+
+    Attributes:
+      num_users: U, users drawn from the population (train + test).
+      test_fraction: share of each user type held out as test users.
+      context_size: K, labelled context pairs per user.
+      heldout_size: M, labelled held-out pairs per user.
+      pool_size: P, candidate pairs shared by all users (K + M <= P).
+      num_episodes: behaviour-policy episodes rolled out for the segment bank.
+      episode_length: steps per episode (None: the task's default).
+      segment_horizon: H, steps per segment (1 .. episode length).
+    """
+
+    num_users: int = 64
+    test_fraction: float = 0.25
+    context_size: int = 8
+    heldout_size: int = 32
+    pool_size: int = 2048
+    num_episodes: int = 256
+    episode_length: int | None = None
+    segment_horizon: int = 10
+
+    def validate(self, env: FeatureEnv | None = None) -> DatasetConfig:
+        """Raises ``ValueError`` naming the first bad field and the allowed values."""
+        positive = (
+            "num_users",
+            "context_size",
+            "heldout_size",
+            "pool_size",
+            "num_episodes",
+            "segment_horizon",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"dataset field {name}={value!r}: must be an integer >= 1")
+        if self.num_users < 2:
+            raise ValueError(f"dataset field num_users={self.num_users}: must be >= 2")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"dataset field test_fraction={self.test_fraction}: must be in (0, 1)")
+        if self.context_size + self.heldout_size > self.pool_size:
+            raise ValueError(
+                f"dataset field context_size={self.context_size} (K) plus heldout_size="
+                f"{self.heldout_size} exceeds pool_size={self.pool_size}: K must be <= "
+                f"{self.pool_size - self.heldout_size}"
+            )
+        length = self.episode_length
+        if env is not None and length is None:
+            length = env.episode_length
+        if length is not None:
+            if length < 1:
+                raise ValueError(f"dataset field episode_length={length}: must be >= 1")
+            if self.segment_horizon > length:
+                raise ValueError(
+                    f"dataset field segment_horizon={self.segment_horizon}: must be in "
+                    f"1..{length} (the episode length)"
+                )
+            if self.num_episodes * (length // self.segment_horizon) < 2:
+                raise ValueError("dataset fields num_episodes/segment_horizon give < 2 segments")
+        return self
+
+
+def _test_split(type_id: np.ndarray, test_fraction: float) -> np.ndarray:
+    """bool[U]: the last ``round(test_fraction * n_t)`` users of each type (at least one, and
+    at least one left for training when a type has >= 2 users)."""
+    is_test = np.zeros(type_id.shape, bool)
+    for t in np.unique(type_id):
+        idx = np.flatnonzero(type_id == t)
+        n_test = round(test_fraction * len(idx))
+        n_test = min(max(n_test, 1), max(len(idx) - 1, 1))
+        is_test[idx[len(idx) - n_test :]] = True
+    return is_test
+
+
+def gather_features(segments: Segments, pairs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Features of both segments of each pair: ``pairs: i32[..., 2]`` -> two f32[..., H, F]."""
+    return segments.features[pairs[..., 0]], segments.features[pairs[..., 1]]
+
+
+def label_queries(key: jax.Array, users: User, segments: Segments, pairs: jax.Array) -> Queries:
+    """Asks each user about their pairs (``pairs: i32[U, Q, 2]``) with their human model."""
+    feats_a, feats_b = gather_features(segments, pairs)
+    labels, mask = label_pairs(key, users, feats_a, feats_b)
+    return Queries(pairs=pairs, labels=labels, mask=mask)
+
+
+def build_dataset(
+    key: jax.Array,
+    env: FeatureEnv,
+    population: Population,
+    config: DatasetConfig = DatasetConfig(),
+    task: str | None = None,
+) -> PreferenceDataset:
+    """Rolls out the task's behaviour policies, cuts segments, draws users and labels queries.
+
+    All validation happens before anything is compiled. Pure in ``key``.
+    """
+    config.validate(env)
+    if tuple(population.feature_names) != tuple(env.feature_names):
+        raise ValueError(
+            f"population features {population.feature_names} do not match the task's "
+            f"{env.feature_names}"
+        )
+    k_roll, k_pool, k_users, k_pick, k_label = jax.random.split(key, 5)
+    traj = collect(env, k_roll, config.num_episodes, config.episode_length)
+    segments = cut_segments(traj, config.segment_horizon)
+    pool = sample_pairs(k_pool, segments.num_segments, config.pool_size)
+    users = population.sample(k_users, config.num_users)
+
+    k, m = config.context_size, config.heldout_size
+    picks = jax.vmap(lambda kk: jax.random.choice(kk, config.pool_size, (k + m,), replace=False))(
+        jax.random.split(k_pick, config.num_users)
+    )
+    queries = label_queries(k_label, users, segments, pool[picks])
+    context = jax.tree.map(lambda x: x[:, :k], queries)
+    heldout = jax.tree.map(lambda x: x[:, k:], queries)
+    is_test = _test_split(np.asarray(users.type_id), config.test_fraction)
+    meta = DatasetMeta(
+        task=task if task is not None else population.task,
+        feature_names=tuple(env.feature_names),
+        type_names=tuple(population.type_names),
+    )
+    return PreferenceDataset(
+        segments=segments,
+        users=users,
+        context=context,
+        heldout=heldout,
+        pool=pool,
+        is_test=jnp.asarray(is_test),
+        meta=meta,
+    )
+
+
+# --- save / load -------------------------------------------------------------------------------
+def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}/"))
+        else:
+            flat[f"{prefix}{name}"] = np.asarray(value)
+    return flat
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split("/")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def _skeleton(meta: DatasetMeta) -> PreferenceDataset:
+    z = np.zeros(())
+    queries = Queries(pairs=z, labels=z, mask=z)
+    return PreferenceDataset(
+        segments=Segments(obs=z, actions=z, features=z, positions=z, alive=z),
+        users=User(theta=z, human=HumanModel(z, z, z, z, z), type_id=z),
+        context=queries,
+        heldout=queries,
+        pool=z,
+        is_test=z,
+        meta=meta,
+    )
+
+
+def save_dataset(dataset: PreferenceDataset, path: str | os.PathLike) -> Path:
+    """Writes ``dataset`` to ``path`` (``.npz``) atomically; returns the path."""
+    path = Path(path)
+    header = {"format_version": FORMAT_VERSION, **dataclasses.asdict(dataset.meta)}
+    arrays = _flatten(serialization.to_state_dict(dataset))
+    with atomic_write(path, "wb") as f:
+        np.savez_compressed(f, __header__=np.asarray(json.dumps(header)), **arrays)
+    return path
+
+
+def load_dataset(path: str | os.PathLike) -> PreferenceDataset:
+    """Reads a dataset written by :func:`save_dataset`.
+
+    Raises :class:`DatasetFileError` for a missing, corrupt, other-version or inconsistent file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetFileError(f"dataset file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            flat = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DatasetFileError(f"dataset file {path} is corrupt or not a dataset: {e}") from e
+    if "__header__" not in flat:
+        raise DatasetFileError(f"dataset file {path} has no header; not written by save_dataset")
+    header = json.loads(str(flat.pop("__header__")))
+    version = header.pop("format_version", None)
+    if version != FORMAT_VERSION:
+        raise DatasetFileError(
+            f"dataset file {path} has format version {version}; this code reads {FORMAT_VERSION}"
+        )
+    meta = DatasetMeta(**{k: tuple(v) if isinstance(v, list) else v for k, v in header.items()})
+    skeleton = _skeleton(meta)
+    expected = set(_flatten(serialization.to_state_dict(skeleton)))
+    if set(flat) != expected:
+        missing, extra = sorted(expected - set(flat)), sorted(set(flat) - expected)
+        raise DatasetFileError(f"dataset file {path}: missing fields {missing}, unexpected {extra}")
+    dataset = serialization.from_state_dict(skeleton, _unflatten(flat))
+    dataset = jax.tree.map(jnp.asarray, dataset)
+    return dataset.validate()

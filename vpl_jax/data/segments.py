@@ -1,0 +1,60 @@
+"""Segments of H steps cut from trajectories, and query pairs over them."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from vpl_jax.data.rollouts import Trajectories
+
+
+@struct.dataclass
+class Segments:
+    """A bank of S segments of H steps (same field meanings as :class:`Trajectories`)."""
+
+    obs: jax.Array  # f32[S, H, O]
+    actions: jax.Array  # f32[S, H, A]
+    features: jax.Array  # f32[S, H, F]
+    positions: jax.Array  # f32[S, H, 2]
+    alive: jax.Array  # bool[S, H]
+
+    @property
+    def num_segments(self) -> int:
+        return self.obs.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.obs.shape[1]
+
+
+def cut_segments(traj: Trajectories, horizon: int) -> Segments:
+    """Cuts every episode into ``T // horizon`` consecutive, non-overlapping segments.
+
+    ``horizon = T`` keeps whole episodes; ``horizon = 1`` gives single transitions. A leftover
+    tail shorter than ``horizon`` is dropped. Segments that start after a termination (all steps
+    dead) are kept with ``alive`` all False and zero features; reward models mask them.
+    """
+    length = traj.episode_length
+    if not 1 <= horizon <= length:
+        raise ValueError(f"segment horizon must be in 1..{length} (episode length), got {horizon}")
+    per_episode = length // horizon
+
+    def cut(x):
+        x = x[:, : per_episode * horizon]
+        return x.reshape(x.shape[0] * per_episode, horizon, *x.shape[2:])
+
+    return Segments(
+        **{f.name: cut(getattr(traj, f.name)) for f in traj.__dataclass_fields__.values()}
+    )
+
+
+def sample_pairs(key: jax.Array, num_segments: int, num_pairs: int) -> jax.Array:
+    """i32[P, 2]: random pairs of distinct segment indices (a query pool)."""
+    if num_segments < 2:
+        raise ValueError(f"need at least 2 segments to form pairs, got {num_segments}")
+    k_a, k_b = jax.random.split(key)
+    a = jax.random.randint(k_a, (num_pairs,), 0, num_segments)
+    # b = a + offset (mod S) with offset in 1..S-1 guarantees b != a without rejection.
+    b = (a + jax.random.randint(k_b, (num_pairs,), 1, num_segments)) % num_segments
+    return jnp.stack([a, b], axis=-1).astype(jnp.int32)

@@ -1,0 +1,38 @@
+"""Simulated users: reward weights over task features, human models, populations."""
+
+from vpl_jax.users import types as _builtin_types  # noqa: F401  (registers the shipped types)
+from vpl_jax.users.human import (
+    HumanModel,
+    LabelDistribution,
+    boltzmann,
+    label_distribution,
+    sample_label,
+    segment_return,
+)
+from vpl_jax.users.labels import label_pairs, pair_label_distribution, true_returns
+from vpl_jax.users.population import (
+    Population,
+    User,
+    UserType,
+    get_user_type,
+    register_user_type,
+    user_types,
+)
+
+__all__ = [
+    "HumanModel",
+    "LabelDistribution",
+    "Population",
+    "User",
+    "UserType",
+    "boltzmann",
+    "get_user_type",
+    "label_distribution",
+    "label_pairs",
+    "pair_label_distribution",
+    "register_user_type",
+    "sample_label",
+    "segment_return",
+    "true_returns",
+    "user_types",
+]

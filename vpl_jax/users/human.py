@@ -1,0 +1,112 @@
+"""Human models: how a simulated user turns two segments' rewards into a preference label.
+
+A user's reward for a segment of H steps with per-step features ``phi: f32[H, F]`` is the
+(optionally myopic) weighted sum ``R = sum_t gamma^(H-1-t) theta · phi_t`` — with ``gamma < 1`` the
+user weights *later* steps more, as B-Pref's myopic teacher does (Lee et al., 2021).
+
+Given the two returns ``R_a`` and ``R_b`` the label distribution is
+
+* ``skip``: no label at all when both returns are below ``skip_threshold`` (the label's mask is
+  False) — the user finds both segments too bad to compare;
+* ``equal``: the label is exactly 0.5 when ``|R_a - R_b| < equal_threshold``;
+* otherwise Boltzmann-rational: ``P(a ≻ b) = sigmoid(beta (R_a - R_b))``, with ``beta = inf`` the
+  deterministic rational user (ties give 0.5);
+* ``mistake``: with probability ``epsilon`` the answer is flipped, so
+  ``P(a ≻ b) = (1 - epsilon) p + epsilon (1 - p)``.
+
+Labels use the convention ``y = 1`` for "a is preferred", ``y = 0`` for "b is preferred" and
+``y = 0.5`` for "equal". Swapping a and b maps ``y`` to ``1 - y`` and leaves skip/equal unchanged.
+
+All functions take one unbatched user and one pair; batch with ``vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class HumanModel:
+    """Parameters of a simulated human's labelling behaviour (all scalars per user)."""
+
+    beta: jax.Array | float = math.inf  # Boltzmann rationality; inf = deterministic
+    gamma: jax.Array | float = 1.0  # myopic discount over the segment; 1 = none
+    epsilon: jax.Array | float = 0.0  # probability of a flipped answer
+    skip_threshold: jax.Array | float = -math.inf  # skip when both returns are below this
+    equal_threshold: jax.Array | float = 0.0  # "equal" when |R_a - R_b| is below this
+
+    @classmethod
+    def create(
+        cls,
+        beta: float = math.inf,
+        gamma: float = 1.0,
+        epsilon: float = 0.0,
+        skip_threshold: float = -math.inf,
+        equal_threshold: float = 0.0,
+    ) -> HumanModel:
+        """Validated constructor; raises ``ValueError`` naming the bad field."""
+        checks = {
+            "beta": (beta >= 0, "must be >= 0 (inf for a rational user)"),
+            "gamma": (0 < gamma <= 1, "must be in (0, 1]"),
+            "epsilon": (0 <= epsilon <= 0.5, "must be in [0, 0.5]"),
+            "equal_threshold": (equal_threshold >= 0, "must be >= 0"),
+        }
+        for name, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f"human model field {name}={locals()[name]!r} {allowed}")
+        if math.isnan(skip_threshold):
+            raise ValueError("human model field skip_threshold must not be NaN")
+        return cls(
+            beta=jnp.float32(beta),
+            gamma=jnp.float32(gamma),
+            epsilon=jnp.float32(epsilon),
+            skip_threshold=jnp.float32(skip_threshold),
+            equal_threshold=jnp.float32(equal_threshold),
+        )
+
+
+class LabelDistribution(NamedTuple):
+    """What a user would answer for one pair: ``P(a ≻ b)`` and the deterministic outcomes."""
+
+    p_a: jax.Array  # f32[]: probability of answering "a", after mistakes
+    equal: jax.Array  # bool[]: answers 0.5
+    skip: jax.Array  # bool[]: gives no answer
+
+
+def segment_return(theta: jax.Array, features: jax.Array, gamma: jax.Array | float = 1.0):
+    """f32[]: ``sum_t gamma^(H-1-t) theta · phi_t`` for ``features: f32[H, F]``."""
+    chex.assert_rank(features, 2)
+    horizon = features.shape[0]
+    discounts = jnp.power(gamma, jnp.arange(horizon - 1, -1, -1, dtype=jnp.float32))
+    return jnp.sum(discounts * (features @ theta))
+
+
+def boltzmann(beta: jax.Array, delta: jax.Array) -> jax.Array:
+    """``sigmoid(beta * delta)``, with ``beta = inf`` giving the step function (0.5 at a tie)."""
+    rational = jnp.isinf(beta)
+    soft = jax.nn.sigmoid(jnp.where(rational, 1.0, beta) * delta)
+    return jnp.where(rational, 0.5 * (1.0 + jnp.sign(delta)), soft)
+
+
+def label_distribution(
+    human: HumanModel, return_a: jax.Array, return_b: jax.Array
+) -> LabelDistribution:
+    """Label distribution for one pair from the two (already discounted) returns."""
+    p = boltzmann(human.beta, return_a - return_b)
+    p = (1.0 - human.epsilon) * p + human.epsilon * (1.0 - p)
+    equal = jnp.abs(return_a - return_b) < human.equal_threshold
+    skip = jnp.maximum(return_a, return_b) < human.skip_threshold
+    return LabelDistribution(p_a=p, equal=equal, skip=skip)
+
+
+def sample_label(key: jax.Array, dist: LabelDistribution) -> tuple[jax.Array, jax.Array]:
+    """Draws ``(y: f32[], mask: bool[])``: y in {0, 0.5, 1}; mask is False for a skip."""
+    y = jax.random.bernoulli(key, dist.p_a).astype(jnp.float32)
+    y = jnp.where(dist.equal, 0.5, y)
+    return y, ~dist.skip

@@ -1,0 +1,243 @@
+"""Simulated users, user types, their registry, and populations.
+
+A **user** is a pytree: reward weights ``theta: f32[F]`` over a task's features, the parameters of
+a :class:`~vpl_jax.users.human.HumanModel`, and the index of the user type it was drawn from. A
+batch of users is the same pytree with a leading axis ``U``, so labelling ``vmap``s over users.
+
+A **user type** is a named recipe: weights by feature name, a human model, and how much individual
+users of the type vary around those weights. Types are registered per task::
+
+    register_user_type("navigation", UserType("sightseer", {"progress_b": 0.5, "courtesy": 2.0}))
+
+A **population** draws users: a finite mixture of named types with shares
+(:meth:`Population.mixture`) or a continuous Gaussian distribution over ``theta``
+(:meth:`Population.continuous`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from vpl_jax.users.human import HumanModel
+
+
+@struct.dataclass
+class User:
+    """One simulated user (or a batch, with a leading axis ``U`` on every field)."""
+
+    theta: jax.Array  # f32[F] reward weights
+    human: HumanModel  # labelling behaviour
+    type_id: jax.Array  # i32[]: index into the population's ``type_names``
+
+
+@dataclasses.dataclass(frozen=True)
+class UserType:
+    """A named kind of user.
+
+    Attributes:
+      name: short snake_case name, unique per task.
+      weights: reward weight per feature name; features not named get weight 0.
+      beta, gamma, epsilon, skip_threshold, equal_threshold: the human model
+        (see :mod:`vpl_jax.users.human`).
+      weight_noise: standard deviation of Gaussian noise added to each named weight per user,
+        relative to the weight's magnitude (0 makes every user of the type identical).
+      description: one line for listings and the README.
+    """
+
+    name: str
+    weights: Mapping[str, float]
+    beta: float = math.inf
+    gamma: float = 1.0
+    epsilon: float = 0.0
+    skip_threshold: float = -math.inf
+    equal_threshold: float = 0.0
+    weight_noise: float = 0.0
+    description: str = ""
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"user type name must be an identifier, got {self.name!r}")
+        if self.weight_noise < 0:
+            raise ValueError(f"user type {self.name}: weight_noise must be >= 0")
+        self.human_model()  # validates the human-model fields
+
+    def human_model(self) -> HumanModel:
+        return HumanModel.create(
+            beta=self.beta,
+            gamma=self.gamma,
+            epsilon=self.epsilon,
+            skip_threshold=self.skip_threshold,
+            equal_threshold=self.equal_threshold,
+        )
+
+    def theta(self, feature_names: Sequence[str]) -> np.ndarray:
+        """f32[F] weights resolved against a task's feature names."""
+        unknown = sorted(set(self.weights) - set(feature_names))
+        if unknown:
+            raise ValueError(
+                f"user type {self.name!r} weights unknown feature(s) {unknown}; "
+                f"the task's features are {list(feature_names)}"
+            )
+        return np.array([self.weights.get(n, 0.0) for n in feature_names], np.float32)
+
+
+_USER_TYPES: dict[str, dict[str, UserType]] = {}
+
+
+def register_user_type(task: str, user_type: UserType, *, overwrite: bool = False) -> UserType:
+    """Adds ``user_type`` to the registry of ``task``; returns it (usable as a decorator target)."""
+    types = _USER_TYPES.setdefault(task, {})
+    if user_type.name in types and not overwrite:
+        raise ValueError(f"user type {user_type.name!r} is already registered for task {task!r}")
+    types[user_type.name] = user_type
+    return user_type
+
+
+def user_types(task: str) -> dict[str, UserType]:
+    """The registered user types of ``task`` by name."""
+    return dict(_USER_TYPES.get(task, {}))
+
+
+def get_user_type(task: str, name: str) -> UserType:
+    """The registered type ``name`` of ``task``; unknown names raise with the known ones."""
+    types = _USER_TYPES.get(task, {})
+    if name not in types:
+        raise ValueError(
+            f"unknown user type {name!r} for task {task!r}; known types: {sorted(types)}"
+        )
+    return types[name]
+
+
+def _stratified_counts(shares: np.ndarray, n: int) -> np.ndarray:
+    """Integer counts summing to n, proportional to shares (largest-remainder rounding)."""
+    exact = shares * n
+    counts = np.floor(exact).astype(np.int64)
+    remainder = n - counts.sum()
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[:remainder]] += 1
+    return counts
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Population:
+    """A distribution over users of one task, resolved against the task's feature names.
+
+    Build with :meth:`mixture` or :meth:`continuous`; draw users with :meth:`sample`.
+    """
+
+    task: str
+    feature_names: tuple[str, ...]
+    type_names: tuple[str, ...]
+    shares: np.ndarray  # f32[T]
+    theta_mean: np.ndarray  # f32[T, F]
+    theta_std: np.ndarray  # f32[T, F] absolute per-feature noise
+    human: HumanModel  # fields f32[T]
+
+    @classmethod
+    def mixture(
+        cls,
+        task: str,
+        feature_names: Sequence[str],
+        shares: Mapping[str, float] | Sequence[str],
+        overrides: Mapping[str, float] | None = None,
+    ) -> Population:
+        """A finite mixture of registered user types.
+
+        Args:
+          task: task name whose user-type registry is used.
+          feature_names: the task's ``feature_names`` (e.g. ``env.feature_names``).
+          shares: ``{type_name: share}`` (normalised to sum to 1), or a list of names for
+            equal shares.
+          overrides: human-model fields applied to every type (e.g. ``{"beta": 2.0}``).
+        """
+        if not isinstance(shares, Mapping):
+            shares = {name: 1.0 for name in shares}
+        if not shares:
+            raise ValueError("population shares must name at least one user type")
+        values = np.array(list(shares.values()), np.float64)
+        if np.any(values < 0) or values.sum() <= 0:
+            raise ValueError(f"population shares must be >= 0 and not all 0, got {dict(shares)}")
+        types = [get_user_type(task, name) for name in shares]
+        if overrides:
+            allowed = {"beta", "gamma", "epsilon", "skip_threshold", "equal_threshold"}
+            bad = sorted(set(overrides) - allowed)
+            if bad:
+                raise ValueError(
+                    f"unknown human-model override(s) {bad}; allowed: {sorted(allowed)}"
+                )
+            types = [dataclasses.replace(t, **overrides) for t in types]
+        mean = np.stack([t.theta(feature_names) for t in types])
+        std = np.stack([t.weight_noise * np.abs(t.theta(feature_names)) for t in types])
+        humans = [t.human_model() for t in types]
+        human = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *humans)
+        return cls(
+            task=task,
+            feature_names=tuple(feature_names),
+            type_names=tuple(t.name for t in types),
+            shares=(values / values.sum()).astype(np.float32),
+            theta_mean=mean.astype(np.float32),
+            theta_std=std.astype(np.float32),
+            human=human,
+        )
+
+    @classmethod
+    def continuous(
+        cls,
+        task: str,
+        feature_names: Sequence[str],
+        mean: Mapping[str, float],
+        std: Mapping[str, float] | float,
+        human: HumanModel | None = None,
+        name: str = "continuous",
+    ) -> Population:
+        """Users with ``theta ~ N(mean, diag(std^2))``, one human model for all."""
+        mean_type = UserType(name, mean)
+        mu = mean_type.theta(feature_names)
+        if isinstance(std, Mapping):
+            sigma = UserType(name, std).theta(feature_names)
+        else:
+            sigma = np.full_like(mu, float(std))
+        if np.any(sigma < 0):
+            raise ValueError("continuous population std must be >= 0")
+        human = human if human is not None else HumanModel.create()
+        return cls(
+            task=task,
+            feature_names=tuple(feature_names),
+            type_names=(name,),
+            shares=np.ones(1, np.float32),
+            theta_mean=mu[None],
+            theta_std=sigma[None],
+            human=jax.tree.map(lambda x: np.asarray(x)[None], human),
+        )
+
+    @property
+    def num_types(self) -> int:
+        return len(self.type_names)
+
+    def counts(self, num_users: int) -> np.ndarray:
+        """i64[T]: how many of ``num_users`` users each type gets (largest-remainder rounding)."""
+        return _stratified_counts(self.shares.astype(np.float64), num_users)
+
+    def sample(self, key: jax.Array, num_users: int) -> User:
+        """Draws ``num_users`` users (a batched :class:`User`, in random order).
+
+        Type counts follow the shares exactly up to rounding (stratified), so small experiments
+        are balanced; order and individual weights are random. Pure in ``key``; ``num_users`` is
+        static.
+        """
+        if num_users <= 0:
+            raise ValueError(f"num_users must be > 0, got {num_users}")
+        type_id = np.repeat(np.arange(self.num_types), self.counts(num_users))
+        k_perm, k_noise = jax.random.split(key)
+        type_id = jax.random.permutation(k_perm, jnp.asarray(type_id, jnp.int32))
+        noise = jax.random.normal(k_noise, (num_users, len(self.feature_names)))
+        theta = jnp.asarray(self.theta_mean)[type_id] + noise * jnp.asarray(self.theta_std)[type_id]
+        human = jax.tree.map(lambda x: jnp.asarray(x)[type_id], self.human)
+        return User(theta=theta, human=human, type_id=type_id)
