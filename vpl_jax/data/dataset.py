@@ -26,6 +26,7 @@ is_test             bool[U]         test users (never trained on)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import zipfile
@@ -237,7 +238,8 @@ def build_dataset(
 ) -> PreferenceDataset:
     """Rolls out the task's behaviour policies, cuts segments, draws users and labels queries.
 
-    All validation happens before anything is compiled. Pure in ``key``.
+    All validation happens before anything is compiled; the generation itself is one jitted call
+    (:func:`generate`). Pure in ``key``.
     """
     config.validate(env)
     if tuple(population.feature_names) != tuple(env.feature_names):
@@ -245,19 +247,7 @@ def build_dataset(
             f"population features {population.feature_names} do not match the task's "
             f"{env.feature_names}"
         )
-    k_roll, k_pool, k_users, k_pick, k_label = jax.random.split(key, 5)
-    traj = collect(env, k_roll, config.num_episodes, config.episode_length)
-    segments = cut_segments(traj, config.segment_horizon)
-    pool = sample_pairs(k_pool, segments.num_segments, config.pool_size)
-    users = population.sample(k_users, config.num_users)
-
-    k, m = config.context_size, config.heldout_size
-    picks = jax.vmap(lambda kk: jax.random.choice(kk, config.pool_size, (k + m,), replace=False))(
-        jax.random.split(k_pick, config.num_users)
-    )
-    queries = label_queries(k_label, users, segments, pool[picks])
-    context = jax.tree.map(lambda x: x[:, :k], queries)
-    heldout = jax.tree.map(lambda x: x[:, k:], queries)
+    segments, users, context, heldout, pool = generate(key, env, population, config)
     is_test = _test_split(np.asarray(users.type_id), config.test_fraction)
     meta = DatasetMeta(
         task=task if task is not None else population.task,
@@ -273,6 +263,30 @@ def build_dataset(
         is_test=jnp.asarray(is_test),
         meta=meta,
     )
+
+
+@functools.partial(jax.jit, static_argnames=("env", "population", "config"))
+def generate(
+    key: jax.Array, env: FeatureEnv, population: Population, config: DatasetConfig
+) -> tuple[Segments, User, Queries, Queries, jax.Array]:
+    """The jitted core of :func:`build_dataset` (no validation, no host work).
+
+    Returns ``(segments, users, context, heldout, pool)``.
+    """
+    k_roll, k_pool, k_users, k_pick, k_label = jax.random.split(key, 5)
+    traj = collect(env, k_roll, config.num_episodes, config.episode_length)
+    segments = cut_segments(traj, config.segment_horizon)
+    pool = sample_pairs(k_pool, segments.num_segments, config.pool_size)
+    users = population.sample(k_users, config.num_users)
+    k, m = config.context_size, config.heldout_size
+    # Each user's K + M queries are distinct pairs of the pool.
+    picks = jax.vmap(lambda kk: jax.random.choice(kk, config.pool_size, (k + m,), replace=False))(
+        jax.random.split(k_pick, config.num_users)
+    )
+    queries = label_queries(k_label, users, segments, pool[picks])
+    context = jax.tree.map(lambda x: x[:, :k], queries)
+    heldout = jax.tree.map(lambda x: x[:, k:], queries)
+    return segments, users, context, heldout, pool
 
 
 # --- save / load -------------------------------------------------------------------------------

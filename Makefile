@@ -1,0 +1,29 @@
+# Quick start: `make demo` (main experiment, laptop size) and `make test`.
+# Both create ./.venv and install the package with its dev extras on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PRESET ?= cpu
+
+.PHONY: setup demo test lint reproduce
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/python experiments/underspecification.py --preset $(PRESET) --run-name quickstart
+
+test: setup
+	$(BIN)/ruff check .
+	VPL_JAX_PROGRESS=0 $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+reproduce: setup
+	$(BIN)/python experiments/reproduce.py --preset $(PRESET)

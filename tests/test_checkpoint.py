@@ -1,0 +1,125 @@
+"""Checkpoints: a killed run resumes to the same final metrics; bad checkpoints fail loudly."""
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vpl_jax.harness.checkpoint import CheckpointError, Checkpointer, run_chunked
+
+
+def _init():
+    return {"x": jnp.zeros(3), "key": jax.random.PRNGKey(0), "step": jnp.int32(0)}
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _chunk(state, n):
+    def update(state, _):
+        key, sub = jax.random.split(state["key"])
+        x = state["x"] + jax.random.normal(sub, (3,))
+        return {"x": x, "key": key, "step": state["step"] + 1}, jnp.sum(x)
+
+    return jax.lax.scan(update, state, None, length=n)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_identical_metrics(tmp_path):
+    reference, ref_history = run_chunked(_init, _chunk, total=10, chunk_size=2)
+
+    calls = {"n": 0}
+
+    def dying_chunk(state, n):
+        calls["n"] += 1
+        if calls["n"] == 4:  # dies in the 4th chunk, after the checkpoint at update 6
+            raise Interrupt
+        return _chunk(state, n)
+
+    config = {"lr": 0.1}
+    with pytest.raises(Interrupt):
+        run_chunked(_init, dying_chunk, 10, 2, Checkpointer(tmp_path, config, every=2))
+    resumed_calls = {"n": 0}
+
+    def counting_chunk(state, n):
+        resumed_calls["n"] += 1
+        return _chunk(state, n)
+
+    state, history = run_chunked(
+        _init, counting_chunk, 10, 2, Checkpointer(tmp_path, config, every=2)
+    )
+    assert resumed_calls["n"] == 2  # only the 2 missing chunks ran
+    np.testing.assert_array_equal(state["x"], reference["x"])
+    np.testing.assert_array_equal(history, ref_history)
+    assert history.shape == (10,)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {"lr": 0.1}, every=2))
+    with pytest.raises(CheckpointError, match="different configuration"):
+        run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {"lr": 0.2}, every=2))
+
+
+def test_corrupt_checkpoint_is_an_error_not_a_restart(tmp_path):
+    run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {}, every=2))
+    latest = max((p for p in tmp_path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    shutil.rmtree(latest / "state")
+    with pytest.raises(CheckpointError, match="delete the folder"):
+        run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {}, every=2))
+
+
+def test_mismatched_state_is_an_error(tmp_path):
+    run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {}, every=2))
+
+    def bigger():
+        return {**_init(), "x": jnp.zeros(5)}
+
+    with pytest.raises(CheckpointError, match="does not match"):
+        run_chunked(bigger, _chunk, 4, 2, Checkpointer(tmp_path, {}, every=2))
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys, time, jax, jax.numpy as jnp, numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_checkpoint import _init, _chunk
+    from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
+
+    def slow_chunk(state, n):
+        time.sleep(float(sys.argv[2]))
+        return _chunk(state, n)
+
+    state, history = run_chunked(_init, slow_chunk, 12, 2, Checkpointer(sys.argv[1], {{}}, every=2))
+    np.save(sys.argv[1] + "/final.npy", history)
+    """
+)
+
+
+def test_killed_process_resumes_to_identical_metrics(tmp_path):
+    """A real SIGKILL mid-run (possibly mid-save), then a resume, equals an uninterrupted run."""
+    script = tmp_path / "train.py"
+    script.write_text(_SCRIPT.format(tests=os.path.dirname(__file__)))
+    env = {**os.environ, "VPL_JAX_PROGRESS": "0"}
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), "0.5"], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(
+        p.name.isdigit() and int(p.name) >= 4 for p in ckpt.glob("*")
+    ):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (ckpt / "final.npy").exists()
+    subprocess.run([sys.executable, str(script), str(ckpt), "0"], env=env, check=True)
+    _, reference = run_chunked(_init, _chunk, 12, 2)
+    np.testing.assert_array_equal(np.load(ckpt / "final.npy"), reference)

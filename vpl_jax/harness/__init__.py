@@ -1,0 +1,78 @@
+"""The research harness: configs and CLI, tidy results and figures, progress, checkpoints.
+
+An experiment script is a frozen config dataclass, a dict of presets and a ``main``::
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(harness.ExperimentConfig):
+        num_users: int = 32
+        '''Users drawn from the population.'''
+
+    PRESETS = {"cpu": Config(), "paper": Config(num_users=512)}
+
+    def main(config: Config, results: harness.RunResults) -> str:
+        results.add(method="vpl", task="navigation", metric="heldout_accuracy", value=0.93)
+        return "notes for summary.md"
+
+    if __name__ == "__main__":
+        harness.run_experiment("my_experiment", Config, PRESETS, main)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from vpl_jax.harness.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_choice,
+    check_choices,
+    check_float,
+    check_int,
+    parse,
+)
+from vpl_jax.harness.progress import chunks, progress
+from vpl_jax.harness.results import CRITERIA, METHODS, RunResults, load_metrics
+
+C = TypeVar("C", bound=ExperimentConfig)
+
+__all__ = [
+    "CRITERIA",
+    "METHODS",
+    "ConfigError",
+    "ExperimentConfig",
+    "RunResults",
+    "check_choice",
+    "check_choices",
+    "check_float",
+    "check_int",
+    "chunks",
+    "load_metrics",
+    "parse",
+    "progress",
+    "run_experiment",
+]
+
+
+def run_experiment(
+    name: str,
+    config_cls: type[C],
+    presets: Mapping[str, C],
+    main: Callable[[C, RunResults], str | None],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> RunResults:
+    """Parses the command line, validates, runs ``main`` and writes the results folder.
+
+    ``main(config, results)`` adds rows and figures and may return markdown notes for
+    ``summary.md``. The resolved config is written before ``main`` starts, the metrics after.
+    """
+    config = parse(
+        config_cls, presets, argv, prog=f"experiments/{name}.py", description=description
+    )
+    results = RunResults(name, config)
+    results.write_config()
+    notes = main(config, results)
+    path = results.write(notes or "")
+    print(f"results written to {path}/")
+    return results

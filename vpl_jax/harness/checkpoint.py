@@ -1,0 +1,177 @@
+"""Checkpoints and resume for long, chunked training runs (orbax).
+
+A trainer exposes ``init() -> state`` and a jitted ``chunk(state, n) -> (state, metrics)`` that
+runs ``n`` updates (metrics with a leading axis ``n``). :func:`run_chunked` drives it: it advances
+a progress bar between chunks, saves the state and the metrics history every ``every`` updates,
+and — when the checkpoint folder already holds a checkpoint of the same run — resumes from the
+latest one. Because the state carries its PRNG keys and chunk boundaries are the same, a resumed
+run ends with exactly the metrics of an uninterrupted one.
+
+Orbax writes each checkpoint to a temporary folder and renames it when complete, so a run killed
+mid-save leaves the previous checkpoint intact. A checkpoint written by a different config, or one
+that cannot be read, raises :class:`CheckpointError`; a run never silently starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from vpl_jax.harness.progress import chunks, progress
+
+State = Any
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is corrupt or belongs to a different run configuration."""
+
+
+def fingerprint(config: Any) -> str:
+    """A short hash of a JSON-able description of what produced a run."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+    """Saves and restores ``(state, step, history)`` under ``directory``.
+
+    Args:
+      directory: folder of this training's checkpoints (one sub-folder per saved step).
+      config: JSON-able description of the run (its config); a checkpoint written under a
+        different description is refused on restore.
+      every: save after every ``every`` updates (and at the end).
+      keep: how many recent checkpoints to keep.
+    """
+
+    def __init__(self, directory: str | Path, config: Any, every: int, keep: int = 2):
+        if every < 1:
+            raise ValueError(f"checkpoint interval must be >= 1 update, got {every}")
+        self.directory = Path(directory).absolute()
+        self.every = every
+        self.fingerprint = fingerprint(config)
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=False
+            ),
+        )
+
+    def due(self, step: int, total: int) -> bool:
+        return step % self.every == 0 or step == total
+
+    def save(self, step: int, state: State, history: Any) -> None:
+        meta = {"fingerprint": self.fingerprint, "step": int(step)}
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_to_savable(state)),
+                history=ocp.args.StandardSave(history),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def restore(self, template: State) -> tuple[State, int, Any] | None:
+        """The latest ``(state, step, history)``, or None when there is no checkpoint yet."""
+        step = self._manager.latest_step()
+        if step is None:
+            return None
+        where = self.directory / str(step)
+        try:
+            meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            meta = meta.meta
+        except Exception as e:  # orbax raises many types for unreadable files
+            raise CheckpointError(
+                f"checkpoint {where} cannot be read ({type(e).__name__}: {e}); "
+                "delete the folder to start over"
+            ) from e
+        if meta.get("fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"checkpoint {where} was written by a different configuration; use another "
+                "--run-name, or delete the folder to start over"
+            )
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(template))
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract),
+                    history=ocp.args.StandardRestore(),
+                ),
+            )
+        except Exception as e:
+            raise CheckpointError(
+                f"checkpoint {where} does not match this run's state "
+                f"({type(e).__name__}: {e}); delete the folder to start over"
+            ) from e
+        state = _from_savable(restored.state, template)
+        return state, int(meta["step"]), restored.history
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_savable(state: State) -> State:
+    """Typed PRNG keys are stored as their raw data."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+
+def _from_savable(saved: State, template: State) -> State:
+    def back(x, t):
+        if _is_key(t):
+            return jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
+        return x
+
+    return jax.tree.map(back, saved, template)
+
+
+def _concat(history: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *history)
+
+
+def run_chunked(
+    init: Callable[[], State],
+    chunk: Callable[[State, int], tuple[State, Any]],
+    total: int,
+    chunk_size: int,
+    checkpointer: Checkpointer | None = None,
+    desc: str = "train",
+) -> tuple[State, Any]:
+    """Runs ``total`` updates in chunks of ``chunk_size``; returns ``(state, history)``.
+
+    ``history`` is the metrics of every update, concatenated on the host (leading axis
+    ``total``). With a ``checkpointer``, resumes from its latest checkpoint and saves as it goes.
+    """
+    if total < 1 or chunk_size < 1:
+        raise ValueError(f"total ({total}) and chunk_size ({chunk_size}) must be >= 1")
+    if checkpointer is not None and checkpointer.every % chunk_size:
+        raise ValueError(
+            f"checkpoint interval ({checkpointer.every}) must be a multiple of the chunk size "
+            f"({chunk_size}) so that resumed runs use the same chunk boundaries"
+        )
+    state = init()
+    done, history = 0, []
+    if checkpointer is not None:
+        restored = checkpointer.restore(state)
+        if restored is not None:
+            state, done, saved_history = restored
+            history = [saved_history]
+    with progress(total, desc, unit="upd") as bar:
+        bar.update(done)
+        for n in chunks(total - done, chunk_size):
+            state, metrics = chunk(state, n)
+            history.append(jax.device_get(metrics))
+            done += n
+            bar.update(n)
+            if checkpointer is not None and checkpointer.due(done, total):
+                checkpointer.save(done, state, _concat(history))
+    return state, _concat(history)

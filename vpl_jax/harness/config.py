@@ -1,0 +1,131 @@
+"""Experiment configs, presets and the command line every experiment shares.
+
+Each experiment is one frozen dataclass (subclassing :class:`ExperimentConfig`) with documented
+fields, a dict of named presets (at least ``cpu``, the default, and ``paper``), and a
+``validate`` method. :func:`parse` turns ``argv`` into a validated config::
+
+    python experiments/NAME.py --preset cpu --run-name RUN [--seed N] [--field value ...]
+
+``--preset`` picks the defaults; every field can then be overridden (``--help`` lists them with
+the preset's values). Invalid values fail at once, before anything compiles, with a message that
+names the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import tyro
+
+C = TypeVar("C", bound="ExperimentConfig")
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(ValueError):
+    """A config field has a value outside its allowed set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Fields every experiment has."""
+
+    preset: str = "cpu"
+    """Named preset that supplied the defaults (cpu: laptop size; paper: full size, GPU/TPU)."""
+    run_name: str = "default"
+    """Results go to <results_dir>/<experiment>/<run_name>/."""
+    seed: int = 0
+    """PRNG seed: the same config and seed give the same numbers on the same device."""
+    results_dir: str = "results"
+    """Root folder for results."""
+
+    def validate(self: C) -> C:
+        """Checks every field; raises :class:`ConfigError` naming the first bad one."""
+        if not _RUN_NAME.match(self.run_name):
+            raise ConfigError(
+                f"run_name={self.run_name!r}: use letters, digits, '_', '-', '.' "
+                "(no slashes or spaces), starting with a letter or digit"
+            )
+        check_int(self, "seed", minimum=0)
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
+
+
+# --- field checks (each raises ConfigError naming the field and what is allowed) ------------------
+def check_int(config: Any, name: str, minimum: int | None = None, maximum: int | None = None):
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}={value!r}: must be an integer")
+    _check_bounds(name, value, minimum, maximum)
+
+
+def check_float(config: Any, name: str, minimum: float | None = None, maximum: float | None = None):
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{name}={value!r}: must be a number")
+    _check_bounds(name, value, minimum, maximum)
+
+
+def _check_bounds(name, value, minimum, maximum):
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value!r}: must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value!r}: must be <= {maximum}")
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]):
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r}: allowed values are {allowed}")
+
+
+def check_choices(name: str, values: Sequence[Any], allowed: Iterable[Any], min_count: int = 1):
+    allowed = list(allowed)
+    if len(values) < min_count:
+        raise ConfigError(f"{name}: give at least {min_count} of {allowed}")
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ConfigError(f"{name}: unknown value(s) {bad}; allowed values are {allowed}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{name}={list(values)}: values must not repeat")
+
+
+# --- command line ---------------------------------------------------------------------------------
+def parse(
+    config_cls: type[C],
+    presets: Mapping[str, C],
+    argv: Sequence[str] | None = None,
+    prog: str | None = None,
+    description: str | None = None,
+) -> C:
+    """Parses ``argv`` (default ``sys.argv[1:]``) into a validated config.
+
+    ``--preset NAME`` selects the defaults (default ``cpu``); the other flags override fields.
+    An unknown preset or an invalid value exits with status 2 and a message naming the field.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="cpu")
+    known, _ = pre.parse_known_args(argv)
+    if known.preset not in presets:
+        _exit(f"preset={known.preset!r}: allowed presets are {sorted(presets)}")
+    default = dataclasses.replace(presets[known.preset], preset=known.preset)
+    config = tyro.cli(config_cls, default=default, args=argv, prog=prog, description=description)
+    try:
+        return config.validate()
+    except ConfigError as e:
+        _exit(str(e))
+
+
+def _exit(message: str):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,198 @@
+"""The results every experiment writes, in one tidy long format.
+
+``results/<experiment>/<run-name>/`` holds:
+
+* ``config.json`` — the resolved config;
+* ``metrics.json`` — ``{"experiment", "preset", "seed", "rows": [...]}`` where each row is
+  ``{"method", "task", "user_type", "metric", "value", "seed", ...}`` plus optional fields such as
+  ``n_queries``, ``deviation`` or ``round``;
+* ``metrics.csv`` — the same rows;
+* figures as PNG and PDF, and ``summary.md`` (a table of every metric by method and user type,
+  followed by the experiment's own notes).
+
+Method names are short snake_case and the same everywhere (see :data:`METHODS`); acquisition
+criteria are in :data:`CRITERIA`. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vpl_jax.atomic import atomic_write
+from vpl_jax.harness.config import ExperimentConfig
+
+#: Reward-model and policy methods, by their names in results.
+METHODS = (
+    "btl",
+    "vpl",
+    "vpl_spo",
+    "dpl_meanvar",
+    "dpl_categorical",
+    "linear_bayes",
+    "btl_ensemble",
+    "oracle",
+    "nash_md",
+    "self_play",
+    "ipo",
+    "dpo",
+)
+#: Active query selection criteria, by their names in results.
+CRITERIA = (
+    "info_gain",
+    "random",
+    "entropy",
+    "disagreement",
+    "mutual_info_theta",
+    "volume_removal",
+)
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+_REQUIRED = ("method", "task", "user_type", "metric", "value", "seed")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scalar: numpy/jax scalars to Python, NaN/inf to None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunResults:
+    """Collects tidy rows and figures for one run and writes them atomically.
+
+    Args:
+      experiment: the experiment's name (its script's stem).
+      config: the resolved, validated config.
+    """
+
+    def __init__(self, experiment: str, config: ExperimentConfig):
+        self.experiment = experiment
+        self.config = config
+        self.path = Path(config.results_dir) / experiment / config.run_name
+        self.rows: list[dict[str, Any]] = []
+        self.figures: list[str] = []
+        self._start = time.time()
+
+    def write_config(self) -> Path:
+        path = self.path / "config.json"
+        with atomic_write(path) as f:
+            f.write(self.config.to_json() + "\n")
+        return path
+
+    def add(
+        self,
+        *,
+        method: str,
+        task: str,
+        metric: str,
+        value: float,
+        user_type: str = "all",
+        seed: int | None = None,
+        **extra: Any,
+    ) -> None:
+        """Adds one row; ``extra`` holds optional fields (``n_queries``, ``deviation``, …)."""
+        for name, text in (("method", method), ("metric", metric)):
+            if not _SNAKE.match(text):
+                raise ValueError(f"result {name} {text!r} must be short snake_case")
+        row = {
+            "method": method,
+            "task": task,
+            "user_type": user_type,
+            "metric": metric,
+            "value": _plain(value),
+            "seed": self.config.seed if seed is None else int(seed),
+        }
+        row.update({k: _plain(v) for k, v in extra.items()})
+        self.rows.append(row)
+
+    def figure(self, fig, name: str) -> list[Path]:
+        """Saves a matplotlib figure as ``name.png`` and ``name.pdf``; closes it."""
+        import matplotlib.pyplot as plt
+
+        paths = []
+        for ext in ("png", "pdf"):
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=ext, dpi=150, bbox_inches="tight")
+            path = self.path / f"{name}.{ext}"
+            with atomic_write(path, "wb") as f:
+                f.write(buffer.getvalue())
+            paths.append(path)
+        plt.close(fig)
+        self.figures.append(name)
+        return paths
+
+    def write(self, notes: str = "") -> Path:
+        """Writes ``metrics.json``, ``metrics.csv`` and ``summary.md``; returns the run folder."""
+        payload = {
+            "experiment": self.experiment,
+            "preset": self.config.preset,
+            "seed": self.config.seed,
+            "wall_time_s": round(time.time() - self._start, 2),
+            "rows": self.rows,
+        }
+        with atomic_write(self.path / "metrics.json") as f:
+            json.dump(payload, f, indent=1)
+            f.write("\n")
+        columns = list(_REQUIRED) + sorted({k for r in self.rows for k in r} - set(_REQUIRED))
+        with atomic_write(self.path / "metrics.csv") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        with atomic_write(self.path / "summary.md") as f:
+            f.write(self.summary(notes))
+        return self.path
+
+    def summary(self, notes: str = "") -> str:
+        """Markdown: one table per metric (rows: method; columns: user type; mean over seeds and
+        any other fields), then the figures and the experiment's notes."""
+        lines = [
+            f"# {self.experiment} — run `{self.config.run_name}`",
+            "",
+            f"preset `{self.config.preset}`, seed {self.config.seed}, "
+            f"{time.time() - self._start:.0f} s.",
+            "",
+        ]
+        by_metric: dict[str, dict[tuple[str, str], list[float]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for r in self.rows:
+            if r["value"] is not None:
+                by_metric[r["metric"]][(r["method"], r["user_type"])].append(r["value"])
+        for metric, cells in by_metric.items():
+            methods = list(dict.fromkeys(m for m, _ in cells))
+            types = list(dict.fromkeys(t for _, t in cells))
+            lines += [f"## {metric}", "", "| method | " + " | ".join(types) + " |"]
+            lines.append("|---" * (len(types) + 1) + "|")
+            for m in methods:
+                vals = [cells.get((m, t)) for t in types]
+                lines.append(
+                    f"| {m} | "
+                    + " | ".join("" if v is None else f"{np.mean(v):.3f}" for v in vals)
+                    + " |"
+                )
+            lines.append("")
+        if self.figures:
+            lines += ["## Figures", ""] + [f"![{n}]({n}.png)" for n in self.figures] + [""]
+        if notes:
+            lines += [notes.rstrip(), ""]
+        return "\n".join(lines)
+
+
+def load_metrics(path: str | Path) -> dict[str, Any]:
+    """Reads a run's ``metrics.json`` (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
