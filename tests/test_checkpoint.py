@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vpl_jax.harness.checkpoint import CheckpointError, Checkpointer, run_chunked
+from vpl_jax.harness.checkpoint import Checkpointer, CheckpointError, run_chunked
 
 
 def _init():
