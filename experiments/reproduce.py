@@ -1,0 +1,107 @@
+"""Run every figure's experiment at one preset and build an index page of all figures.
+
+    python experiments/reproduce.py --preset cpu            # laptop size
+    python experiments/reproduce.py --preset paper          # full size, for a GPU/TPU
+    python experiments/reproduce.py --only underspecification reward_accuracy
+
+Each experiment runs in its own process as ``experiments/NAME.py --preset P --run-name R --seed S``
+(so its results land in ``results/NAME/R/``); this script then writes
+``results/reproduce/R/index.html`` with every figure and summary, and its own tidy metrics (the
+wall time of each experiment).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vpl_jax import harness
+from vpl_jax.atomic import atomic_write
+
+HERE = Path(__file__).resolve().parent
+#: The figure experiments, in the order they are run (cheapest first).
+EXPERIMENTS = (
+    "reward_accuracy",
+    "underspecification",
+    "active_queries",
+    "misspecification",
+    "misidentification",
+    "nash",
+)
+
+
+def available() -> list[str]:
+    return [name for name in EXPERIMENTS if (HERE / f"{name}.py").exists()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(harness.ExperimentConfig):
+    only: tuple[str, ...] = ()
+    """Experiments to run (default: every one that exists)."""
+    experiment_preset: str = ""
+    """Preset passed to each experiment (default: the same as --preset)."""
+
+    def validate(self):
+        super().validate()
+        if self.only:
+            harness.check_choices("only", self.only, available())
+        return self
+
+
+PRESETS = {"cpu": Config(preset="cpu"), "paper": Config(preset="paper")}
+
+
+def _index_page(preset: str, run_name: str, results_dir: Path, names: list[str]) -> str:
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>vpl_jax figures</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+        "img{max-width:100%;border:1px solid #ddd}pre{background:#f6f6f6;padding:8px;"
+        "overflow-x:auto}</style>",
+        f"<h1>vpl_jax — figures (preset <code>{html.escape(preset)}</code>)</h1>",
+    ]
+    for name in names:
+        run = results_dir / name / run_name
+        parts.append(f"<h2 id='{name}'>{html.escape(name)}</h2>")
+        for png in sorted(run.glob("*.png")):
+            rel = Path("..", "..", name, run_name, png.name).as_posix()
+            parts.append(f"<h3>{html.escape(png.stem)}</h3><img src='{rel}'>")
+        summary = run / "summary.md"
+        if summary.exists():
+            parts.append(f"<pre>{html.escape(summary.read_text())}</pre>")
+    return "\n".join(parts) + "\n"
+
+
+def main(config: Config, results: harness.RunResults) -> str:
+    names = list(config.only) or available()
+    preset = config.experiment_preset or config.preset
+    lines = []
+    for name in names:
+        cmd = [
+            sys.executable,
+            str(HERE / f"{name}.py"),
+            "--preset", preset,
+            "--run-name", config.run_name,
+            "--seed", str(config.seed),
+            "--results-dir", config.results_dir,
+        ]  # fmt: skip
+        print(f"[reproduce] {' '.join(cmd[1:])}", flush=True)
+        start = time.time()
+        subprocess.run(cmd, check=True)
+        elapsed = time.time() - start
+        results.add(method=name, task="all", metric="wall_time_s", value=elapsed)
+        lines.append(f"- `{name}`: {elapsed:.0f} s")
+    page = _index_page(preset, config.run_name, Path(config.results_dir), names)
+    with atomic_write(results.path / "index.html") as f:
+        f.write(page)
+    total = sum(r["value"] for r in results.rows)
+    print(f"[reproduce] figure index: {results.path / 'index.html'} ({total:.0f} s in all)")
+    return "\n".join(["## Wall time", "", *lines, f"- total: {total:.0f} s", "",
+                      "Figures: [index.html](index.html)"])  # fmt: skip
+
+
+if __name__ == "__main__":
+    harness.run_experiment("reproduce", Config, PRESETS, main)
