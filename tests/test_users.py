@@ -215,3 +215,37 @@ def test_labelling_rejects_weights_with_the_wrong_feature_count():
     fa = jnp.zeros((1, 2, 4, F))
     with pytest.raises(ValueError, match="theta has 2 weights but the segments have 3 features"):
         label_pairs(jax.random.PRNGKey(0), users, fa, fa)
+
+
+def test_regret_user_scores_segments_by_optimal_advantage():
+    # Partial returns: a = 1.0, b = 2.0. Optimal values (start, end): a gains 3, b loses 1,
+    # so the regret-based user (weight 1) scores a = 4.0 and b = 1.0 and prefers a.
+    fa = jnp.zeros((2, F)).at[:, 0].set(0.5)
+    fb = jnp.zeros((2, F)).at[:, 0].set(1.0)
+    va, vb = jnp.array([0.0, 3.0]), jnp.array([2.0, 1.0])
+    partial = _user([1.0, 0.0, 0.0])
+    regret = _user([1.0, 0.0, 0.0], regret_weight=1.0, beta=1.0)
+    assert float(pair_label_distribution(partial, fa, fb, va, vb).p_a) == 0.0
+    np.testing.assert_allclose(
+        pair_label_distribution(regret, fa, fb, va, vb).p_a, jax.nn.sigmoid(3.0), rtol=1e-6
+    )
+    half = _user([1.0, 0.0, 0.0], regret_weight=0.5, beta=1.0)  # scores 2.5 vs 1.5
+    np.testing.assert_allclose(
+        pair_label_distribution(half, fa, fb, va, vb).p_a, jax.nn.sigmoid(1.0), rtol=1e-6
+    )
+
+
+def test_regret_labels_equal_partial_return_labels_when_values_are_constant():
+    key = jax.random.PRNGKey(4)
+    k_theta, k_a, k_b, k_label = jax.random.split(key, 4)
+    users = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (3, *jnp.shape(x))), _user([1.0, -0.5, 0.2], beta=2.0)
+    )
+    users = users.replace(theta=jax.random.normal(k_theta, (3, F)))
+    fa = jax.random.normal(k_a, (3, 50, 4, F))
+    fb = jax.random.normal(k_b, (3, 50, 4, F))
+    constant = jnp.full((3, 50, 2), 7.0)
+    regret_users = users.replace(human=users.human.replace(regret_weight=jnp.ones(3)))
+    plain = label_pairs(k_label, users, fa, fb)
+    with_values = label_pairs(k_label, regret_users, fa, fb, constant, constant)
+    chex.assert_trees_all_equal(plain, with_values)

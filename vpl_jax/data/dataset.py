@@ -316,7 +316,11 @@ def _skeleton(meta: DatasetMeta) -> PreferenceDataset:
     queries = Queries(pairs=z, labels=z, mask=z)
     return PreferenceDataset(
         segments=Segments(obs=z, actions=z, features=z, positions=z, alive=z),
-        users=User(theta=z, human=HumanModel(z, z, z, z, z), type_id=z),
+        users=User(
+            theta=z,
+            human=HumanModel(**{f.name: z for f in dataclasses.fields(HumanModel)}),
+            type_id=z,
+        ),
         context=queries,
         heldout=queries,
         pool=z,

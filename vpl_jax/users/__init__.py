@@ -8,6 +8,7 @@ from vpl_jax.users.human import (
     label_distribution,
     sample_label,
     segment_return,
+    segment_score,
 )
 from vpl_jax.users.labels import label_pairs, pair_label_distribution, true_returns
 from vpl_jax.users.population import (
@@ -33,6 +34,7 @@ __all__ = [
     "register_user_type",
     "sample_label",
     "segment_return",
+    "segment_score",
     "true_returns",
     "user_types",
 ]

@@ -4,7 +4,14 @@ A user's reward for a segment of H steps with per-step features ``phi: f32[H, F]
 (optionally myopic) weighted sum ``R = sum_t gamma^(H-1-t) theta · phi_t`` — with ``gamma < 1`` the
 user weights *later* steps more, as B-Pref's myopic teacher does (Lee et al., 2021).
 
-Given the two returns ``R_a`` and ``R_b`` the label distribution is
+A *regret-based* user (Knox et al., 2022) judges a segment not by its partial return but by how
+much it gives up relative to their optimal policy: the negated regret is
+``R + V*(s_end) - V*(s_start)`` (the sum of optimal advantages), with ``V*`` the user's optimal
+value function. ``regret_weight = w`` interpolates: the user's *score* of a segment is
+``R + w (V*(s_end) - V*(s_start))`` (w = 0: partial return; w = 1: regret). When ``V*`` is constant
+the two coincide.
+
+Given the two scores ``R_a`` and ``R_b`` the label distribution is
 
 * ``skip``: no label at all when both returns are below ``skip_threshold`` (the label's mask is
   False) — the user finds both segments too bad to compare;
@@ -40,6 +47,7 @@ class HumanModel:
     epsilon: jax.Array | float = 0.0  # probability of a flipped answer
     skip_threshold: jax.Array | float = -math.inf  # skip when both returns are below this
     equal_threshold: jax.Array | float = 0.0  # "equal" when |R_a - R_b| is below this
+    regret_weight: jax.Array | float = 0.0  # 0: partial return; 1: regret (needs V* values)
 
     @classmethod
     def create(
@@ -49,6 +57,7 @@ class HumanModel:
         epsilon: float = 0.0,
         skip_threshold: float = -math.inf,
         equal_threshold: float = 0.0,
+        regret_weight: float = 0.0,
     ) -> HumanModel:
         """Validated constructor; raises ``ValueError`` naming the bad field."""
         checks = {
@@ -56,6 +65,7 @@ class HumanModel:
             "gamma": (0 < gamma <= 1, "must be in (0, 1]"),
             "epsilon": (0 <= epsilon <= 0.5, "must be in [0, 0.5]"),
             "equal_threshold": (equal_threshold >= 0, "must be >= 0"),
+            "regret_weight": (0 <= regret_weight <= 1, "must be in [0, 1]"),
         }
         for name, (ok, allowed) in checks.items():
             if not ok:
@@ -68,6 +78,7 @@ class HumanModel:
             epsilon=jnp.float32(epsilon),
             skip_threshold=jnp.float32(skip_threshold),
             equal_threshold=jnp.float32(equal_threshold),
+            regret_weight=jnp.float32(regret_weight),
         )
 
 
@@ -85,6 +96,27 @@ def segment_return(theta: jax.Array, features: jax.Array, gamma: jax.Array | flo
     horizon = features.shape[0]
     discounts = jnp.power(gamma, jnp.arange(horizon - 1, -1, -1, dtype=jnp.float32))
     return jnp.sum(discounts * (features @ theta))
+
+
+def segment_score(
+    human: HumanModel,
+    theta: jax.Array,
+    features: jax.Array,
+    values: jax.Array | None = None,
+) -> jax.Array:
+    """f32[]: how the user rates a segment: ``R_gamma + regret_weight (V*(end) - V*(start))``.
+
+    Args:
+      human: the user's human model (``gamma`` and ``regret_weight`` are used).
+      theta: f32[F] the user's weights.
+      features: f32[H, F] per-step features.
+      values: f32[2] the user's optimal values ``(V*(s_start), V*(s_end))`` of the segment, or
+        None for a partial-return user (then ``regret_weight`` must be 0 to be meaningful).
+    """
+    score = segment_return(theta, features, human.gamma)
+    if values is None:
+        return score
+    return score + human.regret_weight * (values[1] - values[0])
 
 
 def boltzmann(beta: jax.Array, delta: jax.Array) -> jax.Array:

@@ -5,25 +5,39 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.users.human import label_distribution, sample_label, segment_return
+from vpl_jax.users.human import label_distribution, sample_label, segment_score
 from vpl_jax.users.population import User
 
 
-def pair_label_distribution(user: User, features_a: jax.Array, features_b: jax.Array):
+def pair_label_distribution(
+    user: User,
+    features_a: jax.Array,
+    features_b: jax.Array,
+    values_a: jax.Array | None = None,
+    values_b: jax.Array | None = None,
+):
     """:class:`LabelDistribution` of one unbatched user for one pair of segments.
 
     Args:
       user: unbatched user.
-      features_a, features_b: f32[H, F] per-step features of the two segments.
+      features_a, features_b: f32[H, F] per-step features of the two segments (for a user with
+        false beliefs: the features computed in the world they believe in).
+      values_a, values_b: f32[2] the user's ``(V*(start), V*(end))`` of each segment, for
+        regret-based users; None for partial-return users.
     """
-    r_a = segment_return(user.theta, features_a, user.human.gamma)
-    r_b = segment_return(user.theta, features_b, user.human.gamma)
+    r_a = segment_score(user.human, user.theta, features_a, values_a)
+    r_b = segment_score(user.human, user.theta, features_b, values_b)
     return label_distribution(user.human, r_a, r_b)
 
 
 @jax.jit
 def label_pairs(
-    key: jax.Array, users: User, features_a: jax.Array, features_b: jax.Array
+    key: jax.Array,
+    users: User,
+    features_a: jax.Array,
+    features_b: jax.Array,
+    values_a: jax.Array | None = None,
+    values_b: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Samples labels for every user × query.
 
@@ -31,6 +45,8 @@ def label_pairs(
       key: PRNG key.
       users: batched users, leading axis U.
       features_a, features_b: f32[U, Q, H, F] the segments each user is asked about.
+      values_a, values_b: optional f32[U, Q, 2] each user's optimal values at the start and end
+        of each segment (regret-based users; see :func:`~vpl_jax.users.human.segment_score`).
 
     Returns:
       ``(y, mask)``: f32[U, Q] labels (1 = a preferred, 0 = b, 0.5 = equal) and bool[U, Q]
@@ -48,11 +64,17 @@ def label_pairs(
     num_users, num_queries = features_a.shape[:2]
     keys = jax.random.split(key, (num_users, num_queries))
 
-    def one(k, user, fa, fb):
-        return sample_label(k, pair_label_distribution(user, fa, fb))
+    if (values_a is None) != (values_b is None):
+        raise ValueError("give both values_a and values_b, or neither")
 
-    per_query = jax.vmap(one, in_axes=(0, None, 0, 0))
-    return jax.vmap(per_query)(keys, users, features_a, features_b)
+    def one(k, user, fa, fb, va, vb):
+        return sample_label(k, pair_label_distribution(user, fa, fb, va, vb))
+
+    v_axis = None if values_a is None else 0
+    per_query = jax.vmap(one, in_axes=(0, None, 0, 0, v_axis, v_axis))
+    return jax.vmap(per_query, in_axes=(0, 0, 0, 0, v_axis, v_axis))(
+        keys, users, features_a, features_b, values_a, values_b
+    )
 
 
 def true_returns(users: User, features: jax.Array) -> jax.Array:

@@ -44,7 +44,7 @@ class UserType:
     Attributes:
       name: short snake_case name, unique per task.
       weights: reward weight per feature name; features not named get weight 0.
-      beta, gamma, epsilon, skip_threshold, equal_threshold: the human model
+      beta, gamma, epsilon, skip_threshold, equal_threshold, regret_weight: the human model
         (see :mod:`vpl_jax.users.human`).
       weight_noise: standard deviation of Gaussian noise added to each named weight per user,
         relative to the weight's magnitude (0 makes every user of the type identical).
@@ -58,6 +58,7 @@ class UserType:
     epsilon: float = 0.0
     skip_threshold: float = -math.inf
     equal_threshold: float = 0.0
+    regret_weight: float = 0.0
     weight_noise: float = 0.0
     description: str = ""
 
@@ -75,6 +76,7 @@ class UserType:
             epsilon=self.epsilon,
             skip_threshold=self.skip_threshold,
             equal_threshold=self.equal_threshold,
+            regret_weight=self.regret_weight,
         )
 
     def theta(self, feature_names: Sequence[str]) -> np.ndarray:
@@ -166,7 +168,7 @@ class Population:
             raise ValueError(f"population shares must be >= 0 and not all 0, got {dict(shares)}")
         types = [get_user_type(task, name) for name in shares]
         if overrides:
-            allowed = {"beta", "gamma", "epsilon", "skip_threshold", "equal_threshold"}
+            allowed = {f.name for f in dataclasses.fields(HumanModel)}
             bad = sorted(set(overrides) - allowed)
             if bad:
                 raise ValueError(
