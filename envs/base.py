@@ -79,6 +79,21 @@ class FeatureEnv(PipelineEnv, abc.ABC):
         """bool[]: whether an episode ending in ``final_state`` achieved what a user with
         ``weights`` (f32[F]) wants (e.g. reached that user's goal). Pure and vmappable."""
 
+    @property
+    def true_world(self) -> Any:
+        """The world parameters users can hold false beliefs about (a pytree).
+
+        Tasks that support false beliefs override this and :meth:`features_from_obs`.
+        """
+        raise NotImplementedError(f"task {type(self).__name__} does not model false beliefs")
+
+    def features_from_obs(
+        self, prev_obs: jax.Array, action: jax.Array, obs: jax.Array, world: Any
+    ) -> jax.Array:
+        """f32[F] features of one step computed from observations in a (believed) ``world``;
+        with ``true_world`` it equals :meth:`features`."""
+        raise NotImplementedError(f"task {type(self).__name__} does not model false beliefs")
+
     def weights(self, named: Mapping[str, float]) -> jax.Array:
         """f32[F] weight vector from a ``{feature_name: weight}`` mapping (missing names are 0).
 

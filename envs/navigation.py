@@ -20,6 +20,11 @@ Features, per step, each in ``[-1, 1]`` (see ``envs/base.py`` for the convention
 * ``comfort``: ``-mean(action ** 2)``, the control effort.
 
 Success for a user: the episode ends within ``goal_radius`` of the goal that user weights most.
+
+False beliefs: every feature is a function of the observations before and after a step, the
+action and the *world* (:class:`NavigationWorld`: where the hazard is, and where the bystander is
+relative to where it is observed). ``features_from_obs`` with a user's believed world gives the
+features that user perceives (see :mod:`vpl_jax.users.beliefs`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from brax.envs.base import State
 from brax.io import mjcf
+from flax import struct
 
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
 
@@ -65,6 +71,15 @@ def goal_positions(num_goals: int) -> jax.Array:
     """f32[G, 2]: goals on a circle of radius 0.75, the first at the top, counter-clockwise."""
     angles = jnp.pi / 2 + 2 * jnp.pi * jnp.arange(num_goals) / num_goals
     return GOAL_CIRCLE * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+@struct.dataclass
+class NavigationWorld:
+    """The parts of the world a user can be wrong about (the true world: hazard at (0, 0.4),
+    bystander where it is observed)."""
+
+    hazard_center: jax.Array  # f32[2]
+    bystander_shift: jax.Array  # f32[2] believed minus true bystander position
 
 
 def _zone_penalty(dist: jax.Array, radius: float) -> jax.Array:
@@ -132,13 +147,26 @@ class Navigation(FeatureEnv):
         return self._finish_step(state, action, next_state)
 
     # --- features ----------------------------------------------------------------------------
+    @property
+    def true_world(self) -> NavigationWorld:
+        return NavigationWorld(
+            hazard_center=jnp.asarray(HAZARD_CENTER, jnp.float32),
+            bystander_shift=jnp.zeros(2, jnp.float32),
+        )
+
     def features(self, state: State, action: jax.Array, next_state: State) -> jax.Array:
-        p0, p1 = state.pipeline_state.q, next_state.pipeline_state.q
+        return self.features_from_obs(state.obs, action, next_state.obs, self.true_world)
+
+    def features_from_obs(
+        self, prev_obs: jax.Array, action: jax.Array, obs: jax.Array, world: NavigationWorld
+    ) -> jax.Array:
+        """f32[F] features of one step from the observations around it, in ``world``."""
+        p0, p1 = prev_obs[:2], obs[:2]
         d0 = jnp.linalg.norm(self.goals - p0, axis=-1)
         d1 = jnp.linalg.norm(self.goals - p1, axis=-1)
         progress = jnp.clip((d0 - d1) / (MAX_SPEED * self.dt), -1.0, 1.0)
-        safety = _zone_penalty(jnp.linalg.norm(p1 - jnp.asarray(HAZARD_CENTER)), HAZARD_RADIUS)
-        b_pos, _ = self.bystander(next_state.info["t"], next_state.info["bystander_phase"])
+        safety = _zone_penalty(jnp.linalg.norm(p1 - world.hazard_center), HAZARD_RADIUS)
+        b_pos = obs[4:6] + world.bystander_shift
         courtesy = _zone_penalty(jnp.linalg.norm(p1 - b_pos), PERSONAL_SPACE)
         comfort = -jnp.mean(jnp.square(jnp.clip(action, -1.0, 1.0)))
         return jnp.concatenate([progress, jnp.stack([safety, courtesy, comfort])])

@@ -78,13 +78,12 @@ def test_navigation_success_is_reaching_the_users_goal(navigation):
 
 def test_navigation_hazard_and_bystander_features_fire(navigation):
     state = navigation.reset(jax.random.PRNGKey(0))
-    inside = state.pipeline_state.replace(q=jnp.array([0.0, 0.4]))
-    phi = navigation.features(state, jnp.zeros(2), state.replace(pipeline_state=inside))
     names = navigation.feature_names
+    in_hazard = state.replace(obs=state.obs.at[:2].set(jnp.array([0.0, 0.4])))
+    phi = navigation.features(state, jnp.zeros(2), in_hazard)
     assert phi[names.index("safety")] == pytest.approx(-1.0, abs=1e-5)
-    b_pos, _ = navigation.bystander(state.info["t"], state.info["bystander_phase"])
-    near = state.pipeline_state.replace(q=b_pos)
-    phi = navigation.features(state, jnp.ones(2), state.replace(pipeline_state=near))
+    at_bystander = state.replace(obs=state.obs.at[:2].set(state.obs[4:6]))
+    phi = navigation.features(state, jnp.ones(2), at_bystander)
     assert phi[names.index("courtesy")] == pytest.approx(-1.0, abs=1e-5)
     assert phi[names.index("comfort")] == pytest.approx(-1.0, abs=1e-5)
 

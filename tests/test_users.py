@@ -249,3 +249,32 @@ def test_regret_labels_equal_partial_return_labels_when_values_are_constant():
     plain = label_pairs(k_label, users, fa, fb)
     with_values = label_pairs(k_label, regret_users, fa, fb, constant, constant)
     chex.assert_trees_all_equal(plain, with_values)
+
+
+def test_features_in_the_true_world_equal_the_task_features(navigation):
+    from vpl_jax.data import collect, cut_segments
+    from vpl_jax.users.beliefs import believed_features
+
+    segments = cut_segments(collect(navigation, jax.random.PRNGKey(5), 4), 8)
+    index = jnp.arange(segments.num_segments)
+    perceived = believed_features(navigation, segments, index, navigation.true_world)
+    np.testing.assert_allclose(perceived, segments.features, atol=1e-6)
+
+
+def test_a_user_who_misplaces_the_hazard_perceives_other_safety(navigation):
+    from vpl_jax.data import collect, cut_segments
+    from vpl_jax.users.beliefs import believed_pair_features
+
+    segments = cut_segments(collect(navigation, jax.random.PRNGKey(6), 16), 10)
+    safety = navigation.feature_names.index("safety")
+    true_safety = np.asarray(segments.features[..., safety].sum(1))
+    entered = int(np.argmin(true_safety))  # the segment deepest in the hazard
+    assert true_safety[entered] < -0.5
+    pairs = jnp.array([[[entered, 0]]] * 2, jnp.int32)  # 2 users, 1 pair each
+    worlds = jax.tree.map(lambda x: jnp.stack([x, x]), navigation.true_world)
+    worlds = worlds.replace(hazard_center=jnp.array([[0.0, 0.4], [0.0, -5.0]]))
+    fa, _ = believed_pair_features(navigation, segments, pairs, worlds)
+    np.testing.assert_allclose(fa[0, 0, :, safety].sum(), true_safety[entered], rtol=1e-5)
+    assert float(fa[1, 0, :, safety].sum()) == 0.0  # believes the hazard is far away
+    other = [i for i, n in enumerate(navigation.feature_names) if n != "safety"]
+    np.testing.assert_allclose(fa[1, 0][:, other], fa[0, 0][:, other], atol=1e-6)

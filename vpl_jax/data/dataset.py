@@ -315,7 +315,7 @@ def _skeleton(meta: DatasetMeta) -> PreferenceDataset:
     z = np.zeros(())
     queries = Queries(pairs=z, labels=z, mask=z)
     return PreferenceDataset(
-        segments=Segments(obs=z, actions=z, features=z, positions=z, alive=z),
+        segments=Segments(**{f.name: z for f in dataclasses.fields(Segments)}),
         users=User(
             theta=z,
             human=HumanModel(**{f.name: z for f in dataclasses.fields(HumanModel)}),

@@ -26,6 +26,7 @@ class Trajectories:
     features: jax.Array  # f32[N, T, F]
     positions: jax.Array  # f32[N, T, 2] agent position after each step (for plots)
     alive: jax.Array  # bool[N, T]
+    initial_obs: jax.Array  # f32[N, O] observation after reset, before the first step
 
     @property
     def num_episodes(self) -> int:
@@ -52,6 +53,7 @@ def rollout_episode(env: FeatureEnv, policy: BehaviourPolicy, key: jax.Array, ep
             features=next_state.info["features"] * alive,
             positions=env.position(next_state),
             alive=alive,
+            initial_obs=state.obs,  # replaced by the reset observation below
         )
         # Keep the last live state as the episode's end so success is judged where it stopped.
         kept = jax.tree.map(lambda new, old: jnp.where(alive, new, old), next_state, state)
@@ -60,7 +62,7 @@ def rollout_episode(env: FeatureEnv, policy: BehaviourPolicy, key: jax.Array, ep
     (final_state, _), traj = jax.lax.scan(
         step, (state, jnp.array(True)), jax.random.split(k_steps, episode_length)
     )
-    return final_state, traj
+    return final_state, traj.replace(initial_obs=state.obs)
 
 
 @functools.partial(jax.jit, static_argnames=("env", "policy", "num_episodes", "episode_length"))

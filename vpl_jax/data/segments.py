@@ -18,6 +18,12 @@ class Segments:
     features: jax.Array  # f32[S, H, F]
     positions: jax.Array  # f32[S, H, 2]
     alive: jax.Array  # bool[S, H]
+    obs_before: jax.Array  # f32[S, O] observation before the segment's first step
+
+    @property
+    def previous_obs(self) -> jax.Array:
+        """f32[S, H, O]: the observation before each step (``obs`` shifted by one)."""
+        return jnp.concatenate([self.obs_before[:, None], self.obs[:, :-1]], axis=1)
 
     @property
     def num_segments(self) -> int:
@@ -44,8 +50,17 @@ def cut_segments(traj: Trajectories, horizon: int) -> Segments:
         x = x[:, : per_episode * horizon]
         return x.reshape(x.shape[0] * per_episode, horizon, *x.shape[2:])
 
+    # The observation before segment j of an episode: reset's for j = 0, else the last one of
+    # segment j - 1.
+    last_of_previous = traj.obs[:, horizon - 1 : (per_episode - 1) * horizon : horizon]
+    before = jnp.concatenate([traj.initial_obs[:, None], last_of_previous], axis=1)
     return Segments(
-        **{f.name: cut(getattr(traj, f.name)) for f in traj.__dataclass_fields__.values()}
+        obs=cut(traj.obs),
+        actions=cut(traj.actions),
+        features=cut(traj.features),
+        positions=cut(traj.positions),
+        alive=cut(traj.alive),
+        obs_before=before.reshape(-1, before.shape[-1]),
     )
 
 
