@@ -7,8 +7,9 @@ LinearBayes particle ``θ``, or an ensemble member) were sample n, with optional
 ``w: f32[N]`` (particles). Batch over users with ``vmap``. Higher is better for every score.
 
 * :func:`information_gain` — the mutual information between the answer and the latent,
-  ``I(y; z | C, q) = H[E_z p] - E_z H[p]`` (BALD; Houlsby et al. 2011). It is 0 when the posterior is
-  a point mass (all samples agree) and when both segments are identical (every ``p = 0.5``).
+  ``I(y; z | C, q) = H[E_z p] - E_z H[p]`` (BALD; Houlsby et al. 2011). It is 0 when the
+  posterior is a point mass (all samples agree) and when both segments are identical (every
+  ``p = 0.5``).
 * :func:`volume_removal` — ``1 - max(E_z p, 1 - E_z p)``, the expected share of posterior mass an
   answer removes under a deterministic-answer approximation (Sadigh et al. 2017).
 * :func:`disagreement` — the variance of ``p`` across samples/members (query-by-committee).

@@ -1,0 +1,156 @@
+"""Reward-model training throughput: one seed versus S seeds vmapped in one compiled call.
+
+Prints one JSON object: for each seed count, compile time (lowering + XLA compilation, measured
+ahead of time) and run time (median of ``--repeats`` calls of the compiled run), and the
+throughput in labelled pairs per second (pairs seen by the optimiser, summed over seeds).
+
+The data are synthetic but shaped like the real thing — a bank of random segments, users of two
+types with opposite linear rewards, rational labels — so no environment has to be rolled out and
+the script runs wherever JAX runs (CPU or GPU)::
+
+    python benchmarks/reward_training.py                       # VPL, CPU-sized defaults
+    python benchmarks/reward_training.py --model btl --users 4096 --seeds 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from vpl_jax import rewards as R
+from vpl_jax.rewards.trainer import check_training_inputs
+
+
+def synthetic_pairs(key, args) -> R.UserPairs:
+    """``args.users`` users of two types with opposite linear rewards over the inputs."""
+    k_bank, k_pairs, k_w = jax.random.split(key, 3)
+    s, h, d = args.segments, args.horizon, args.obs_dim
+    inputs = jax.random.normal(k_bank, (s, h, d))
+    bank = R.SegmentBank(inputs=inputs, alive=jnp.ones((s, h), bool), kind="obs")
+    pairs = jax.random.randint(k_pairs, (args.users, args.pairs_per_user, 2), 0, s)
+    type_id = jnp.arange(args.users) % 2
+    w = jax.random.normal(k_w, (d,))
+    theta = jnp.where(type_id[:, None] == 0, w, -w)  # [U, D]
+    returns = inputs.sum(axis=1)  # [S, D]
+    r_a = jnp.einsum("uqd,ud->uq", returns[pairs[..., 0]], theta)
+    r_b = jnp.einsum("uqd,ud->uq", returns[pairs[..., 1]], theta)
+    return R.UserPairs(
+        bank=bank,
+        pairs=pairs.astype(jnp.int32),
+        labels=(r_a > r_b).astype(jnp.float32),
+        mask=jnp.ones(pairs.shape[:2], bool),
+        type_id=type_id.astype(jnp.int32),
+        type_names=("type_0", "type_1"),
+    )
+
+
+def make_model(args):
+    hidden = (args.hidden, args.hidden)
+    if args.model == "vpl":
+        return R.VPL(
+            latent_dim=args.latent_dim,
+            embed_dim=args.hidden,
+            encoder_hidden=hidden,
+            decoder_hidden=hidden,
+            pooling=args.pooling,
+            max_context=args.max_context,
+            dtype=args.dtype,
+        )
+    if args.model == "btl":
+        return R.BTL(hidden=hidden, dtype=args.dtype)
+    if args.model == "dpl":
+        return R.DPLMeanVariance(hidden=hidden, dtype=args.dtype)
+    return R.Ensemble(R.BTL(hidden=hidden, dtype=args.dtype), size=5)
+
+
+def measure(model, config, data, num_seeds: int, repeats: int) -> dict:
+    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    if num_seeds == 1:
+        keys = keys[0]
+        run = jax.jit(lambda key, data: R.train_run(model, config, key, data))
+    else:
+        run = jax.jit(
+            lambda keys, data: jax.vmap(lambda k: R.train_run(model, config, k, data))(keys)
+        )
+    start = time.perf_counter()
+    compiled = run.lower(keys, data).compile()
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(keys, data))
+        times.append(time.perf_counter() - start)
+    run_s = statistics.median(times)
+    batch = min(config.users_per_batch, data.num_users)
+    steps = config.num_epochs * (data.num_users // batch)
+    pairs = num_seeds * steps * batch * data.num_pairs
+    return {
+        "seeds": num_seeds,
+        "compile_s": round(compile_s, 3),
+        "run_s": round(run_s, 4),
+        "run_s_all": [round(t, 4) for t in times],
+        "optimizer_steps_per_seed": steps,
+        "pairs_per_s": round(pairs / run_s, 1),
+        "pairs_per_s_per_seed": round(pairs / run_s / num_seeds, 1),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=["vpl", "btl", "dpl", "ensemble"], default="vpl")
+    parser.add_argument("--users", type=int, default=256, help="U training users")
+    parser.add_argument("--pairs-per-user", type=int, default=40, help="Q labelled pairs per user")
+    parser.add_argument("--segments", type=int, default=2048, help="segments in the bank")
+    parser.add_argument("--horizon", type=int, default=10, help="H steps per segment")
+    parser.add_argument("--obs-dim", type=int, default=8, help="D inputs per step")
+    parser.add_argument("--hidden", type=int, default=64, help="width of every hidden layer")
+    parser.add_argument("--latent-dim", type=int, default=8, help="Z (VPL)")
+    parser.add_argument("--pooling", choices=["mean", "attention"], default="mean")
+    parser.add_argument("--max-context", type=int, default=8, help="largest training context")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--users-per-batch", type=int, default=32)
+    parser.add_argument("--seeds", type=int, default=16, help="S seeds of the vmapped run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per seed count")
+    parser.add_argument(
+        "--matmul-precision",
+        choices=["default", "high", "highest"],
+        default="default",
+        help="jax_default_matmul_precision (on GPUs 'default' may use TF32)",
+    )
+    args = parser.parse_args()
+    jax.config.update("jax_default_matmul_precision", args.matmul_precision)
+
+    model = make_model(args)
+    config = R.TrainConfig(num_epochs=args.epochs, users_per_batch=args.users_per_batch)
+    data = synthetic_pairs(jax.random.PRNGKey(1), args)
+    check_training_inputs(model, config, data)
+    results = [measure(model, config, data, s, args.repeats) for s in (1, args.seeds)]
+    one, many = results
+    device = jax.devices()[0]
+    print(
+        json.dumps(
+            {
+                "benchmark": "reward_training",
+                "model": args.model,
+                "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+                "jax": jax.__version__,
+                "matmul_precision": args.matmul_precision,
+                "sizes": {k: v for k, v in vars(args).items() if k not in ("matmul_precision",)},
+                "results": results,
+                f"wall_ratio_{args.seeds}_seeds_to_1": round(many["run_s"] / one["run_s"], 3),
+                "host_cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

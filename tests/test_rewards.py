@@ -1,0 +1,393 @@
+"""Reward models without training: batches, likelihoods, the set encoder's symmetries, numerical
+safety, reward scaling, LinearBayes' Laplace posterior, and input validation."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vpl_jax import rewards as R
+from vpl_jax.data import gather_features
+from vpl_jax.rewards.likelihood import bradley_terry_nll, cross_entropy, probit_log_probs
+
+SMALL = {"hidden": (16, 16)}
+SMALL_VPL = {"latent_dim": 3, "embed_dim": 16, "encoder_hidden": (16,), "decoder_hidden": (16,)}
+MODELS = {
+    "btl": R.BTL(**SMALL),
+    "vpl": R.VPL(**SMALL_VPL),
+    "vpl_attention": R.VPL(**SMALL_VPL, pooling="attention", num_heads=2),
+    "dpl_mean_variance": R.DPLMeanVariance(**SMALL),
+    "dpl_categorical": R.DPLCategorical(**SMALL, num_atoms=5),
+    "ensemble": R.Ensemble(R.BTL(**SMALL), size=2),
+    "linear_bayes": R.LinearBayes(),
+}
+
+
+def random_batch(key, shape=(2, 5), horizon=4, dim=3) -> R.PairBatch:
+    """A PairBatch[*shape] of Gaussian inputs with random labels in {0, 0.5, 1}."""
+    ks = jax.random.split(key, 4)
+    inputs = jax.random.normal(ks[0], (2, *shape, horizon, dim))
+    alive = jax.random.uniform(ks[1], (2, *shape, horizon)) < 0.9
+    labels = jax.random.randint(ks[2], shape, 0, 3) / 2.0
+    return R.PairBatch(
+        inputs_a=inputs[0],
+        inputs_b=inputs[1],
+        alive_a=alive[0],
+        alive_b=alive[1],
+        labels=labels,
+        mask=jax.random.uniform(ks[3], shape) < 0.8,
+    )
+
+
+def init(model, batch: R.PairBatch, seed: int = 0):
+    """The model's params (init under jit: much faster than op-by-op on CPU)."""
+    return jax.jit(model.init)(jax.random.PRNGKey(seed), batch)
+
+
+def take_pairs(batch: R.PairBatch, index) -> R.PairBatch:
+    """The batch restricted to some pairs (index along the Q axis)."""
+    return jax.tree.map(lambda x: jnp.take(x, jnp.asarray(index), axis=1), batch)
+
+
+# --- batches -------------------------------------------------------------------------------------
+def test_pair_batch_gathers_the_datasets_segments(nav_dataset):
+    batch = jax.jit(R.pair_batch, static_argnames="inputs")(
+        nav_dataset, nav_dataset.context, inputs="features"
+    )
+    fa, fb = gather_features(nav_dataset.segments, nav_dataset.context.pairs)
+    chex.assert_trees_all_equal((batch.inputs_a, batch.inputs_b), (fa, fb))
+    chex.assert_trees_all_equal(batch.labels, nav_dataset.context.labels)
+    obs = R.pair_batch(nav_dataset, nav_dataset.heldout)
+    chex.assert_shape(obs.inputs_a, (16, 16, 10, 8))  # U, M, H, O
+
+
+def test_user_pairs_joins_context_and_heldout(nav_dataset):
+    data = R.user_pairs(nav_dataset, "all", "obs_action")
+    assert data.num_pairs == 8 + 16
+    assert data.bank.input_dim == 8 + 2  # obs + action
+    np.testing.assert_array_equal(data.pairs[:, 8:], nav_dataset.heldout.pairs)
+    k3 = data.with_context_size(3)
+    assert np.asarray(k3.mask[:, 3:]).sum() == 0
+
+
+def test_validation_split_keeps_test_users_out(nav_dataset):
+    fit_users, valid_users = R.validation_split(nav_dataset, 0.3)
+    assert not np.any(np.asarray(fit_users.is_test)) and not np.any(np.asarray(valid_users.is_test))
+    assert fit_users.num_users + valid_users.num_users == int((~nav_dataset.is_test).sum())
+    assert set(np.asarray(valid_users.users.type_id)) == {0, 1}
+
+
+def test_sampled_contexts_are_random_subsets_of_the_labelled_pairs():
+    from vpl_jax.rewards.base import sample_context
+
+    batch = random_batch(jax.random.PRNGKey(20), shape=(64, 12))
+    context = jax.jit(sample_context, static_argnums=(2, 3))(jax.random.PRNGKey(21), batch, 2, 5)
+    chex.assert_shape(context.labels, (64, 5))  # only max_size pairs are gathered
+    sizes = np.asarray(context.mask.sum(-1))
+    labelled = np.asarray(batch.mask.sum(-1))
+    assert np.all(sizes == np.clip(sizes, np.minimum(2, labelled), np.minimum(5, labelled)))
+    assert len(set(sizes.tolist())) >= 3  # the size varies per user
+    x_a, chosen = np.asarray(batch.inputs_a), np.asarray(context.inputs_a)
+    for u in range(64):
+        for k in np.flatnonzero(np.asarray(context.mask[u])):
+            (match,) = np.flatnonzero((x_a[u] == chosen[u, k]).all(axis=(-2, -1)))
+            assert batch.mask[u, match]  # a labelled pair of the same user
+
+
+# --- likelihoods --------------------------------------------------------------------------------
+EXTREME = jnp.array([-1e30, -1e4, -20.0, 0.0, 20.0, 1e4, 1e30])
+
+
+@pytest.mark.parametrize("label", [0.0, 0.5, 1.0])
+def test_likelihoods_stay_finite_for_extreme_logits(label):
+    y = jnp.full_like(EXTREME, label)
+
+    def bt(x):
+        return jnp.sum(bradley_terry_nll(x, y))
+
+    def probit(x):
+        return jnp.sum(cross_entropy(*probit_log_probs(x), y))
+
+    for f in (bt, probit):
+        value, grad = jax.value_and_grad(f)(EXTREME)
+        chex.assert_tree_all_finite((value, grad))
+
+
+def test_bradley_terry_by_hand():
+    nll = bradley_terry_nll(jnp.array([0.0, 2.0, 2.0, 0.0]), jnp.array([0.5, 1.0, 0.0, 1.0]))
+    expected = [np.log(2), np.log1p(np.exp(-2)), np.log1p(np.exp(2)), np.log(2)]
+    np.testing.assert_allclose(nll, expected, rtol=1e-6)
+    # An "equal" label is a soft target whose optimum is a logit of 0.
+    grad = jax.grad(lambda x: bradley_terry_nll(x, 0.5))(0.0)
+    assert abs(float(grad)) < 1e-7
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_loss_is_finite_for_extreme_rewards(name):
+    model = MODELS[name]
+    dim = 5
+    batch = random_batch(jax.random.PRNGKey(0), dim=dim)
+    params = init(model, batch, 1)
+    # Blow up every weight (rewards ~1e3-1e12) and the inputs: losses and gradients stay finite.
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, x: x if "input_norm" in str(p) else x * 10.0, params
+    )
+    batch = batch.replace(inputs_a=batch.inputs_a * 1e3, inputs_b=batch.inputs_b * 1e3)
+    (loss, metrics), grads = jax.jit(jax.value_and_grad(model.loss, has_aux=True))(
+        params, batch, jax.random.PRNGKey(2), jnp.asarray(10)
+    )
+    chex.assert_tree_all_finite((loss, metrics, grads))
+
+
+@pytest.mark.parametrize("name", ["btl", "vpl", "dpl_categorical", "linear_bayes"])
+def test_masked_pairs_do_not_change_the_loss(name):
+    model = MODELS[name]
+    batch = random_batch(jax.random.PRNGKey(3))
+    params = init(model, batch, 4)
+    noisy = random_batch(jax.random.PRNGKey(5))
+    # Replace everything about the masked pairs; a model that honours the mask cannot tell.
+    changed = jax.tree.map(
+        lambda x, y: jnp.where(
+            jnp.reshape(batch.mask, batch.mask.shape + (1,) * (x.ndim - 2)), x, y
+        ),
+        batch,
+        noisy.replace(mask=batch.mask),
+    )
+    loss = jax.jit(model.loss)
+    key, step = jax.random.PRNGKey(6), jnp.asarray(0)
+    chex.assert_trees_all_close(
+        loss(params, batch, key, step), loss(params, changed, key, step), atol=1e-5
+    )
+
+
+def test_segment_return_skips_dead_steps():
+    model = MODELS["btl"]
+    batch = random_batch(jax.random.PRNGKey(7))
+    params = init(model, batch, 8)
+    x, alive = batch.inputs_a, batch.alive_a
+    per_step = model.reward(params, x)
+    expected = jnp.sum(per_step * alive, axis=-1)
+    chex.assert_trees_all_close(model.segment_return(params, x, alive), expected, atol=1e-5)
+
+
+# --- the set encoder -----------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["vpl", "vpl_attention"])
+def encoder_case(request):
+    model = MODELS[request.param]
+    batch = random_batch(jax.random.PRNGKey(9), shape=(3, 6))
+    batch = batch.replace(mask=jnp.ones_like(batch.mask))
+    params = init(model, batch, 10)
+    posterior = jax.jit(lambda p, b: (lambda q: (q.mean(), q.stddev()))(model.posterior(p, b)))
+    return model, params, batch, posterior
+
+
+def test_encoder_is_invariant_to_the_order_of_pairs(encoder_case):
+    _, params, batch, posterior = encoder_case
+    perm = np.random.default_rng(0).permutation(batch.num_pairs)
+    chex.assert_trees_all_close(
+        posterior(params, batch), posterior(params, take_pairs(batch, perm)), atol=1e-5
+    )
+
+
+def test_masking_a_pair_equals_dropping_it(encoder_case):
+    _, params, batch, posterior = encoder_case
+    drop = 2
+    masked = batch.replace(mask=batch.mask.at[:, drop].set(False))
+    kept = take_pairs(batch, [i for i in range(batch.num_pairs) if i != drop])
+    chex.assert_trees_all_close(posterior(params, masked), posterior(params, kept), atol=1e-5)
+
+
+def test_encoder_reads_a_pair_and_its_mirror_alike(encoder_case):
+    _, params, batch, posterior = encoder_case
+    chex.assert_trees_all_close(
+        posterior(params, batch), posterior(params, batch.swapped()), atol=1e-5
+    )
+
+
+def test_empty_context_gives_the_prior(encoder_case):
+    model, params, batch, posterior = encoder_case
+    mean, std = posterior(params, batch.replace(mask=jnp.zeros_like(batch.mask)))
+    prior = model.prior(params)
+    chex.assert_trees_all_close(mean, jnp.broadcast_to(prior.mean(), mean.shape))
+    chex.assert_trees_all_close(std, jnp.broadcast_to(prior.stddev(), std.shape))
+
+
+def test_posterior_and_reward_shapes():
+    model = MODELS["vpl"]
+    batch = random_batch(jax.random.PRNGKey(11), shape=(4, 7))
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(12), batch)
+
+    def shapes(params, batch):
+        q = model.posterior(params, batch)
+        z = q.sample(seed=jax.random.PRNGKey(13))
+        return (
+            z,
+            model.pair_logits(params, batch, z),
+            model.reward(params, batch.inputs_a, z[:, None, None]),
+            model.predict(params, batch, batch),
+        )
+
+    z, logits, rewards, predicted = jax.eval_shape(shapes, params, batch)
+    chex.assert_shape(z, (4, 3))  # one latent per user
+    chex.assert_shape([logits, predicted], (4, 7))
+    chex.assert_shape(rewards, (4, 7, 4))  # per step
+
+
+@pytest.mark.parametrize("name", ["vpl_attention", "dpl_mean_variance"])
+def test_bfloat16_computation_keeps_float32_params_and_close_losses(name):
+    model = MODELS[name]
+    half = dataclasses.replace(model, dtype="bfloat16")
+    batch = random_batch(jax.random.PRNGKey(19))
+    params = init(model, batch, 1)
+    loss = jax.jit(lambda m, p: m.loss(p, batch, jax.random.PRNGKey(2), 0)[0], static_argnums=0)
+    assert jax.tree.structure(init(half, batch, 1)) == jax.tree.structure(params)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(init(half, batch, 1)))
+    np.testing.assert_allclose(loss(half, params), loss(model, params), rtol=0.05)
+
+
+def test_kl_weight_is_annealed():
+    model = R.VPL(kl_weight=0.5, kl_warmup_steps=100)
+    np.testing.assert_allclose(
+        [model.kl_schedule(s) for s in (0, 50, 100, 500)], [0, 0.25, 0.5, 0.5]
+    )
+
+
+# --- LinearBayes ---------------------------------------------------------------------------------
+def test_laplace_mean_is_the_map_and_covariance_the_inverse_hessian():
+    model = R.LinearBayes(prior_std=2.0)
+    batch = random_batch(jax.random.PRNGKey(14), shape=(2, 12), dim=4)
+    params = model.init(None, batch)
+
+    def neg_log_posterior(theta, b):
+        logits = model.pair_logits(params, b, theta)
+        nll = jnp.sum(jnp.where(b.mask, bradley_terry_nll(logits, b.labels), 0.0))
+        return nll - model.prior(params).log_prob(theta)
+
+    @jax.jit
+    def check(batch):
+        q = model.posterior(params, batch)
+        grad = jax.vmap(jax.grad(neg_log_posterior))(q.mean(), batch)
+        hessian = jax.vmap(jax.hessian(neg_log_posterior))(q.mean(), batch)
+        return grad, q.covariance(), jnp.linalg.inv(hessian)
+
+    grad, covariance, inverse_hessian = check(batch)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-4)
+    np.testing.assert_allclose(covariance, inverse_hessian, rtol=1e-3, atol=1e-5)
+
+
+# --- reward scaling ------------------------------------------------------------------------------
+def test_users_differing_only_in_scale_get_comparable_scaled_rewards(nav_dataset):
+    """Two users with rewards r and 4r (theta and 4 theta): raw rewards differ by more than two
+    standard deviations per state; scaled ones by little (win probability) or nothing."""
+    model = R.LinearBayes()
+    bank = R.segment_bank(nav_dataset.segments, "features")
+    reference = R.reference_inputs(jax.random.PRNGKey(0), bank, 512)
+    states = R.reference_inputs(jax.random.PRNGKey(1), bank, 256)
+    theta = 10.0 * nav_dataset.users.theta[0]  # a typical learned scale for rational labels
+    z = jnp.stack([theta, 4.0 * theta])[:, None]  # [2 users, 1, F] against states [1, N, F]
+    raw = model.reward(None, states[None], z)
+    gap = lambda r: float(jnp.mean(jnp.abs(r[1] - r[0])) / jnp.std(r[0]))  # noqa: E731
+    assert gap(raw) > 2.0
+    for method, tolerance in (("win_probability", 0.15), ("standardize", 1e-5), ("minmax", 1e-5)):
+        scaled = R.scaled_reward(model, None, states[None], z, reference, method)
+        assert gap(scaled) < tolerance, method
+        # The ranking of states is each user's own and is kept.
+        np.testing.assert_array_equal(jnp.argsort(scaled[0]), jnp.argsort(scaled[1]))
+    win = R.scaled_reward(model, None, states[None], z, reference)
+    assert float(win.min()) >= 0.0 and float(win.max()) <= 1.0
+
+
+def test_per_episode_reference_rewards_match_the_one_call_form():
+    model = MODELS["vpl"]
+    batch = random_batch(jax.random.PRNGKey(15))
+    params = init(model, batch, 16)
+    reference = batch.inputs_a.reshape(-1, 3)[:20]
+    z = jax.random.normal(jax.random.PRNGKey(17), (6, 3))  # one latent per environment
+    x = jax.random.normal(jax.random.PRNGKey(18), (6, 3))  # one state per environment
+
+    @jax.jit
+    def both(params, x, z):
+        per_episode = R.reference_rewards(model, params, reference, z)  # once per episode
+        stepped = R.scale_rewards(model.reward(params, x, z), per_episode, "standardize")
+        return per_episode, stepped, R.scaled_reward(model, params, x, z, reference, "standardize")
+
+    per_episode, stepped, one_call = both(params, x, z)
+    chex.assert_shape(per_episode, (6, 20))
+    chex.assert_trees_all_close(stepped, one_call, atol=1e-5)
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def train_pairs(nav_dataset):
+    return R.user_pairs(nav_dataset.split()[0], "all")
+
+
+def _bank(data, inputs):
+    return data.replace(bank=data.bank.replace(inputs=inputs))
+
+
+def test_bad_training_inputs_are_rejected_before_compiling(train_pairs):
+    model, config = MODELS["btl"], R.TrainConfig(num_epochs=1)
+    key = jax.random.PRNGKey(0)
+    x = train_pairs.bank.inputs
+    wider = _bank(train_pairs, jnp.concatenate([x, x[..., :1]], axis=-1))
+    with pytest.raises(
+        ValueError, match=r"valid.bank.inputs has D \(inputs per step\) = 9 but train"
+    ):
+        R.fit(model, config, key, train_pairs, wider)
+    nan = _bank(train_pairs, x.at[3, 2, 1].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"train.bank.inputs contains NaN .*segment 3, step 2"):
+        R.fit(model, config, key, nan)
+    with pytest.raises(ValueError, match=r"train.labels must be finite and in \[0, 1\]"):
+        R.fit(
+            model, config, key, train_pairs.replace(labels=train_pairs.labels.at[0, 0].set(jnp.nan))
+        )
+    empty = train_pairs.replace(
+        pairs=train_pairs.pairs[:, :0],
+        labels=train_pairs.labels[:, :0],
+        mask=train_pairs.mask[:, :0],
+    )
+    with pytest.raises(ValueError, match=r"train has 0 pairs per user \(K or Q = 0\)"):
+        R.fit(model, config, key, empty)
+    with pytest.raises(ValueError, match=r"kind 'obs' but the model consumes 'features'"):
+        R.fit(R.LinearBayes(), config, key, train_pairs)
+    with pytest.raises(ValueError, match="patience=3 needs validation data"):
+        R.fit(model, dataclasses.replace(config, patience=3), key, train_pairs)
+    with pytest.raises(
+        ValueError, match=r"monitor='kl' is not a metric of BTL; allowed: \['accuracy'"
+    ):
+        R.fit(model, dataclasses.replace(config, monitor="kl"), key, train_pairs, train_pairs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("num_epochs", 0), ("users_per_batch", 0), ("learning_rate", -1.0), ("patience", 0)],
+)
+def test_bad_train_config_fields_are_named(field, value):
+    with pytest.raises(ValueError, match=f"train config field {field}={value}"):
+        dataclasses.replace(R.TrainConfig(), **{field: value}).validate()
+
+
+def test_bad_evaluation_inputs_are_rejected(nav_dataset):
+    model = MODELS["vpl"]
+    _, test = nav_dataset.split()
+    context, heldout = R.user_pairs(test, "context"), R.user_pairs(test, "heldout")
+    params = init(model, context.batch(), 0)
+    no_context = context.replace(
+        pairs=context.pairs[:, :0], labels=context.labels[:, :0], mask=context.mask[:, :0]
+    )
+    with pytest.raises(ValueError, match=r"context has 0 pairs per user"):
+        R.evaluate(model, params, no_context, heldout)
+    x = context.bank.inputs
+    wide = jnp.concatenate([x, x[..., :2]], axis=-1)
+    with pytest.raises(ValueError, match=r"heldout.bank.inputs has D \(inputs per step\) = 10"):
+        R.evaluate(model, params, context, _bank(heldout, wide))
+    with pytest.raises(ValueError, match=r"inputs \(D=10 per step, H=10\) do not fit the params"):
+        R.evaluate(model, params, _bank(context, wide), _bank(heldout, wide))
+    with pytest.raises(ValueError, match="same users in the same order"):
+        R.evaluate(model, params, context, heldout.select(np.arange(heldout.num_users)[::-1]))
+    with pytest.raises(ValueError, match="inputs='pixels' is not one of"):
+        R.user_pairs(test, "context", "pixels")

@@ -1,0 +1,167 @@
+"""Training reward models for real (CPU-sized): the paper's claim that VPL recovers each user
+type where BTL averages them, the baselines learning, and the trainer's guarantees (vmapped
+seeds equal separate runs, pure early stopping)."""
+
+import dataclasses
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, build_dataset
+from vpl_jax.users import Population
+
+# 64 users (48 train, 16 test), K = 8 context and M = 32 held-out pairs each. Rollout sizes match
+# the shared nav_dataset fixture, so the rollouts compile once per session.
+CONFIG = DatasetConfig(
+    num_users=64, context_size=8, heldout_size=32, pool_size=512, num_episodes=64
+)
+TRAIN = R.TrainConfig(num_epochs=120, users_per_batch=16, learning_rate=1e-3)
+
+
+def _dataset(navigation, types):
+    population = Population.mixture("navigation", navigation.feature_names, types)
+    return build_dataset(jax.random.PRNGKey(0), navigation, population, CONFIG)
+
+
+@pytest.fixture(scope="module")
+def two_goals(navigation):
+    """Rational users of two types that want opposite goals (a at the top, b at the bottom)."""
+    return _dataset(navigation, ["goal_a", "goal_b"])
+
+
+@pytest.fixture(scope="module")
+def one_goal(navigation):
+    return _dataset(navigation, ["goal_a"])
+
+
+def fit_and_evaluate(model, dataset, config=TRAIN, seed=1):
+    """Trains on the training users' pairs (context + held-out); evaluates the test users'
+    held-out pairs given their context pairs."""
+    train, test = dataset.split()
+    params, history = R.fit(
+        model, config, jax.random.PRNGKey(seed), R.user_pairs(train, "all", model.inputs)
+    )
+    context = R.user_pairs(test, "context", model.inputs)
+    heldout = R.user_pairs(test, "heldout", model.inputs)
+    return params, history, R.evaluate(model, params, context, heldout), context, heldout
+
+
+VPL_MODEL = R.VPL(latent_dim=8, max_context=CONFIG.context_size)
+
+
+@pytest.fixture(scope="module")
+def vpl_two_goals(two_goals):
+    return fit_and_evaluate(VPL_MODEL, two_goals)
+
+
+def test_vpl_recovers_each_user_type_where_btl_averages(two_goals, vpl_two_goals):
+    _, _, btl, _, _ = fit_and_evaluate(R.BTL(), two_goals)
+    _, _, vpl, _, _ = vpl_two_goals
+    btl_acc, vpl_acc = np.asarray(btl.type_accuracy), np.asarray(vpl.type_accuracy)
+    print(f"held-out accuracy per type: BTL {btl_acc}, VPL {vpl_acc}")
+    assert np.all(vpl_acc >= 0.9), vpl_acc
+    assert np.min(btl_acc) <= 0.7, btl_acc
+
+
+def test_with_one_user_type_btl_and_vpl_both_learn(one_goal):
+    for model in (R.BTL(), VPL_MODEL):
+        _, _, result, _, _ = fit_and_evaluate(model, one_goal)
+        acc = float(result.type_accuracy[0])
+        print(f"{type(model).__name__} held-out accuracy, one type: {acc:.3f}")
+        assert acc >= 0.9
+
+
+def test_vpl_latent_separates_types_and_sharpens_with_context(vpl_two_goals):
+    params, _, full, context, heldout = vpl_two_goals
+    curve = R.context_size_curve(VPL_MODEL, params, context, heldout, sizes=[0, 2, 8])
+    by_size = np.asarray(curve.type_accuracy).mean(axis=1)
+    print(f"VPL accuracy with k = 0, 2, 8 context pairs: {by_size}")
+    assert by_size[2] >= by_size[0] + 0.25  # the prior alone cannot tell the goals apart
+    np.testing.assert_allclose(curve.accuracy[-1], full.accuracy, atol=1e-6)
+    projection = R.latent_projection(VPL_MODEL, params, context)
+    chex.assert_shape(projection.coords, (context.num_users, 2))
+    first = np.asarray(projection.coords[:, 0])
+    type_id = np.asarray(projection.type_id)
+    a, b = first[type_id == 0], first[type_id == 1]
+    # The types fall on opposite sides of the first principal axis.
+    assert min(a.max(), b.max()) < max(a.min(), b.min())
+    _, variance = R.posterior_moments(VPL_MODEL, params, context)
+    _, prior_variance = R.posterior_moments(VPL_MODEL, params, context.with_context_size(0))
+    assert float(variance.mean()) < float(prior_variance.mean())
+
+
+@pytest.mark.parametrize(
+    "model",
+    [R.DPLMeanVariance(), R.DPLCategorical(), R.Ensemble(R.BTL(), size=3)],
+    ids=["dpl_mean_variance", "dpl_categorical", "ensemble"],
+)
+def test_baselines_learn_a_single_user_type(one_goal, model):
+    config = dataclasses.replace(TRAIN, num_epochs=60)
+    _, history, result, _, _ = fit_and_evaluate(model, one_goal, config)
+    acc = float(result.type_accuracy[0])
+    print(f"{type(model).__name__} held-out accuracy, one type: {acc:.3f}")
+    assert acc >= 0.8
+    assert float(history.train["nll"][-1]) < float(history.train["nll"][0])
+
+
+def test_linear_bayes_recovers_each_users_weights(two_goals):
+    model = R.LinearBayes()
+    params, _, result, _, _ = fit_and_evaluate(
+        model, two_goals, dataclasses.replace(TRAIN, num_epochs=30)
+    )
+    test = two_goals.split()[1]
+    everything = R.user_pairs(test, "all", "features")
+    cosine = R.theta_alignment(model, params, everything, test.users.theta)
+    print(
+        f"LinearBayes accuracy per type {np.asarray(result.type_accuracy)}, cosine to the true "
+        f"theta from K+M pairs: mean {float(cosine.mean()):.3f}, min {float(cosine.min()):.3f}"
+    )
+    assert float(cosine.mean()) >= 0.9
+    assert np.all(np.asarray(result.type_accuracy) >= 0.9)
+
+
+# --- the trainer ---------------------------------------------------------------------------------
+TINY_VPL = R.VPL(latent_dim=2, embed_dim=16, encoder_hidden=(16,), decoder_hidden=(16,))
+TINY = R.TrainConfig(num_epochs=3, users_per_batch=4)
+
+
+def test_vmapped_training_over_seeds_equals_separate_runs(nav_dataset):
+    train = R.user_pairs(nav_dataset.split()[0], "all")
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    batched = R.fit(TINY_VPL, TINY, keys, train)
+    for s in range(3):
+        single = R.fit(TINY_VPL, TINY, keys[s], train)
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda x, s=s: x[s], batched), single, rtol=1e-4, atol=1e-4
+        )
+
+
+def test_make_train_gives_a_pure_vmappable_function(nav_dataset):
+    train = R.user_pairs(nav_dataset.split()[0], "all")
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    run = R.make_train(R.BTL(hidden=(16,)), TINY, train)
+    first, _ = jax.jit(jax.vmap(run))(keys)
+    second, _ = jax.jit(jax.vmap(run))(keys)
+    chex.assert_trees_all_equal(first, second)
+    leaves = jax.tree.leaves(first)
+    assert all(leaf.shape[0] == 2 for leaf in leaves)
+    assert not np.allclose(leaves[-1][0], leaves[-1][1])  # the seeds differ
+
+
+def test_early_stopping_freezes_updates_and_returns_the_best_params(nav_dataset):
+    fit_users, valid_users = R.validation_split(nav_dataset, 0.3)
+    train, valid = R.user_pairs(fit_users), R.user_pairs(valid_users)
+    model = R.BTL(hidden=(16,))
+    # min_delta is out of reach after the first epoch: no later epoch counts as improvement.
+    config = R.TrainConfig(num_epochs=5, users_per_batch=4, patience=1, min_delta=10.0)
+    params, history = R.fit(model, config, jax.random.PRNGKey(0), train, valid)
+    np.testing.assert_array_equal(history.updating, [True, True, False, False, False])
+    assert int(history.best_epoch) == 0
+    valid_nll = np.asarray(history.valid["nll"])
+    np.testing.assert_allclose(valid_nll[2:], valid_nll[1])  # frozen params after epoch 1
+    _, metrics = jax.jit(model.loss)(params, valid.batch(), jax.random.PRNGKey(0), 0)
+    np.testing.assert_allclose(metrics["nll"], valid_nll[0], rtol=1e-5)  # the best epoch's
+    assert not np.isclose(valid_nll[0], valid_nll[1])

@@ -1,0 +1,249 @@
+"""Evaluating reward models on test users: each user's K context pairs -> predictions of that
+user's M held-out pairs.
+
+For a latent model the context is encoded (VPL: the posterior mean of z; LinearBayes: the
+posterior predictive), for the others it is ignored. Metrics per user, averaged per user type
+(each user of a type weighs the same), plus the latent-space views: posterior moments per user
+and a 2-D PCA projection of the posterior means with the users' type ids (the data of the
+latent-space figure).
+
+All functions take :class:`~vpl_jax.rewards.batch.UserPairs` for the context and the held-out
+pairs of the same users, in the same order (``user_pairs(test, "context")`` and
+``user_pairs(test, "heldout")``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from vpl_jax.rewards.base import Params, RewardModel, is_latent
+from vpl_jax.rewards.batch import UserPairs, check_same_inputs, check_user_pairs
+from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean
+
+
+@struct.dataclass
+class Evaluation:
+    """Held-out metrics (with leading axes for seeds or context sizes where asked for).
+
+    Attributes:
+      accuracy: f32[U], share of each user's strict held-out labels predicted (NaN if none).
+      log_likelihood: f32[U], mean ``log p(y | context)`` per labelled held-out pair.
+      type_accuracy: f32[T], mean of ``accuracy`` over each type's users (NaN: no users).
+      type_log_likelihood: f32[T], likewise.
+      type_id: i32[U], each user's type.
+    """
+
+    accuracy: jax.Array
+    log_likelihood: jax.Array
+    type_accuracy: jax.Array
+    type_log_likelihood: jax.Array
+    type_id: jax.Array
+
+
+def heldout_logits(
+    model: RewardModel,
+    params: Params,
+    context: UserPairs,
+    heldout: UserPairs,
+    users_per_chunk: int | None = 256,
+) -> jax.Array:
+    """f32[U, M]: each user's held-out logits of ``P(a ≻ b)`` given their context (jittable).
+
+    Users are processed ``users_per_chunk`` at a time (None: all at once) to bound memory.
+    """
+
+    def one_user(u):
+        return model.predict(params, context.batch(u[None]), heldout.batch(u[None]))[0]
+
+    return jax.lax.map(one_user, jnp.arange(context.num_users), batch_size=users_per_chunk)
+
+
+def _per_type(values: jax.Array, type_id: jax.Array, num_types: int) -> jax.Array:
+    one_hot = jax.nn.one_hot(type_id, num_types) * ~jnp.isnan(values)[:, None]
+    total = jnp.sum(one_hot * jnp.nan_to_num(values)[:, None], axis=0)
+    count = jnp.sum(one_hot, axis=0)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+
+
+def evaluation_metrics(
+    model: RewardModel,
+    params: Params,
+    context: UserPairs,
+    heldout: UserPairs,
+    num_types: int | None = None,
+) -> Evaluation:
+    """The :class:`Evaluation` of one set of params (pure and jittable; see :func:`evaluate`).
+
+    ``num_types`` (static) defaults to the number of ``heldout.type_names``.
+    """
+    logits = heldout_logits(model, params, context, heldout)
+    labels, mask = heldout.labels, heldout.mask
+    strict = mask & (labels != 0.5)
+    correct = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
+    num_strict = jnp.sum(strict, axis=-1)
+    accuracy = jnp.where(
+        num_strict > 0, jnp.sum(correct * strict, -1) / jnp.maximum(num_strict, 1), jnp.nan
+    )
+    log_lik = -jax.vmap(masked_mean)(bradley_terry_nll(logits, labels), mask)
+    num_types = len(heldout.type_names) if num_types is None else num_types
+    return Evaluation(
+        accuracy=accuracy,
+        log_likelihood=log_lik,
+        type_accuracy=_per_type(accuracy, heldout.type_id, num_types),
+        type_log_likelihood=_per_type(log_lik, heldout.type_id, num_types),
+        type_id=heldout.type_id,
+    )
+
+
+def _num_types(data: UserPairs) -> int:
+    return max(len(data.type_names), int(np.max(np.asarray(data.type_id), initial=0)) + 1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "seeds", "num_types"))
+def _evaluate(model, params, context, heldout, seeds, num_types):
+    def metrics(p):
+        return evaluation_metrics(model, p, context, heldout, num_types)
+
+    return jax.vmap(metrics)(params) if seeds else metrics(params)
+
+
+def check_evaluation_inputs(
+    model: RewardModel, params: Params, context: UserPairs, heldout: UserPairs, seeds: bool
+) -> None:
+    """Raises ``ValueError`` naming the malformed or mismatched field (before compiling)."""
+    check_user_pairs(context, "context", model.inputs)
+    check_user_pairs(heldout, "heldout", model.inputs)
+    check_same_inputs(context, heldout, "context", "heldout")
+    if context.num_users != heldout.num_users or not np.array_equal(
+        np.asarray(context.type_id), np.asarray(heldout.type_id)
+    ):
+        raise ValueError(
+            f"context ({context.num_users} users) and heldout ({heldout.num_users} users) must "
+            "hold the same users in the same order"
+        )
+    one = jax.tree.map(lambda x: x[0], params) if seeds else params
+    try:
+        jax.eval_shape(lambda p, c, h: heldout_logits(model, p, c, h), one, context, heldout)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"context/heldout inputs (D={context.bank.input_dim} per step, H="
+            f"{context.bank.horizon}) do not fit the params of this {type(model).__name__} "
+            f"(trained on data of another shape?): {e}"
+        ) from e
+
+
+def evaluate(
+    model: RewardModel,
+    params: Params,
+    context: UserPairs,
+    heldout: UserPairs,
+    *,
+    seeds: bool = False,
+) -> Evaluation:
+    """Held-out accuracy and log-likelihood per user and per user type.
+
+    Args:
+      model, params: a trained model (``params`` with a leading seed axis S if ``seeds``; the
+        result then leads with S too).
+      context: the users' K context pairs. heldout: the same users' M held-out pairs.
+    """
+    check_evaluation_inputs(model, params, context, heldout, seeds)
+    return _evaluate(model, params, context, heldout, seeds, _num_types(heldout))
+
+
+def context_size_curve(
+    model: RewardModel,
+    params: Params,
+    context: UserPairs,
+    heldout: UserPairs,
+    sizes=None,
+) -> Evaluation:
+    """:class:`Evaluation` with a leading axis over context sizes ``sizes`` (default 0..K): each
+    user's first k context pairs only. k = 0 is the prior's prediction."""
+    check_evaluation_inputs(model, params, context, heldout, seeds=False)
+    sizes = jnp.arange(context.num_pairs + 1) if sizes is None else jnp.asarray(sizes)
+    return _context_size_curve(model, params, context, heldout, sizes, _num_types(heldout))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_types"))
+def _context_size_curve(model, params, context, heldout, sizes, num_types):
+    def at_size(k):
+        return evaluation_metrics(model, params, context.with_context_size(k), heldout, num_types)
+
+    return jax.lax.map(at_size, sizes)
+
+
+# --- the latent space ---------------------------------------------------------------------------
+def posterior_moments(
+    model: RewardModel, params: Params, context: UserPairs
+) -> tuple[jax.Array, jax.Array]:
+    """``(mean, variance): f32[U, Z]`` of each user's posterior given their context."""
+    if not is_latent(model):
+        raise ValueError(f"{type(model).__name__} has no user latent (no posterior)")
+    check_user_pairs(context, "context", model.inputs)
+    return _posterior_moments(model, params, context)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _posterior_moments(model, params, context):
+    q = model.posterior(params, context.batch())
+    return q.mean(), q.variance()
+
+
+@struct.dataclass
+class LatentProjection:
+    """2-D PCA projection of users' posterior means (the data of the latent-space figure).
+
+    Attributes:
+      coords: f32[U, 2], each user's projected posterior mean.
+      type_id: i32[U], each user's type (colour the points by it).
+      explained_variance_ratio: f32[2], share of the means' variance along each axis.
+      components: f32[2, Z], the projection axes; center: f32[Z], the means' average.
+    """
+
+    coords: jax.Array
+    type_id: jax.Array
+    explained_variance_ratio: jax.Array
+    components: jax.Array
+    center: jax.Array
+
+
+def pca_2d(points: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(coords f32[N, 2], ratio f32[2], components f32[2, Z], center f32[Z])`` of
+    ``points: f32[N, Z]`` (axes padded with zeros when Z < 2)."""
+    center = jnp.mean(points, axis=0)
+    centered = points - center
+    _, s, vt = jnp.linalg.svd(centered, full_matrices=False)
+    pad = max(0, 2 - vt.shape[0])
+    components = jnp.pad(vt[:2], ((0, pad), (0, 0)))
+    var = jnp.pad(jnp.square(s[:2]), (0, pad))
+    ratio = var / jnp.maximum(jnp.sum(jnp.square(s)), 1e-12)
+    return centered @ components.T, ratio, components, center
+
+
+def latent_projection(model: RewardModel, params: Params, context: UserPairs) -> LatentProjection:
+    """PCA of the users' posterior means given their context pairs."""
+    mean, _ = posterior_moments(model, params, context)
+    coords, ratio, components, center = pca_2d(mean)
+    return LatentProjection(coords, context.type_id, ratio, components, center)
+
+
+def theta_alignment(
+    model: RewardModel, params: Params, context: UserPairs, true_theta: jax.Array
+) -> jax.Array:
+    """f32[U]: cosine similarity between each user's posterior mean and ``true_theta: f32[U, F]``
+    (LinearBayes, whose latent is theta)."""
+    mean, _ = posterior_moments(model, params, context)
+    if mean.shape != true_theta.shape:
+        raise ValueError(
+            f"true_theta has shape {true_theta.shape} but the posterior means have {mean.shape}"
+        )
+    num = jnp.sum(mean * true_theta, axis=-1)
+    return num / jnp.maximum(
+        jnp.linalg.norm(mean, axis=-1) * jnp.linalg.norm(true_theta, axis=-1), 1e-12
+    )

@@ -1,0 +1,148 @@
+"""LinearBayes: a Bayesian posterior over a user's reward weights theta from the task's features —
+the interpretable baseline (Sadigh et al., 2017; Biyik & Sadigh, 2018).
+
+The user latent is ``z = theta: f32[F]`` itself and the reward is linear in the features,
+``r(phi_t, theta) = theta · phi_t``, so a pair's logit is ``theta · (Phi_a - Phi_b)`` with ``Phi``
+the segment's summed live-step features. With a Gaussian prior ``N(mu_0, diag(sigma_0^2))``
+the posterior given a user's labelled pairs is approximated by Laplace's method: Newton's method
+finds the MAP (the log-posterior is concave, so a fixed number of steps converges), and the
+Hessian there gives the covariance. Predictions integrate theta out with the probit
+approximation ``P(a ≻ b) ≈ sigmoid(mu·d / sqrt(1 + pi/8 · d^T Sigma d))`` (MacKay, 1992).
+
+The prior is the only thing trained: with ``learn_prior`` the trainer fits mu_0 and sigma_0 to
+the training users by the same encode-a-subset, predict-all objective as VPL (an empirical-Bayes
+estimate of the population); without it the prior stays ``N(0, prior_std^2 I)``. Cosine
+similarity between the posterior mean and the true theta (``evaluation.theta_alignment``) says
+how well a user's weights are recovered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import distrax
+import jax
+import jax.numpy as jnp
+
+from vpl_jax.rewards.base import Params, sample_context, sum_over_steps
+from vpl_jax.rewards.batch import PairBatch
+from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, pair_metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearBayes:
+    """Laplace posterior over linear reward weights.
+
+    Attributes:
+      prior_std: sigma_0 of the initial prior N(0, sigma_0^2 I).
+      learn_prior: fit the prior's mean and scale to the training users.
+      newton_steps: Newton iterations for the MAP (5-10 reach float precision here).
+      min_context, max_context: context-size range in training (as for VPL).
+    """
+
+    prior_std: float = 1.0
+    learn_prior: bool = True
+    newton_steps: int = 10
+    min_context: int = 1
+    max_context: int | None = None
+
+    inputs = "features"  # the model reads the task's per-step features, not observations
+
+    def __post_init__(self):
+        if self.prior_std <= 0:
+            raise ValueError(f"LinearBayes prior_std={self.prior_std} must be > 0")
+        if self.newton_steps < 1:
+            raise ValueError(f"LinearBayes newton_steps={self.newton_steps} must be >= 1")
+
+    def init(self, key: jax.Array, batch: PairBatch) -> Params:
+        del key
+        f = batch.input_dim
+        return {
+            "prior": {
+                "mean": jnp.zeros(f),
+                "log_std": jnp.full(f, math.log(self.prior_std)),
+            }
+        }
+
+    def _prior_moments(self, params):
+        p = params["prior"]
+        if not self.learn_prior:
+            p = jax.lax.stop_gradient(p)
+        return p["mean"], jnp.exp(p["log_std"])
+
+    # --- the reward ----------------------------------------------------------------------------
+    def reward(self, params: Params, x: jax.Array, z: jax.Array | None = None) -> jax.Array:
+        """f32[...]: ``theta · phi`` for features ``x: f32[..., F]``, ``z = theta: f32[..., F]``."""
+        if z is None:
+            raise ValueError("LinearBayes.reward needs z = theta: f32[..., F]")
+        return jnp.sum(x * z, axis=-1)
+
+    def segment_return(self, params, x, alive, z=None) -> jax.Array:
+        return sum_over_steps(self.reward(params, x, z[..., None, :]), alive)
+
+    def feature_differences(self, batch: PairBatch) -> jax.Array:
+        """f32[..., Q, F]: ``Phi_a - Phi_b``, the summed live-step features of a minus b."""
+        phi_a = jnp.sum(jnp.where(batch.alive_a[..., None], batch.inputs_a, 0.0), axis=-2)
+        phi_b = jnp.sum(jnp.where(batch.alive_b[..., None], batch.inputs_b, 0.0), axis=-2)
+        return phi_a - phi_b
+
+    def pair_logits(self, params: Params, batch: PairBatch, z: jax.Array) -> jax.Array:
+        """f32[..., Q]: ``theta · (Phi_a - Phi_b)`` for one ``z = theta: f32[..., F]`` per user."""
+        return jnp.einsum("...qf,...f->...q", self.feature_differences(batch), z)
+
+    # --- the posterior -------------------------------------------------------------------------
+    def prior(self, params: Params) -> distrax.MultivariateNormalDiag:
+        return distrax.MultivariateNormalDiag(*self._prior_moments(params))
+
+    def _laplace(self, params, context: PairBatch) -> tuple[jax.Array, jax.Array]:
+        """``(mean f32[..., F], covariance f32[..., F, F])`` of the Laplace posterior."""
+        d = self.feature_differences(context)
+        w = context.mask.astype(d.dtype)
+        y = context.labels
+        mu0, sd0 = self._prior_moments(params)
+        precision0 = 1.0 / jnp.square(sd0)
+
+        def hessian(theta):
+            p = jax.nn.sigmoid(jnp.einsum("...qf,...f->...q", d, theta))
+            curvature = w * p * (1.0 - p)
+            h = jnp.einsum("...q,...qf,...qg->...fg", curvature, d, d)
+            return h + jnp.diag(precision0), p
+
+        def newton(theta, _):
+            h, p = hessian(theta)
+            grad = -jnp.einsum("...q,...qf->...f", w * (y - p), d) + precision0 * (theta - mu0)
+            return theta - jnp.linalg.solve(h, grad[..., None])[..., 0], None
+
+        theta0 = jnp.broadcast_to(mu0, d.shape[:-2] + mu0.shape)
+        theta, _ = jax.lax.scan(newton, theta0, None, length=self.newton_steps)
+        h, _ = hessian(theta)
+        return theta, jnp.linalg.inv(h)
+
+    def posterior(self, params: Params, context: PairBatch) -> distrax.MultivariateNormalTri:
+        """Laplace posterior over theta for ``context: PairBatch[..., K]`` (batch shape [...])."""
+        mean, cov = self._laplace(params, context)
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        return distrax.MultivariateNormalTri(mean, jnp.linalg.cholesky(cov))
+
+    def predictive_logits(self, params: Params, context: PairBatch, targets: PairBatch):
+        """f32[..., M]: logits of ``E_theta sigmoid(theta · d)`` (probit approximation)."""
+        mean, cov = self._laplace(params, context)
+        d = self.feature_differences(targets)
+        m = jnp.einsum("...qf,...f->...q", d, mean)
+        v = jnp.einsum("...qf,...fg,...qg->...q", d, cov, d)
+        return m / jnp.sqrt(1.0 + math.pi / 8.0 * v)
+
+    def predict(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
+        return self.predictive_logits(params, context, targets)
+
+    # --- training (of the prior) ---------------------------------------------------------------
+    def loss(self, params: Params, batch: PairBatch, key: jax.Array, step: jax.Array):
+        """Predictive NLL of all of each user's pairs given a random subset as context."""
+        del step
+        context = sample_context(key, batch, self.min_context, self.max_context)
+        logits = self.predictive_logits(params, context, batch)
+        nll = masked_mean(bradley_terry_nll(logits, batch.labels), batch.mask)
+        metrics = pair_metrics(logits, batch.labels, batch.mask)
+        metrics.update(loss=nll, nll=nll)
+        return nll, metrics

@@ -1,0 +1,211 @@
+"""VPL: variational preference learning (Poddar et al., 2024) — a reward r(s, z) conditioned on a
+user latent z inferred from that user's labelled pairs.
+
+Generative model of one user's labelled pairs: ``z ~ p(z)`` (N(0, I) or a learned diagonal
+Gaussian), ``P(a ≻ b | z) = sigmoid(R_a(z) - R_b(z))`` with ``R(z) = sum_t alive_t r(x_t, z)``.
+The encoder q(z | C) reads a *set* C of labelled pairs (:class:`~vpl_jax.rewards.networks.
+SetEncoder`), so it takes any number of pairs k <= K in any order; an empty context gives the
+prior exactly.
+
+Training objective, -ELBO per labelled pair, for a user with labelled pairs D (Q of them):
+
+    loss = ( -E_{q(z|C)}[ sum_{q in D} log p(y_q | z) ] + beta_t KL(q(z|C) || p(z)) ) / |D|
+
+where the context C is a random subset of D of random size k ~ U{min_context .. max_context},
+drawn per user (not one k per minibatch: the same compute covers many context sizes) and per
+step; the expectation uses ``num_samples`` reparameterised samples of z.
+
+Why encode a subset but predict *all* of D: the ELBO ``log p(D) >= E_q[log p(D|z)] - KL(q || p)``
+holds for any q, including one that sees only part of D, so this is still a proper bound on the
+user's whole data; and because most of D is not in C, the encoder must produce a z that
+generalises to pairs it has not seen, which is what it has to do at test time (K context pairs ->
+predict M held-out pairs). Predicting only D \\ C would no longer bound log p(D), and predicting
+only C would reward memorising the context.
+
+A minibatch's loss sums the users' numerators and divides by their total number of labelled
+pairs. Being normalised per labelled pair, ``kl_weight = 1`` is the true ELBO whatever Q is;
+beta < 1 gives the beta-VAE trade-off. beta is annealed linearly from 0 over
+``kl_warmup_steps`` optimiser steps (Bowman et al., 2016) so that the encoder learns to use z
+before the KL pulls it to the prior.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import distrax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vpl_jax.rewards.base import Params, input_statistics, sample_context, sum_over_steps
+from vpl_jax.rewards.batch import Inputs, PairBatch
+from vpl_jax.rewards.likelihood import bradley_terry_nll, pair_metrics
+from vpl_jax.rewards.networks import MLP, Pooling, SetEncoder, normalize
+
+
+@dataclasses.dataclass(frozen=True)
+class VPL:
+    """Variational preference learning with a set encoder.
+
+    Attributes:
+      latent_dim: Z, size of the user latent.
+      embed_dim: width of the encoder's step, segment and pair embeddings.
+      encoder_hidden: hidden widths of the encoder's per-step, per-pair and head MLPs.
+      pooling: ``"mean"`` (masked mean of pair embeddings) or ``"attention"`` (one masked
+        self-attention block over the set, then the masked mean).
+      num_heads: attention heads (``pooling="attention"`` only).
+      decoder_hidden: hidden widths of the reward MLP r(x, z).
+      learned_prior: learn the prior's mean and scale instead of N(0, I).
+      kl_weight: beta, weight of the KL term at the end of the warm-up (1 = the ELBO).
+      kl_warmup_steps: optimiser steps over which beta rises linearly from 0 (0: constant).
+      min_context, max_context: range of the context size k drawn per user in training
+        (``max_context`` None: up to all the user's labelled pairs). Set ``max_context`` to the
+        test-time K.
+      num_samples: samples of z per user for the expected log-likelihood.
+      inputs: per-step input kind (``"obs"`` or ``"obs_action"``).
+      normalize_inputs: standardise inputs with statistics of the first training batch.
+      dtype: computation dtype of the networks ("float32", or "bfloat16" to halve memory
+        traffic on accelerators); params, returns and likelihoods stay float32.
+    """
+
+    latent_dim: int = 8
+    embed_dim: int = 64
+    encoder_hidden: tuple[int, ...] = (64, 64)
+    pooling: Pooling = "mean"
+    num_heads: int = 4
+    decoder_hidden: tuple[int, ...] = (64, 64)
+    learned_prior: bool = False
+    kl_weight: float = 1.0
+    kl_warmup_steps: int = 0
+    min_context: int = 1
+    max_context: int | None = None
+    num_samples: int = 1
+    inputs: Inputs = "obs"
+    normalize_inputs: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        checks = {
+            "latent_dim": self.latent_dim >= 1,
+            "embed_dim": self.embed_dim >= 1,
+            "pooling": self.pooling in ("mean", "attention"),
+            "kl_weight": self.kl_weight >= 0,
+            "kl_warmup_steps": self.kl_warmup_steps >= 0,
+            "min_context": self.min_context >= 1,
+            "max_context": self.max_context is None or self.max_context >= self.min_context,
+            "num_samples": self.num_samples >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"VPL field {name}={getattr(self, name)!r} is out of range")
+
+    # --- networks ----------------------------------------------------------------------------
+    def _encoder(self) -> SetEncoder:
+        return SetEncoder(
+            latent_dim=self.latent_dim,
+            embed_dim=self.embed_dim,
+            hidden=self.encoder_hidden,
+            pooling=self.pooling,
+            num_heads=self.num_heads,
+            dtype=self.dtype,
+        )
+
+    def _decoder(self) -> MLP:
+        return MLP((*self.decoder_hidden, 1), dtype=self.dtype)
+
+    def init(self, key: jax.Array, batch: PairBatch) -> Params:
+        k_enc, k_dec = jax.random.split(key)
+        b = batch
+        params = {
+            "encoder": self._encoder().init(
+                k_enc, b.inputs_a, b.inputs_b, b.alive_a, b.alive_b, b.labels, b.mask
+            ),
+            "decoder": self._decoder().init(k_dec, jnp.zeros((1, b.input_dim + self.latent_dim))),
+        }
+        if self.learned_prior:
+            zeros = jnp.zeros(self.latent_dim)
+            params["prior"] = {"mean": zeros, "log_std": zeros}
+        if self.normalize_inputs:
+            params["input_norm"] = input_statistics(batch)
+        return params
+
+    # --- the reward ----------------------------------------------------------------------------
+    def reward(self, params: Params, x: jax.Array, z: jax.Array | None = None) -> jax.Array:
+        """f32[...]: r(x, z) for ``x: f32[..., D]`` and ``z: f32[..., Z]`` (broadcast against
+        x's leading axes; e.g. one z per user for all of that user's states)."""
+        if z is None:
+            raise ValueError("VPL.reward needs a latent z: f32[..., Z] (e.g. a posterior mean)")
+        x = normalize(params.get("input_norm"), x)
+        z = jnp.broadcast_to(z, (*x.shape[:-1], self.latent_dim))
+        return self._decoder().apply(params["decoder"], jnp.concatenate([x, z], -1))[..., 0]
+
+    def segment_return(self, params, x, alive, z=None) -> jax.Array:
+        """f32[...]: ``sum_t alive_t r(x_t, z)`` for ``x: f32[..., H, D]``, ``z: f32[..., Z]``."""
+        return sum_over_steps(self.reward(params, x, z[..., None, :]), alive)
+
+    def pair_logits(self, params: Params, batch: PairBatch, z: jax.Array) -> jax.Array:
+        """f32[..., Q]: ``R_a(z) - R_b(z)`` for a batch ``[..., Q]`` and one ``z: f32[..., Z]``
+        per user (broadcast over Q)."""
+        z = z[..., None, :]
+        r_a = self.segment_return(params, batch.inputs_a, batch.alive_a, z)
+        r_b = self.segment_return(params, batch.inputs_b, batch.alive_b, z)
+        return r_a - r_b
+
+    # --- the latent ----------------------------------------------------------------------------
+    def prior(self, params: Params) -> distrax.MultivariateNormalDiag:
+        if self.learned_prior:
+            p = params["prior"]
+            return distrax.MultivariateNormalDiag(p["mean"], jnp.exp(p["log_std"]))
+        return distrax.MultivariateNormalDiag(jnp.zeros(self.latent_dim), jnp.ones(self.latent_dim))
+
+    def posterior(self, params: Params, context: PairBatch) -> distrax.MultivariateNormalDiag:
+        """q(z | context) for ``context: PairBatch[..., K]``: batch shape [...], event [Z].
+
+        Only pairs with ``mask`` True are read; a user with none gets the prior itself.
+        """
+        c = context
+        x_a = normalize(params.get("input_norm"), c.inputs_a)
+        x_b = normalize(params.get("input_norm"), c.inputs_b)
+        mean, log_var = self._encoder().apply(
+            params["encoder"], x_a, x_b, c.alive_a, c.alive_b, c.labels, c.mask
+        )
+        prior = self.prior(params)
+        empty = ~jnp.any(c.mask, axis=-1, keepdims=True)
+        mean = jnp.where(empty, prior.loc, mean)
+        scale = jnp.where(empty, prior.scale_diag, jnp.exp(0.5 * log_var))
+        return distrax.MultivariateNormalDiag(mean, scale)
+
+    # --- training ------------------------------------------------------------------------------
+    def kl_schedule(self, step: jax.Array) -> jax.Array:
+        """beta at optimiser step ``step``: linear warm-up from 0 to ``kl_weight``."""
+        if self.kl_warmup_steps == 0:
+            return jnp.asarray(self.kl_weight, jnp.float32)
+        return optax.linear_schedule(0.0, self.kl_weight, self.kl_warmup_steps)(step)
+
+    def loss(self, params: Params, batch: PairBatch, key: jax.Array, step: jax.Array):
+        """-ELBO per labelled pair of a minibatch of users ``batch: PairBatch[B, Q]``."""
+        k_context, k_z = jax.random.split(key)
+        context = sample_context(k_context, batch, self.min_context, self.max_context)
+        q = self.posterior(params, context)
+        z = q.sample(seed=k_z, sample_shape=(self.num_samples,))  # [N, B, Z]
+        logits = jax.vmap(self.pair_logits, in_axes=(None, None, 0))(params, batch, z)
+        nll = jnp.where(batch.mask, bradley_terry_nll(logits, batch.labels), 0.0)
+        nll_per_user = jnp.mean(jnp.sum(nll, axis=-1), axis=0)  # [B]
+        kl = q.kl_divergence(self.prior(params))  # [B]; 0 for users with an empty context
+        beta = self.kl_schedule(step)
+        num_pairs = jnp.maximum(jnp.sum(batch.mask), 1.0)
+        loss = (jnp.sum(nll_per_user) + beta * jnp.sum(kl)) / num_pairs
+        metrics = pair_metrics(self.pair_logits(params, batch, q.mean()), batch.labels, batch.mask)
+        metrics.update(
+            loss=loss,
+            nll=jnp.sum(nll_per_user) / num_pairs,
+            kl=jnp.mean(kl),
+            kl_weight=beta,
+            context_size=jnp.mean(jnp.sum(context.mask, axis=-1).astype(jnp.float32)),
+        )
+        return loss, metrics
+
+    def predict(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
+        """f32[..., M]: logits of each user's target pairs under the posterior mean of z."""
+        return self.pair_logits(params, targets, self.posterior(params, context).mean())
