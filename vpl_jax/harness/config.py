@@ -122,7 +122,7 @@ def parse(
     config = tyro.cli(config_cls, default=default, args=argv, prog=prog, description=description)
     try:
         return config.validate()
-    except ConfigError as e:
+    except ValueError as e:  # ConfigError, and library validators (unknown user type, ...)
         _exit(str(e))
 
 

@@ -44,6 +44,7 @@ from vpl_jax.rewards.evaluation import (
     theta_alignment,
 )
 from vpl_jax.rewards.linear_bayes import LinearBayes
+from vpl_jax.rewards.methods import REWARD_METHODS, ModelSizes, make_model
 from vpl_jax.rewards.scaling import (
     ScaleMethod,
     reference_inputs,
@@ -63,6 +64,8 @@ __all__ = [
     "Evaluation",
     "History",
     "Inputs",
+    "ModelSizes",
+    "REWARD_METHODS",
     "LatentProjection",
     "LatentRewardModel",
     "LinearBayes",
@@ -79,6 +82,7 @@ __all__ = [
     "heldout_logits",
     "is_latent",
     "latent_projection",
+    "make_model",
     "make_train",
     "pair_batch",
     "posterior_moments",

@@ -1,0 +1,65 @@
+"""Reward models by their method names in results (``btl``, ``vpl``, …), with shared sizes.
+
+Experiments name methods as strings (in configs and in the tidy results); :func:`make_model`
+turns a name into a model so that every experiment builds, e.g., ``vpl`` the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vpl_jax.rewards.base import RewardModel
+from vpl_jax.rewards.btl import BTL
+from vpl_jax.rewards.dpl import DPLCategorical, DPLMeanVariance
+from vpl_jax.rewards.ensemble import Ensemble
+from vpl_jax.rewards.linear_bayes import LinearBayes
+from vpl_jax.rewards.vpl import VPL
+
+#: Method names with a reward model, in the order figures show them.
+REWARD_METHODS = ("btl", "btl_ensemble", "dpl_meanvar", "dpl_categorical", "linear_bayes", "vpl")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSizes:
+    """Hyperparameters shared by the reward models of one experiment.
+
+    Attributes:
+      hidden: MLP widths of every reward network (BTL, DPL, ensemble members, VPL's decoder and
+        encoder).
+      latent_dim: VPL's latent size Z.
+      context_size: the most context pairs VPL's and LinearBayes' encoders see (K).
+      kl_weight: VPL's KL weight (beta of the ELBO).
+      kl_warmup_steps: optimiser steps over which VPL's KL weight rises linearly from 0.
+      ensemble_size: BTL ensemble members.
+    """
+
+    hidden: tuple[int, ...] = (64, 64)
+    latent_dim: int = 8
+    context_size: int = 8
+    kl_weight: float = 1.0
+    kl_warmup_steps: int = 0
+    ensemble_size: int = 5
+
+
+def make_model(method: str, sizes: ModelSizes = ModelSizes()) -> RewardModel:
+    """The reward model of ``method`` (one of :data:`REWARD_METHODS`)."""
+    if method == "btl":
+        return BTL(hidden=sizes.hidden)
+    if method == "btl_ensemble":
+        return Ensemble(member=BTL(hidden=sizes.hidden), size=sizes.ensemble_size)
+    if method == "dpl_meanvar":
+        return DPLMeanVariance(hidden=sizes.hidden)
+    if method == "dpl_categorical":
+        return DPLCategorical(hidden=sizes.hidden)
+    if method == "linear_bayes":
+        return LinearBayes(max_context=sizes.context_size)
+    if method == "vpl":
+        return VPL(
+            latent_dim=sizes.latent_dim,
+            encoder_hidden=sizes.hidden,
+            decoder_hidden=sizes.hidden,
+            max_context=sizes.context_size,
+            kl_weight=sizes.kl_weight,
+            kl_warmup_steps=sizes.kl_warmup_steps,
+        )
+    raise ValueError(f"unknown reward method {method!r}; allowed: {list(REWARD_METHODS)}")
