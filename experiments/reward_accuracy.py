@@ -1,0 +1,247 @@
+"""Held-out preference accuracy of every reward model, per user type (the underspecification
+of a single reward, seen in the data).
+
+    python experiments/reward_accuracy.py --preset cpu --run-name RUN
+
+For each task (navigation: users wanting opposite goals; highway: aggressive vs cautious
+drivers) it builds a preference dataset, trains every reward model on the training users
+(``num_seeds`` seeds in one ``vmap``), and scores the *test* users' held-out pairs given their K
+context pairs. Writes tidy rows (``heldout_accuracy``, ``heldout_log_likelihood`` per method and
+user type; ``context_curve_accuracy`` for VPL with ``n_queries`` = k; ``theta_alignment`` for
+LinearBayes) and three figures: accuracy per user type, VPL accuracy versus k, and the VPL latent
+space of the test users coloured by type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import numpy as np
+
+from vpl_jax import envs, harness
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
+from vpl_jax.plotting import plt
+from vpl_jax.users import Population
+
+TASK_TYPES = {
+    "navigation": "navigation_types",
+    "highway": "highway_types",
+    "locomotion": "locomotion_types",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(harness.ExperimentConfig):
+    tasks: tuple[str, ...] = ("navigation", "highway")
+    """Tasks to run (navigation, highway, locomotion)."""
+    navigation_types: tuple[str, ...] = ("goal_a", "goal_b")
+    """User types of the navigation population (equal shares)."""
+    highway_types: tuple[str, ...] = ("aggressive", "cautious")
+    """User types of the highway population (equal shares)."""
+    locomotion_types: tuple[str, ...] = ("forward", "backward")
+    """User types of the locomotion population (equal shares)."""
+    num_goals: int = 2
+    """Goals of the navigation arena (goal_c needs 3, goal_d 4)."""
+    beta: float = math.inf
+    """Boltzmann rationality of every simulated user (inf: rational labels)."""
+    methods: tuple[str, ...] = R.REWARD_METHODS
+    """Reward models to train."""
+    num_seeds: int = 3
+    """Training seeds per model, trained in one vmap."""
+    data: DatasetConfig = DatasetConfig(
+        num_users=64, context_size=8, heldout_size=32, pool_size=2048, num_episodes=256
+    )
+    """Dataset sizes (users, K context and M held-out pairs per user, query pool, episodes)."""
+    train: R.TrainConfig = R.TrainConfig(num_epochs=120, users_per_batch=16)
+    """Reward-model training."""
+    sizes: R.ModelSizes = R.ModelSizes()
+    """Network sizes shared by the models (VPL's context_size is set to data.context_size)."""
+    validation_fraction: float = 0.2
+    """Share of each type's training users held out for early stopping."""
+
+    def validate(self):
+        super().validate()
+        harness.check_choices("tasks", self.tasks, envs.names())
+        harness.check_choices("methods", self.methods, R.REWARD_METHODS)
+        harness.check_int(self, "num_seeds", minimum=1)
+        harness.check_int(self, "num_goals", minimum=2, maximum=6)
+        harness.check_float(self, "beta", minimum=0.0)
+        harness.check_float(self, "validation_fraction", minimum=1e-6, maximum=1 - 1e-6)
+        self.train.validate()
+        for task in self.tasks:
+            self.data.validate(task_env(self, task))
+            population(self, task)  # unknown user types raise, naming the known ones
+        return self
+
+
+PRESETS = {
+    "cpu": Config(),
+    "paper": Config(
+        tasks=("navigation", "highway", "locomotion"),
+        num_seeds=8,
+        data=DatasetConfig(
+            num_users=512, context_size=16, heldout_size=64, pool_size=16384, num_episodes=4096
+        ),
+        train=R.TrainConfig(num_epochs=200, users_per_batch=64, patience=40),
+        sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16),
+    ),
+}
+
+
+def task_env(config: Config, task: str) -> envs.FeatureEnv:
+    return envs.make(task, num_goals=config.num_goals) if task == "navigation" else envs.make(task)
+
+
+def population(config: Config, task: str) -> Population:
+    env = task_env(config, task)
+    types = getattr(config, TASK_TYPES[task])
+    return Population.mixture(task, env.feature_names, types, overrides={"beta": config.beta})
+
+
+def train_and_evaluate(
+    config: Config, task: str, dataset: PreferenceDataset, method: str, key: jax.Array
+) -> dict:
+    """Trains ``method`` on the training users (S seeds vmapped); scores the test users."""
+    sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
+    model = R.make_model(method, sizes)
+    fit_users, valid_users = R.validation_split(dataset, config.validation_fraction)
+    _, test = dataset.split()
+    pairs = lambda ds, part: R.user_pairs(ds, part, model.inputs)  # noqa: E731
+    keys = jax.random.split(key, config.num_seeds)
+    start = time.time()
+    params, history = R.fit(
+        model, config.train, keys, pairs(fit_users, "all"), pairs(valid_users, "all")
+    )
+    context, heldout = pairs(test, "context"), pairs(test, "heldout")
+    evaluation = R.evaluate(model, params, context, heldout, seeds=True)
+    jax.block_until_ready(evaluation)
+    out = {"model": model, "params": params, "evaluation": evaluation, "history": history}
+    if method == "vpl":
+        first = jax.tree.map(lambda x: x[0], params)
+        out["curve"] = R.context_size_curve(model, first, context, heldout)
+        out["projection"] = R.latent_projection(model, first, context)
+    if method == "linear_bayes":
+        out["alignment"] = jax.vmap(
+            lambda p: R.theta_alignment(model, p, context, test.users.theta)
+        )(params)
+    out["seconds"] = time.time() - start
+    return out
+
+
+def add_rows(results, task, type_names, method, out, type_id):
+    ev = out["evaluation"]
+    for s in range(ev.type_accuracy.shape[0]):
+        for t, name in enumerate(type_names):
+            for metric, values in (
+                ("heldout_accuracy", ev.type_accuracy),
+                ("heldout_log_likelihood", ev.type_log_likelihood),
+            ):
+                results.add(
+                    method=method, task=task, user_type=name, metric=metric,
+                    value=values[s, t], seed=s,
+                )  # fmt: skip
+            if "alignment" in out:
+                alignment = np.asarray(out["alignment"][s])[np.asarray(type_id) == t]
+                results.add(
+                    method=method, task=task, user_type=name, metric="theta_alignment",
+                    value=alignment.mean(), seed=s,
+                )  # fmt: skip
+    if "curve" in out:
+        for k in range(out["curve"].type_accuracy.shape[0]):
+            for t, name in enumerate(type_names):
+                results.add(
+                    method=method, task=task, user_type=name, metric="context_curve_accuracy",
+                    value=out["curve"].type_accuracy[k, t], n_queries=k, seed=0,
+                )  # fmt: skip
+
+
+def plot_accuracy(per_task: dict, methods) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(per_task), figsize=(5.5 * len(per_task), 3.8), squeeze=False)
+    for ax, (task, (type_names, outs)) in zip(axes[0], per_task.items(), strict=True):
+        width = 0.8 / len(type_names)
+        x = np.arange(len(methods))
+        for t, name in enumerate(type_names):
+            acc = np.array([np.asarray(outs[m]["evaluation"].type_accuracy[:, t]) for m in methods])
+            ax.bar(x + (t - (len(type_names) - 1) / 2) * width, acc.mean(1), width,
+                   yerr=acc.std(1), label=name, capsize=2)  # fmt: skip
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xticks(x, methods, rotation=30, ha="right")
+        ax.set_ylim(0.4, 1.0)
+        ax.set_title(task)
+        ax.set_ylabel("held-out accuracy (test users)")
+        ax.legend(fontsize=8, title="user type")
+    fig.tight_layout()
+    return fig
+
+
+def plot_context_curve(per_task: dict) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(per_task), figsize=(5 * len(per_task), 3.5), squeeze=False)
+    for ax, (task, (type_names, outs)) in zip(axes[0], per_task.items(), strict=True):
+        curve = np.asarray(outs["vpl"]["curve"].type_accuracy)
+        for t, name in enumerate(type_names):
+            ax.plot(np.arange(curve.shape[0]), curve[:, t], marker="o", label=name)
+        ax.set_xlabel("context pairs k")
+        ax.set_ylabel("VPL held-out accuracy")
+        ax.set_title(task)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latents(per_task: dict) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(per_task), figsize=(4.5 * len(per_task), 4), squeeze=False)
+    for ax, (task, (type_names, outs)) in zip(axes[0], per_task.items(), strict=True):
+        proj = outs["vpl"]["projection"]
+        coords, type_id = np.asarray(proj.coords), np.asarray(proj.type_id)
+        for t, name in enumerate(type_names):
+            ax.scatter(*coords[type_id == t].T, s=18, label=name)
+        ratio = np.asarray(proj.explained_variance_ratio)
+        ax.set_xlabel(f"PC 1 ({ratio[0]:.0%})")
+        ax.set_ylabel(f"PC 2 ({ratio[1]:.0%})")
+        ax.set_title(f"{task}: VPL posterior means")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(config: Config, results: harness.RunResults) -> str:
+    key = jax.random.PRNGKey(config.seed)
+    per_task = {}
+    lines = []
+    for task in config.tasks:
+        key, k_data, k_models = jax.random.split(key, 3)
+        env = task_env(config, task)
+        pop = population(config, task)
+        dataset = build_dataset(k_data, env, pop, config.data, task=task)
+        _, test = dataset.split()
+        outs = {}
+        for method, k in zip(config.methods, jax.random.split(k_models, len(config.methods)),
+                             strict=True):  # fmt: skip
+            outs[method] = train_and_evaluate(config, task, dataset, method, k)
+            add_rows(results, task, pop.type_names, method, outs[method], test.users.type_id)
+            acc = np.asarray(outs[method]["evaluation"].type_accuracy).mean(0)
+            per_type = ", ".join(f"{n} {a:.3f}" for n, a in zip(pop.type_names, acc, strict=True))
+            print(f"[{task}] {method:16s} {per_type}  ({outs[method]['seconds']:.0f} s)")
+            lines.append(f"| {task} | {method} | {per_type} |")
+        per_task[task] = (pop.type_names, outs)
+    results.figure(plot_accuracy(per_task, config.methods), "heldout_accuracy")
+    if "vpl" in config.methods:
+        results.figure(plot_context_curve(per_task), "vpl_context_curve")
+        results.figure(plot_latents(per_task), "vpl_latent_space")
+    return "\n".join(
+        [
+            "## Held-out accuracy of test users, mean over seeds",
+            "",
+            "| task | method | accuracy per user type |",
+            "|---|---|---|",
+            *lines,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    harness.run_experiment("reward_accuracy", Config, PRESETS, main, description=__doc__)
