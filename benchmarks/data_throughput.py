@@ -32,7 +32,9 @@ def main() -> None:
     args = parser.parse_args()
 
     env = envs.make(args.task)
-    types = [n for n, t in user_types(args.task).items() if set(t.weights) <= set(env.feature_names)]
+    types = [
+        n for n, t in user_types(args.task).items() if set(t.weights) <= set(env.feature_names)
+    ]
     population = Population.mixture(args.task, env.feature_names, types)
     config = DatasetConfig(
         num_users=args.num_users,
