@@ -141,22 +141,35 @@ def add_rows(results, task, type_names, method, out, type_id):
                 ("heldout_log_likelihood", ev.type_log_likelihood),
             ):
                 results.add(
-                    method=method, task=task, user_type=name, metric=metric,
-                    value=values[s, t], seed=s,
-                )  # fmt: skip
+                    method=method,
+                    task=task,
+                    user_type=name,
+                    metric=metric,
+                    value=values[s, t],
+                    seed=s,
+                )
             if "alignment" in out:
                 alignment = np.asarray(out["alignment"][s])[np.asarray(type_id) == t]
                 results.add(
-                    method=method, task=task, user_type=name, metric="theta_alignment",
-                    value=alignment.mean(), seed=s,
-                )  # fmt: skip
+                    method=method,
+                    task=task,
+                    user_type=name,
+                    metric="theta_alignment",
+                    value=alignment.mean(),
+                    seed=s,
+                )
     if "curve" in out:
         for k in range(out["curve"].type_accuracy.shape[0]):
             for t, name in enumerate(type_names):
                 results.add(
-                    method=method, task=task, user_type=name, metric="context_curve_accuracy",
-                    value=out["curve"].type_accuracy[k, t], n_queries=k, seed=0,
-                )  # fmt: skip
+                    method=method,
+                    task=task,
+                    user_type=name,
+                    metric="context_curve_accuracy",
+                    value=out["curve"].type_accuracy[k, t],
+                    n_queries=k,
+                    seed=0,
+                )
 
 
 def plot_accuracy(per_task: dict, methods) -> plt.Figure:
@@ -166,8 +179,14 @@ def plot_accuracy(per_task: dict, methods) -> plt.Figure:
         x = np.arange(len(methods))
         for t, name in enumerate(type_names):
             acc = np.array([np.asarray(outs[m]["evaluation"].type_accuracy[:, t]) for m in methods])
-            ax.bar(x + (t - (len(type_names) - 1) / 2) * width, acc.mean(1), width,
-                   yerr=acc.std(1), label=name, capsize=2)  # fmt: skip
+            ax.bar(
+                x + (t - (len(type_names) - 1) / 2) * width,
+                acc.mean(1),
+                width,
+                yerr=acc.std(1),
+                label=name,
+                capsize=2,
+            )
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xticks(x, methods, rotation=30, ha="right")
         ax.set_ylim(0.4, 1.0)
@@ -219,8 +238,9 @@ def main(config: Config, results: harness.RunResults) -> str:
         dataset = build_dataset(k_data, env, pop, config.data, task=task)
         _, test = dataset.split()
         outs = {}
-        for method, k in zip(config.methods, jax.random.split(k_models, len(config.methods)),
-                             strict=True):  # fmt: skip
+        for method, k in zip(
+            config.methods, jax.random.split(k_models, len(config.methods)), strict=True
+        ):
             outs[method] = train_and_evaluate(config, task, dataset, method, k)
             add_rows(results, task, pop.type_names, method, outs[method], test.users.type_id)
             acc = np.asarray(outs[method]["evaluation"].type_accuracy).mean(0)
