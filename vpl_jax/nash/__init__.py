@@ -1,0 +1,1 @@
+"""Beyond a single reward: preference models, Nash-MD, and direct preference objectives."""
