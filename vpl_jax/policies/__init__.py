@@ -1,0 +1,60 @@
+"""Policies: PPO (PureJaxRL-style), the latent-reward wrapper, per-user evaluation."""
+
+from vpl_jax.policies.evaluation import Evaluation, evaluate
+from vpl_jax.policies.networks import (
+    ActorCritic,
+    entropy_estimate,
+    log_prob_of_pre_squash,
+    tanh_gaussian,
+)
+from vpl_jax.policies.ppo import (
+    PPO,
+    PolicyParams,
+    PPOConfig,
+    RunnerState,
+    Transition,
+    generalized_advantages,
+    make_train,
+)
+from vpl_jax.policies.wrappers import (
+    AutoResetWrapper,
+    LatentReward,
+    constant_sampler,
+    latent_size,
+    learned_reward,
+    no_latent,
+    observation_size,
+    oracle_reward,
+    posterior_sampler,
+    prior_sampler,
+    table_sampler,
+    wrap_for_training,
+)
+
+__all__ = [
+    "PPO",
+    "ActorCritic",
+    "AutoResetWrapper",
+    "Evaluation",
+    "LatentReward",
+    "PPOConfig",
+    "PolicyParams",
+    "RunnerState",
+    "Transition",
+    "constant_sampler",
+    "entropy_estimate",
+    "evaluate",
+    "generalized_advantages",
+    "latent_size",
+    "learned_reward",
+    "log_prob_of_pre_squash",
+    "make_train",
+    "no_latent",
+    "observation_size",
+    "oracle_reward",
+    "posterior_sampler",
+    "prior_sampler",
+    "table_sampler",
+    "tanh_gaussian",
+    "wrap_for_training",
+]

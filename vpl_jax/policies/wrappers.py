@@ -1,0 +1,215 @@
+"""Brax-style wrappers for policy training: a per-episode latent with its reward, and auto-reset.
+
+``LatentReward`` turns any task into the environment a latent-conditioned policy is trained in:
+at every episode start it draws ``z = z_sampler(key)``, appends ``z`` to the observation, and
+replaces the reward with ``reward_fn(next_state, z)`` (the task's own reward is kept as
+``metrics["task_reward"]``, so Brax's episode wrapper sums it per episode). All four policy
+variants go through it:
+
+=================  =============================================  ================================
+variant            ``z_sampler``                                  ``reward_fn``
+=================  =============================================  ================================
+BTL                :func:`no_latent` (``z: f32[0]``)              ``learned_reward(r(obs))``
+VPL, VPL+scaling   :func:`table_sampler` of training users'       ``learned_reward(r(obs, z))``
+                   posterior means, :func:`posterior_sampler`,    (scaled or not)
+                   or :func:`prior_sampler`
+oracle             :func:`table_sampler` of true ``theta``        :func:`oracle_reward`
+=================  =============================================  ================================
+
+Samplers and reward functions are pure; they may close over traced arrays (e.g. a per-seed reward
+model's parameters inside ``jax.vmap``), so one trainer can be ``vmap``-ed over reward models.
+
+``AutoResetWrapper`` differs from Brax's on purpose: Brax's restores the *first* state of each
+environment (same start, same ``info``; the step counter in ``info["t"]`` and the latent would
+carry over), whereas ours resets with a fresh key, so every episode draws a new start and a new
+``z``. It also records the observation the episode ended in (``info["final_obs"]``), so PPO can
+bootstrap the value of truncated episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from brax.envs.base import Env, State, Wrapper
+from brax.envs.wrappers.training import EpisodeWrapper
+
+ZSampler = Callable[[jax.Array], jax.Array]  # key -> f32[Z]
+RewardFn = Callable[[State, jax.Array], jax.Array]  # (next_state, z f32[Z]) -> f32[]
+
+
+def observation_size(env: Env) -> int:
+    """The observation size of ``env``, from an abstract trace (Brax's property runs a reset)."""
+    return jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs.shape[-1]
+
+
+def latent_size(env: Env) -> int:
+    """Z: the number of trailing observation entries that are the latent (0 when unwrapped)."""
+    return getattr(env, "latent_size", 0)
+
+
+class LatentReward(Wrapper):
+    """Draws ``z`` per episode, appends it to the observation, rewards ``reward_fn(next, z)``.
+
+    ``reward_fn`` sees the inner environment's next state: ``next_state.obs`` is the observation
+    *without* ``z`` (what a learned reward ``r(obs, z)`` was trained on) and
+    ``next_state.info["features"]`` the task's features. The task's own reward is kept in
+    ``metrics["task_reward"]``; ``z`` lives in ``info["latent"]``.
+
+    ``episode_context(z) -> pytree``, if given, is computed once per episode at reset and kept in
+    ``info["reward_context"]``, where ``reward_fn`` can read it: for reward terms that depend on
+    ``z`` alone (e.g. a scaled reward's reference rewards), so a step pays for one reward call.
+    """
+
+    def __init__(
+        self,
+        env: Env,
+        z_sampler: ZSampler,
+        reward_fn: RewardFn,
+        episode_context: Callable[[jax.Array], Any] | None = None,
+    ):
+        super().__init__(env)
+        self.z_sampler = z_sampler
+        self.reward_fn = reward_fn
+        self.episode_context = episode_context
+        z = jax.eval_shape(z_sampler, jax.random.PRNGKey(0))
+        if z.ndim != 1:
+            raise ValueError(f"z_sampler must return f32[Z], got shape {z.shape}")
+        self.latent_size = z.shape[0]
+        self._inner_obs_size = observation_size(env)
+
+    @property
+    def observation_size(self) -> int:
+        return self._inner_obs_size + self.latent_size
+
+    def reset(self, rng: jax.Array) -> State:
+        k_env, k_z = jax.random.split(rng)
+        state = self.env.reset(k_env)
+        z = self.z_sampler(k_z)
+        chex.assert_shape(z, (self.latent_size,))
+        state.info["latent"] = z
+        if self.episode_context is not None:
+            state.info["reward_context"] = self.episode_context(z)
+        return state.replace(
+            obs=jnp.concatenate([state.obs, z], axis=-1),
+            metrics={**state.metrics, "task_reward": state.reward},
+        )
+
+    def step(self, state: State, action: jax.Array) -> State:
+        z = state.info["latent"]
+        inner = state.replace(obs=state.obs[..., : self._inner_obs_size])
+        next_state = self.env.step(inner, action)
+        reward = self.reward_fn(next_state, z)
+        chex.assert_shape(reward, next_state.reward.shape)
+        return next_state.replace(
+            obs=jnp.concatenate([next_state.obs, z], axis=-1),
+            reward=reward.astype(jnp.float32),
+            metrics={**next_state.metrics, "task_reward": next_state.reward},
+        )
+
+
+class AutoResetWrapper(Wrapper):
+    """Resets finished episodes with a fresh key (unbatched; ``vmap`` it over environments).
+
+    The state returned for a step that ends an episode is the new episode's first state, except
+    for what describes the finished transition: ``reward``, ``done``, ``metrics`` and the info
+    entries in ``TRANSITION_INFO`` (features, truncation and Brax's episode metrics, which stay
+    readable at the step an episode ends, as with Brax's wrapper). ``info["final_obs"]`` is the
+    observation the step led to, before any reset.
+    """
+
+    TRANSITION_INFO = ("features", "truncation", "episode_done", "episode_metrics")
+
+    def reset(self, rng: jax.Array) -> State:
+        k_reset, k_next = jax.random.split(rng)
+        state = self.env.reset(k_reset)
+        state.info["reset_key"] = k_next
+        state.info["final_obs"] = state.obs
+        return state
+
+    def step(self, state: State, action: jax.Array) -> State:
+        key, k_reset = jax.random.split(state.info["reset_key"])
+        # The returned state carries the finished step's ``done``; tasks that only ever set
+        # ``done`` on failure would pass it on, so clear it first (as Brax's wrapper does).
+        next_state = self.env.step(state.replace(done=jnp.zeros_like(state.done)), action)
+        next_state.info["reset_key"] = key
+        next_state.info["final_obs"] = next_state.obs
+
+        fresh = self.env.reset(k_reset)
+        fresh.info["reset_key"] = key
+        fresh.info["final_obs"] = next_state.obs
+        for name in self.TRANSITION_INFO:
+            if name in next_state.info:
+                fresh.info[name] = next_state.info[name]
+        fresh = fresh.replace(
+            reward=next_state.reward, done=next_state.done, metrics=next_state.metrics
+        )
+        done = next_state.done > 0
+        return jax.tree.map(lambda f, s: jnp.where(done, f, s), fresh, next_state)
+
+
+def wrap_for_training(env: Env, episode_length: int, action_repeat: int = 1) -> Env:
+    """Brax's ``EpisodeWrapper`` (time limit, truncation flag, episode metrics) + auto-reset."""
+    return AutoResetWrapper(EpisodeWrapper(env, episode_length, action_repeat))
+
+
+# --- latent samplers ------------------------------------------------------------------------
+
+
+def no_latent() -> ZSampler:
+    """``z: f32[0]``: the unconditioned (BTL) policy."""
+    return lambda key: jnp.zeros((0,), jnp.float32)
+
+
+def constant_sampler(z: jax.Array) -> ZSampler:
+    """Always the same ``z: f32[Z]`` (one user)."""
+    z = jnp.asarray(z, jnp.float32)
+    chex.assert_rank(z, 1)
+    return lambda key: z
+
+
+def prior_sampler(latent_size: int) -> ZSampler:
+    """``z ~ N(0, I_Z)``: the VAE prior."""
+    return lambda key: jax.random.normal(key, (latent_size,), jnp.float32)
+
+
+def table_sampler(table: jax.Array) -> ZSampler:
+    """A uniformly chosen row of ``table: f32[N, Z]`` (training users' posterior means, or their
+    true ``theta`` for the oracle)."""
+    table = jnp.asarray(table, jnp.float32)
+    chex.assert_rank(table, 2)
+    return lambda key: table[jax.random.randint(key, (), 0, table.shape[0])]
+
+
+def posterior_sampler(mean: jax.Array, std: jax.Array) -> ZSampler:
+    """A uniformly chosen training user ``i``, then ``z ~ N(mean[i], diag(std[i]²))``.
+
+    ``mean, std: f32[N, Z]``: each training user's Gaussian posterior.
+    """
+    mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+    chex.assert_equal_shape([mean, std])
+    chex.assert_rank(mean, 2)
+
+    def sample(key):
+        k_user, k_z = jax.random.split(key)
+        i = jax.random.randint(k_user, (), 0, mean.shape[0])
+        return mean[i] + std[i] * jax.random.normal(k_z, mean.shape[1:])
+
+    return sample
+
+
+# --- rewards -------------------------------------------------------------------------------
+
+
+def oracle_reward(next_state: State, z: jax.Array) -> jax.Array:
+    """``z · phi``: the true reward of a user whose ``theta`` is ``z`` (f32[F])."""
+    return jnp.dot(z, next_state.info["features"])
+
+
+def learned_reward(r: Callable[[jax.Array, jax.Array], jax.Array]) -> RewardFn:
+    """Adapts a learned reward ``r(obs: f32[O], z: f32[Z]) -> f32[]`` to a ``RewardFn``; ``obs``
+    is the observation the step led to, without ``z``."""
+    return lambda next_state, z: r(next_state.obs, z)
