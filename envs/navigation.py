@@ -2,18 +2,23 @@
 
 Geometry (metres): the arena is ``[-1, 1]^2`` (walls are the slide joints' limits). The robot is a
 velocity-servoed point mass (``ctrl`` = desired velocity in m/s, at most 1 m/s per axis) that
-starts near the centre. ``num_goals`` goals sit on a circle of radius 0.75, the first at the top,
+starts near the centre. ``num_goals`` goals sit on a circle of radius 0.6, the first at the top,
 the rest evenly spaced counter-clockwise (2 goals: top and bottom; 4: top, left, bottom, right).
-A circular hazard (radius 0.2) lies on the straight route to the top goal; a bystander patrols a
+A circular hazard (radius 0.15) lies on the straight route to the top goal; a bystander patrols a
 horizontal line below the centre (one lap per episode, random phase) and keeps a personal space
-of radius 0.3.
+of radius 0.25. Goals lie well inside the walls, so that going *past* a goal is possible and
+wrong: a goal is a place to reach, not a direction.
 
 Observation ``f32[8]``: robot position, robot velocity, bystander position, bystander velocity.
 
 Features, per step, each in ``[-1, 1]`` (see ``envs/base.py`` for the convention):
 
-* ``progress_<g>`` for each goal g in a, b, c, …: decrease of the distance to goal g, divided by
-  the largest possible decrease in one step (``max_speed * dt``);
+* ``progress_<g>`` for each goal g in a, b, c, …: how far along the way from the centre to goal g
+  the robot is, ``clip(1 - d_g / 0.6, -1, 1)`` — 1 at the goal, 0 at the centre's distance,
+  negative beyond it. It is a property of the *state* (summed over a segment it rewards getting
+  to the goal early and staying there), so a reward learned from observations can represent it;
+  a per-step decrease of distance would telescope over a segment, and a state-based reward model
+  fitted to it extrapolates "keep moving that way" past the goal;
 * ``safety``: ``-clip((r_hazard - d_hazard) / r_hazard, 0, 1)`` — 0 outside the hazard, -1 at its
   centre;
 * ``courtesy``: the same shape for the bystander's personal space;
@@ -58,24 +63,24 @@ _XML = """
 """
 
 MAX_SPEED = 1.0
-GOAL_CIRCLE = 0.75
-HAZARD_CENTER = (0.0, 0.4)
-HAZARD_RADIUS = 0.2
-BYSTANDER_Y = -0.4
+GOAL_CIRCLE = 0.6
+HAZARD_CENTER = (0.0, 0.3)
+HAZARD_RADIUS = 0.15
+BYSTANDER_Y = -0.3
 BYSTANDER_AMPLITUDE = 0.6
-PERSONAL_SPACE = 0.3
-START_BOX = 0.2
+PERSONAL_SPACE = 0.25
+START_BOX = (0.2, 0.1)  # half-widths in x and y
 
 
 def goal_positions(num_goals: int) -> jax.Array:
-    """f32[G, 2]: goals on a circle of radius 0.75, the first at the top, counter-clockwise."""
+    """f32[G, 2]: goals on a circle of radius 0.6, the first at the top, counter-clockwise."""
     angles = jnp.pi / 2 + 2 * jnp.pi * jnp.arange(num_goals) / num_goals
     return GOAL_CIRCLE * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)
 
 
 @struct.dataclass
 class NavigationWorld:
-    """The parts of the world a user can be wrong about (the true world: hazard at (0, 0.4),
+    """The parts of the world a user can be wrong about (the true world: hazard at (0, 0.3),
     bystander where it is observed)."""
 
     hazard_center: jax.Array  # f32[2]
@@ -129,7 +134,8 @@ class Navigation(FeatureEnv):
 
     def reset(self, rng: jax.Array) -> State:
         k_pos, k_phase = jax.random.split(rng)
-        q = jax.random.uniform(k_pos, (2,), minval=-START_BOX, maxval=START_BOX)
+        box = jnp.asarray(START_BOX)
+        q = jax.random.uniform(k_pos, (2,), minval=-box, maxval=box)
         pipeline_state = self.pipeline_init(q, jnp.zeros(2))
         t = jnp.zeros((), jnp.int32)
         phase = jax.random.uniform(k_phase, (), maxval=2 * jnp.pi)
@@ -161,10 +167,9 @@ class Navigation(FeatureEnv):
         self, prev_obs: jax.Array, action: jax.Array, obs: jax.Array, world: NavigationWorld
     ) -> jax.Array:
         """f32[F] features of one step from the observations around it, in ``world``."""
-        p0, p1 = prev_obs[:2], obs[:2]
-        d0 = jnp.linalg.norm(self.goals - p0, axis=-1)
-        d1 = jnp.linalg.norm(self.goals - p1, axis=-1)
-        progress = jnp.clip((d0 - d1) / (MAX_SPEED * self.dt), -1.0, 1.0)
+        del prev_obs  # every feature is a function of the state reached (and the action)
+        p1 = obs[:2]
+        progress = jnp.clip(1.0 - jnp.linalg.norm(self.goals - p1, axis=-1) / GOAL_CIRCLE, -1, 1)
         safety = _zone_penalty(jnp.linalg.norm(p1 - world.hazard_center), HAZARD_RADIUS)
         b_pos = obs[4:6] + world.bystander_shift
         courtesy = _zone_penalty(jnp.linalg.norm(p1 - b_pos), PERSONAL_SPACE)
@@ -193,8 +198,9 @@ class Navigation(FeatureEnv):
     def behaviour_policy(self) -> BehaviourPolicy:
         """Waypoint controllers with noise.
 
-        Each episode draws two waypoints (each a goal with probability 0.6, else a uniform point
-        in the arena) and a switch time, a gain, a speed cap, an action-noise scale, and whether
+        Each episode draws two waypoints (each a goal with probability 0.35, a point scattered
+        around a goal (std 0.3) with probability 0.35 — so the data show what lies on every side
+        of a goal, not only the way in — else a uniform point in the arena) and a switch time, a gain, a speed cap, an action-noise scale, and whether
         to steer around the hazard and the bystander. The mix covers direct and detouring routes
         to every goal, wandering, hazard entries and close passes by the bystander.
         """
@@ -206,8 +212,11 @@ class Navigation(FeatureEnv):
 
             def waypoint(k_choice, k_goal, k_pt):
                 goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
-                point = jax.random.uniform(k_pt, (2,), minval=-0.9, maxval=0.9)
-                return jnp.where(jax.random.uniform(k_choice) < 0.6, goal, point)
+                k_near, k_far = jax.random.split(k_pt)
+                near = jnp.clip(goal + 0.3 * jax.random.normal(k_near, (2,)), -0.95, 0.95)
+                far = jax.random.uniform(k_far, (2,), minval=-0.95, maxval=0.95)
+                choice = jax.random.uniform(k_choice)
+                return jnp.where(choice < 0.35, goal, jnp.where(choice < 0.7, near, far))
 
             return {
                 "waypoints": jnp.stack([waypoint(*ks[0:3]), waypoint(*ks[3:6])]),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vpl_jax import envs
+from vpl_jax.envs import navigation as nav
 from vpl_jax.data import collect, rollout_episode
 
 
@@ -79,7 +80,7 @@ def test_navigation_success_is_reaching_the_users_goal(navigation):
 def test_navigation_hazard_and_bystander_features_fire(navigation):
     state = navigation.reset(jax.random.PRNGKey(0))
     names = navigation.feature_names
-    in_hazard = state.replace(obs=state.obs.at[:2].set(jnp.array([0.0, 0.4])))
+    in_hazard = state.replace(obs=state.obs.at[:2].set(jnp.asarray(nav.HAZARD_CENTER)))
     phi = navigation.features(state, jnp.zeros(2), in_hazard)
     assert phi[names.index("safety")] == pytest.approx(-1.0, abs=1e-5)
     at_bystander = state.replace(obs=state.obs.at[:2].set(state.obs[4:6]))

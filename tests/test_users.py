@@ -272,7 +272,7 @@ def test_a_user_who_misplaces_the_hazard_perceives_other_safety(navigation):
     assert true_safety[entered] < -0.5
     pairs = jnp.array([[[entered, 0]]] * 2, jnp.int32)  # 2 users, 1 pair each
     worlds = jax.tree.map(lambda x: jnp.stack([x, x]), navigation.true_world)
-    worlds = worlds.replace(hazard_center=jnp.array([[0.0, 0.4], [0.0, -5.0]]))
+    worlds = worlds.replace(hazard_center=jnp.array([[0.0, 0.3], [0.0, -5.0]]))
     fa, _ = believed_pair_features(navigation, segments, pairs, worlds)
     np.testing.assert_allclose(fa[0, 0, :, safety].sum(), true_safety[entered], rtol=1e-5)
     assert float(fa[1, 0, :, safety].sum()) == 0.0  # believes the hazard is far away

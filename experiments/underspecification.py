@@ -1,0 +1,438 @@
+"""Underspecification, end to end: from physics to per-user behaviour.
+
+    python experiments/underspecification.py --preset cpu --run-name RUN
+
+Users of two types want opposite things (navigation: opposite goals; highway: aggressive vs
+cautious driving). From their preference labels we learn a reward and train a policy on it:
+
+* ``btl`` — one Bradley–Terry reward r(s) for everyone; an unconditioned policy;
+* ``vpl`` — VPL's latent-conditioned reward r(s, z); a policy pi(a | s, z), trained with z drawn
+  from the training users' posteriors;
+* ``vpl_spo`` — the same with the reward scaled to an expected win probability against reference
+  states, r~(s, z) = E_{s'}[sigmoid(r(s, z) - r(s', z))], so every user's reward has one scale;
+* ``oracle`` — pi(a | s, theta) trained on the true reward theta · phi.
+
+Each *test* user then tells the model about themselves with K labelled pairs; VPL's policy acts
+on their posterior mean, the oracle on their true theta. Every policy is scored with the user's
+true return and the task's success measure (navigation: reached the user's goal). Writes tidy
+rows (``success``, ``true_return`` per method and user type), bar charts, a top-down picture of
+the test users' paths, and an HTML render of a few rollouts with Brax's viewer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vpl_jax import envs, harness
+from vpl_jax import policies as P
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
+from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
+from vpl_jax.plotting import draw_arena, plot_paths, plt
+from vpl_jax.users import Population
+
+METHODS = ("btl", "vpl", "vpl_spo", "oracle")
+TASK_TYPES = {"navigation": "navigation_types", "highway": "highway_types"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(harness.ExperimentConfig):
+    tasks: tuple[str, ...] = ("navigation",)
+    """Tasks to run: navigation (opposite goals), highway (aggressive vs cautious)."""
+    navigation_types: tuple[str, ...] = ("goal_a", "goal_b")
+    """User types of the navigation population (equal shares)."""
+    highway_types: tuple[str, ...] = ("aggressive", "cautious")
+    """User types of the highway population (equal shares)."""
+    num_goals: int = 2
+    """Goals of the navigation arena."""
+    beta: float = math.inf
+    """Boltzmann rationality of the simulated users (inf: rational)."""
+    methods: tuple[str, ...] = METHODS
+    """Methods to compare."""
+    num_seeds: int = 1
+    """Independent seeds (reward model + policy), trained in one vmap."""
+    data: DatasetConfig = DatasetConfig(
+        num_users=128, context_size=8, heldout_size=56, pool_size=4096, num_episodes=512
+    )
+    """Preference data (users, K context and M held-out pairs per user, pool, episodes)."""
+    reward_train: R.TrainConfig = R.TrainConfig(num_epochs=300, users_per_batch=16)
+    """Reward-model training."""
+    sizes: R.ModelSizes = R.ModelSizes()
+    """Reward-network sizes (VPL's context size is set to data.context_size)."""
+    ppo: P.PPOConfig = P.PPOConfig()
+    """PPO (the same for every method)."""
+    center_reward_tasks: tuple[str, ...] = ("navigation",)
+    """Tasks whose PPO rewards are centred by their running mean. Safe where episodes have a
+    fixed length (a constant shift changes no ranking of policies), and needed for VPL-SPO's
+    win probabilities (about 0.5 plus a small signal); not for tasks that end early, where a
+    shift changes what ending early is worth."""
+    num_reference_states: int = 256
+    """States of the data that VPL-SPO's win probability is measured against."""
+    num_eval_episodes: int = 16
+    """Evaluation episodes per test user (deterministic policy)."""
+    chunk_updates: int = 20
+    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+    checkpoint_every: int = 0
+    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
+    Re-running the same command resumes from the last checkpoint."""
+    render_episodes: int = 2
+    """Test users whose VPL rollouts are rendered to HTML with Brax's viewer (0: none)."""
+
+    def validate(self):
+        super().validate()
+        harness.check_choices("tasks", self.tasks, list(TASK_TYPES))
+        harness.check_choices("methods", self.methods, METHODS)
+        for name in ("num_seeds", "num_reference_states", "num_eval_episodes", "chunk_updates"):
+            harness.check_int(self, name, minimum=1)
+        harness.check_int(self, "checkpoint_every", minimum=0)
+        harness.check_int(self, "render_episodes", minimum=0)
+        harness.check_int(self, "num_goals", minimum=2, maximum=6)
+        harness.check_float(self, "beta", minimum=0.0)
+        if self.checkpoint_every % self.chunk_updates:
+            raise harness.ConfigError(
+                f"checkpoint_every={self.checkpoint_every}: must be a multiple of "
+                f"chunk_updates={self.chunk_updates}"
+            )
+        self.reward_train.validate()
+        for task in self.tasks:
+            self.data.validate(task_env(self, task))
+            population(self, task)  # unknown user types raise, naming the known ones
+        return self
+
+
+PRESETS = {
+    "cpu": Config(),
+    "paper": Config(
+        tasks=("navigation", "highway"),
+        num_seeds=5,
+        data=DatasetConfig(
+            num_users=512, context_size=16, heldout_size=64, pool_size=16384, num_episodes=4096
+        ),
+        reward_train=R.TrainConfig(num_epochs=200, users_per_batch=64, patience=40),
+        sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16),
+        ppo=P.PPOConfig(total_timesteps=50_000_000, num_envs=4096, num_minibatches=32),
+        num_eval_episodes=64,
+        chunk_updates=10,
+    ),
+}
+
+
+def task_env(config: Config, task: str) -> envs.FeatureEnv:
+    return envs.make(task, num_goals=config.num_goals) if task == "navigation" else envs.make(task)
+
+
+def population(config: Config, task: str) -> Population:
+    env = task_env(config, task)
+    types = getattr(config, TASK_TYPES[task])
+    return Population.mixture(task, env.feature_names, types, overrides={"beta": config.beta})
+
+
+# --- rewards --------------------------------------------------------------------------------------
+def train_rewards(config: Config, dataset: PreferenceDataset, key: jax.Array) -> dict:
+    """BTL and VPL trained on the training users (S seeds vmapped); VPL posteriors of every user."""
+    sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
+    fit_users, valid_users = R.validation_split(dataset)
+    train, test = dataset.split()
+    keys = jax.random.split(key, config.num_seeds)
+    out = {}
+    needed = {"btl"} if "btl" in config.methods else set()
+    needed |= {"vpl"} if {"vpl", "vpl_spo"} & set(config.methods) else set()
+    for method in sorted(needed):
+        model = R.make_model(method, sizes)
+        start = time.time()
+        params, _ = R.fit(
+            model,
+            config.reward_train,
+            keys,
+            R.user_pairs(fit_users, "all", model.inputs),
+            R.user_pairs(valid_users, "all", model.inputs),
+        )
+        evaluation = R.evaluate(
+            model,
+            params,
+            R.user_pairs(test, "context", model.inputs),
+            R.user_pairs(test, "heldout", model.inputs),
+            seeds=True,
+        )
+        out[method] = {"model": model, "params": params, "evaluation": evaluation}
+        if method == "vpl":
+            # Each user's posterior from their K context pairs: training users' posteriors are
+            # where the policy's z come from; test users' posterior means are what they act on.
+            moments = jax.vmap(R.posterior_moments, (None, 0, None))
+            out[method]["train_posterior"] = moments(
+                model, params, R.user_pairs(train, "context", model.inputs)
+            )
+            out[method]["test_posterior"] = moments(
+                model, params, R.user_pairs(test, "context", model.inputs)
+            )
+        acc = np.asarray(evaluation.type_accuracy).mean(0)
+        print(
+            f"  reward {method}: held-out accuracy per type {np.round(acc, 3)} "
+            f"({time.time() - start:.0f} s)"
+        )
+    return out
+
+
+# --- policies -------------------------------------------------------------------------------------
+def policy_inputs(method: str, config: Config, rewards: dict, dataset, key) -> dict:
+    """What the training environment of ``method`` needs, per seed (leading axis S)."""
+    train, _ = dataset.split()
+    per_seed = lambda x: jnp.broadcast_to(x, (config.num_seeds, *x.shape))  # noqa: E731
+    if method == "oracle":
+        return {"theta": per_seed(train.users.theta)}
+    if method == "btl":
+        return {"params": rewards["btl"]["params"]}
+    vpl = rewards["vpl"]
+    mean, var = vpl["train_posterior"]
+    inputs = {"params": vpl["params"], "mean": mean, "std": jnp.sqrt(var)}
+    if method == "vpl_spo":
+        bank = R.segment_bank(dataset.segments, vpl["model"].inputs)
+        inputs["references"] = per_seed(R.reference_inputs(key, bank, config.num_reference_states))
+    return inputs
+
+
+def policy_env(method: str, env, model, inputs: dict) -> P.LatentReward:
+    """The training environment of ``method`` for one seed (``inputs`` may be traced)."""
+    if method == "oracle":
+        return P.LatentReward(env, P.table_sampler(inputs["theta"]), P.oracle_reward)
+    params = inputs["params"]
+    if method == "btl":
+        reward = P.learned_reward(lambda obs, z: model.reward(params, obs))
+        return P.LatentReward(env, P.no_latent(), reward)
+    sampler = P.posterior_sampler(inputs["mean"], inputs["std"])
+    if method == "vpl":
+        reward = P.learned_reward(lambda obs, z: model.reward(params, obs, z))
+        return P.LatentReward(env, sampler, reward)
+    # VPL-SPO: the reference states' rewards depend only on z, so they are computed once per
+    # episode (at reset) and a step costs one reward evaluation.
+    return P.LatentReward(
+        env,
+        sampler,
+        lambda state, z: R.scale_rewards(
+            model.reward(params, state.obs, z), state.info["reward_context"]
+        ),
+        episode_context=lambda z: R.reference_rewards(model, params, inputs["references"], z),
+    )
+
+
+def test_latents(method: str, config: Config, rewards: dict, test) -> jax.Array:
+    """f32[S, U, Z]: what each seed's policy is conditioned on for each test user."""
+    theta = test.users.theta
+    if method == "oracle":
+        return jnp.broadcast_to(theta, (config.num_seeds, *theta.shape))
+    if method == "btl":
+        return jnp.zeros((config.num_seeds, theta.shape[0], 0))
+    mean, _ = rewards["vpl"]["test_posterior"]
+    return mean
+
+
+def train_policy(config: Config, env, method: str, model, inputs: dict, key, results, task):
+    """PPO for every seed at once (vmap), in jitted chunks with a progress bar and checkpoints.
+
+    Returns ``(ppo, runner_states, history)``; states and history lead with the seed axis.
+    """
+    keys = jax.random.split(key, config.num_seeds)
+
+    ppo_config = dataclasses.replace(config.ppo, center_rewards=task in config.center_reward_tasks)
+
+    def ppo_of(inp):
+        return P.make_train(policy_env(method, env, model, inp), ppo_config)
+
+    @jax.jit
+    def init(keys, inputs):
+        return jax.vmap(lambda k, inp: ppo_of(inp).init(k))(keys, inputs)
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def chunk(states, inputs, n):
+        states, metrics = jax.vmap(lambda s, inp: ppo_of(inp).train_chunk(s, n))(states, inputs)
+        # run_chunked concatenates metrics along their leading (update) axis: [n, S, ...].
+        return states, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
+
+    checkpointer = None
+    if config.checkpoint_every:
+        checkpointer = Checkpointer(
+            results.path / "checkpoints" / f"{task}_{method}",
+            {"config": config.to_json(), "task": task, "method": method},
+            every=config.checkpoint_every,
+        )
+    states, history = run_chunked(
+        lambda: init(keys, inputs),
+        lambda s, n: chunk(s, inputs, n),
+        total=config.ppo.num_updates,
+        chunk_size=config.chunk_updates,
+        checkpointer=checkpointer,
+        desc=f"{task} {method} PPO",
+    )
+    # The metrics lead with the update axis (chunks are concatenated on the host).
+    return ppo_of(jax.tree.map(lambda x: x[0], inputs)), states, history
+
+
+def evaluate_policy(config: Config, env, ppo, states, z, theta, key) -> P.Evaluation:
+    """Per-user evaluation for every seed: fields lead with [S, U, ...]."""
+    policy_params = jax.vmap(ppo.policy_params)(states)
+    return jax.vmap(
+        lambda pp, z_s: P.evaluate(env, ppo.act, pp, z_s, theta, key, config.num_eval_episodes)
+    )(policy_params, z)
+
+
+# --- figures --------------------------------------------------------------------------------------
+def plot_bars(task: str, type_names, evaluations: dict) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    methods = list(evaluations)
+    x = np.arange(len(methods))
+    width = 0.8 / len(type_names)
+    for ax, field, label in (
+        (axes[0], "success", "success rate"),
+        (axes[1], "true_return", "true return"),
+    ):
+        for t, name in enumerate(type_names):
+            values = np.array([evaluations[m][field][:, t] for m in methods])  # [method, S]
+            ax.bar(
+                x + (t - (len(type_names) - 1) / 2) * width,
+                values.mean(1),
+                width,
+                yerr=values.std(1),
+                label=name,
+                capsize=2,
+            )
+        ax.set_xticks(x, methods)
+        ax.set_ylabel(label + " (test users)")
+        ax.set_title(f"{task}: {label}")
+    axes[0].set_ylim(0, 1.05)
+    axes[0].legend(title="user type", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paths_by_method(env, type_names, type_id, evaluations: dict) -> plt.Figure:
+    methods = list(evaluations)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.3 * len(methods), 3.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, method in zip(np.atleast_1d(axes), methods, strict=True):
+        draw_arena(ax, env)
+        positions = np.asarray(evaluations[method]["positions"])  # [U, E, T, 2] (seed 0)
+        for t, name in enumerate(type_names):
+            users = np.flatnonzero(np.asarray(type_id) == t)
+            paths = positions[users, :4].reshape(-1, *positions.shape[2:])
+            plot_paths(ax, paths, [colors[t]] * len(paths))
+            ax.plot([], [], color=colors[t], label=name)
+        ax.set_title(method)
+    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower left", title="user type")
+    fig.tight_layout()
+    return fig
+
+
+def render_html(env, ppo, states, z, key, path, num_users: int) -> None:
+    """Writes a Brax-viewer HTML of the first ``num_users`` test users' VPL rollouts."""
+    from brax.io import html
+
+    from vpl_jax.atomic import atomic_write
+
+    policy = ppo.policy_params(jax.tree.map(lambda x: x[0], states))
+    step = jax.jit(env.step)
+    act = jax.jit(ppo.act)
+    frames = []
+    for u in range(num_users):
+        state = jax.jit(env.reset)(jax.random.fold_in(key, u))
+        for _ in range(env.episode_length):
+            frames.append(state.pipeline_state)
+            state = step(state, act(policy, jnp.concatenate([state.obs, z[0, u]])))
+    with atomic_write(path) as f:
+        f.write(html.render(env.sys.tree_replace({"opt.timestep": env.dt}), frames))
+
+
+# --- the experiment -------------------------------------------------------------------------------
+def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResults) -> list[str]:
+    env = task_env(config, task)
+    pop = population(config, task)
+    k_data, k_rewards, k_refs, k_policies, k_eval = jax.random.split(key, 5)
+    dataset = build_dataset(k_data, env, pop, config.data, task=task)
+    _, test = dataset.split()
+    print(f"[{task}] rewards")
+    rewards = train_rewards(config, dataset, k_rewards)
+    evaluations, lines = {}, []
+    for method, k in zip(
+        config.methods, jax.random.split(k_policies, len(config.methods)), strict=True
+    ):
+        start = time.time()
+        model = rewards.get("vpl" if method.startswith("vpl") else method, {}).get("model")
+        inputs = policy_inputs(method, config, rewards, dataset, k_refs)
+        ppo, states, _ = train_policy(config, env, method, model, inputs, k, results, task)
+        z = test_latents(method, config, rewards, test)
+        ev = evaluate_policy(config, env, ppo, states, z, test.users.theta, k_eval)
+        type_id = np.asarray(test.users.type_id)
+        per_type = {
+            field: np.stack(
+                [
+                    np.asarray(getattr(ev, field))[:, type_id == t].mean(1)
+                    for t in range(pop.num_types)
+                ],
+                axis=1,
+            )
+            for field in ("success", "true_return")
+        }  # [S, T]
+        per_type["positions"] = np.asarray(ev.positions[0])
+        evaluations[method] = per_type
+        for s in range(config.num_seeds):
+            for t, name in enumerate(pop.type_names):
+                for field in ("success", "true_return"):
+                    results.add(
+                        method=method,
+                        task=task,
+                        user_type=name,
+                        metric=field,
+                        value=per_type[field][s, t],
+                        seed=config.seed + s,
+                    )
+        summary = ", ".join(
+            f"{name} success {per_type['success'][:, t].mean():.2f} "
+            f"return {per_type['true_return'][:, t].mean():.1f}"
+            for t, name in enumerate(pop.type_names)
+        )
+        print(f"[{task}] {method:8s} {summary}  ({time.time() - start:.0f} s)")
+        lines.append(f"| {task} | {method} | {summary} |")
+        if method == "vpl" and config.render_episodes and task == "navigation":
+            render_html(
+                env,
+                ppo,
+                states,
+                z,
+                k_eval,
+                results.path / f"{task}_vpl_rollouts.html",
+                min(config.render_episodes, test.num_users),
+            )
+    results.figure(plot_bars(task, pop.type_names, evaluations), f"{task}_per_type")
+    if task == "navigation":
+        fig = plot_paths_by_method(env, pop.type_names, test.users.type_id, evaluations)
+        results.figure(fig, f"{task}_paths")
+    return lines
+
+
+def main(config: Config, results: harness.RunResults) -> str:
+    lines = []
+    for task, key in zip(
+        config.tasks,
+        jax.random.split(jax.random.PRNGKey(config.seed), len(config.tasks)),
+        strict=True,
+    ):
+        lines += run_task(config, task, key, results)
+    return "\n".join(
+        [
+            "## Test users, mean over seeds",
+            "",
+            "| task | method | per user type |",
+            "|---|---|---|",
+            *lines,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    harness.run_experiment("underspecification", Config, PRESETS, main, description=__doc__)
