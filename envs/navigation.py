@@ -200,9 +200,10 @@ class Navigation(FeatureEnv):
 
         Each episode draws two waypoints (each a goal with probability 0.35, a point scattered
         around a goal (std 0.3) with probability 0.35 — so the data show what lies on every side
-        of a goal, not only the way in — else a uniform point in the arena) and a switch time, a gain, a speed cap, an action-noise scale, and whether
-        to steer around the hazard and the bystander. The mix covers direct and detouring routes
-        to every goal, wandering, hazard entries and close passes by the bystander.
+        of a goal, not only the way in — else a uniform point in the arena) and a switch time, a
+        gain, a speed cap, an action-noise scale, and whether to steer around the hazard and the
+        bystander. The mix covers direct and detouring routes to every goal, wandering, hazard
+        entries and close passes by the bystander.
         """
         goals = self.goals
         horizon = self.episode_length

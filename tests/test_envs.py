@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from vpl_jax import envs
-from vpl_jax.envs import navigation as nav
 from vpl_jax.data import collect, rollout_episode
+from vpl_jax.envs import navigation as nav
 
 
 @pytest.mark.parametrize("name", ["navigation", "highway", "locomotion"])

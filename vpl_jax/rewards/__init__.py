@@ -57,6 +57,7 @@ from vpl_jax.rewards.vpl import VPL
 
 __all__ = [
     "BTL",
+    "REWARD_METHODS",
     "VPL",
     "DPLCategorical",
     "DPLMeanVariance",
@@ -64,11 +65,10 @@ __all__ = [
     "Evaluation",
     "History",
     "Inputs",
-    "ModelSizes",
-    "REWARD_METHODS",
     "LatentProjection",
     "LatentRewardModel",
     "LinearBayes",
+    "ModelSizes",
     "PairBatch",
     "RewardModel",
     "ScaleMethod",
