@@ -48,6 +48,8 @@ _XML = """
 <mujoco model="navigation">
   <option timestep="{timestep}" gravity="0 0 0"/>
   <worldbody>
+    <!-- Static markers for the viewer only (no contacts): goals and the hazard. -->
+{markers}
     <body name="robot" pos="0 0 0">
       <joint name="x" type="slide" axis="1 0 0" limited="true" range="-1 1"/>
       <joint name="y" type="slide" axis="0 1 0" limited="true" range="-1 1"/>
@@ -87,6 +89,21 @@ class NavigationWorld:
     bystander_shift: jax.Array  # f32[2] believed minus true bystander position
 
 
+def _markers(num_goals: int) -> str:
+    """MJCF of flat discs marking the goals (green) and the hazard (red) for rendering."""
+    disc = (
+        '    <geom name="{name}" type="cylinder" size="{r} 0.002" pos="{x:.4f} {y:.4f} -0.06" '
+        'rgba="{rgba}" contype="0" conaffinity="0" mass="0"/>'
+    )
+    goals = [
+        disc.format(name=f"goal_{i}", r=0.2, x=x, y=y, rgba="0.2 0.8 0.3 0.4")
+        for i, (x, y) in enumerate(goal_positions(num_goals).tolist())
+    ]
+    hx, hy = HAZARD_CENTER
+    hazard = disc.format(name="hazard", r=HAZARD_RADIUS, x=hx, y=hy, rgba="0.9 0.2 0.2 0.4")
+    return "\n".join([*goals, hazard])
+
+
 def _zone_penalty(dist: jax.Array, radius: float) -> jax.Array:
     return -jnp.clip((radius - dist) / radius, 0.0, 1.0)
 
@@ -105,7 +122,7 @@ class Navigation(FeatureEnv):
         if not 2 <= num_goals <= 6:
             raise ValueError(f"num_goals must be in 2..6, got {num_goals}")
         timestep, n_frames = 0.025, 4  # dt = 0.1 s per env step
-        sys = mjcf.loads(_XML.format(timestep=timestep))
+        sys = mjcf.loads(_XML.format(timestep=timestep, markers=_markers(num_goals)))
         super().__init__(sys=sys, backend=backend, n_frames=n_frames, **kwargs)
         self.num_goals = num_goals
         self.episode_length = episode_length

@@ -100,3 +100,15 @@ def test_method_names_must_be_snake_case(tmp_path):
 def test_chunks_cover_the_total():
     assert list(harness.chunks(10, 4)) == [4, 4, 2]
     assert list(harness.chunks(0, 4)) == []
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+
+    from vpl_jax.atomic import atomic_write
+
+    with atomic_write(tmp_path / "a.txt") as f:
+        f.write("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
