@@ -1,0 +1,86 @@
+"""Active query selection: ask each user the comparisons that tell the most about them.
+
+* :mod:`~vpl_jax.active.acquisition` — scores from per-particle probabilities (information gain,
+  volume removal, disagreement, random) and diverse batch selection;
+* :mod:`~vpl_jax.active.beliefs` — what a trained model (VPL, LinearBayes, BTL ensemble) believes
+  about one user, as weighted particles over a candidate pool;
+* :mod:`~vpl_jax.active.elicitation` — the criteria by name, one selection round, and the
+  elicitation loop (one ``lax.scan`` per user, every user × seed under one ``jit``);
+* :mod:`~vpl_jax.active.uncertainty` — posterior spread against error, and calibration.
+
+::
+
+    _, test = dataset.split()
+    belief = make_belief(model)                     # model trained with rewards.fit (S seeds)
+    cands = candidates(dataset, model.inputs)       # the shared query pool
+    heldout = user_pairs(test, "heldout", model.inputs).batch()
+    trace = elicit_users(belief, "info_gain", params, cands, test.users, heldout, key,
+                         num_rounds=8, seeds=True)
+    trace.accuracy                                  # f32[S, U, 9]: after 0..8 queries
+"""
+
+from vpl_jax.active.acquisition import (
+    binary_entropy,
+    disagreement,
+    information_gain,
+    random_scores,
+    select_batch,
+    volume_removal,
+)
+from vpl_jax.active.beliefs import (
+    Belief,
+    Candidates,
+    EnsembleBelief,
+    LatentBelief,
+    candidate_logits,
+    candidates,
+    make_belief,
+    particle_probs,
+)
+from vpl_jax.active.elicitation import (
+    CRITERIA,
+    Acquisition,
+    Trace,
+    ask,
+    criteria_for,
+    elicit,
+    elicit_users,
+    expected_entropy_reduction,
+    heldout_accuracy,
+    queries_to_reach,
+    score_candidates,
+    select_queries,
+)
+from vpl_jax.active.uncertainty import Calibration, calibration_curve, spread_error_correlation
+
+__all__ = [
+    "CRITERIA",
+    "Acquisition",
+    "Belief",
+    "Calibration",
+    "Candidates",
+    "EnsembleBelief",
+    "LatentBelief",
+    "Trace",
+    "ask",
+    "binary_entropy",
+    "calibration_curve",
+    "candidate_logits",
+    "candidates",
+    "criteria_for",
+    "disagreement",
+    "elicit",
+    "elicit_users",
+    "expected_entropy_reduction",
+    "heldout_accuracy",
+    "information_gain",
+    "make_belief",
+    "particle_probs",
+    "queries_to_reach",
+    "random_scores",
+    "score_candidates",
+    "select_batch",
+    "select_queries",
+    "spread_error_correlation",
+    "volume_removal",
+]
