@@ -79,8 +79,15 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
 
-    def restore(self, template: State) -> tuple[State, int, Any] | None:
-        """The latest ``(state, step, history)``, or None when there is no checkpoint yet."""
+    def restore(
+        self, template: State, history_template: Callable[[int], Any] | None = None
+    ) -> tuple[State, int, Any] | None:
+        """The latest ``(state, step, history)``, or None when there is no checkpoint yet.
+
+        ``template`` is a state of the right structure (e.g. the initial one);
+        ``history_template(step)`` gives the history's abstract structure after ``step`` updates
+        (without it the history comes back as saved, with lists for tuples).
+        """
         step = self._manager.latest_step()
         if step is None:
             return None
@@ -104,7 +111,9 @@ class Checkpointer:
                 step,
                 args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract),
-                    history=ocp.args.StandardRestore(),
+                    history=ocp.args.StandardRestore(
+                        None if history_template is None else history_template(int(meta["step"]))
+                    ),
                 ),
             )
         except Exception as e:
@@ -161,7 +170,13 @@ def run_chunked(
     state = init()
     done, history = 0, []
     if checkpointer is not None:
-        restored = checkpointer.restore(state)
+
+        def history_template(step: int):
+            # The metrics' structure, from an abstract trace of one chunk (nothing runs).
+            one = jax.eval_shape(lambda s: chunk(s, chunk_size)[1], state)
+            return jax.tree.map(lambda x: jax.ShapeDtypeStruct((step, *x.shape[1:]), x.dtype), one)
+
+        restored = checkpointer.restore(state, history_template)
         if restored is not None:
             state, done, saved_history = restored
             history = [saved_history]

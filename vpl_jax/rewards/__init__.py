@@ -44,7 +44,7 @@ from vpl_jax.rewards.evaluation import (
     theta_alignment,
 )
 from vpl_jax.rewards.linear_bayes import LinearBayes
-from vpl_jax.rewards.methods import REWARD_METHODS, ModelSizes, make_model
+from vpl_jax.rewards.methods import REWARD_METHODS, ModelSizes, make_model, with_discount
 from vpl_jax.rewards.scaling import (
     ScaleMethod,
     reference_inputs,
@@ -52,7 +52,15 @@ from vpl_jax.rewards.scaling import (
     scale_rewards,
     scaled_reward,
 )
-from vpl_jax.rewards.trainer import History, TrainConfig, fit, make_train, train_run
+from vpl_jax.rewards.trainer import (
+    History,
+    TrainConfig,
+    TrainState,
+    fit,
+    fit_chunked,
+    make_train,
+    train_run,
+)
 from vpl_jax.rewards.vpl import VPL
 
 __all__ = [
@@ -74,10 +82,12 @@ __all__ = [
     "ScaleMethod",
     "SegmentBank",
     "TrainConfig",
+    "TrainState",
     "UserPairs",
     "context_size_curve",
     "evaluate",
     "fit",
+    "fit_chunked",
     "gather_pairs",
     "heldout_logits",
     "is_latent",
@@ -96,4 +106,5 @@ __all__ = [
     "train_run",
     "user_pairs",
     "validation_split",
+    "with_discount",
 ]

@@ -152,6 +152,124 @@ def _validation_metrics(model, data: UserPairs, params, key, step, batch_size):
     return jax.tree.map(lambda m: jnp.sum(m * weight) / total, metrics)
 
 
+@struct.dataclass
+class TrainState:
+    """Everything a training run carries from epoch to epoch (a plain pytree).
+
+    ``best`` is ``(params, value, epoch, epochs_since)`` of the best validation value so far.
+    """
+
+    params: Params
+    opt_state: optax.OptState
+    step: jax.Array  # i32[]: optimiser steps taken
+    updating: jax.Array  # bool[]: False once early stopping froze the params
+    best: tuple
+    epoch: jax.Array  # i32[]: epochs done
+    key: jax.Array  # the run's key (epoch keys are folded from it)
+    valid_key: jax.Array  # fixed key of every validation pass
+
+
+def _sizes(config: TrainConfig, train: UserPairs) -> tuple[int, int]:
+    batch_size = min(config.users_per_batch, train.num_users)
+    return batch_size, train.num_users // batch_size
+
+
+def init_state(model: RewardModel, config: TrainConfig, key: jax.Array, train: UserPairs):
+    """The state before the first epoch (pure; see :func:`train_run`)."""
+    batch_size, _ = _sizes(config, train)
+    k_perm, k_init, k_run, k_valid = jax.random.split(key, 4)
+    users = jax.random.permutation(k_perm, train.num_users)[:batch_size]
+    params = model.init(k_init, train.batch(users))
+    best = (params, jnp.asarray(jnp.inf), jnp.asarray(0), jnp.asarray(0))
+    return TrainState(
+        params=params,
+        opt_state=config.optimizer().init(params),
+        step=jnp.asarray(0, jnp.int32),
+        updating=jnp.asarray(True),
+        best=best,
+        epoch=jnp.asarray(0, jnp.int32),
+        key=k_run,
+        valid_key=k_valid,
+    )
+
+
+def train_epochs(
+    model: RewardModel,
+    config: TrainConfig,
+    state: TrainState,
+    train: UserPairs,
+    valid: UserPairs | None,
+    num_epochs: int,
+) -> tuple[TrainState, tuple[dict, dict, jax.Array]]:
+    """Runs ``num_epochs`` (static) more epochs; returns the state and the per-epoch records
+    ``(train_metrics, valid_metrics, updating)``, each with a leading axis ``num_epochs``.
+
+    Epoch e's randomness is ``fold_in(key, e)``, so chunks of any size give the same run.
+    """
+    batch_size, num_batches = _sizes(config, train)
+    num_users = train.num_users
+    tx = config.optimizer()
+    # Validation is scored as at the end of training (e.g. VPL's KL weight fully annealed), so
+    # values are comparable across epochs; its key is fixed so the only change is the params.
+    final_step = jnp.asarray(config.num_epochs * num_batches, jnp.int32)
+
+    def update(carry, xs):
+        params, opt_state, step, updating = carry
+        users, k = xs
+        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+        (_, metrics), grads = grad_fn(params, train.batch(users), k, step)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        params, opt_state = _where(updating, (new_params, new_opt_state), (params, opt_state))
+        return (params, opt_state, step + updating.astype(jnp.int32), updating), metrics
+
+    def epoch(state: TrainState, _):
+        k_order, k_steps = jax.random.split(jax.random.fold_in(state.key, state.epoch))
+        order = jax.random.permutation(k_order, num_users)[: num_batches * batch_size]
+        (params, opt_state, step, _), metrics = jax.lax.scan(
+            update,
+            (state.params, state.opt_state, state.step, state.updating),
+            (order.reshape(num_batches, batch_size), jax.random.split(k_steps, num_batches)),
+        )
+        train_metrics = jax.tree.map(jnp.mean, metrics)
+        updating = state.updating
+        new = state.replace(params=params, opt_state=opt_state, step=step, epoch=state.epoch + 1)
+        if valid is None:
+            return new, (train_metrics, {}, updating)
+        valid_metrics = _validation_metrics(
+            model, valid, params, state.valid_key, final_step, min(batch_size, valid.num_users)
+        )
+        value = valid_metrics[config.monitor]
+        best_params, best_value, best_epoch, since = state.best
+        improved = updating & (value < best_value - config.min_delta)
+        best = (
+            _where(improved, params, best_params),
+            jnp.where(improved, value, best_value),
+            jnp.where(improved, state.epoch, best_epoch),
+            jnp.where(improved, 0, since + 1),
+        )
+        if config.patience is not None:
+            new = new.replace(updating=updating & (best[3] < config.patience))
+        return new.replace(best=best), (train_metrics, valid_metrics, updating)
+
+    return jax.lax.scan(epoch, state, None, length=num_epochs)
+
+
+def finish(
+    config: TrainConfig, state: TrainState, records, validated: bool
+) -> tuple[Params, History]:
+    """``(params, history)`` of a finished run: the best-validation params (the last ones
+    without validation data) and the per-epoch records."""
+    train_hist, valid_hist, updating = records
+    if validated:
+        params, best_epoch = state.best[0], state.best[2]
+    else:
+        params, best_epoch = state.params, jnp.asarray(config.num_epochs - 1)
+    return params, History(
+        train=train_hist, valid=valid_hist, updating=updating, best_epoch=best_epoch
+    )
+
+
 def train_run(
     model: RewardModel,
     config: TrainConfig,
@@ -171,68 +289,9 @@ def train_run(
     Returns:
       ``(params, history)``: the params of ``history.best_epoch`` and a :class:`History`.
     """
-    num_users = train.num_users
-    batch_size = min(config.users_per_batch, num_users)
-    num_batches = num_users // batch_size
-    tx = config.optimizer()
-    k_perm, k_init, k_valid, k_epochs = jax.random.split(key, 4)
-    params = model.init(k_init, train.batch(jax.random.permutation(k_perm, num_users)[:batch_size]))
-    opt_state = tx.init(params)
-    # Validation is scored as at the end of training (e.g. VPL's KL weight fully annealed), so
-    # values are comparable across epochs; its key is fixed so the only change is the params.
-    final_step = jnp.asarray(config.num_epochs * num_batches, jnp.int32)
-
-    def update(carry, xs):
-        params, opt_state, step, updating = carry
-        users, k = xs
-        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-        (_, metrics), grads = grad_fn(params, train.batch(users), k, step)
-        updates, new_opt_state = tx.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        params, opt_state = _where(updating, (new_params, new_opt_state), (params, opt_state))
-        return (params, opt_state, step + updating.astype(jnp.int32), updating), metrics
-
-    def epoch(carry, xs):
-        params, opt_state, step, updating, best = carry
-        k, index = xs
-        k_order, k_steps = jax.random.split(k)
-        order = jax.random.permutation(k_order, num_users)[: num_batches * batch_size]
-        (params, opt_state, step, _), metrics = jax.lax.scan(
-            update,
-            (params, opt_state, step, updating),
-            (order.reshape(num_batches, batch_size), jax.random.split(k_steps, num_batches)),
-        )
-        train_metrics = jax.tree.map(jnp.mean, metrics)
-        if valid is None:
-            return (params, opt_state, step, updating, best), (train_metrics, {}, updating)
-        valid_metrics = _validation_metrics(
-            model, valid, params, k_valid, final_step, min(batch_size, valid.num_users)
-        )
-        value = valid_metrics[config.monitor]
-        best_params, best_value, best_epoch, since = best
-        improved = updating & (value < best_value - config.min_delta)
-        best = (
-            _where(improved, params, best_params),
-            jnp.where(improved, value, best_value),
-            jnp.where(improved, index, best_epoch),
-            jnp.where(improved, 0, since + 1),
-        )
-        record = (train_metrics, valid_metrics, updating)
-        if config.patience is not None:
-            updating = updating & (best[3] < config.patience)
-        return (params, opt_state, step, updating, best), record
-
-    best = (params, jnp.asarray(jnp.inf), jnp.asarray(0), jnp.asarray(0))
-    carry = (params, opt_state, jnp.asarray(0, jnp.int32), jnp.asarray(True), best)
-    epochs = (jax.random.split(k_epochs, config.num_epochs), jnp.arange(config.num_epochs))
-    (params, _, _, _, best), (train_hist, valid_hist, updating) = jax.lax.scan(epoch, carry, epochs)
-    if valid is None:
-        best_epoch = jnp.asarray(config.num_epochs - 1)
-    else:
-        params, best_epoch = best[0], best[2]
-    return params, History(
-        train=train_hist, valid=valid_hist, updating=updating, best_epoch=best_epoch
-    )
+    state = init_state(model, config, key, train)
+    state, records = train_epochs(model, config, state, train, valid, config.num_epochs)
+    return finish(config, state, records, validated=valid is not None)
 
 
 # --- validation before compiling, and the entry points -------------------------------------------
@@ -308,3 +367,41 @@ def fit(
     """
     check_training_inputs(model, config, train, valid)
     return _fit(model, config, key, train, valid, seeds=is_key_batch(key))
+
+
+def fit_chunked(
+    model: RewardModel,
+    config: TrainConfig,
+    key: jax.Array,
+    train: UserPairs,
+    valid: UserPairs | None = None,
+    *,
+    chunk_epochs: int = 10,
+    checkpointer=None,
+    desc: str = "reward model",
+) -> tuple[Params, History]:
+    """:func:`fit` in jitted chunks of ``chunk_epochs`` epochs, with a progress bar between
+    chunks and, given a :class:`~vpl_jax.harness.checkpoint.Checkpointer`, checkpoints and
+    resume. Gives exactly the result of :func:`fit` (epoch randomness does not depend on the
+    chunking)."""
+    from vpl_jax.harness.checkpoint import run_chunked
+
+    check_training_inputs(model, config, train, valid)
+    seeds = is_key_batch(key)
+    vmap = jax.vmap if seeds else (lambda f: f)
+    init = jax.jit(vmap(lambda k: init_state(model, config, k, train)))
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def chunk(state, n):
+        state, records = vmap(lambda s: train_epochs(model, config, s, train, valid, n))(state)
+        if seeds:  # run_chunked concatenates along the leading axis: put epochs first
+            records = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), records)
+        return state, records
+
+    state, records = run_chunked(
+        lambda: init(key), chunk, config.num_epochs, chunk_epochs, checkpointer, desc
+    )
+    records = jax.tree.map(jnp.asarray, records)
+    if seeds:
+        records = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), records)
+    return vmap(lambda s, r: finish(config, s, r, validated=valid is not None))(state, records)
