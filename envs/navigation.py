@@ -6,7 +6,7 @@ starts near the centre. ``num_goals`` goals sit on a circle of radius 0.6, the f
 the rest evenly spaced counter-clockwise (2 goals: top and bottom; 4: top, left, bottom, right).
 A circular hazard (radius 0.15) lies on the straight route to the top goal; a bystander patrols a
 horizontal line below the centre (one lap per episode, random phase) and keeps a personal space
-of radius 0.25. Goals lie well inside the walls, so that going *past* a goal is possible and
+of radius 0.2. Goals lie well inside the walls, so that going *past* a goal is possible and
 wrong: a goal is a place to reach, not a direction.
 
 Observation ``f32[8]``: robot position, robot velocity, bystander position, bystander velocity.
@@ -68,9 +68,9 @@ MAX_SPEED = 1.0
 GOAL_CIRCLE = 0.6
 HAZARD_CENTER = (0.0, 0.3)
 HAZARD_RADIUS = 0.15
-BYSTANDER_Y = -0.3
+BYSTANDER_Y = -0.25
 BYSTANDER_AMPLITUDE = 0.6
-PERSONAL_SPACE = 0.25
+PERSONAL_SPACE = 0.2
 START_BOX = (0.2, 0.1)  # half-widths in x and y
 
 
@@ -213,7 +213,7 @@ class Navigation(FeatureEnv):
     # --- behaviour policies ------------------------------------------------------------------
     @property
     def behaviour_policy(self) -> BehaviourPolicy:
-        """Waypoint controllers with noise.
+        """Waypoint controllers with noise (:meth:`behaviour` with its defaults).
 
         Each episode draws two waypoints (each a goal with probability 0.35, a point scattered
         around a goal (std 0.3) with probability 0.35 — so the data show what lies on every side
@@ -222,6 +222,21 @@ class Navigation(FeatureEnv):
         bystander. The mix covers direct and detouring routes to every goal, wandering, hazard
         entries and close passes by the bystander.
         """
+        return self.behaviour()
+
+    def behaviour(self, avoid_hazard: float = 0.5, avoid_bystander: float = 0.5) -> BehaviourPolicy:
+        """The behaviour policy with the share of episodes that steer around the hazard and
+        around the bystander's personal space.
+
+        The defaults (half the episodes each) give the broad data of :attr:`behaviour_policy`;
+        ``1.0`` gives *narrow* data that covers only part of the state space (every episode
+        steers clear), the setting in which a learned reward can fit its data and still be
+        wrong where a policy optimised on it goes (reward misidentification). An episode that
+        steers around the hazard may still brush its edge when its action noise is large.
+        """
+        for name, share in (("avoid_hazard", avoid_hazard), ("avoid_bystander", avoid_bystander)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"behaviour {name}={share}: must be a share in [0, 1]")
         goals = self.goals
         horizon = self.episode_length
 
@@ -249,7 +264,7 @@ class Navigation(FeatureEnv):
             t = state.info["t"]
             target = jnp.where(t < params["switch"], params["waypoints"][0], params["waypoints"][1])
             direction = params["gain"] * (target - pos)
-            noise_scale, avoid_hazard, avoid_bystander = params["noise_avoid"]
+            noise_scale, avoid_hazard_u, avoid_bystander_u = params["noise_avoid"]
             away_h = pos - jnp.asarray(HAZARD_CENTER)
             d_h = jnp.linalg.norm(away_h) + 1e-6
             push_h = away_h / d_h * 2.0 * jnp.clip((HAZARD_RADIUS + 0.15 - d_h) / 0.15, 0.0, 1.0)
@@ -257,7 +272,11 @@ class Navigation(FeatureEnv):
             away_b = pos - b_pos
             d_b = jnp.linalg.norm(away_b) + 1e-6
             push_b = away_b / d_b * 2.0 * jnp.clip((PERSONAL_SPACE + 0.1 - d_b) / 0.2, 0.0, 1.0)
-            direction = direction + (avoid_hazard > 0.5) * push_h + (avoid_bystander > 0.5) * push_b
+            # u >= 1 - share steers with probability ``share`` (and, at 0.5, exactly as u > 0.5
+            # did, so the default data are unchanged).
+            steer_h = avoid_hazard_u >= 1.0 - avoid_hazard
+            steer_b = avoid_bystander_u >= 1.0 - avoid_bystander
+            direction = direction + steer_h * push_h + steer_b * push_b
             action = params["speed"] * jnp.clip(direction, -1.0, 1.0)
             action = action + 0.6 * noise_scale * jax.random.normal(key, (2,))
             return jnp.clip(action, -1.0, 1.0)

@@ -82,6 +82,11 @@ class Config(harness.ExperimentConfig):
     checkpoint_every: int = 0
     """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
     Re-running the same command resumes from the last checkpoint."""
+    reward_chunk_epochs: int = 20
+    """Reward-model epochs per jitted chunk (the progress bar advances between chunks)."""
+    reward_checkpoint_every: int = 0
+    """Save reward-model checkpoints every this many epochs (0: none); a multiple of
+    reward_chunk_epochs."""
     render_episodes: int = 2
     """Test users whose VPL rollouts are rendered to HTML with Brax's viewer (0: none)."""
 
@@ -89,9 +94,21 @@ class Config(harness.ExperimentConfig):
         super().validate()
         harness.check_choices("tasks", self.tasks, list(TASK_TYPES))
         harness.check_choices("methods", self.methods, METHODS)
-        for name in ("num_seeds", "num_reference_states", "num_eval_episodes", "chunk_updates"):
+        for name in (
+            "num_seeds",
+            "num_reference_states",
+            "num_eval_episodes",
+            "chunk_updates",
+            "reward_chunk_epochs",
+        ):
             harness.check_int(self, name, minimum=1)
         harness.check_int(self, "checkpoint_every", minimum=0)
+        harness.check_int(self, "reward_checkpoint_every", minimum=0)
+        if self.reward_checkpoint_every % self.reward_chunk_epochs:
+            raise harness.ConfigError(
+                f"reward_checkpoint_every={self.reward_checkpoint_every}: must be a multiple of "
+                f"reward_chunk_epochs={self.reward_chunk_epochs}"
+            )
         harness.check_int(self, "render_episodes", minimum=0)
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
         harness.check_float(self, "beta", minimum=0.0)
@@ -134,8 +151,17 @@ def population(config: Config, task: str) -> Population:
     return Population.mixture(task, env.feature_names, types, overrides={"beta": config.beta})
 
 
+def checkpointer(config: Config, results, name: str, every: int) -> Checkpointer | None:
+    """Checkpoints of one training in the run folder (None when ``every`` is 0)."""
+    if not every:
+        return None
+    return Checkpointer(results.path / "checkpoints" / name, config.to_json(), every=every)
+
+
 # --- rewards --------------------------------------------------------------------------------------
-def train_rewards(config: Config, dataset: PreferenceDataset, key: jax.Array) -> dict:
+def train_rewards(
+    config: Config, dataset: PreferenceDataset, key: jax.Array, results, task: str
+) -> dict:
     """BTL and VPL trained on the training users (S seeds vmapped); VPL posteriors of every user."""
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
     fit_users, valid_users = R.validation_split(dataset)
@@ -147,12 +173,25 @@ def train_rewards(config: Config, dataset: PreferenceDataset, key: jax.Array) ->
     for method in sorted(needed):
         model = R.make_model(method, sizes)
         start = time.time()
-        params, _ = R.fit(
+        params, history = R.fit_chunked(
             model,
             config.reward_train,
             keys,
             R.user_pairs(fit_users, "all", model.inputs),
             R.user_pairs(valid_users, "all", model.inputs),
+            chunk_epochs=config.reward_chunk_epochs,
+            checkpointer=checkpointer(
+                config, results, f"{task}_reward_{method}", config.reward_checkpoint_every
+            ),
+            desc=f"{task} {method} reward",
+        )
+        results.log_curves(
+            f"{task}/{method}/reward",
+            {
+                f"{part}_{name}": np.moveaxis(np.asarray(values), 0, 1)
+                for part, metrics in (("train", history.train), ("valid", history.valid))
+                for name, values in metrics.items()
+            },
         )
         evaluation = R.evaluate(
             model,
@@ -255,20 +294,18 @@ def train_policy(config: Config, env, method: str, model, inputs: dict, key, res
         # run_chunked concatenates metrics along their leading (update) axis: [n, S, ...].
         return states, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
 
-    checkpointer = None
-    if config.checkpoint_every:
-        checkpointer = Checkpointer(
-            results.path / "checkpoints" / f"{task}_{method}",
-            {"config": config.to_json(), "task": task, "method": method},
-            every=config.checkpoint_every,
-        )
     states, history = run_chunked(
         lambda: init(keys, inputs),
         lambda s, n: chunk(s, inputs, n),
         total=config.ppo.num_updates,
         chunk_size=config.chunk_updates,
-        checkpointer=checkpointer,
+        checkpointer=checkpointer(config, results, f"{task}_{method}", config.checkpoint_every),
         desc=f"{task} {method} PPO",
+    )
+    results.log_curves(
+        f"{task}/{method}/ppo",
+        {k: v for k, v in history.items() if np.ndim(v) == 2},
+        step_scale=ppo_config.env_steps_per_update,
     )
     # The metrics lead with the update axis (chunks are concatenated on the host).
     return ppo_of(jax.tree.map(lambda x: x[0], inputs)), states, history
@@ -356,7 +393,7 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
     dataset = build_dataset(k_data, env, pop, config.data, task=task)
     _, test = dataset.split()
     print(f"[{task}] rewards")
-    rewards = train_rewards(config, dataset, k_rewards)
+    rewards = train_rewards(config, dataset, k_rewards, results, task)
     evaluations, lines = {}, []
     for method, k in zip(
         config.methods, jax.random.split(k_policies, len(config.methods)), strict=True

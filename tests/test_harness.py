@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from vpl_jax import harness
@@ -87,6 +88,7 @@ def test_results_are_tidy_and_complete(tmp_path):
     assert json.loads((folder / "config.json").read_text())["run_name"] == "r"
     summary = (folder / "summary.md").read_text()
     assert "| btl | 0.900 | 0.500 |" in summary and "The notes." in summary
+    assert "| vpl, n_queries=4 |  |  | 0.950 |" in summary  # varying fields qualify the method
     assert (folder / "curve.png").stat().st_size > 0 and (folder / "curve.pdf").exists()
     assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*"))
 
@@ -112,3 +114,13 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_tensorboard_curves_are_logged_when_asked(tmp_path):
+    config = dataclasses.replace(ToyConfig(), results_dir=str(tmp_path), tensorboard=True)
+    results = harness.RunResults("toy", config)
+    results.log_curves("ppo", {"episode_return": np.arange(5.0), "loss": np.ones((5, 2))}, 10)
+    assert list((results.path / "tensorboard").glob("events.out.tfevents.*"))
+    quiet = harness.RunResults("toy", dataclasses.replace(config, tensorboard=False, run_name="q"))
+    quiet.log_curves("ppo", {"x": np.arange(3.0)})
+    assert not (quiet.path / "tensorboard").exists()

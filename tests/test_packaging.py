@@ -12,8 +12,7 @@ def test_every_subpackage_is_listed_in_pyproject():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
     found = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for p in (ROOT / "vpl_jax").rglob("__init__.py")
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vpl_jax").rglob("__init__.py")
     }
     assert found | {"vpl_jax.envs"} == listed
     assert config["package-dir"]["vpl_jax.envs"] == "envs"
@@ -27,7 +26,11 @@ def test_envs_resolve_from_a_plain_source_checkout(tmp_path):
         "import vpl_jax.envs as e; print(e.__file__)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert Path(out.strip().splitlines()[-1]) == ROOT / "envs" / "__init__.py"

@@ -278,6 +278,39 @@ def test_laplace_mean_is_the_map_and_covariance_the_inverse_hessian():
     np.testing.assert_allclose(covariance, inverse_hessian, rtol=1e-3, atol=1e-5)
 
 
+def test_laplace_newton_converges_from_a_prior_mean_far_from_the_map():
+    """A broad (learned) prior centred on the wrong side of the data: at its mean the logistic
+    curvature vanishes, so plain Newton steps overshoot by orders of magnitude and diverge (to
+    ~1e4 here); the backtracking steps must still reach the MAP, where the gradient vanishes."""
+    model = R.LinearBayes(prior_std=30.0, newton_steps=30)
+    key_d, key_t = jax.random.split(jax.random.PRNGKey(3))
+    d = 6.0 * jax.random.normal(key_d, (16, 1, 3))  # per pair: one step of feature differences
+    theta_true = jax.random.normal(key_t, (3,))
+    labels = (jnp.einsum("qhf,f->q", d, theta_true) > 0).astype(jnp.float32)
+    batch = R.PairBatch(
+        inputs_a=d,
+        inputs_b=jnp.zeros_like(d),
+        alive_a=jnp.ones((16, 1), bool),
+        alive_b=jnp.ones((16, 1), bool),
+        labels=labels,
+        mask=jnp.ones((16,), bool),
+    )
+    params = model.init(None, batch)
+    params["prior"]["mean"] = -3.0 * theta_true
+
+    def neg_log_posterior(theta):
+        logits = model.pair_logits(params, batch, theta)
+        return jnp.sum(bradley_terry_nll(logits, labels)) - model.prior(params).log_prob(theta)
+
+    mean = jax.jit(lambda b: model.posterior(params, b).mean())(batch)
+    assert bool(jnp.all(jnp.isfinite(mean)))
+    grad = jax.grad(neg_log_posterior)(mean)
+    assert float(jnp.max(jnp.abs(grad))) < 1e-3, grad
+    assert float(neg_log_posterior(mean)) < float(neg_log_posterior(params["prior"]["mean"]))
+    # The MAP separates the data it was given.
+    np.testing.assert_array_equal(np.asarray(model.pair_logits(params, batch, mean) > 0), labels)
+
+
 # --- reward scaling ------------------------------------------------------------------------------
 def test_users_differing_only_in_scale_get_comparable_scaled_rewards(nav_dataset):
     """Two users with rewards r and 4r (theta and 4 theta): raw rewards differ by more than two

@@ -40,7 +40,7 @@ from flax import serialization, struct
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.rollouts import collect
 from vpl_jax.data.segments import Segments, cut_segments, sample_pairs
-from vpl_jax.envs.base import FeatureEnv
+from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
 from vpl_jax.users import HumanModel, Population, User, label_pairs
 
 FORMAT_VERSION = 1
@@ -205,16 +205,21 @@ class DatasetConfig:
         return self
 
 
-def _test_split(type_id: np.ndarray, test_fraction: float) -> np.ndarray:
-    """bool[U]: the last ``round(test_fraction * n_t)`` users of each type (at least one, and
-    at least one left for training when a type has >= 2 users)."""
-    is_test = np.zeros(type_id.shape, bool)
+def stratified_holdout(type_id: np.ndarray, fraction: float, hold_singletons: bool) -> np.ndarray:
+    """bool[U]: the last ``round(fraction * n_t)`` users of each type ``t`` (host-side).
+
+    A type with two or more users keeps at least one on each side; a type with a single user
+    holds it out iff ``hold_singletons``. Deterministic, so splits survive saving and loading.
+    """
+    held = np.zeros(type_id.shape, bool)
     for t in np.unique(type_id):
         idx = np.flatnonzero(type_id == t)
-        n_test = round(test_fraction * len(idx))
-        n_test = min(max(n_test, 1), max(len(idx) - 1, 1))
-        is_test[idx[len(idx) - n_test :]] = True
-    return is_test
+        if len(idx) >= 2:
+            n = min(max(round(fraction * len(idx)), 1), len(idx) - 1)
+        else:
+            n = int(hold_singletons)
+        held[idx[len(idx) - n :]] = True
+    return held
 
 
 def gather_features(segments: Segments, pairs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -222,10 +227,33 @@ def gather_features(segments: Segments, pairs: jax.Array) -> tuple[jax.Array, ja
     return segments.features[pairs[..., 0]], segments.features[pairs[..., 1]]
 
 
-def label_queries(key: jax.Array, users: User, segments: Segments, pairs: jax.Array) -> Queries:
-    """Asks each user about their pairs (``pairs: i32[U, Q, 2]``) with their human model."""
+def label_queries(
+    key: jax.Array,
+    users: User,
+    segments: Segments,
+    pairs: jax.Array,
+    values: jax.Array | None = None,
+) -> Queries:
+    """Asks each user about their pairs (``pairs: i32[U, Q, 2]``) with their human model.
+
+    Users judge ``segments.features``: for users with a false belief, pass segments whose
+    features were computed in the believed world (:mod:`vpl_jax.users.beliefs`).
+    ``values: f32[U, S, 2]`` are each user's optimal values ``(V*(start), V*(end))`` of every
+    segment (:func:`vpl_jax.users.segment_values`), for regret-based users.
+    """
     feats_a, feats_b = gather_features(segments, pairs)
-    labels, mask = label_pairs(key, users, feats_a, feats_b)
+    if values is None:
+        labels, mask = label_pairs(key, users, feats_a, feats_b)
+    else:
+        per_pair = jax.vmap(lambda v, p: v[p])  # [S, 2] and [Q] -> [Q, 2], per user
+        labels, mask = label_pairs(
+            key,
+            users,
+            feats_a,
+            feats_b,
+            per_pair(values, pairs[..., 0]),
+            per_pair(values, pairs[..., 1]),
+        )
     return Queries(pairs=pairs, labels=labels, mask=mask)
 
 
@@ -235,11 +263,13 @@ def build_dataset(
     population: Population,
     config: DatasetConfig = DatasetConfig(),
     task: str | None = None,
+    policy: BehaviourPolicy | None = None,
 ) -> PreferenceDataset:
     """Rolls out the task's behaviour policies, cuts segments, draws users and labels queries.
 
-    All validation happens before anything is compiled; the generation itself is one jitted call
-    (:func:`generate`). Pure in ``key``.
+    ``policy`` replaces the task's default behaviour policy (e.g. narrow data from
+    ``Navigation.behaviour(avoid_hazard=1.0)``). All validation happens before anything is
+    compiled; the generation itself is one jitted call (:func:`generate`). Pure in ``key``.
     """
     config.validate(env)
     if tuple(population.feature_names) != tuple(env.feature_names):
@@ -247,8 +277,8 @@ def build_dataset(
             f"population features {population.feature_names} do not match the task's "
             f"{env.feature_names}"
         )
-    segments, users, context, heldout, pool = generate(key, env, population, config)
-    is_test = _test_split(np.asarray(users.type_id), config.test_fraction)
+    segments, users, context, heldout, pool = generate(key, env, population, config, policy)
+    is_test = stratified_holdout(np.asarray(users.type_id), config.test_fraction, True)
     meta = DatasetMeta(
         task=task if task is not None else population.task,
         feature_names=tuple(env.feature_names),
@@ -265,16 +295,20 @@ def build_dataset(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("env", "population", "config"))
+@functools.partial(jax.jit, static_argnames=("env", "population", "config", "policy"))
 def generate(
-    key: jax.Array, env: FeatureEnv, population: Population, config: DatasetConfig
+    key: jax.Array,
+    env: FeatureEnv,
+    population: Population,
+    config: DatasetConfig,
+    policy: BehaviourPolicy | None = None,
 ) -> tuple[Segments, User, Queries, Queries, jax.Array]:
     """The jitted core of :func:`build_dataset` (no validation, no host work).
 
     Returns ``(segments, users, context, heldout, pool)``.
     """
     k_roll, k_pool, k_users, k_pick, k_label = jax.random.split(key, 5)
-    traj = collect(env, k_roll, config.num_episodes, config.episode_length)
+    traj = collect(env, k_roll, config.num_episodes, config.episode_length, policy)
     segments = cut_segments(traj, config.segment_horizon)
     pool = sample_pairs(k_pool, segments.num_segments, config.pool_size)
     users = population.sample(k_users, config.num_users)

@@ -45,6 +45,8 @@ class ExperimentConfig:
     """PRNG seed: the same config and seed give the same numbers on the same device."""
     results_dir: str = "results"
     """Root folder for results."""
+    tensorboard: bool = False
+    """Also log training curves to <run folder>/tensorboard (needs tensorboardX)."""
 
     def validate(self: C) -> C:
         """Checks every field; raises :class:`ConfigError` naming the first bad one."""

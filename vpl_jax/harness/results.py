@@ -116,6 +116,27 @@ class RunResults:
         row.update({k: _plain(v) for k, v in extra.items()})
         self.rows.append(row)
 
+    def log_curves(self, prefix: str, curves: dict[str, Any], step_scale: int = 1) -> None:
+        """Logs training curves to TensorBoard when the config asks for it (else does nothing).
+
+        ``curves`` maps a name to values ``f32[E]`` or ``f32[E, S]`` (S seeds, logged as
+        ``name/seed_s``); point e is logged at step ``e * step_scale``.
+        """
+        if not self.config.tensorboard:
+            return
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as e:
+            raise RuntimeError("tensorboard=True needs the tensorboardX package") from e
+        with SummaryWriter(str(self.path / "tensorboard")) as writer:
+            for name, values in curves.items():
+                values = np.asarray(values, dtype=float)
+                values = values[:, None] if values.ndim == 1 else values.reshape(len(values), -1)
+                for e, row in enumerate(values):
+                    for s, value in enumerate(row):
+                        tag = f"{prefix}/{name}" + (f"/seed_{s}" if values.shape[1] > 1 else "")
+                        writer.add_scalar(tag, value, e * step_scale)
+
     def figure(self, fig, name: str) -> list[Path]:
         """Saves a matplotlib figure as ``name.png`` and ``name.pdf``; closes it."""
         import matplotlib.pyplot as plt
@@ -154,8 +175,9 @@ class RunResults:
         return self.path
 
     def summary(self, notes: str = "") -> str:
-        """Markdown: one table per metric (rows: method; columns: user type; mean over seeds and
-        any other fields), then the figures and the experiment's notes."""
+        """Markdown: one table per metric (columns: user type; rows: method, qualified by the task
+        and every optional field that varies within the metric, such as ``n_queries`` or
+        ``round``; cells: the mean over seeds), then the figures and the experiment's notes."""
         lines = [
             f"# {self.experiment} — run `{self.config.run_name}`",
             "",
@@ -163,18 +185,22 @@ class RunResults:
             f"{time.time() - self._start:.0f} s.",
             "",
         ]
-        by_metric: dict[str, dict[tuple[str, str], list[float]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
+        by_metric: dict[str, list[dict]] = defaultdict(list)
         for r in self.rows:
             if r["value"] is not None:
-                by_metric[r["metric"]][(r["method"], r["user_type"])].append(r["value"])
-        for metric, cells in by_metric.items():
-            methods = list(dict.fromkeys(m for m, _ in cells))
+                by_metric[r["metric"]].append(r)
+        for metric, rows in by_metric.items():
+            fields = {k for r in rows for k in r} - (set(_REQUIRED) - {"task"})
+            varying = sorted(k for k in fields if len({repr(r.get(k)) for r in rows}) > 1)
+            cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+            for r in rows:
+                label = ", ".join([r["method"]] + [f"{k}={r[k]}" for k in varying if k in r])
+                cells[(label, r["user_type"])].append(r["value"])
+            labels = list(dict.fromkeys(m for m, _ in cells))
             types = list(dict.fromkeys(t for _, t in cells))
             lines += [f"## {metric}", "", "| method | " + " | ".join(types) + " |"]
             lines.append("|---" * (len(types) + 1) + "|")
-            for m in methods:
+            for m in labels:
                 vals = [cells.get((m, t)) for t in types]
                 lines.append(
                     f"| {m} | "

@@ -1,1 +1,80 @@
-"""Beyond a single reward: preference models, Nash-MD, and direct preference objectives."""
+"""Beyond a single reward: preference models, Nash-MD, and direct preference objectives.
+
+* :mod:`~vpl_jax.nash.matrix_game` — the tabular core: Nash-MD on a preference table,
+  exploitability; :mod:`~vpl_jax.nash.gaussian` — the closed-form geometric mixture of Gaussians;
+  :mod:`~vpl_jax.nash.direct` — DPO and IPO losses.
+* :class:`PreferenceModel` — P(τ ≻ τ′) = σ(g(τ, τ′) − g(τ′, τ)), antisymmetric by construction,
+  trained with :func:`vpl_jax.rewards.fit`.
+* :mod:`~vpl_jax.nash.policy` — mixed policies (a per-episode noise input), trajectory
+  likelihoods, behaviour cloning of a reference.
+* :func:`make_nash_md` — Nash-MD (and self-play) as PPO with a trajectory-level win-probability
+  return against geometric-mixture opponents and a KL penalty to the reference.
+* :func:`train_direct` — offline DPO/IPO on trajectory log-likelihood ratios.
+* :mod:`~vpl_jax.nash.evaluation` — margins of pure strategies, exploitability and per-type win
+  rates under a population's true preferences.
+"""
+
+from vpl_jax.nash.control import (
+    NashConfig,
+    check_ppo_config,
+    make_nash_md,
+    nash_ppo_config,
+    opponent_rollouts,
+    self_play,
+)
+from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
+from vpl_jax.nash.evaluation import (
+    exploitability,
+    pure_strategy_margins,
+    type_preferences,
+    type_win_rates,
+)
+from vpl_jax.nash.gaussian import geometric_mixture
+from vpl_jax.nash.matrix_game import nash_md
+from vpl_jax.nash.offline import DirectConfig, train_direct
+from vpl_jax.nash.policy import (
+    CloneConfig,
+    clone,
+    gaussian,
+    gaussian_log_prob,
+    noise_angle,
+    noise_nodes,
+    noise_sampler,
+    on_circle,
+    policy_network,
+    pre_squash,
+    trajectory_log_prob,
+)
+from vpl_jax.nash.preference import PreferenceModel
+
+__all__ = [
+    "CloneConfig",
+    "DirectConfig",
+    "NashConfig",
+    "PreferenceModel",
+    "check_ppo_config",
+    "clone",
+    "dpo_loss",
+    "exploitability",
+    "gaussian",
+    "gaussian_log_prob",
+    "geometric_mixture",
+    "ipo_loss",
+    "log_ratio_margin",
+    "make_nash_md",
+    "nash_md",
+    "nash_ppo_config",
+    "noise_angle",
+    "noise_nodes",
+    "noise_sampler",
+    "on_circle",
+    "opponent_rollouts",
+    "policy_network",
+    "pre_squash",
+    "pure_strategy_margins",
+    "self_play",
+    "train_direct",
+    "trajectory_log_prob",
+    "type_preferences",
+    "type_win_rates",
+]

@@ -1,5 +1,7 @@
-"""Policies: PPO (PureJaxRL-style), the latent-reward wrapper, per-user evaluation."""
+"""Policies: PPO (PureJaxRL-style), the latent-reward wrapper, per-user evaluation, critics as
+value functions."""
 
+from vpl_jax.policies.critic import critic_values
 from vpl_jax.policies.evaluation import Evaluation, evaluate
 from vpl_jax.policies.networks import (
     ActorCritic,
@@ -42,6 +44,7 @@ __all__ = [
     "RunnerState",
     "Transition",
     "constant_sampler",
+    "critic_values",
     "entropy_estimate",
     "evaluate",
     "generalized_advantages",

@@ -15,7 +15,9 @@ across chunks.
 One update (``_update_step``), in the order the code runs:
 
 1. roll the policy out for ``num_steps`` steps in ``num_envs`` environments (``lax.scan`` over
-   ``_env_step``, ``vmap`` over environments), auto-resetting finished episodes;
+   ``_env_step``, ``vmap`` over environments), auto-resetting finished episodes; then, if
+   ``make_train`` was given a ``rollout_reward`` hook, replace the rollout's rewards by what it
+   returns (see below);
 2. divide rewards by the running standard deviation of the discounted return (optional; learned
    rewards come at arbitrary scales, e.g. VPL-SPO's win probabilities differ by a few percent);
 3. GAE advantages, bootstrapping truncated episodes (time limit, not failure) with the value of
@@ -24,6 +26,18 @@ One update (``_update_step``), in the order the code runs:
    the gradient steps, so the clipped ratio also limits the policy change the new statistics
    cause);
 5. ``update_epochs`` passes of clipped-surrogate SGD over ``num_minibatches`` shuffled minibatches.
+
+**The rollout-reward hook.** Some objectives score a whole trajectory against other rollouts of
+the *current* policy, which a per-step environment reward cannot see: Nash-MD's return is a
+trajectory's win probability against opponents drawn from the current policy (mixed with a
+reference), with a KL penalty to the reference (:mod:`vpl_jax.nash.control`).
+``make_train(env, config, rollout_reward=hook)`` calls
+``hook(distribution, policy, traj, key) -> (reward f32[T, B], metrics)`` once per update, right
+after the rollout and before reward normalisation and GAE: ``distribution(policy, obs)`` is the
+policy's action distribution, ``policy`` the :class:`PolicyParams` the rollout used, ``traj``
+the rollout (:class:`Transition` fields with leading axes ``[T, B]``); ``reward`` replaces
+``traj.reward`` and ``metrics`` (scalars) join the update's metrics. Without a hook nothing
+changes (not even the PRNG stream).
 
 Observations are normalised by running mean and standard deviation (Brax's
 ``running_statistics``), except the trailing latent ``z`` appended by
@@ -200,6 +214,18 @@ class PPO(NamedTuple):
     act: Callable[..., jax.Array]
     config: PPOConfig
     env: Env  # the training environment (with the episode and auto-reset wrappers)
+    # distribution(policy, obs: f32[..., O]) -> tanh-Gaussian over f32[..., A] actions.
+    distribution: Callable[[PolicyParams, jax.Array], Any] | None = None
+    # value(policy, obs: f32[..., O]) -> f32[...]: the critic, on PPO's normalised reward scale.
+    value: Callable[[PolicyParams, jax.Array], jax.Array] | None = None
+
+
+#: ``hook(distribution, policy, traj, key) -> (reward f32[T, B], metrics)``: see the module
+#: docstring ("The rollout-reward hook").
+RolloutReward = Callable[
+    [Callable[[PolicyParams, jax.Array], Any], PolicyParams, Transition, jax.Array],
+    tuple[jax.Array, dict],
+]
 
 
 def generalized_advantages(
@@ -240,12 +266,15 @@ def generalized_advantages(
     return advantages
 
 
-def make_train(env: Env, config: PPOConfig) -> PPO:
+def make_train(
+    env: Env, config: PPOConfig, rollout_reward: RolloutReward | None = None
+) -> PPO:
     """Builds PPO for ``env`` (a task, or a task in :class:`LatentReward`).
 
     ``env`` is unbatched and un-reset; ``make_train`` adds the time limit and auto-reset. Pure
     Python: it may be called inside ``jax.vmap`` with an ``env`` whose reward closes over traced
-    arrays. Returns a :class:`PPO` whose functions are pure and not yet jitted.
+    arrays. ``rollout_reward``, if given, rescores every rollout (see the module docstring).
+    Returns a :class:`PPO` whose functions are pure and not yet jitted.
     """
     episode_length = config.episode_length or getattr(env, "episode_length", None)
     if episode_length is None:
@@ -288,6 +317,16 @@ def make_train(env: Env, config: PPOConfig) -> PPO:
         """(dist over f32[..., A], value f32[...]) for raw observations ``obs: f32[..., O]``."""
         mean, log_std, value = network.apply(params, normalise(obs_stats, obs))
         return tanh_gaussian(mean, log_std), value
+
+    def distribution(policy: PolicyParams, obs: jax.Array):
+        """The tanh-Gaussian action distribution for raw observations ``obs: f32[..., O]``."""
+        return apply(policy.params, policy.obs_stats, obs)[0]
+
+    def value(policy: PolicyParams, obs: jax.Array) -> jax.Array:
+        """f32[...]: the critic's value of raw observations ``obs: f32[..., O]`` (z included),
+        on the scale it was learned (rewards scaled, and normalised if configured; see
+        :func:`vpl_jax.policies.critic_values` for reward units)."""
+        return apply(policy.params, policy.obs_stats, obs)[1]
 
     def init(key: jax.Array) -> RunnerState:
         k_net, k_env, k_run = jax.random.split(key, 3)
@@ -371,6 +410,13 @@ def make_train(env: Env, config: PPOConfig) -> PPO:
 
         (env_state, key), traj = jax.lax.scan(_env_step, (env_state, key), None, config.num_steps)
         chex.assert_shape(traj.reward, (config.num_steps, config.num_envs))
+        hook_metrics = {}
+        if rollout_reward is not None:
+            key, k_hook = jax.random.split(key)
+            policy = PolicyParams(params, obs_stats)
+            reward, hook_metrics = rollout_reward(distribution, policy, traj, k_hook)
+            chex.assert_shape(reward, traj.reward.shape)
+            traj = traj._replace(reward=reward * config.reward_scale)
 
         # 2. Reward normalisation: a shift only on request (it would change what ending an
         # episode early is worth), then a scale.
@@ -450,6 +496,7 @@ def make_train(env: Env, config: PPOConfig) -> PPO:
         metrics["env_steps"] = (update + 1) * config.env_steps_per_update
         metrics["return_std"] = return_stats.std
         metrics.update(jax.tree.map(jnp.mean, losses))
+        metrics.update(hook_metrics)
 
         update = update + 1
         runner_state = RunnerState(
@@ -492,4 +539,6 @@ def make_train(env: Env, config: PPOConfig) -> PPO:
         act=act,
         config=config,
         env=train_env,
+        distribution=distribution,
+        value=value,
     )

@@ -70,9 +70,32 @@ def is_latent(model: RewardModel) -> bool:
     return callable(getattr(model, "posterior", None))
 
 
-def sum_over_steps(per_step: jax.Array, alive: jax.Array) -> jax.Array:
-    """f32[...]: ``sum_t alive_t * per_step_t`` of ``per_step: f32[..., H]``."""
-    return jnp.sum(jnp.where(alive, per_step, 0.0), axis=-1)
+def step_weights(horizon: int, discount: float) -> jax.Array:
+    """f32[H]: ``discount^(H-1-t)``, the weight a myopic labeller gives step t of a segment.
+
+    B-Pref's myopic teacher (Lee et al., 2021; :func:`vpl_jax.users.segment_return`) discounts
+    *earlier* steps, so the last step weighs 1.
+    """
+    return jnp.power(jnp.float32(discount), jnp.arange(horizon - 1, -1, -1, dtype=jnp.float32))
+
+
+def check_discount(model_name: str, discount: float) -> None:
+    """Raises ``ValueError`` unless the assumed labeller discount is in (0, 1]."""
+    if not 0.0 < discount <= 1.0:
+        raise ValueError(f"{model_name} discount={discount}: must be in (0, 1] (1: partial return)")
+
+
+def sum_over_steps(per_step: jax.Array, alive: jax.Array, discount: float = 1.0) -> jax.Array:
+    """f32[...]: ``sum_t alive_t * discount^(H-1-t) * per_step_t`` of ``per_step: f32[..., H]``.
+
+    ``discount`` (static) is the myopic discount the model assumes its labellers apply over a
+    segment (:func:`step_weights`); 1 is the partial-return model and skips the weighting, so
+    the result is bit-for-bit the plain sum.
+    """
+    per_step = jnp.where(alive, per_step, 0.0)
+    if discount != 1.0:
+        per_step = per_step * step_weights(per_step.shape[-1], discount)
+    return jnp.sum(per_step, axis=-1)
 
 
 def sample_context(

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from vpl_jax.data.dataset import stratified_holdout
+
 if TYPE_CHECKING:
     from vpl_jax.data import PreferenceDataset, Queries, Segments
 
@@ -245,14 +247,7 @@ def validation_split(
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction={fraction} must be in (0, 1)")
     train, _ = dataset.split()
-    type_id = np.asarray(train.users.type_id)
-    is_valid = np.zeros(type_id.shape, bool)
-    for t in np.unique(type_id):
-        idx = np.flatnonzero(type_id == t)
-        if len(idx) < 2:
-            continue
-        n = min(max(round(fraction * len(idx)), 1), len(idx) - 1)
-        is_valid[idx[len(idx) - n :]] = True
+    is_valid = stratified_holdout(np.asarray(train.users.type_id), fraction, False)
     if not is_valid.any():
         raise ValueError("validation_split: no user type has two or more training users")
     return train.select_users(~is_valid), train.select_users(is_valid)

@@ -12,7 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.rewards.base import Params, input_statistics, sum_over_steps
+from vpl_jax.rewards.base import Params, check_discount, input_statistics, sum_over_steps
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, strict_accuracy
 from vpl_jax.rewards.networks import MLP, normalize
@@ -28,12 +28,20 @@ class BTL:
       normalize_inputs: standardise inputs with statistics of the first training batch.
       dtype: computation dtype of the networks ("float32", or "bfloat16" to halve memory
         traffic on accelerators); params, returns and likelihoods stay float32.
+      discount: the myopic discount the likelihood assumes the labellers apply over a segment
+        (B-Pref): a segment's return is ``sum_t discount^(H-1-t) r(x_t)``. 1 is the usual
+        partial-return model; a known discount < 1 is the *correct* human model for myopic
+        labellers. ``reward`` stays the undiscounted per-step reward a policy maximises.
     """
 
     hidden: tuple[int, ...] = (64, 64)
     inputs: Inputs = "obs"
     normalize_inputs: bool = True
     dtype: str = "float32"
+    discount: float = 1.0
+
+    def __post_init__(self):
+        check_discount("BTL", self.discount)
 
     def _net(self) -> MLP:
         return MLP((*self.hidden, 1), dtype=self.dtype)
@@ -50,8 +58,9 @@ class BTL:
         return self._net().apply(params["reward"], x)[..., 0]
 
     def segment_return(self, params, x, alive, z=None) -> jax.Array:
-        """f32[...]: return of ``x: f32[..., H, D]`` over the live steps ``alive: bool[..., H]``."""
-        return sum_over_steps(self.reward(params, x), alive)
+        """f32[...]: return of ``x: f32[..., H, D]`` over the live steps ``alive: bool[..., H]``
+        (discounted by the assumed labeller ``discount``)."""
+        return sum_over_steps(self.reward(params, x), alive, self.discount)
 
     def pair_logits(self, params: Params, batch: PairBatch, z: jax.Array | None = None):
         """f32[..., Q]: ``R_a - R_b``, the logit of ``P(a ≻ b)``."""

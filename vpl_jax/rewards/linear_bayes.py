@@ -5,7 +5,8 @@ The user latent is ``z = theta: f32[F]`` itself and the reward is linear in the 
 ``r(phi_t, theta) = theta · phi_t``, so a pair's logit is ``theta · (Phi_a - Phi_b)`` with ``Phi``
 the segment's summed live-step features. With a Gaussian prior ``N(mu_0, diag(sigma_0^2))``
 the posterior given a user's labelled pairs is approximated by Laplace's method: Newton's method
-finds the MAP (the log-posterior is concave, so a fixed number of steps converges), and the
+finds the MAP (the log-posterior is concave; each step backtracks until it decreases enough, so
+a fixed number of steps converges even on separable data under a weak prior), and the
 Hessian there gives the covariance. Predictions integrate theta out with the probit
 approximation ``P(a ≻ b) ≈ sigmoid(mu·d / sqrt(1 + pi/8 · d^T Sigma d))`` (MacKay, 1992).
 
@@ -25,9 +26,17 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.rewards.base import Params, sample_context, sum_over_steps
+from vpl_jax.rewards.base import (
+    Params,
+    check_discount,
+    sample_context,
+    step_weights,
+    sum_over_steps,
+)
 from vpl_jax.rewards.batch import PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, pair_metrics
+
+LINE_SEARCH_STEPS = 12  # Newton step sizes tried: 1, 1/2, ..., 2^-11
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +48,10 @@ class LinearBayes:
       learn_prior: fit the prior's mean and scale to the training users.
       newton_steps: Newton iterations for the MAP (5-10 reach float precision here).
       min_context, max_context: context-size range in training (as for VPL).
+      discount: the myopic discount the likelihood assumes the labellers apply over a segment
+        (B-Pref): ``Phi`` is then ``sum_t discount^(H-1-t) phi_t``; 1 is the partial-return
+        model. Told a myopic user's true discount, the posterior is over the same theta the
+        user's per-step reward has.
     """
 
     prior_std: float = 1.0
@@ -46,6 +59,7 @@ class LinearBayes:
     newton_steps: int = 10
     min_context: int = 1
     max_context: int | None = None
+    discount: float = 1.0
 
     inputs = "features"  # the model reads the task's per-step features, not observations
 
@@ -54,6 +68,7 @@ class LinearBayes:
             raise ValueError(f"LinearBayes prior_std={self.prior_std} must be > 0")
         if self.newton_steps < 1:
             raise ValueError(f"LinearBayes newton_steps={self.newton_steps} must be >= 1")
+        check_discount("LinearBayes", self.discount)
 
     def init(self, key: jax.Array, batch: PairBatch) -> Params:
         del key
@@ -79,13 +94,19 @@ class LinearBayes:
         return jnp.sum(x * z, axis=-1)
 
     def segment_return(self, params, x, alive, z=None) -> jax.Array:
-        return sum_over_steps(self.reward(params, x, z[..., None, :]), alive)
+        return sum_over_steps(self.reward(params, x, z[..., None, :]), alive, self.discount)
 
     def feature_differences(self, batch: PairBatch) -> jax.Array:
-        """f32[..., Q, F]: ``Phi_a - Phi_b``, the summed live-step features of a minus b."""
-        phi_a = jnp.sum(jnp.where(batch.alive_a[..., None], batch.inputs_a, 0.0), axis=-2)
-        phi_b = jnp.sum(jnp.where(batch.alive_b[..., None], batch.inputs_b, 0.0), axis=-2)
-        return phi_a - phi_b
+        """f32[..., Q, F]: ``Phi_a - Phi_b``, the summed (discounted, for ``discount < 1``)
+        live-step features of a minus b."""
+
+        def summed(x, alive):
+            x = jnp.where(alive[..., None], x, 0.0)
+            if self.discount != 1.0:
+                x = x * step_weights(x.shape[-2], self.discount)[:, None]
+            return jnp.sum(x, axis=-2)
+
+        return summed(batch.inputs_a, batch.alive_a) - summed(batch.inputs_b, batch.alive_b)
 
     def pair_logits(self, params: Params, batch: PairBatch, z: jax.Array) -> jax.Array:
         """f32[..., Q]: ``theta · (Phi_a - Phi_b)`` for one ``z = theta: f32[..., F]`` per user."""
@@ -109,10 +130,29 @@ class LinearBayes:
             h = jnp.einsum("...q,...qf,...qg->...fg", curvature, d, d)
             return h + jnp.diag(precision0), p
 
+        def objective(theta):
+            """Negative log-posterior (up to a constant); ``theta`` may carry extra leading axes."""
+            logits = jnp.einsum("...qf,...f->...q", d, theta)
+            nll = jnp.sum(w * (jax.nn.softplus(logits) - y * logits), axis=-1)
+            return nll + 0.5 * jnp.sum(precision0 * jnp.square(theta - mu0), axis=-1)
+
+        step_sizes = 0.5 ** jnp.arange(LINE_SEARCH_STEPS, dtype=d.dtype)
+        expand = (slice(None),) + (None,) * (d.ndim - 1)  # step_sizes[:, None, ..., None]
+
         def newton(theta, _):
             h, p = hessian(theta)
             grad = -jnp.einsum("...q,...qf->...f", w * (y - p), d) + precision0 * (theta - mu0)
-            return theta - jnp.linalg.solve(h, grad[..., None])[..., 0], None
+            direction = jnp.linalg.solve(h, grad[..., None])[..., 0]
+            # Backtracking (Armijo) over a fixed ladder of step sizes, all evaluated at once: a
+            # full Newton step overshoots when the data are (nearly) separable and the prior
+            # weak, and the iteration would oscillate or diverge.
+            candidates = theta - step_sizes[expand] * direction
+            f0 = objective(theta)
+            decrease = jnp.sum(grad * direction, axis=-1)  # >= 0: h is positive definite
+            ok = objective(candidates) <= f0 - 1e-4 * step_sizes[expand[:-1]] * decrease
+            best = jnp.argmax(ok, axis=0)  # the largest step that decreases enough
+            chosen = jnp.take_along_axis(candidates, best[None, ..., None], axis=0)[0]
+            return jnp.where(jnp.any(ok, axis=0)[..., None], chosen, theta), None
 
         theta0 = jnp.broadcast_to(mu0, d.shape[:-2] + mu0.shape)
         theta, _ = jax.lax.scan(newton, theta0, None, length=self.newton_steps)

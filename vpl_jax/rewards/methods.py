@@ -63,3 +63,19 @@ def make_model(method: str, sizes: ModelSizes = ModelSizes()) -> RewardModel:
             kl_warmup_steps=sizes.kl_warmup_steps,
         )
     raise ValueError(f"unknown reward method {method!r}; allowed: {list(REWARD_METHODS)}")
+
+
+def with_discount(model: RewardModel, discount: float) -> RewardModel:
+    """The same model, its likelihood assuming labellers with myopic ``discount`` over a segment
+    (the correct human model for B-Pref's myopic users; see ``BTL.discount``).
+
+    Supported by BTL, its ensemble, VPL and LinearBayes; others raise ``ValueError``.
+    """
+    if isinstance(model, Ensemble):
+        return dataclasses.replace(model, member=with_discount(model.member, discount))
+    if not any(f.name == "discount" for f in dataclasses.fields(model)):
+        raise ValueError(
+            f"{type(model).__name__} cannot assume a labeller discount; "
+            "supported: BTL, btl_ensemble, VPL, LinearBayes"
+        )
+    return dataclasses.replace(model, discount=discount)

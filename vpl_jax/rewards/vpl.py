@@ -38,7 +38,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vpl_jax.rewards.base import Params, input_statistics, sample_context, sum_over_steps
+from vpl_jax.rewards.base import (
+    Params,
+    check_discount,
+    input_statistics,
+    sample_context,
+    sum_over_steps,
+)
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, pair_metrics
 from vpl_jax.rewards.networks import MLP, Pooling, SetEncoder, normalize
@@ -67,6 +73,8 @@ class VPL:
       normalize_inputs: standardise inputs with statistics of the first training batch.
       dtype: computation dtype of the networks ("float32", or "bfloat16" to halve memory
         traffic on accelerators); params, returns and likelihoods stay float32.
+      discount: the myopic discount the likelihood assumes the labellers apply over a segment
+        (as :class:`~vpl_jax.rewards.BTL`'s); 1 is the partial-return model.
     """
 
     latent_dim: int = 8
@@ -84,8 +92,10 @@ class VPL:
     inputs: Inputs = "obs"
     normalize_inputs: bool = True
     dtype: str = "float32"
+    discount: float = 1.0
 
     def __post_init__(self):
+        check_discount("VPL", self.discount)
         checks = {
             "latent_dim": self.latent_dim >= 1,
             "embed_dim": self.embed_dim >= 1,
@@ -142,7 +152,7 @@ class VPL:
 
     def segment_return(self, params, x, alive, z=None) -> jax.Array:
         """f32[...]: ``sum_t alive_t r(x_t, z)`` for ``x: f32[..., H, D]``, ``z: f32[..., Z]``."""
-        return sum_over_steps(self.reward(params, x, z[..., None, :]), alive)
+        return sum_over_steps(self.reward(params, x, z[..., None, :]), alive, self.discount)
 
     def pair_logits(self, params: Params, batch: PairBatch, z: jax.Array) -> jax.Array:
         """f32[..., Q]: ``R_a(z) - R_b(z)`` for a batch ``[..., Q]`` and one ``z: f32[..., Z]``

@@ -19,6 +19,7 @@ from vpl_jax.users.population import (
     register_user_type,
     user_types,
 )
+from vpl_jax.users.values import segment_endpoints, segment_values
 
 __all__ = [
     "HumanModel",
@@ -33,8 +34,10 @@ __all__ = [
     "pair_label_distribution",
     "register_user_type",
     "sample_label",
+    "segment_endpoints",
     "segment_return",
     "segment_score",
+    "segment_values",
     "true_returns",
     "user_types",
 ]

@@ -36,6 +36,17 @@ class User:
     human: HumanModel  # labelling behaviour
     type_id: jax.Array  # i32[]: index into the population's ``type_names``
 
+    def rational(self) -> User:
+        """The same users answering as *rational* partial-return labellers (beta = inf, no
+        myopia, mistakes, skips, "equal" answers or regret): the preferences their reward
+        ``theta`` implies, against which a reward learned from their actual answers is judged.
+        False beliefs live in the features a user is shown, not here: label with the true
+        features for the rational answers."""
+        human = jax.tree.map(
+            lambda x: jnp.broadcast_to(x, jnp.shape(self.type_id)), HumanModel.create()
+        )
+        return self.replace(human=human)
+
 
 @dataclasses.dataclass(frozen=True)
 class UserType:

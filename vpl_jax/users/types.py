@@ -27,6 +27,21 @@ _NAVIGATION = [
         {"progress_a": 1.0},
         description="wants goal a as fast as possible, whatever is in the way",
     ),
+    # A Condorcet cycle over three goals (experiments/nash.py): each type ranks the goals in a
+    # rotated order, so with equal shares a majority prefers a to b, b to c and c to a. At a
+    # goal the progress to the other two is -0.73, so a type values goal g at
+    # 1.73 w_g - 0.73 sum(w). With weights (1, 0.9, -0.4) every type likes its first and second
+    # goals better than the centre (0.63, 0.46 > 0) and no place in the arena beats the uniform
+    # lottery over the goals; with (1, 0.5, 0) every type would prefer the centre to its second
+    # goal, which would make "stay in the middle" the majority's choice instead of a cycle.
+    *(
+        UserType(
+            f"cycle_{order}",
+            {f"progress_{g}": w for g, w in zip(order, (1.0, 0.9, -0.4), strict=True)},
+            description=f"ranks the goals {' > '.join(order)} (one third of a Condorcet cycle)",
+        )
+        for order in ("abc", "bca", "cab")
+    ),
 ]
 
 _HIGHWAY = [

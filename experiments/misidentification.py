@@ -1,0 +1,345 @@
+"""Reward misidentification: a reward that fits its data, and a policy that fails — and the
+iterate loop that repairs it.
+
+    python experiments/misidentification.py --preset cpu --run-name RUN
+
+Navigation users (default: ``goal_a`` and ``cautious``, who both want goal a, the cautious ones
+far from the hazard and the bystander) label segments of *narrow* behaviour data: every episode
+steers around the hazard and the bystander (``Navigation.behaviour(avoid_hazard=1,
+avoid_bystander=1)``), so the data never show what lies on the straight route through the
+hazard. A reward learned from it predicts the test users' held-out pairs well; the policy
+optimised on it is poor. ``misidentification_gap`` = held-out accuracy − normalised true return
+makes that one number, where the normalised return is ``(R - R_still) / (R_oracle - R_still)``
+(``R_still``: a policy that never moves; ``R_oracle``: PPO on the users' true reward), both means
+over the test users.
+
+Then the iterate loop (:func:`vpl_jax.iterate.iterate`; PEBBLE / preference comparisons): roll
+out the current policy, ask the users about its segments (``random`` pairs, or the ones with the
+highest ``info_gain`` about each user), retrain the reward and the policy, for
+``len(iterate.schedule)`` rounds. Round 0 is the offline pipeline and is shared by both criteria.
+Methods: ``btl_ensemble`` (BTL as PEBBLE trains it: a small bootstrap ensemble whose members'
+disagreement is its belief for information gain; the policy maximises the members' mean
+reward) and ``vpl``. For reference, the same offline pipeline on *broad* data of the same size
+(``data = broad`` rows).
+
+Rows (``user_type`` all: means over test users): ``heldout_accuracy`` (the original held-out
+pairs), ``onpolicy_accuracy`` (the users' rational answers about pairs of the round's policy
+segments against any segment), ``true_return``, ``normalized_return``, ``success`` and
+``misidentification_gap``, with ``round``, ``n_queries`` (new queries per user so far),
+``criterion`` and ``data`` fields; ``oracle`` and ``still`` rows give the references.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vpl_jax import envs, harness
+from vpl_jax import policies as P
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, build_dataset
+from vpl_jax.iterate import (
+    CRITERIA,
+    IterateConfig,
+    RoundResult,
+    has_belief,
+    iterate,
+    misidentification_gap,
+    normalized_return,
+)
+from vpl_jax.pipeline import PolicyTrainer, offline
+from vpl_jax.plotting import draw_arena, plot_paths, plt
+from vpl_jax.users import Population
+
+METHODS = ("btl", "btl_ensemble", "vpl")
+TASK = "navigation"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(harness.ExperimentConfig):
+    user_types: tuple[str, ...] = ("goal_a", "cautious")
+    """Navigation user types (equal shares)."""
+    num_goals: int = 2
+    """Goals of the navigation arena."""
+    beta: float = math.inf
+    """Boltzmann rationality of the users (inf: rational)."""
+    methods: tuple[str, ...] = ("btl_ensemble", "vpl")
+    """Reward models (btl: random queries only; it has no belief for information gain)."""
+    criteria: tuple[str, ...] = CRITERIA
+    """Query criteria of the iterate loop."""
+    avoid_hazard: float = 1.0
+    """Share of the narrow data's episodes that steer around the hazard."""
+    avoid_bystander: float = 1.0
+    """Share of the narrow data's episodes that steer around the bystander."""
+    broad_reference: bool = True
+    """Also run the offline pipeline on broad data (the default behaviour policy)."""
+    data: DatasetConfig = DatasetConfig(
+        num_users=48, context_size=8, heldout_size=24, pool_size=2048, num_episodes=256
+    )
+    """Preference data (users, K context and M held-out pairs per user, pool, episodes)."""
+    reward_train: R.TrainConfig = R.TrainConfig(num_epochs=100, users_per_batch=8)
+    """Reward-model training (every round from scratch)."""
+    sizes: R.ModelSizes = R.ModelSizes(ensemble_size=3)
+    """Reward-network sizes (VPL's context size is set to the loop's final context size)."""
+    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=600_000, center_rewards=True)
+    """PPO (every round from scratch; navigation episodes have a fixed length, so centring the
+    reward is safe)."""
+    iterate: IterateConfig = IterateConfig(schedule=(8, 8, 8), episodes_per_round=32)
+    """The iterate loop (schedule: new queries per user in each round)."""
+    chunk_updates: int = 20
+    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+
+    def validate(self):
+        super().validate()
+        harness.check_choices("methods", self.methods, METHODS)
+        harness.check_choices("criteria", self.criteria, CRITERIA)
+        harness.check_int(self, "num_goals", minimum=2, maximum=6)
+        harness.check_float(self, "beta", minimum=0.0)
+        harness.check_float(self, "avoid_hazard", minimum=0.0, maximum=1.0)
+        harness.check_float(self, "avoid_bystander", minimum=0.0, maximum=1.0)
+        harness.check_int(self, "chunk_updates", minimum=1)
+        self.reward_train.validate()
+        self.data.validate(task_env(self))
+        population(self)  # unknown user types raise, naming the known ones
+        for method in self.methods:
+            for criterion in self.criteria:
+                if criterion == "info_gain" and not has_belief(reward_model(self, method)):
+                    raise harness.ConfigError(
+                        f"methods: {method!r} has no belief about a user for criterion "
+                        "'info_gain'; use btl_ensemble or vpl, or criteria ['random']"
+                    )
+            self.iterate.validate(reward_model(self, method))
+        return self
+
+
+PRESETS = {
+    "cpu": Config(),
+    "paper": Config(
+        data=DatasetConfig(
+            num_users=256, context_size=16, heldout_size=48, pool_size=16384, num_episodes=2048
+        ),
+        reward_train=R.TrainConfig(num_epochs=200, users_per_batch=32, patience=40),
+        sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16, ensemble_size=5),
+        ppo=P.PPOConfig(
+            total_timesteps=20_000_000, num_envs=2048, num_minibatches=32, center_rewards=True
+        ),
+        iterate=IterateConfig(
+            schedule=(16, 16, 16, 16, 16),
+            episodes_per_round=256,
+            offered_per_user=256,
+            num_samples=32,
+            onpolicy_pairs=64,
+            num_eval_episodes=32,
+        ),
+        chunk_updates=10,
+    ),
+}
+
+
+def task_env(config: Config) -> envs.FeatureEnv:
+    return envs.make(TASK, num_goals=config.num_goals)
+
+
+def population(config: Config) -> Population:
+    env = task_env(config)
+    return Population.mixture(
+        TASK, env.feature_names, config.user_types, overrides={"beta": config.beta}
+    )
+
+
+def reward_model(config: Config, method: str) -> R.RewardModel:
+    """``method``'s model; VPL's encoder is trained on contexts up to the loop's final size."""
+    final_context = config.data.context_size + sum(config.iterate.schedule)
+    return R.make_model(method, dataclasses.replace(config.sizes, context_size=final_context))
+
+
+def still(policy_params, obs):
+    """A policy that never moves: the baseline of the normalised return."""
+    del policy_params
+    return jnp.zeros((*obs.shape[:-1], 2))
+
+
+# --- rows and figures -----------------------------------------------------------------------------
+def add_round_rows(results, method, criterion, data, round_result: RoundResult, refs) -> dict:
+    pipe = round_result.pipeline
+    norm = normalized_return(pipe.policy.true_return, refs["oracle"], refs["still"])
+    values = {
+        "heldout_accuracy": pipe.heldout_accuracy,
+        "onpolicy_accuracy": round_result.onpolicy_accuracy,
+        "true_return": pipe.true_return,
+        "normalized_return": norm,
+        "success": float(np.mean(np.asarray(pipe.policy.success))),
+        "misidentification_gap": misidentification_gap(pipe.heldout_accuracy, norm),
+    }
+    for metric, value in values.items():
+        results.add(
+            method=method,
+            task=TASK,
+            metric=metric,
+            value=value,
+            round=round_result.round,
+            n_queries=round_result.n_queries,
+            criterion=criterion,
+            data=data,
+        )
+    return values
+
+
+def plot_rounds(curves: dict, broad: dict) -> plt.Figure:
+    """Gap, held-out accuracy and normalised return against the round, per method × criterion."""
+    metrics = (
+        ("misidentification_gap", "misidentification gap"),
+        ("heldout_accuracy", "held-out accuracy (narrow data)"),
+        ("onpolicy_accuracy", "accuracy on the policy's segments"),
+        ("normalized_return", "normalised true return"),
+    )
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (metric, label) in zip(axes, metrics, strict=True):
+        for i, ((method, criterion), rows) in enumerate(curves.items()):
+            color = colors[list(dict.fromkeys(m for m, _ in curves)).index(method)]
+            ax.plot(
+                [r["round"] for r in rows],
+                [r[metric] for r in rows],
+                marker="o" if criterion == "info_gain" else "s",
+                ls="-" if criterion == "info_gain" else "--",
+                color=color,
+                label=f"{method} · {criterion}",
+                zorder=3 + i,
+            )
+        for method, values in broad.items():
+            color = colors[list(dict.fromkeys(m for m, _ in curves)).index(method)]
+            ax.axhline(values[metric], color=color, ls=":", lw=1)
+        ax.set_xlabel("round")
+        ax.set_title(label, fontsize=10)
+    axes[0].legend(fontsize=7, title="dotted: broad data, offline", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paths_by_round(env, test_type_id, type_names, panels: dict) -> plt.Figure:
+    """Test users' paths of the first and last round's policies."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.5), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    type_id = np.asarray(test_type_id)
+    for ax, (title, positions) in zip(axes[0], panels.items(), strict=True):
+        draw_arena(ax, env)
+        positions = np.asarray(positions)  # [U, E, T, 2]
+        for t, name in enumerate(type_names):
+            paths = positions[type_id == t][:, :3].reshape(-1, *positions.shape[2:])
+            plot_paths(ax, paths, [colors[t]] * len(paths))
+            ax.plot([], [], color=colors[t], label=name)
+        ax.set_title(title, fontsize=9)
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+# --- the experiment -------------------------------------------------------------------------------
+def main(config: Config, results: harness.RunResults) -> str:
+    env = task_env(config)
+    pop = population(config)
+    key = jax.random.PRNGKey(config.seed)
+    k_data, k_broad, k_oracle, k_methods = jax.random.split(key, 4)
+    narrow_policy = env.behaviour(config.avoid_hazard, config.avoid_bystander)
+    narrow = build_dataset(k_data, env, pop, config.data, task=TASK, policy=narrow_policy)
+    _, test = narrow.split()
+    lines = []
+
+    # References: the oracle (PPO on the true reward, conditioned on theta) and standing still.
+    start = time.time()
+    oracle_trainer = PolicyTrainer(env, "oracle", None, config.ppo, config.chunk_updates)
+    oracle = offline(
+        k_oracle, narrow, None, "oracle", config.reward_train, oracle_trainer,
+        config.iterate.num_eval_episodes, desc="oracle PPO",
+    )  # fmt: skip
+    baseline = P.evaluate(
+        env, still, None, jnp.zeros((test.num_users, 0)), test.users.theta,
+        jax.random.fold_in(k_oracle, 1), config.iterate.num_eval_episodes,
+    )  # fmt: skip
+    refs = {"oracle": oracle.policy.true_return, "still": baseline.true_return}
+    for method, ev in (("oracle", oracle.policy), ("still", baseline)):
+        results.add(method=method, task=TASK, metric="true_return", value=ev.true_return.mean())
+    print(
+        f"oracle true return {float(oracle.true_return):.2f}, standing still "
+        f"{float(np.mean(baseline.true_return)):.2f} ({time.time() - start:.0f} s)"
+    )
+
+    curves, broad_values, panels = {}, {}, {}
+    for method, k_method in zip(
+        config.methods, jax.random.split(k_methods, len(config.methods)), strict=True
+    ):
+        model = reward_model(config, method)
+        trainer = PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
+        if config.broad_reference:
+            start = time.time()
+            broad = build_dataset(k_broad, env, pop, config.data, task=TASK)
+            loop = dataclasses.replace(config.iterate, schedule=())
+            (result,) = iterate(k_method, broad, model, method, config.reward_train, trainer, loop)
+            broad_values[method] = add_round_rows(results, method, "offline", "broad", result, refs)
+            print(
+                f"[{method}] broad data: gap {broad_values[method]['misidentification_gap']:.2f} "
+                f"({time.time() - start:.0f} s)"
+            )
+        round0 = None
+        for criterion in config.criteria:
+            start = time.time()
+            loop = dataclasses.replace(config.iterate, criterion=criterion)
+
+            def report(r: RoundResult, method=method, criterion=criterion):
+                values = add_round_rows(results, method, criterion, "narrow", r, refs)
+                curves.setdefault((method, criterion), []).append({"round": r.round, **values})
+                print(
+                    f"[{method} {criterion}] round {r.round}: held-out acc "
+                    f"{values['heldout_accuracy']:.3f}, on-policy acc "
+                    f"{values['onpolicy_accuracy']:.3f}, true return {values['true_return']:.2f}"
+                    f" (normalised {values['normalized_return']:.2f}), gap "
+                    f"{values['misidentification_gap']:.2f}"
+                )
+
+            rounds = iterate(
+                k_method, narrow, model, method, config.reward_train, trainer, loop,
+                on_round=report, round0=round0,
+            )  # fmt: skip
+            round0 = rounds[0]
+            panels.setdefault(f"{method}: round 0 (narrow data)", round0.pipeline.policy.positions)
+            panels[f"{method} · {criterion}: round {rounds[-1].round}"] = rounds[
+                -1
+            ].pipeline.policy.positions
+            first, last = curves[(method, criterion)][0], curves[(method, criterion)][-1]
+            lines.append(
+                f"| {method} | {criterion} | {first['heldout_accuracy']:.3f} → "
+                f"{last['heldout_accuracy']:.3f} | {first['normalized_return']:.2f} → "
+                f"{last['normalized_return']:.2f} | {first['misidentification_gap']:.2f} → "
+                f"{last['misidentification_gap']:.2f} |"
+            )
+            print(f"[{method} {criterion}] {time.time() - start:.0f} s")
+
+    results.figure(plot_rounds(curves, broad_values), "misidentification_rounds")
+    results.figure(
+        plot_paths_by_round(env, test.users.type_id, pop.type_names, panels), "paths_by_round"
+    )
+    broad_lines = [
+        f"| {m} | broad data, offline | {v['heldout_accuracy']:.3f} | "
+        f"{v['normalized_return']:.2f} | {v['misidentification_gap']:.2f} |"
+        for m, v in broad_values.items()
+    ]
+    return "\n".join(
+        [
+            "## Narrow data, then the iterate loop (round 0 → last round; test users)",
+            "",
+            "| method | criterion | held-out accuracy | normalised return | gap |",
+            "|---|---|---|---|---|",
+            *lines,
+            *broad_lines,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    harness.run_experiment("misidentification", Config, PRESETS, main, description=__doc__)

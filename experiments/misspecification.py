@@ -1,0 +1,477 @@
+"""Misspecified human models: how wrong is the inferred reward when people are not the
+noisy-rational partial-return labellers the reward model assumes?
+
+    python experiments/misspecification.py --preset cpu --run-name RUN
+
+One navigation dataset (default users: ``goal_a`` and ``cautious``) is labelled again and again
+by the same users with a deviation of growing size from the Boltzmann partial-return model
+(``deviation_kind``, and ``deviation`` = the size of the model error, 0 = none):
+
+* ``beta`` — the temperature ``1/beta`` (rational users are beta = inf);
+* ``gamma`` — myopia ``1 - gamma``: the user discounts earlier steps of a segment (B-Pref);
+* ``epsilon`` — the probability of a flipped answer;
+* ``regret`` — the regret weight w: the user scores a segment by its partial return plus
+  ``w (V*(end) - V*(start))``, with ``V*`` the critic of an oracle policy trained on the users'
+  true rewards (:func:`vpl_jax.policies.critic_values`, :func:`vpl_jax.users.segment_values`);
+* ``belief`` — a false belief: the user thinks the hazard is ``deviation`` metres to the right
+  of where it is and judges segments by the features of that world
+  (:mod:`vpl_jax.users.beliefs`).
+
+Every reward model assumes Boltzmann partial-return labels (``human_model = boltzmann``). The
+inferred-reward error is measured on the test users: ``alignment`` (LinearBayes: cosine between
+the posterior mean of theta from all of a user's pairs and the true theta), ``rational_accuracy``
+(every model, given the user's own K context answers: accuracy on the user's *rational* answers
+about their held-out pairs) and ``true_return`` (PPO on the learned reward, at no deviation and
+at the largest deviation of each kind in ``policy_kinds``; ``oracle`` rows: PPO on the true
+reward). Then, where the framework can express the correct human model, the same data are fitted
+with it (``human_model = correct``): a known myopic discount (every model's likelihood
+discounts the segment return, ``rewards.with_discount``) and a known belief (LinearBayes on the
+features of the world the user believes in). The zero-deviation point is shared by every kind
+(its rows repeat under each kind, so each curve starts at 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vpl_jax import envs, harness
+from vpl_jax import policies as P
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, label_queries
+from vpl_jax.envs.navigation import NavigationWorld
+from vpl_jax.pipeline import (
+    PolicyTrainer,
+    fit_relabellings,
+    policy_inputs,
+    relabelled,
+    score_relabellings,
+    test_latents,
+)
+from vpl_jax.plotting import plt
+from vpl_jax.users import Population, User, segment_values
+from vpl_jax.users.beliefs import believed_features
+
+TASK = "navigation"
+KINDS = ("beta", "gamma", "epsilon", "regret", "belief")
+#: The size of each kind's model error, as plotted.
+UNITS = {
+    "beta": "temperature 1/β",
+    "gamma": "myopia 1 − γ",
+    "epsilon": "mistake probability ε",
+    "regret": "regret weight w",
+    "belief": "believed hazard shift (m)",
+}
+#: Kinds whose correct human model the framework expresses, and for which methods.
+CORRECTABLE = {"gamma": ("linear_bayes", "btl", "vpl"), "belief": ("linear_bayes",)}
+METHODS = ("linear_bayes", "btl", "vpl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(harness.ExperimentConfig):
+    user_types: tuple[str, ...] = ("goal_a", "cautious")
+    """Navigation user types (equal shares)."""
+    num_goals: int = 2
+    """Goals of the navigation arena."""
+    methods: tuple[str, ...] = METHODS
+    """Reward models (all assume Boltzmann partial-return labels)."""
+    kinds: tuple[str, ...] = KINDS
+    """Deviations from the assumed human model to sweep."""
+    beta_sizes: tuple[float, ...] = (1.0, 4.0)
+    """Temperatures 1/beta (> 0)."""
+    gamma_sizes: tuple[float, ...] = (0.2, 0.5)
+    """Myopia 1 - gamma, in [0, 1)."""
+    epsilon_sizes: tuple[float, ...] = (0.15, 0.3)
+    """Mistake probabilities, in (0, 0.5]."""
+    regret_sizes: tuple[float, ...] = (0.5, 1.0)
+    """Regret weights, in (0, 1]."""
+    belief_sizes: tuple[float, ...] = (0.15, 0.4)
+    """How far right (m) the users believe the hazard is."""
+    correct: bool = True
+    """Also fit with the correct human model where it is expressible (known gamma, belief)."""
+    policy_methods: tuple[str, ...] = ("btl",)
+    """Methods whose learned rewards PPO optimises (true_return)."""
+    policy_kinds: tuple[str, ...] = KINDS
+    """Kinds at whose largest deviation PPO runs (plus no deviation, and the corrected gamma)."""
+    data: DatasetConfig = DatasetConfig(
+        num_users=48, context_size=8, heldout_size=24, pool_size=2048, num_episodes=256
+    )
+    """Preference data (users, K context and M held-out pairs per user, pool, episodes)."""
+    reward_train: R.TrainConfig = R.TrainConfig(num_epochs=100, users_per_batch=8)
+    """Reward-model training (the same for every point of the sweep)."""
+    sizes: R.ModelSizes = R.ModelSizes()
+    """Reward-network sizes (VPL's context size is set to data.context_size)."""
+    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=600_000, center_rewards=True)
+    """PPO for the oracle (whose critic gives V*) and the learned rewards."""
+    num_eval_episodes: int = 8
+    """Evaluation episodes per test user."""
+    chunk_updates: int = 20
+    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+
+    def sizes_of(self, kind: str) -> tuple[float, ...]:
+        return getattr(self, f"{kind}_sizes")
+
+    def validate(self):
+        super().validate()
+        harness.check_choices("methods", self.methods, METHODS)
+        harness.check_choices("kinds", self.kinds, KINDS)
+        harness.check_choices("policy_methods", self.policy_methods, self.methods, min_count=0)
+        harness.check_choices("policy_kinds", self.policy_kinds, self.kinds, min_count=0)
+        harness.check_int(self, "num_goals", minimum=2, maximum=6)
+        harness.check_int(self, "num_eval_episodes", minimum=1)
+        harness.check_int(self, "chunk_updates", minimum=1)
+        bounds = {
+            "beta": (lambda s: s > 0, "> 0"),
+            "gamma": (lambda s: 0 <= s < 1, "in [0, 1)"),
+            "epsilon": (lambda s: 0 < s <= 0.5, "in (0, 0.5]"),
+            "regret": (lambda s: 0 < s <= 1, "in (0, 1]"),
+            "belief": (lambda s: s > 0, "> 0"),
+        }
+        for kind in self.kinds:
+            ok, allowed = bounds[kind]
+            values = self.sizes_of(kind)
+            if not values or not all(ok(s) for s in values):
+                raise harness.ConfigError(
+                    f"{kind}_sizes={list(values)}: give at least one size, each {allowed}"
+                )
+        self.reward_train.validate()
+        self.data.validate(task_env(self))
+        population(self)  # unknown user types raise, naming the known ones
+        return self
+
+
+PRESETS = {
+    "cpu": Config(),
+    "paper": Config(
+        beta_sizes=(0.5, 1.0, 2.0, 4.0, 8.0),
+        gamma_sizes=(0.1, 0.2, 0.35, 0.5, 0.7),
+        epsilon_sizes=(0.05, 0.1, 0.2, 0.3, 0.4),
+        regret_sizes=(0.25, 0.5, 0.75, 1.0),
+        belief_sizes=(0.1, 0.2, 0.3, 0.4, 0.6),
+        policy_methods=("btl", "vpl"),
+        data=DatasetConfig(
+            num_users=256, context_size=16, heldout_size=64, pool_size=16384, num_episodes=2048
+        ),
+        reward_train=R.TrainConfig(num_epochs=200, users_per_batch=32, patience=40),
+        sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16),
+        ppo=P.PPOConfig(
+            total_timesteps=20_000_000, num_envs=2048, num_minibatches=32, center_rewards=True
+        ),
+        num_eval_episodes=32,
+        chunk_updates=10,
+    ),
+}
+
+
+def task_env(config: Config) -> envs.FeatureEnv:
+    return envs.make(TASK, num_goals=config.num_goals)
+
+
+def population(config: Config) -> Population:
+    return Population.mixture(TASK, task_env(config).feature_names, config.user_types)
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One point of the sweep: a kind of deviation and its size (``none``, 0: rational)."""
+
+    kind: str
+    size: float
+
+
+def sweep(config: Config) -> list[Point]:
+    return [Point("none", 0.0)] + [Point(k, s) for k in config.kinds for s in config.sizes_of(k)]
+
+
+# --- the users' deviations ------------------------------------------------------------------------
+def deviating(users: User, point: Point) -> User:
+    """The users with ``point``'s deviation in their human model (beliefs live in features)."""
+    full = lambda v: jnp.full(users.type_id.shape, v, jnp.float32)  # noqa: E731
+    field = {"beta": "beta", "gamma": "gamma", "epsilon": "epsilon", "regret": "regret_weight"}
+    value = {
+        "beta": 1.0 / point.size if point.size else jnp.inf,
+        "gamma": 1.0 - point.size,
+        "epsilon": point.size,
+        "regret": point.size,
+    }
+    if point.kind not in field:
+        return users
+    return users.replace(human=users.human.replace(**{field[point.kind]: full(value[point.kind])}))
+
+
+def believed_world(env, shift: float) -> NavigationWorld:
+    """The world of a user who thinks the hazard is ``shift`` metres right of where it is."""
+    world = env.true_world
+    return world.replace(hazard_center=world.hazard_center + jnp.array([shift, 0.0]))
+
+
+def perceived(env, dataset: PreferenceDataset, point: Point) -> PreferenceDataset:
+    """The dataset with the segment features the users perceive (their believed world)."""
+    if point.kind != "belief":
+        return dataset
+    segments = dataset.segments
+    index = jnp.arange(segments.num_segments)
+    features = believed_features(env, segments, index, believed_world(env, point.size))
+    return dataset.replace(segments=segments.replace(features=features))
+
+
+def relabel(key, env, dataset: PreferenceDataset, point: Point, values) -> PreferenceDataset:
+    """Every pair of every user answered again, with ``point``'s deviation (the same key for
+    every point, so answers differ only where the deviation changes them)."""
+    seen = perceived(env, dataset, point)
+    pairs = jnp.concatenate([dataset.context.pairs, dataset.heldout.pairs], axis=1)
+    answers = label_queries(
+        key,
+        deviating(dataset.users, point),
+        seen.segments,
+        pairs,
+        values if point.kind == "regret" else None,
+    )
+    k = dataset.context_size
+
+    def part(lo, hi):
+        return jax.tree.map(lambda x: x[:, lo:hi], answers)
+
+    return dataset.replace(context=part(0, k), heldout=part(k, None))
+
+
+# --- fitting and scoring --------------------------------------------------------------------------
+def stacked(datasets: list[PreferenceDataset], part: str, inputs: str) -> R.UserPairs:
+    """The datasets' pairs (same users and pairs, different answers) with labels ``[P, U, Q]``."""
+    pairs = [R.user_pairs(d, part, inputs) for d in datasets]
+    return relabelled(
+        pairs[0], jnp.stack([p.labels for p in pairs]), jnp.stack([p.mask for p in pairs])
+    )
+
+
+def fit_points(model, config: Config, key, datasets: list[PreferenceDataset]):
+    """One model per labelled dataset, trained in one vmap: params lead with P."""
+    splits = [R.validation_split(d) for d in datasets]
+    return fit_relabellings(
+        model,
+        config.reward_train,
+        key,
+        stacked([s[0] for s in splits], "all", model.inputs),
+        stacked([s[1] for s in splits], "all", model.inputs),
+    )
+
+
+def score_points(model, params, datasets, rational: PreferenceDataset) -> dict[str, np.ndarray]:
+    """Per point: ``rational_accuracy`` (given the K context answers) and, for LinearBayes,
+    ``alignment`` (posterior from all of a user's answers). ``rational`` holds the test users'
+    rational answers (true features) as its held-out pairs."""
+    tests = [d.split()[1] for d in datasets]
+    targets = R.user_pairs(rational, "heldout", model.inputs)
+    accuracy, _ = score_relabellings(
+        model, params, stacked(tests, "context", model.inputs), targets
+    )
+    out = {"rational_accuracy": np.nanmean(np.asarray(accuracy), axis=1)}
+    if isinstance(model, R.LinearBayes):
+        _, mean = score_relabellings(model, params, stacked(tests, "all", model.inputs), targets)
+        theta = np.asarray(rational.users.theta)
+        mean = np.asarray(mean)
+        cos = np.sum(mean * theta, -1) / np.maximum(
+            np.linalg.norm(mean, axis=-1) * np.linalg.norm(theta, axis=-1), 1e-12
+        )
+        out["alignment"] = cos.mean(axis=1)
+    return out
+
+
+def fit_correct(env, model, config: Config, key, dataset, point: Point, rational):
+    """The model with ``point``'s correct human model (known discount; LinearBayes on the
+    believed features), fitted to one labelled dataset: ``(params, {metric: value})``."""
+    if point.kind == "gamma":
+        model = R.with_discount(model, 1.0 - point.size)
+    seen = perceived(env, dataset, point)
+    params = fit_points(model, config, key, [seen])
+    scores = score_points(model, params, [seen], rational)
+    return jax.tree.map(lambda x: x[0], params), {m: float(v[0]) for m, v in scores.items()}
+
+
+# --- figure ---------------------------------------------------------------------------------------
+def plot_sweep(rows: list[dict], kinds, methods) -> plt.Figure:
+    """Rows: metrics; columns: kinds of deviation; a line per method (dashed: correct model)."""
+    metrics = [m for m in ("alignment", "rational_accuracy", "true_return") if any(
+        r["metric"] == m for r in rows)]  # fmt: skip
+    fig, axes = plt.subplots(
+        len(metrics), len(kinds), figsize=(3.2 * len(kinds), 2.8 * len(metrics)), squeeze=False
+    )
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = dict(zip(("oracle", *METHODS), palette[: len(METHODS) + 1], strict=True))
+    for i, metric in enumerate(metrics):
+        for j, kind in enumerate(kinds):
+            ax = axes[i, j]
+            for method in ("oracle", *methods):
+                for human, style in (("boltzmann", "-o"), ("correct", "--s")):
+                    sel = sorted(
+                        (r["deviation"], r["value"])
+                        for r in rows
+                        if r["metric"] == metric
+                        and r["method"] == method
+                        and r["deviation_kind"] == kind
+                        and r["human_model"] == human
+                    )
+                    if not sel:
+                        continue
+                    label = method if human == "boltzmann" else f"{method} (correct model)"
+                    ax.plot(*zip(*sel, strict=True), style, color=colors[method], label=label,
+                            ms=4)  # fmt: skip
+            if i == len(metrics) - 1:
+                ax.set_xlabel(UNITS[kind])
+            if j == 0:
+                ax.set_ylabel(metric.replace("_", " "))
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8,
+               bbox_to_anchor=(0.5, -0.02))  # fmt: skip
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+# --- the experiment -------------------------------------------------------------------------------
+def main(config: Config, results: harness.RunResults) -> str:
+    env = task_env(config)
+    pop = population(config)
+    key = jax.random.PRNGKey(config.seed)
+    k_data, k_oracle, k_label, k_rational, k_fit, k_policy, k_eval = jax.random.split(key, 7)
+    dataset = build_dataset(k_data, env, pop, config.data, task=TASK)
+    _, test = dataset.split()
+    rows: list[dict] = []
+
+    def add(method, metric, value, kind, size, human="boltzmann"):
+        kinds = config.kinds if kind == "none" else (kind,)  # the shared point, under each kind
+        for k in kinds:
+            row = {"method": method, "metric": metric, "value": float(value),
+                   "deviation_kind": k, "deviation": size, "human_model": human}  # fmt: skip
+            rows.append(row)
+            results.add(task=TASK, **row)
+
+    # The oracle: PPO on every user's true reward, conditioned on theta. Its critic gives each
+    # user's V* (regret-based users); its returns are the test users' reference.
+    start = time.time()
+    oracle = PolicyTrainer(env, "oracle", None, config.ppo, config.chunk_updates)
+    oracle_state = oracle.train_one(k_oracle, {"theta": dataset.users.theta}, desc="oracle PPO")
+    oracle_eval = oracle.evaluate(
+        oracle_state, test.users.theta, test.users.theta, k_eval, config.num_eval_episodes
+    )
+    for kind in config.policy_kinds:
+        for size in (0.0, max(config.sizes_of(kind))):
+            add("oracle", "true_return", np.mean(oracle_eval.true_return), kind, size)
+    values = None
+    if "regret" in config.kinds:
+        ppo = oracle.acting()
+        critic = lambda x: P.critic_values(ppo, oracle_state, x)  # noqa: E731
+        values = jax.jit(segment_values, static_argnums=0)(
+            critic, dataset.segments, dataset.users.theta
+        )
+    print(f"oracle: true return {np.mean(oracle_eval.true_return):.2f} "
+          f"({time.time() - start:.0f} s)")  # fmt: skip
+
+    points = sweep(config)
+    datasets = [relabel(k_label, env, dataset, p, values) for p in points]
+    # The users' rational answers about their held-out pairs (true features).
+    rational_answers = label_queries(
+        k_rational, test.users.rational(), test.segments, test.heldout.pairs
+    )
+    rational = test.replace(heldout=rational_answers)
+    agreement = [
+        float(np.mean(np.asarray(d.split()[1].heldout.labels == rational_answers.labels)))
+        for d in datasets
+    ]
+    for p, a in zip(points, agreement, strict=True):
+        add("users", "label_agreement", a, p.kind, p.size)
+
+    sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
+    fitted = {}
+    for method in config.methods:
+        start = time.time()
+        model = R.make_model(method, sizes)
+        params = fit_points(model, config, k_fit, datasets)
+        scores = score_points(model, params, datasets, rational)
+        for metric, per_point in scores.items():
+            for p, v in zip(points, per_point, strict=True):
+                add(method, metric, v, p.kind, p.size)
+        # The correct human model, where expressible: one fit per point (its model differs).
+        corrected = {}
+        for kind in config.kinds if config.correct else ():
+            if method not in CORRECTABLE.get(kind, ()):
+                continue
+            for i, p in enumerate(points):
+                if p.kind == kind:
+                    corrected[p], scores_c = fit_correct(
+                        env, model, config, k_fit, datasets[i], p, rational
+                    )
+                    for metric, value in scores_c.items():
+                        add(method, metric, value, kind, p.size, "correct")
+            for metric, per_point in scores.items():  # at no deviation it is the assumed model
+                add(method, metric, per_point[0], kind, 0.0, "correct")
+        fitted[method] = (model, params, corrected)
+        summary = ", ".join(f"{m} {v[0]:.3f}→{v[-1]:.3f}" for m, v in scores.items())
+        print(f"[{method}] fitted {len(points)} points ({summary}; {time.time() - start:.0f} s)")
+
+    # True return of the policies optimised on the learned rewards, at a few points.
+    chosen = [0] + [
+        points.index(Point(kind, max(config.sizes_of(kind)))) for kind in config.policy_kinds
+    ]
+    for method in config.policy_methods:
+        start = time.time()
+        model, params, corrected = fitted[method]
+        runs = [(points[i], "boltzmann", jax.tree.map(lambda x, i=i: x[i], params))
+                for i in chosen]  # fmt: skip
+        runs += [(p, "correct", c) for p, c in corrected.items()
+                 if p.kind == "gamma" and p.size == max(config.sizes_of("gamma"))
+                 and p.kind in config.policy_kinds]  # fmt: skip
+        data_of = {p: datasets[points.index(p)] for p in points}
+        inputs = [policy_inputs(method, model, prm, data_of[p]) for p, _, prm in runs]
+        trainer = PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
+        states, _ = trainer.train(
+            jax.random.split(k_policy, len(runs)),
+            jax.tree.map(lambda *xs: jnp.stack(xs), *inputs),
+            desc=f"{method} PPO ×{len(runs)}",
+        )
+        for r, (p, human, prm) in enumerate(runs):
+            state = jax.tree.map(lambda x, r=r: x[r], states)
+            z = test_latents(method, model, prm, data_of[p])
+            ev = trainer.evaluate(state, z, test.users.theta, k_eval, config.num_eval_episodes)
+            add(method, "true_return", np.mean(ev.true_return), p.kind, p.size, human)
+            if p.kind == "none" and config.correct and "gamma" in config.policy_kinds:
+                add(method, "true_return", np.mean(ev.true_return), "gamma", 0.0, "correct")
+        print(f"[{method}] PPO on {len(runs)} learned rewards ({time.time() - start:.0f} s)")
+
+    results.figure(plot_sweep(rows, config.kinds, config.methods), "misspecification")
+    return notes(rows, config)
+
+
+def notes(rows: list[dict], config: Config) -> str:
+    """Markdown: each metric at no deviation and at each kind's largest deviation."""
+    lines = [
+        "## Test users: no deviation → largest deviation of each kind (boltzmann / correct)",
+        "",
+        "| method | metric | kind | none | largest, assumed model | largest, correct model |",
+        "|---|---|---|---|---|---|",
+    ]
+    index = {(r["method"], r["metric"], r["deviation_kind"], r["deviation"], r["human_model"]):
+             r["value"] for r in rows}  # fmt: skip
+    for method in ("oracle", *config.methods):
+        for metric in ("alignment", "rational_accuracy", "true_return"):
+            for kind in config.kinds:
+                big = max(config.sizes_of(kind))
+                base = index.get((method, metric, kind, 0.0, "boltzmann"))
+                if base is None:
+                    continue
+                assumed = index.get((method, metric, kind, big, "boltzmann"))
+                correct = index.get((method, metric, kind, big, "correct"))
+                fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+                lines.append(f"| {method} | {metric} | {kind} ({big:g}) | {fmt(base)} | "
+                             f"{fmt(assumed)} | {fmt(correct)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    harness.run_experiment("misspecification", Config, PRESETS, main, description=__doc__)

@@ -1,0 +1,634 @@
+"""Nash learning from preferences versus a single reward, on a population whose preferences cycle.
+
+    python experiments/nash.py --preset cpu --run-name RUN
+
+Navigation with three goals and three user types in equal shares, each ranking the goals in a
+rotated order (``cycle_abc``: a > b > c, ``cycle_bca``, ``cycle_cab``; see
+``vpl_jax/users/types.py``): a majority prefers a to b, b to c and c to a, so no goal is best and
+the population's Nash equilibrium (its maximal lottery) is each goal a third of the time. From the
+users' labels on pairs of whole recorded episodes every method learns a policy:
+
+* ``btl`` — a Bradley–Terry reward r(s), then PPO. A reward orders the goals, so the cycle is
+  lost (all goals tie in the best fit) and the policy settles on whatever its reward's noise says;
+* ``vpl`` — VPL's latent reward r(s, z), then a latent-conditioned PPO policy; as a population
+  policy (each test user's episodes with that user's z) it is the lottery of "give each user their
+  own first choice";
+* ``nash_md`` — a preference model P(τ ≻ τ′) (antisymmetric, can represent the cycle), then
+  Nash-MD: PPO on the win probability against opponents from the geometric mixture of the policy
+  and the reference, with a KL penalty to the reference (:func:`vpl_jax.nash.make_nash_md`);
+* ``self_play`` — the same with the current policy as the opponent;
+* ``ipo``, ``dpo`` — offline, from the labelled pairs, on trajectory log-likelihood ratios
+  against the reference (:func:`vpl_jax.nash.train_direct`).
+
+Policies that mix (Nash-MD, self-play, IPO, DPO and their reference) see a per-episode noise
+input (``vpl_jax/nash/policy.py`` says why). Their common reference, ``reference`` in the results,
+is a behaviour clone of scripted demonstrations whose goal is set by the noise: the arcs of
+``reference_goals`` (default ``aaaabc``: goal a four times out of six), an SFT policy that
+over-represents goal a.
+
+Every policy is scored with the users' *true* rewards on ``num_eval_episodes`` episodes from
+starts shared by all methods: ``goal_share`` (the share of episodes ending at each goal, or
+``none``; field ``goal``), ``exploitability`` (the best margin ``2 P(g ≻ π) - 1`` any scripted
+single-goal policy g achieves against it under the true population preferences; episodes at the
+same goal tie; 0 for the maximal lottery, 1/3 for any single goal here), ``margin`` (that margin
+per goal g) and ``win_rate`` per user type (a type's probability of preferring the policy's
+episode to a uniformly chosen single-goal one). Then the *transitive* control case: the same
+types with one dominant (``transitive_shares``, default 0.8/0.1/0.1, where goal a is the
+Condorcet winner), in which every method should go to goal a. Rows carry the case in ``case``.
+Figures: goal shares per method and exploitability per method, per case.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vpl_jax import envs, harness
+from vpl_jax import nash as N
+from vpl_jax import policies as P
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, collect
+from vpl_jax.data.rollouts import rollout_episode
+from vpl_jax.envs.base import BehaviourPolicy
+from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
+from vpl_jax.nash.policy import NOISE_SIZE
+from vpl_jax.plotting import plt
+from vpl_jax.users import Population
+
+METHODS = ("btl", "vpl", "nash_md", "self_play", "ipo", "dpo")
+CASES = ("cyclic", "transitive")
+TYPES = ("cycle_abc", "cycle_bca", "cycle_cab")
+GOALS = ("a", "b", "c")
+NASH_METHODS = ("nash_md", "self_play")
+DIRECT_METHODS = ("ipo", "dpo")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(harness.ExperimentConfig):
+    cases: tuple[str, ...] = CASES
+    """Populations to run: cyclic (equal shares of the three types), transitive (one dominant)."""
+    transitive_shares: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """Shares of cycle_abc, cycle_bca, cycle_cab in the transitive case (goal a wins there)."""
+    methods: tuple[str, ...] = METHODS
+    """Methods to compare."""
+    beta: float = math.inf
+    """Boltzmann rationality of the simulated users (inf: rational)."""
+    data: DatasetConfig = DatasetConfig(
+        num_users=768,
+        context_size=8,
+        heldout_size=24,
+        pool_size=16384,
+        num_episodes=1024,
+        segment_horizon=40,
+    )
+    """Preference data: users, K context and M held-out pairs each, over whole recorded episodes
+    (segment_horizon must equal the episode length, 40). Labels are cheap and a population
+    model needs many: each pair is labelled by one user, and two thirds of the pairs split the
+    types 2 to 1."""
+    preference: N.PreferenceModel = N.PreferenceModel(hidden=(32, 32), embed_dim=16)
+    """The preference model P(τ ≻ τ′) of nash_md and self_play (latent_dim must be 0)."""
+    preference_train: R.TrainConfig = R.TrainConfig(
+        num_epochs=100, users_per_batch=32, learning_rate=3e-3, patience=30
+    )
+    """Training of the preference model."""
+    reward_train: R.TrainConfig = R.TrainConfig(num_epochs=40, users_per_batch=32, patience=15)
+    """Training of BTL's and VPL's reward models."""
+    sizes: R.ModelSizes = R.ModelSizes()
+    """Reward-network sizes (VPL's context size is set to data.context_size)."""
+    reference_goals: str = "aaaabc"
+    """The reference (SFT) policy's lottery: the goal of each equal arc of the noise circle."""
+    demo_episodes: int = 512
+    """Scripted demonstrations the reference is cloned from."""
+    demo_noise: float = 0.3
+    """Standard deviation of the demonstrations' pre-squash action noise."""
+    clone: N.CloneConfig = N.CloneConfig()
+    """Behaviour cloning of the reference."""
+    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=1_000_000)
+    """PPO of btl and vpl."""
+    nash_ppo: P.PPOConfig = P.PPOConfig(
+        total_timesteps=400_000,
+        num_envs=64,
+        num_minibatches=4,
+        learning_rate=3e-4,
+        gamma=1.0,
+        init_log_std=-0.5,
+    )
+    """PPO of nash_md and self_play (num_steps, episode_length, observation normalisation and
+    truncation bootstrapping are set as Nash-MD needs; see vpl_jax.nash.nash_ppo_config)."""
+    nash: N.NashConfig = N.NashConfig()
+    """Nash-MD: the mixture weight β of the reference in the opponent, the KL weight, opponents
+    per update (self_play uses β = 0)."""
+    direct: N.DirectConfig = N.DirectConfig()
+    """Offline IPO/DPO (its loss field is set per method)."""
+    num_eval_episodes: int = 600
+    """Evaluation episodes per method (shared starts; stochastic actions)."""
+    chunk_updates: int = 10
+    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+    checkpoint_every: int = 0
+    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates."""
+
+    def validate(self):
+        super().validate()
+        harness.check_choices("cases", self.cases, CASES)
+        harness.check_choices("methods", self.methods, METHODS)
+        harness.check_float(self, "beta", minimum=0.0)
+        if len(self.transitive_shares) != 3 or min(self.transitive_shares) < 0:
+            raise harness.ConfigError(
+                f"transitive_shares={self.transitive_shares}: give three shares >= 0"
+            )
+        if not self.reference_goals or set(self.reference_goals) - set(GOALS):
+            raise harness.ConfigError(
+                f"reference_goals={self.reference_goals!r}: a non-empty string of goals {GOALS}"
+            )
+        for name in ("demo_episodes", "num_eval_episodes", "chunk_updates"):
+            harness.check_int(self, name, minimum=1)
+        harness.check_int(self, "checkpoint_every", minimum=0)
+        harness.check_float(self, "demo_noise", minimum=1e-3)
+        if self.checkpoint_every % self.chunk_updates:
+            raise harness.ConfigError(
+                f"checkpoint_every={self.checkpoint_every}: must be a multiple of "
+                f"chunk_updates={self.chunk_updates}"
+            )
+        env = task_env()
+        self.data.validate(env)
+        if self.data.segment_horizon != env.episode_length:
+            raise harness.ConfigError(
+                f"data.segment_horizon={self.data.segment_horizon}: must equal the episode "
+                f"length {env.episode_length} (preferences are over whole episodes)"
+            )
+        if self.preference.latent_dim != 0 or self.preference.inputs != "obs":
+            raise harness.ConfigError(
+                "preference: Nash-MD needs the population model (latent_dim=0, inputs='obs')"
+            )
+        for train in (self.preference_train, self.reward_train):
+            train.validate()
+        self.clone.validate()
+        self.nash.validate()
+        self.direct.validate()
+        N.check_ppo_config(nash_ppo(self), env.episode_length)
+        for case in self.cases:
+            population(self, case)
+        return self
+
+
+PRESETS = {
+    "cpu": Config(),
+    "paper": Config(
+        data=DatasetConfig(
+            num_users=768,
+            context_size=16,
+            heldout_size=48,
+            pool_size=65536,
+            num_episodes=8192,
+            segment_horizon=40,
+        ),
+        preference=N.PreferenceModel(hidden=(256, 256), embed_dim=64),
+        preference_train=R.TrainConfig(num_epochs=300, users_per_batch=64, patience=40),
+        reward_train=R.TrainConfig(num_epochs=300, users_per_batch=64, patience=40),
+        sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16),
+        demo_episodes=4096,
+        ppo=P.PPOConfig(total_timesteps=20_000_000, num_envs=2048, num_minibatches=32),
+        nash_ppo=P.PPOConfig(
+            total_timesteps=10_000_000,
+            num_envs=1024,
+            num_minibatches=16,
+            learning_rate=3e-4,
+            gamma=1.0,
+            init_log_std=-0.5,
+        ),
+        nash=N.NashConfig(num_opponents=256),
+        direct=N.DirectConfig(num_steps=3000, pairs_per_batch=256),
+        num_eval_episodes=4096,
+    ),
+}
+
+
+def task_env() -> envs.FeatureEnv:
+    return envs.make("navigation", num_goals=3)
+
+
+def shares(config: Config, case: str) -> dict[str, float]:
+    if case == "cyclic":
+        return dict.fromkeys(TYPES, 1.0 / 3.0)
+    return dict(zip(TYPES, config.transitive_shares, strict=True))
+
+
+def population(config: Config, case: str) -> Population:
+    env = task_env()
+    return Population.mixture(
+        "navigation", env.feature_names, shares(config, case), overrides={"beta": config.beta}
+    )
+
+
+def nash_ppo(config: Config) -> P.PPOConfig:
+    return N.nash_ppo_config(config.nash_ppo, task_env().episode_length)
+
+
+# --- scripted controllers -------------------------------------------------------------------------
+def to_goal(goal: jax.Array, pos: jax.Array) -> jax.Array:
+    """f32[2]: the pre-squash action of a proportional controller from ``pos`` to ``goal``."""
+    return jnp.clip(6.0 * (goal - pos), -2.0, 2.0)
+
+
+def goal_policy(env, g: int) -> BehaviourPolicy:
+    """The scripted single-goal policy of goal ``g`` (deterministic): a pure strategy."""
+    goal = env.goals[g]
+    return BehaviourPolicy(
+        init=lambda key: None,
+        act=lambda _, state, key: jnp.tanh(to_goal(goal, env.position(state))),
+    )
+
+
+def reference_goal(config: Config, eps: jax.Array) -> jax.Array:
+    """i32[...]: the demonstrated goal for noise ``eps: f32[..., 2]`` (arcs of reference_goals)."""
+    arcs = jnp.asarray([GOALS.index(g) for g in config.reference_goals])
+    arc = jnp.floor(N.noise_angle(eps) / (2 * jnp.pi) * len(arcs)).astype(jnp.int32)
+    return arcs[jnp.clip(arc, 0, len(arcs) - 1)]
+
+
+def clone_reference(config: Config, env, key: jax.Array):
+    """The reference policy: a behaviour clone of noisy scripted demonstrations whose goal is set
+    by the episode's noise input. Returns ``(network, params, clone losses)``."""
+    noisy = P.LatentReward(env, N.noise_sampler(), lambda state, z: jnp.zeros(()))
+
+    def act(_, state, k):
+        goal = env.goals[reference_goal(config, state.obs[-NOISE_SIZE:])]
+        u = to_goal(goal, env.position(state))
+        return jnp.tanh(u + config.demo_noise * jax.random.normal(k, u.shape))
+
+    k_demo, k_init, k_clone = jax.random.split(key, 3)
+    demo = collect(noisy, k_demo, config.demo_episodes, policy=BehaviourPolicy(lambda k: None, act))
+    before = jnp.concatenate([demo.initial_obs[:, None], demo.obs[:, :-1]], axis=1)
+    network = N.policy_network(nash_ppo(config), env.action_size)
+    params = network.init(k_init, before[0, 0])
+    obs = before.reshape(-1, before.shape[-1])
+    u = N.pre_squash(demo.actions, 0.999).reshape(-1, env.action_size)
+    params, losses = N.clone(network, params, obs, u, config.clone, k_clone)
+    return network, params, losses
+
+
+# --- learned models -------------------------------------------------------------------------------
+def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> dict:
+    """The preference model, BTL and VPL as the methods need them (trained on training users)."""
+    fit_users, valid_users = R.validation_split(dataset)
+    train, test = dataset.split()
+    needed = {"btl"} & set(config.methods)
+    needed |= {"vpl"} & set(config.methods)
+    models = {}
+    if set(NASH_METHODS) & set(config.methods):
+        models["preference"] = config.preference
+    sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
+    for method in sorted(needed):
+        models[method] = R.make_model(method, sizes)
+    out = {}
+    for name, k in zip(sorted(models), jax.random.split(key, len(models)), strict=True):
+        model = models[name]
+        train_config = config.preference_train if name == "preference" else config.reward_train
+        start = time.time()
+        params, _ = R.fit(
+            model,
+            train_config,
+            k,
+            R.user_pairs(fit_users, "all", model.inputs),
+            R.user_pairs(valid_users, "all", model.inputs),
+        )
+        evaluation = R.evaluate(
+            model,
+            params,
+            R.user_pairs(test, "context", model.inputs),
+            R.user_pairs(test, "heldout", model.inputs),
+        )
+        out[name] = {"model": model, "params": params, "evaluation": evaluation}
+        if name == "vpl":
+            out[name]["train_posterior"] = R.posterior_moments(
+                model, params, R.user_pairs(train, "context", model.inputs)
+            )
+            out[name]["test_posterior"] = R.posterior_moments(
+                model, params, R.user_pairs(test, "context", model.inputs)
+            )
+        acc = np.round(np.asarray(evaluation.type_accuracy), 3)
+        print(f"  {name}: held-out accuracy per type {acc} ({time.time() - start:.0f} s)")
+    return out
+
+
+# --- policies -------------------------------------------------------------------------------------
+def train_ppo(config: Config, ppo: P.PPO, total: int, key, results, case: str, method: str):
+    """Runs ``ppo`` for ``total`` updates in jitted chunks (progress bar, optional checkpoints)."""
+    init = jax.jit(ppo.init)
+    chunk = jax.jit(ppo.train_chunk, static_argnums=1)
+    checkpointer = None
+    if config.checkpoint_every:
+        checkpointer = Checkpointer(
+            results.path / "checkpoints" / f"{case}_{method}",
+            {"config": config.to_json(), "case": case, "method": method},
+            every=config.checkpoint_every,
+        )
+    return run_chunked(
+        lambda: init(key),
+        chunk,
+        total=total,
+        chunk_size=config.chunk_updates,
+        checkpointer=checkpointer,
+        desc=f"{case} {method}",
+    )
+
+
+def reward_env(method: str, env, models: dict) -> P.LatentReward:
+    """BTL's and VPL's training environments (as in experiments/underspecification.py)."""
+    entry = models[method]
+    model, params = entry["model"], entry["params"]
+    if method == "btl":
+        reward = P.learned_reward(lambda obs, z: model.reward(params, obs))
+        return P.LatentReward(env, P.no_latent(), reward)
+    mean, var = entry["train_posterior"]
+    reward = P.learned_reward(lambda obs, z: model.reward(params, obs, z))
+    return P.LatentReward(env, P.posterior_sampler(mean, jnp.sqrt(var)), reward)
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained policy: ``act(params, obs_with_latent, key) -> action`` and per-episode latents
+    (``latents(n) -> f32[n, Z]``), plus training curves to plot."""
+
+    act: object
+    params: object
+    latents: object
+    curves: dict
+
+
+@functools.cache
+def network_act(network):
+    """``act(params, obs, key) -> action``: a stochastic action of the noise-conditioned policy
+    network (one function per network, so every such policy shares one compiled evaluation)."""
+
+    def act(params, obs, key):
+        mean, std = N.gaussian(network, params, obs)
+        return jnp.tanh(mean + std * jax.random.normal(key, mean.shape))
+
+    return act
+
+
+def train_method(config, method, env, models, reference, dataset, key, results, case) -> Trained:
+    network, ref_params = reference
+    noise = N.noise_nodes  # stratified noise: an even sample of the lottery
+    if method in ("btl", "vpl"):
+        ppo = P.make_train(
+            reward_env(method, env, models),
+            dataclasses.replace(config.ppo, center_rewards=True),
+        )
+        state, history = train_ppo(config, ppo, config.ppo.num_updates, key, results, case, method)
+        if method == "btl":
+            latents = lambda n: jnp.zeros((n, 0))  # noqa: E731
+        else:
+            test_mean, _ = models["vpl"]["test_posterior"]
+            latents = lambda n: test_mean[jnp.arange(n) % test_mean.shape[0]]  # noqa: E731
+        curves = {"episode_return": history["episode_return"]}
+        return Trained(ppo.act, ppo.policy_params(state), latents, curves)
+    if method in NASH_METHODS:
+        nash_config = config.nash if method == "nash_md" else N.self_play(config.nash)
+        pref = models["preference"]
+        ppo = N.make_nash_md(env, pref["model"], pref["params"], ref_params, nash_ppo(config),
+                             nash_config)  # fmt: skip
+        state, history = train_ppo(
+            config, ppo, nash_ppo(config).num_updates, key, results, case, method
+        )
+        curves = {k: history[k] for k in ("win_probability", "kl")}
+        # Nash-MD's PPO runs the reference's network on raw observations, so its params act
+        # like the reference's (and share its compiled evaluation).
+        return Trained(network_act(network), ppo.policy_params(state).params, noise, curves)
+    # Offline IPO / DPO from the training users' labelled pairs of recorded episodes.
+    train, _ = dataset.split()
+    pairs = R.user_pairs(train, "all")
+    seg = dataset.segments
+    direct = dataclasses.replace(config.direct, loss=method)
+    start = time.time()
+    params, losses = N.train_direct(
+        network,
+        ref_params,
+        seg.previous_obs,
+        seg.actions,
+        seg.alive,
+        pairs.pairs.reshape(-1, 2),
+        pairs.labels.reshape(-1),
+        pairs.mask.reshape(-1),
+        direct,
+        key,
+    )
+    print(f"  {method}: loss {float(losses[0]):.3f} -> {float(losses[-50:].mean()):.3f} "
+          f"({time.time() - start:.0f} s)")  # fmt: skip
+    return Trained(network_act(network), params, noise, {"loss": losses})
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+@functools.partial(jax.jit, static_argnames=("env", "act"))
+def policy_episodes(env, act, params, latents: jax.Array, keys: jax.Array):
+    """``(phi f32[N, F], outcome i32[N])``: summed features and the goal reached (-1: none) of N
+    episodes, episode n with latent ``latents[n]`` from start ``keys[n]``."""
+
+    def one(z, key):
+        policy = BehaviourPolicy(
+            init=lambda k: None,
+            act=lambda _, state, k: act(params, jnp.concatenate([state.obs, z]), k),
+        )
+        final, traj = rollout_episode(env, policy, key, env.episode_length)
+        return traj.features.sum(0), env.goal_reached(final)
+
+    return jax.vmap(one)(latents, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("env",))
+def pure_episodes(env, keys: jax.Array):
+    """``(phi f32[G, N, F], outcome i32[G, N])`` of each scripted single-goal policy from the
+    same starts as :func:`policy_episodes` with the same keys."""
+
+    def per_goal(g):
+        policy = goal_policy(env, g)
+
+        def one(key):
+            final, traj = rollout_episode(env, policy, key, env.episode_length)
+            return traj.features.sum(0), env.goal_reached(final)
+
+        return jax.vmap(one)(keys)
+
+    phis, outcomes = zip(*[per_goal(g) for g in range(len(GOALS))], strict=True)
+    return jnp.stack(phis), jnp.stack(outcomes)
+
+
+def score(pop: Population, phi, outcome, pure) -> dict:
+    """Goal shares, margins, exploitability and per-type win rates of one policy."""
+    theta, w = jnp.asarray(pop.theta_mean), jnp.asarray(pop.shares)
+    phi_pure, _ = pure
+    outcome = np.asarray(outcome)
+    share = {g: float(np.mean(outcome == i)) for i, g in enumerate(GOALS)}
+    share["none"] = float(np.mean(outcome < 0))
+    return {
+        "goal_share": share,
+        "margin": np.asarray(N.pure_strategy_margins(theta, w, phi, outcome, phi_pure)),
+        "exploitability": float(N.exploitability(theta, w, phi, outcome, phi_pure)),
+        "win_rate": np.asarray(N.type_win_rates(theta, phi, outcome, phi_pure)),
+    }
+
+
+def model_table(env, model, params, keys) -> np.ndarray:
+    """f32[G, G]: the learned P(g ≻ h), averaged over pairs of scripted episodes ending at goals
+    g and h (the cycle the preference model found, if any)."""
+
+    def episodes(g):
+        policy = goal_policy(env, g)
+        return jax.vmap(lambda k: rollout_episode(env, policy, k, env.episode_length)[1].obs)(keys)
+
+    obs = jnp.stack([episodes(g) for g in range(len(GOALS))])  # [G, N, T, O]
+    e = model.embed(params, obs, jnp.ones(obs.shape[:-1], bool))  # [G, N, E]
+    logits = model.embedding_logit(params, e[:, None, :, None], e[None, :, None, :])
+    return np.asarray(jax.nn.sigmoid(logits).mean((2, 3)))
+
+
+# --- figures --------------------------------------------------------------------------------------
+def plot_goal_shares(scores: dict) -> plt.Figure:
+    cases = list(scores)
+    fig, axes = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 3.6), squeeze=False)
+    colors = {"a": "tab:blue", "b": "tab:orange", "c": "tab:green", "none": "lightgray"}
+    for ax, case in zip(axes[0], cases, strict=True):
+        methods = list(scores[case])
+        bottom = np.zeros(len(methods))
+        for g in (*GOALS, "none"):
+            values = np.array([scores[case][m]["goal_share"][g] for m in methods])
+            ax.bar(methods, values, bottom=bottom, color=colors[g], label=f"goal {g}")
+            bottom += values
+        if case == "cyclic":
+            ax.axhline(1 / 3, color="k", lw=0.8, ls=":")
+            ax.axhline(2 / 3, color="k", lw=0.8, ls=":")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share of episodes")
+        ax.set_title(f"{case}: where each policy goes")
+        ax.tick_params(axis="x", rotation=30)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def plot_exploitability(scores: dict) -> plt.Figure:
+    cases = list(scores)
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.4), squeeze=False)
+    for ax, case in zip(axes[0], cases, strict=True):
+        methods = list(scores[case])
+        values = [scores[case][m]["exploitability"] for m in methods]
+        ax.bar(methods, values, color="tab:purple")
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_ylabel("exploitability (true preferences)")
+        ax.set_title(f"{case}: best single-goal margin against the policy")
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def plot_nash_curves(curves: dict) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for (case, method), c in curves.items():
+        for ax, name in zip(axes, ("win_probability", "kl"), strict=True):
+            ax.plot(np.asarray(c[name]), label=f"{case} {method}")
+    axes[0].set_ylabel("win probability vs opponents (model)")
+    axes[1].set_ylabel("KL(π || reference) per episode")
+    for ax in axes:
+        ax.set_xlabel("PPO update")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# --- the experiment -------------------------------------------------------------------------------
+def run_case(config: Config, case: str, key, results: harness.RunResults, curves: dict):
+    env = task_env()
+    pop = population(config, case)
+    k_data, k_models, k_ref, k_methods, k_eval = jax.random.split(key, 5)
+    print(f"[{case}] data and models")
+    dataset = build_dataset(k_data, env, pop, config.data, task="navigation")
+    models = fit_models(config, dataset, k_models)
+    network, ref_params, clone_losses = clone_reference(config, env, k_ref)
+    print(f"  reference: clone loss {float(clone_losses[0]):.2f} -> {float(clone_losses[-1]):.2f}")
+    eval_keys = jax.random.split(k_eval, config.num_eval_episodes)
+    pure = pure_episodes(env, eval_keys)
+    notes = []
+    if "preference" in models:
+        table = model_table(
+            env, models["preference"]["model"], models["preference"]["params"], eval_keys[:64]
+        )
+        notes.append(
+            f"{case}: learned P(row goal ≻ column goal) between scripted episodes: "
+            + "; ".join(
+                f"{g}: " + ", ".join(f"{table[i, j]:.2f}" for j in range(len(GOALS)))
+                for i, g in enumerate(GOALS)
+            )
+        )
+    act_ref = network_act(network)
+    trained = {"reference": Trained(act_ref, ref_params, N.noise_nodes, {})}
+    for method, k in zip(config.methods, jax.random.split(k_methods, len(config.methods)),
+                         strict=True):  # fmt: skip
+        start = time.time()
+        trained[method] = train_method(
+            config, method, env, models, (network, ref_params), dataset, k, results, case
+        )
+        print(f"  {method} trained ({time.time() - start:.0f} s)")
+        if method in NASH_METHODS:
+            curves[(case, method)] = trained[method].curves
+    scores = {}
+    for method, t in trained.items():
+        phi, outcome = policy_episodes(
+            env, t.act, t.params, t.latents(config.num_eval_episodes), eval_keys
+        )
+        s = score(pop, phi, outcome, pure)
+        scores[method] = s
+        for g, v in s["goal_share"].items():
+            results.add(method=method, task="navigation", metric="goal_share", value=v, goal=g,
+                        case=case)  # fmt: skip
+        for g, v in zip(GOALS, s["margin"], strict=True):
+            results.add(method=method, task="navigation", metric="margin", value=v, goal=g,
+                        case=case)  # fmt: skip
+        results.add(method=method, task="navigation", metric="exploitability",
+                    value=s["exploitability"], case=case)  # fmt: skip
+        for name, v in zip(pop.type_names, s["win_rate"], strict=True):
+            results.add(method=method, task="navigation", user_type=name, metric="win_rate",
+                        value=v, case=case)  # fmt: skip
+        shares_text = " ".join(f"{g}={v:.2f}" for g, v in s["goal_share"].items())
+        print(f"[{case}] {method:10s} exploitability {s['exploitability']:.3f}  {shares_text}")
+        notes.append(
+            f"| {case} | {method} | {s['exploitability']:.3f} | {shares_text} | "
+            + ", ".join(f"{v:.2f}" for v in s["win_rate"])
+            + " |"
+        )
+    return scores, notes
+
+
+def main(config: Config, results: harness.RunResults) -> str:
+    all_scores, curves, lines, model_lines = {}, {}, [], []
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), len(config.cases))
+    for case, key in zip(config.cases, keys, strict=True):
+        all_scores[case], notes = run_case(config, case, key, results, curves)
+        model_lines += [n for n in notes if not n.startswith("|")]
+        lines += [n for n in notes if n.startswith("|")]
+    results.figure(plot_goal_shares(all_scores), "goal_shares")
+    results.figure(plot_exploitability(all_scores), "exploitability")
+    if curves:
+        results.figure(plot_nash_curves(curves), "nash_training")
+    return "\n".join(
+        [
+            "## Exploitability, goal shares and per-type win rates",
+            "",
+            "| case | method | exploitability | goal shares | win rate per type "
+            f"({', '.join(TYPES)}) |",
+            "|---|---|---|---|---|",
+            *lines,
+            "",
+            *model_lines,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    harness.run_experiment("nash", Config, PRESETS, main, description=__doc__)

@@ -1,0 +1,363 @@
+"""Active query selection at the model level: the invariants of the scores, the elicitation loop
+against a plain Python loop, the uncertainty report, and the claim that choosing queries by
+information gain identifies a user faster than asking at random."""
+
+import dataclasses
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vpl_jax import active as A
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, build_dataset
+from vpl_jax.users import Population, pair_label_distribution, sample_label
+
+# Tiny networks: these tests check plumbing and invariants, not learning.
+TINY_VPL = R.VPL(latent_dim=3, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
+TINY_ENSEMBLE = R.Ensemble(R.BTL(hidden=(8,)), size=3)
+LINEAR_BAYES = R.LinearBayes()
+NUM_CANDIDATES = 24
+
+
+def init(model, dataset, seed=0):
+    train, _ = dataset.split()
+    batch = R.user_pairs(train, "all", model.inputs).batch(jnp.arange(4))
+    return model.init(jax.random.PRNGKey(seed), batch)
+
+
+def pool(dataset, model):
+    return A.candidates(dataset, model.inputs, pool=dataset.pool[:NUM_CANDIDATES])
+
+
+def first_pairs(dataset, model, k):
+    """``PairBatch[k]``: the first test user's first k context pairs."""
+    _, test = dataset.split()
+    return jax.tree.map(lambda x: x[0, :k], R.user_pairs(test, "context", model.inputs).batch())
+
+
+@pytest.fixture(scope="module")
+def models(nav_dataset):
+    """(belief, params) of untrained tiny models (scores depend on the posterior, not on its
+    quality)."""
+    return {
+        "vpl": (A.make_belief(TINY_VPL, 8), init(TINY_VPL, nav_dataset)),
+        "linear_bayes": (A.make_belief(LINEAR_BAYES, 8), init(LINEAR_BAYES, nav_dataset)),
+        "btl_ensemble": (A.make_belief(TINY_ENSEMBLE), init(TINY_ENSEMBLE, nav_dataset)),
+    }
+
+
+_score = jax.jit(A.score_candidates, static_argnums=(0, 1))
+
+
+def scores(belief, criterion, params, cands, context, seed=3):
+    """f32[Q]: the criterion's scores, the context's last slot being the free one."""
+    key = jax.random.PRNGKey(seed)
+    available = jnp.ones(cands.num_candidates, bool)
+    acq = A.Acquisition(criterion)
+    return _score(belief, acq, params, cands, context, context.num_pairs - 1, available, key)[0]
+
+
+# --- invariants of the scores, at the model level ------------------------------------------------
+SWAP_CASES = [
+    ("vpl", "info_gain"),
+    ("vpl", "entropy"),
+    ("linear_bayes", "mutual_info_theta"),
+    ("linear_bayes", "volume_removal"),
+    ("linear_bayes", "entropy"),
+    ("btl_ensemble", "disagreement"),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "criterion"), SWAP_CASES, ids=[f"{m}-{c}" for m, c in SWAP_CASES]
+)
+def test_scores_are_invariant_to_swapping_a_and_b(nav_dataset, models, model, criterion):
+    belief, params = models[model]
+    cands = pool(nav_dataset, belief.model)
+    context = first_pairs(nav_dataset, belief.model, 4).replace(
+        mask=jnp.array([True, True, True, False])  # the last slot is the free one
+    )
+    s = scores(belief, criterion, params, cands, context)
+    swapped = scores(belief, criterion, params, cands.swapped(), context)
+    chex.assert_shape(s, (NUM_CANDIDATES,))
+    assert np.all(np.isfinite(s))
+    np.testing.assert_allclose(s, swapped, atol=1e-5, rtol=1e-4)
+
+
+def test_model_level_scores_are_non_negative(nav_dataset, models):
+    belief, params = models["vpl"]
+    cands = pool(nav_dataset, TINY_VPL)
+    for k in (1, 3, 6):  # the posterior after 0, 2 and 5 answers (the last slot is free)
+        context = first_pairs(nav_dataset, TINY_VPL, k)
+        context = context.replace(mask=jnp.arange(k) < k - 1)
+        for criterion in ("info_gain", "disagreement", "volume_removal"):
+            s = scores(belief, criterion, params, cands, context, seed=k)
+            assert np.all(np.asarray(s) >= 0.0), (k, criterion)
+            assert np.any(np.asarray(s) > 0.0), (k, criterion)  # the prior is not a point mass
+
+
+def test_information_gain_is_zero_for_identical_segments(nav_dataset, models):
+    belief, params = models["vpl"]
+    cands = pool(nav_dataset, TINY_VPL)
+    same = cands.replace(pairs=jnp.stack([cands.pairs[:, 0], cands.pairs[:, 0]], axis=-1))
+    context = first_pairs(nav_dataset, TINY_VPL, 4)
+    for criterion in ("info_gain", "disagreement"):
+        np.testing.assert_allclose(scores(belief, criterion, params, same, context), 0.0, atol=1e-7)
+    assert np.any(np.asarray(scores(belief, "info_gain", params, cands, context)) > 1e-3)
+
+
+def test_information_gain_is_zero_for_a_point_mass_posterior(nav_dataset, models):
+    cands = pool(nav_dataset, LINEAR_BAYES)
+    # A LinearBayes prior of width 1e-6 around a user's theta: every sample is that user.
+    _, test = nav_dataset.split()
+    point = R.LinearBayes(prior_std=1e-6, learn_prior=False)
+    params = init(point, nav_dataset)
+    params["prior"]["mean"] = test.users.theta[0]
+    context = first_pairs(nav_dataset, point, 2).replace(mask=jnp.array([False, False]))
+    belief = A.make_belief(point, 8)
+    p, _, _ = A.particle_probs(belief, params, context, cands, jax.random.PRNGKey(0))
+    assert np.ptp(np.asarray(p), axis=0).max() < 1e-3  # samples agree ...
+    assert np.abs(np.asarray(p) - 0.5).max() > 0.1  # ... and are confident
+    np.testing.assert_allclose(
+        scores(belief, "mutual_info_theta", params, cands, context), 0.0, atol=1e-6
+    )
+    # An ensemble of identical members is a point mass too, exactly.
+    ens_belief, ens_params = models["btl_ensemble"]
+    same = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], x.shape), ens_params)
+    cands = pool(nav_dataset, TINY_ENSEMBLE)
+    context = first_pairs(nav_dataset, TINY_ENSEMBLE, 2)
+    for criterion in ("info_gain", "disagreement"):
+        np.testing.assert_allclose(
+            scores(ens_belief, criterion, same, cands, context), 0.0, atol=1e-6
+        )
+
+
+def test_ensemble_weights_follow_the_likelihood_of_the_answers(nav_dataset, models):
+    belief, params = models["btl_ensemble"]
+    context = first_pairs(nav_dataset, TINY_ENSEMBLE, 4)
+    w = belief.weights(params, context)
+    np.testing.assert_allclose(jnp.sum(w), 1.0, rtol=1e-6)
+    logits = TINY_ENSEMBLE.member_logits(params, context)  # [E, K]
+    loglik = jnp.sum(jax.nn.log_sigmoid(jnp.where(context.labels > 0.5, logits, -logits)), -1)
+    np.testing.assert_allclose(w, jax.nn.softmax(loglik), rtol=1e-5)
+    empty = context.replace(mask=jnp.zeros(4, bool))
+    np.testing.assert_allclose(belief.weights(params, empty), 1.0 / 3.0, rtol=1e-6)
+
+
+# --- the elicitation loop ------------------------------------------------------------------------
+def reference_elicitation(model, params, cands, user, heldout, key, num_rounds, num_samples):
+    """The loop written plainly: a Python loop over rounds, the context holding exactly the pairs
+    asked so far (no fixed buffer), logits from ``pair_logits`` on every candidate pair."""
+    q = cands.num_candidates
+    every = cands.batch(jnp.arange(q), jnp.zeros(q), jnp.ones(q, bool))
+    asked, labels, answered, accuracy = [], [], [], []
+    for t in range(num_rounds + 1):
+        k_score, k_answer = jax.random.split(jax.random.fold_in(key, t))
+        if asked:
+            context = cands.batch(jnp.array(asked), jnp.array(labels), jnp.array(answered))
+        else:  # no pairs yet: one masked pair (the posterior is the prior)
+            context = cands.batch(jnp.zeros(1, jnp.int32), jnp.zeros(1), jnp.zeros(1, bool))
+        logits = np.asarray(model.predict(params, context, heldout))
+        strict = np.asarray(heldout.mask & (heldout.labels != 0.5))
+        correct = (logits > 0) == (np.asarray(heldout.labels) > 0.5)
+        accuracy.append(correct[strict].mean())
+        if t == num_rounds:
+            break
+        z = model.posterior(params, context).sample(seed=k_score, sample_shape=(num_samples,))
+        p = jax.nn.sigmoid(jnp.stack([model.pair_logits(params, every, zi) for zi in z]))
+        gain = np.array(A.information_gain(p))
+        gain[asked] = -np.inf
+        best = int(np.argmax(gain))
+        pair = cands.pairs[best]
+        dist = pair_label_distribution(user, cands.features[pair[0]], cands.features[pair[1]])
+        y, ok = sample_label(jax.random.split(k_answer, 1)[0], dist)
+        asked.append(best)
+        labels.append(float(y))
+        answered.append(bool(ok))
+    return np.array(asked), np.array(labels), np.array(accuracy)
+
+
+def test_elicitation_loop_matches_a_python_loop(nav_dataset):
+    """Every (seed, user) of the jitted, vmapped loop equals the plain loop with its key."""
+    params = jax.tree.map(
+        lambda *x: jnp.stack(x), init(TINY_VPL, nav_dataset, 0), init(TINY_VPL, nav_dataset, 1)
+    )
+    belief = A.make_belief(TINY_VPL, 8)
+    cands = pool(nav_dataset, TINY_VPL)
+    _, test = nav_dataset.split()
+    users = jax.tree.map(lambda x: x[:2], test.users)
+    heldout = jax.tree.map(lambda x: x[:2], R.user_pairs(test, "heldout").batch())
+    key, num_rounds = jax.random.PRNGKey(7), 3
+    trace = A.elicit_users(
+        belief, "info_gain", params, cands, users, heldout, key,
+        num_rounds=num_rounds, seeds=True, users_per_chunk=3,
+    )  # fmt: skip
+    chex.assert_shape(trace.accuracy, (2, 2, num_rounds + 1))
+    chex.assert_shape(trace.heldout_probs, (2, 2, num_rounds + 1, heldout.num_pairs))
+    chex.assert_shape(trace.queries, (2, 2, num_rounds))
+    keys = jax.random.split(key, 4)
+    for s in range(2):
+        for u in range(2):
+            one = lambda x, u=u: x[u]  # noqa: E731
+            asked, labels, accuracy = reference_elicitation(
+                TINY_VPL, jax.tree.map(lambda x, s=s: x[s], params), cands,
+                jax.tree.map(one, users), jax.tree.map(one, heldout), keys[2 * s + u],
+                num_rounds, belief.num_samples,
+            )  # fmt: skip
+            np.testing.assert_array_equal(trace.queries[s, u], asked)
+            np.testing.assert_array_equal(trace.labels[s, u], labels)
+            np.testing.assert_allclose(trace.accuracy[s, u], accuracy, atol=1e-6)
+
+
+def test_batches_of_queries_are_distinct_and_the_spread_is_recorded(nav_dataset, models):
+    belief, params = models["linear_bayes"]
+    cands = pool(nav_dataset, LINEAR_BAYES)
+    _, test = nav_dataset.split()
+    heldout = R.user_pairs(test, "heldout", "features").batch()
+    acq = A.Acquisition("volume_removal", batch_size=3, diversity=1.0)
+    trace = A.elicit_users(
+        belief, acq, params, cands, test.users, heldout, jax.random.PRNGKey(0), num_rounds=2
+    )
+    u = test.num_users
+    chex.assert_shape(trace.queries, (u, 6))
+    for queries in np.asarray(trace.queries):
+        assert len(set(queries.tolist())) == 6
+    chex.assert_shape(trace.alignment, (u, 3))
+    assert np.all(np.abs(np.asarray(trace.alignment)) <= 1.0 + 1e-6)
+    assert np.all(np.asarray(trace.spread) > 0)
+
+
+def test_bad_inputs_name_the_problem(nav_dataset, models):
+    belief, params = models["vpl"]
+    cands = pool(nav_dataset, TINY_VPL)
+    _, test = nav_dataset.split()
+    heldout = R.user_pairs(test, "heldout").batch()
+
+    def run(acq="info_gain", c=cands, num_rounds=2):
+        A.elicit_users(belief, acq, params, c, test.users, heldout, jax.random.PRNGKey(0),
+                       num_rounds=num_rounds)  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"criterion='mutual_info_theta'.*VPL.*info_gain"):
+        run("mutual_info_theta")
+    with pytest.raises(ValueError, match=r"exceeds the pool of Q = 24"):
+        run(num_rounds=25)
+    with pytest.raises(ValueError, match=r"kind 'features' but the model consumes 'obs'"):
+        run(c=pool(nav_dataset, LINEAR_BAYES))
+    with pytest.raises(ValueError, match=r"shortlist=1: must be >= batch_size=2"):
+        run(A.Acquisition("entropy", batch_size=2, shortlist=1))
+    with pytest.raises(ValueError, match=r"needs a VPL, LinearBayes or Ensemble"):
+        A.make_belief(R.BTL())
+
+
+# --- uncertainty ---------------------------------------------------------------------------------
+def test_calibration_curve_by_hand():
+    probs = jnp.array([0.05, 0.15, 0.85, 0.95, 0.9, 0.3])
+    labels = jnp.array([0.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    mask = jnp.array([True, True, True, True, True, False])
+    cal = A.calibration_curve(probs, labels, mask, num_bins=2)
+    np.testing.assert_allclose(cal.count, [2, 3])
+    np.testing.assert_allclose(cal.predicted, [0.1, 0.9], atol=1e-6)
+    np.testing.assert_allclose(cal.frequency, [0.5, 2 / 3], atol=1e-6)
+    np.testing.assert_allclose(cal.ece, (2 * 0.4 + 3 * (0.9 - 2 / 3)) / 5, atol=1e-6)
+    empty = A.calibration_curve(probs, labels, mask, num_bins=10)
+    assert np.isnan(empty.frequency[5]) and empty.count[5] == 0
+
+
+def test_spread_error_correlation_is_a_rank_correlation():
+    spread = jnp.array([0.1, 0.2, 0.3, 0.4, jnp.nan])
+    accuracy = jnp.array([0.99, 0.9, 0.8, 0.1, 0.5])  # error rises with spread: rho = 1
+    np.testing.assert_allclose(A.spread_error_correlation(spread, accuracy), 1.0, atol=1e-6)
+    np.testing.assert_allclose(A.spread_error_correlation(spread, 1 - accuracy), -1.0, atol=1e-6)
+    assert np.isnan(A.spread_error_correlation(spread[:2], accuracy[:2]))
+
+
+# --- the experiment's config fails before anything compiles --------------------------------------
+@functools.cache
+def _experiment():
+    """experiments/active_queries.py as a module (experiments/ is not a package)."""
+    path = Path(__file__).resolve().parent.parent / "experiments" / "active_queries.py"
+    spec = importlib.util.spec_from_file_location("active_queries", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--criteria", "info_gain", "bald"], "criteria: unknown value(s) ['bald']"),
+        (["--num-queries", "9", "--batch-size", "2"], "num_queries=9: must be a multiple"),
+        (["--reference-queries", "20"], "reference_queries=20: must be <= 12"),
+        (["--navigation-types", "goal_a", "goal_z"], "unknown user type 'goal_z'"),
+        (["--models", "btl_ensemble", "--criteria", "info_gain"], "leave nothing to run"),
+        (["--preset", "gpu"], "allowed presets are ['cpu', 'paper']"),
+    ],
+)
+def test_experiment_rejects_bad_configs(argv, message, capsys):
+    module = _experiment()
+    with pytest.raises(SystemExit):
+        module.harness.parse(module.Config, module.PRESETS, argv)
+    assert message in capsys.readouterr().err
+
+
+# --- learning: information gain identifies a user with fewer queries -----------------------------
+@pytest.fixture(scope="module")
+def four_goal_vpl():
+    """VPL trained on navigation users who each want one of four goals (64 training users,
+    32 test users)."""
+    from vpl_jax import envs
+
+    env = envs.make("navigation", num_goals=4)
+    types = ["goal_a", "goal_b", "goal_c", "goal_d"]
+    population = Population.mixture("navigation", env.feature_names, types)
+    config = DatasetConfig(
+        num_users=96,
+        test_fraction=1 / 3,
+        context_size=8,
+        heldout_size=32,
+        pool_size=512,
+        num_episodes=64,
+    )
+    dataset = build_dataset(jax.random.PRNGKey(0), env, population, config)
+    model = R.VPL(latent_dim=8, max_context=4)
+    train, _ = dataset.split()
+    params, _ = R.fit(
+        model, R.TrainConfig(num_epochs=150), jax.random.PRNGKey(1), R.user_pairs(train)
+    )
+    return dataset, model, params
+
+
+def test_information_gain_identifies_users_faster_than_random(four_goal_vpl):
+    dataset, model, params = four_goal_vpl
+    _, test = dataset.split()
+    belief = A.make_belief(model, 32)
+    args = (params, A.candidates(dataset, "obs"), test.users,
+            R.user_pairs(test, "heldout").batch(), jax.random.PRNGKey(2))  # fmt: skip
+    curves = {
+        criterion: np.nanmean(A.elicit_users(belief, criterion, *args, num_rounds=3).accuracy, 0)
+        for criterion in ("info_gain", "random")
+    }
+    print({c: np.round(v, 3) for c, v in curves.items()})
+    np.testing.assert_allclose(curves["info_gain"][0], curves["random"][0])  # the same prior
+    gain = curves["info_gain"][1:] - curves["random"][1:]  # after 1, 2 and 3 queries
+    # Two well-chosen answers tell four types apart; one answer (a split of the types in two)
+    # leaves the posterior mean between two types, with either criterion (so after one query
+    # the two may differ either way, by sampling noise).
+    assert gain[1:].mean() >= 0.04, gain
+    assert gain[0] >= -0.05, gain
+
+
+def test_acquisition_settings_validate():
+    with pytest.raises(ValueError, match=r"criterion='bald': allowed values are"):
+        A.Acquisition("bald").validate()
+    with pytest.raises(ValueError, match=r"batch_size=0: must be an integer >= 1"):
+        A.Acquisition("random", batch_size=0).validate()
+    assert dataclasses.replace(A.Acquisition(), diversity=0.5).validate().diversity == 0.5

@@ -1,0 +1,283 @@
+"""Misspecified human models and misidentified rewards: each new piece matches its definition,
+the correct human model recovers what the assumed one gets wrong, and the iterate loop's round 0
+is the offline pipeline."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vpl_jax import harness
+from vpl_jax import policies as P
+from vpl_jax import rewards as R
+from vpl_jax.data import Segments, label_queries
+from vpl_jax.iterate import (
+    IterateConfig,
+    iterate,
+    misidentification_gap,
+    normalized_return,
+    round_key,
+    select_queries,
+)
+from vpl_jax.pipeline import (
+    PolicyTrainer,
+    fit_relabellings,
+    offline,
+    relabelled,
+    score_relabellings,
+)
+from vpl_jax.rewards.base import sum_over_steps
+from vpl_jax.users import HumanModel, segment_score, segment_values
+from vpl_jax.users.beliefs import believed_features
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_BTL = R.BTL(hidden=(16,))
+TINY_TRAIN = R.TrainConfig(num_epochs=3, users_per_batch=4)
+TINY_PPO = P.PPOConfig(
+    total_timesteps=2 * 16 * 10, num_envs=16, num_steps=10, num_minibatches=2, update_epochs=1,
+    hidden_sizes=(16,), center_rewards=True,
+)  # fmt: skip
+
+
+def load_experiment(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def cosine(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+# --- the assumed discount: per-step weights of a segment's return ---------------------------------
+class TestDiscountedReturn(chex.TestCase):
+    @chex.all_variants(with_pmap=False)
+    def test_matches_hand_computed_values(self):
+        per_step = jnp.array([2.0, 2.0, 3.0])
+        alive = jnp.array([True, True, True])
+        total = self.variant(sum_over_steps, static_argnums=2)
+        # weights 0.25, 0.5, 1: the last step counts fully, as for B-Pref's myopic teacher
+        np.testing.assert_allclose(total(per_step, alive, 0.5), 0.25 * 2 + 0.5 * 2 + 3.0)
+        np.testing.assert_allclose(total(per_step, alive.at[1].set(False), 0.5), 0.5 + 3.0)
+        chex.assert_trees_all_equal(total(per_step, alive, 1.0), jnp.sum(per_step))
+
+
+def test_a_model_told_the_discount_scores_segments_as_the_myopic_user():
+    phi = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    theta = jnp.array([2.0, 1.0])
+    alive = jnp.ones(3, bool)
+    myopic = HumanModel.create(gamma=0.5)
+    expected = segment_score(myopic, theta, phi)
+    model = R.with_discount(R.LinearBayes(), 0.5)
+    np.testing.assert_allclose(model.segment_return({}, phi, alive, theta), expected, rtol=1e-6)
+    batch = R.PairBatch(phi[None], jnp.zeros_like(phi)[None], alive[None], alive[None],
+                        jnp.ones(1), jnp.ones(1, bool))  # fmt: skip
+    np.testing.assert_allclose(model.feature_differences(batch)[0], [1.25, 2.0], rtol=1e-6)
+    ensemble = R.with_discount(R.Ensemble(SMALL_BTL, size=2), 0.5)
+    assert ensemble.member.discount == 0.5 and R.with_discount(R.VPL(), 0.9).discount == 0.9
+    with pytest.raises(ValueError, match="cannot assume a labeller discount"):
+        R.with_discount(R.DPLMeanVariance(), 0.5)
+    with pytest.raises(ValueError, match=r"discount=1\.5"):
+        R.BTL(discount=1.5)
+
+
+def _posterior_means(model, data: R.UserPairs):
+    """Each user's Laplace posterior mean under the fixed prior N(0, I) (no training needed)."""
+    params = model.init(jax.random.PRNGKey(0), data.batch())
+    return jax.jit(lambda b: model.posterior(params, b).mean())(data.batch())
+
+
+def test_known_discount_recovers_a_myopic_users_weights(nav_dataset):
+    users = nav_dataset.users.replace(
+        human=nav_dataset.users.human.replace(gamma=jnp.full(nav_dataset.num_users, 0.4))
+    )
+    pairs = jnp.concatenate([nav_dataset.context.pairs, nav_dataset.heldout.pairs], axis=1)
+    answers = label_queries(jax.random.PRNGKey(1), users, nav_dataset.segments, pairs)
+    data = R.user_pairs(nav_dataset.replace(context=answers), "context", "features")
+    theta = nav_dataset.users.theta
+    assumed = cosine(_posterior_means(R.LinearBayes(learn_prior=False), data), theta)
+    known = cosine(_posterior_means(R.LinearBayes(learn_prior=False, discount=0.4), data), theta)
+    assert known.mean() > assumed.mean() + 0.02, (known.mean(), assumed.mean())
+
+
+def test_known_belief_recovers_the_weights_of_a_user_with_a_false_belief(navigation, nav_dataset):
+    # Users who care about the hazard, but believe it is 0.4 m to the right of where it is.
+    theta = navigation.weights({"progress_a": 0.5, "safety": 2.0, "courtesy": 0.5})
+    users = nav_dataset.users.replace(theta=jnp.tile(theta, (nav_dataset.num_users, 1)))
+    world = navigation.true_world
+    world = world.replace(hazard_center=world.hazard_center + jnp.array([0.4, 0.0]))
+    segments = nav_dataset.segments
+    seen = segments.replace(
+        features=believed_features(navigation, segments, jnp.arange(segments.num_segments), world)
+    )
+    pairs = jnp.concatenate([nav_dataset.context.pairs, nav_dataset.heldout.pairs], axis=1)
+    answers = label_queries(jax.random.PRNGKey(2), users, seen, pairs)
+    model = R.LinearBayes(learn_prior=False)
+    true_bank = R.user_pairs(nav_dataset.replace(context=answers), "context", "features")
+    believed = R.user_pairs(
+        nav_dataset.replace(context=answers, segments=seen), "context", "features"
+    )
+    assumed = cosine(_posterior_means(model, true_bank), users.theta)
+    known = cosine(_posterior_means(model, believed), users.theta)
+    assert known.mean() > assumed.mean() + 0.05, (known.mean(), assumed.mean())
+
+
+# --- regret: optimal values at the ends of segments -----------------------------------------------
+def test_segment_values_read_the_state_before_and_after_the_last_live_step():
+    obs = jnp.arange(3 * 2 * 1, dtype=jnp.float32).reshape(3, 2, 1) + 1.0  # [S, H, O]
+    segments = Segments(
+        obs=obs,
+        actions=jnp.zeros((3, 2, 1)),
+        features=jnp.zeros((3, 2, 1)),
+        positions=jnp.zeros((3, 2, 2)),
+        alive=jnp.array([[True, True], [True, False], [False, False]]),
+        obs_before=jnp.array([[10.0], [20.0], [30.0]]),
+    )
+    z = jnp.array([[0.0], [100.0]])  # two users
+    values = segment_values(lambda x: jnp.sum(x, -1), segments, z)
+    # start: obs_before; end: the observation after the last live step (segment 0: 2; segment 1,
+    # whose second step is dead: 3); a segment with no live step ends where it starts.
+    expected = np.array([[10.0, 2.0], [20.0, 3.0], [30.0, 30.0]])
+    np.testing.assert_allclose(values, np.stack([expected, expected + 100.0]))
+
+
+def test_regret_labels_follow_the_optimal_advantage(nav_dataset):
+    users = nav_dataset.users.replace(
+        human=nav_dataset.users.human.replace(regret_weight=jnp.ones(nav_dataset.num_users))
+    )
+    s = nav_dataset.segments.num_segments
+    values = jax.random.normal(jax.random.PRNGKey(3), (nav_dataset.num_users, s, 2)) * 5.0
+    pairs = nav_dataset.context.pairs
+    answers = label_queries(jax.random.PRNGKey(4), users, nav_dataset.segments, pairs, values)
+    feats = np.asarray(nav_dataset.segments.features)
+    theta, v = np.asarray(users.theta), np.asarray(values)
+    for u in range(3):
+        for q in range(pairs.shape[1]):
+            a, b = np.asarray(pairs[u, q])
+            score = [feats[i].sum(0) @ theta[u] + v[u, i, 1] - v[u, i, 0] for i in (a, b)]
+            assert answers.labels[u, q] == float(score[0] > score[1])
+    plain = label_queries(jax.random.PRNGKey(4), users, nav_dataset.segments, pairs)
+    assert not np.array_equal(answers.labels, plain.labels)  # the values mattered
+
+
+def test_critic_values_undo_reward_normalisation(navigation):
+    env = P.LatentReward(navigation, P.constant_sampler(navigation.default_weights),
+                         P.oracle_reward)  # fmt: skip
+    ppo = P.make_train(env, TINY_PPO)
+    state = jax.jit(ppo.init)(jax.random.PRNGKey(0))
+    obs = state.env_state.obs[:3]
+    raw = ppo.value(ppo.policy_params(state), obs)
+    doubled = state._replace(return_stats=state.return_stats.replace(std=jnp.float32(2.0)))
+    np.testing.assert_allclose(P.critic_values(ppo, doubled, obs), 2.0 * raw, rtol=1e-6)
+
+
+def test_rational_users_keep_their_weights_and_drop_their_deviations(nav_dataset):
+    users = nav_dataset.users.replace(
+        human=nav_dataset.users.human.replace(beta=jnp.ones(16), epsilon=jnp.full(16, 0.3))
+    )
+    rational = users.rational()
+    chex.assert_trees_all_equal(rational.theta, users.theta)
+    assert np.all(np.isinf(rational.human.beta)) and np.all(rational.human.epsilon == 0)
+    assert rational.human.gamma.shape == (16,)
+
+
+# --- relabelled data ------------------------------------------------------------------------------
+def test_fitting_many_labellings_at_once_equals_fitting_each(nav_dataset):
+    fit_users, valid_users = R.validation_split(nav_dataset)
+    train, valid = R.user_pairs(fit_users, "all"), R.user_pairs(valid_users, "all")
+
+    def flipped(d):
+        return relabelled(d, 1.0 - d.labels, d.mask)
+
+    def stack(d):  # two labellings: the answers, and their opposites
+        return relabelled(d, jnp.stack([d.labels, 1 - d.labels]), jnp.stack([d.mask] * 2))
+
+    key = jax.random.PRNGKey(5)
+    params = fit_relabellings(SMALL_BTL, TINY_TRAIN, key, stack(train), stack(valid))
+    for p, (t, v) in enumerate(((train, valid), (flipped(train), flipped(valid)))):
+        one, _ = R.fit(SMALL_BTL, TINY_TRAIN, key, t, v)
+        chex.assert_trees_all_close(jax.tree.map(lambda x, p=p: x[p], params), one, atol=1e-5)
+    _, test = nav_dataset.split()
+    context, heldout = R.user_pairs(test, "context"), R.user_pairs(test, "heldout")
+    accuracy, _ = score_relabellings(SMALL_BTL, params, stack(context), heldout)
+    first = R.evaluate(SMALL_BTL, jax.tree.map(lambda x: x[0], params), context, heldout)
+    np.testing.assert_allclose(accuracy[0], first.accuracy, atol=1e-6)
+
+
+# --- the iterate loop -----------------------------------------------------------------------------
+def test_information_gain_asks_where_the_belief_is_split():
+    # Segment 0 and 1 are identical (every particle says 0.5: no information); segment 2 differs
+    # from 0 along the first feature, where the prior N(0, I) is uncertain.
+    feats = jnp.array([[[0.0, 0.0]], [[0.0, 0.0]], [[3.0, 0.0]]])
+    bank = R.SegmentBank(inputs=feats, alive=jnp.ones((3, 1), bool), kind="features")
+    model = R.LinearBayes(learn_prior=False)
+    alive = jnp.ones((1, 1, 1), bool)
+    no_answer = jnp.zeros((1, 1))
+    empty = R.PairBatch(feats[None, :1], feats[None, :1], alive, alive, no_answer, no_answer > 0)
+    params = model.init(jax.random.PRNGKey(0), empty)
+    offered = jnp.array([[[0, 1], [2, 0], [1, 0]]], jnp.int32)
+    pick = select_queries(
+        jax.random.PRNGKey(1), model, params, "info_gain", empty, bank, offered, 1, 64
+    )
+    assert int(pick[0, 0]) == 1
+
+
+def test_normalized_return_and_gap_by_hand():
+    assert normalized_return(np.array([4.0, 6.0]), np.array([10.0]), np.array([0.0])) == 0.5
+    assert misidentification_gap(0.9, 0.5) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="oracle"):
+        normalized_return(1.0, 0.0, 0.0)
+
+
+def test_round_zero_of_the_iterate_loop_is_the_offline_pipeline(navigation, nav_dataset):
+    key = jax.random.PRNGKey(6)
+    loop = IterateConfig(schedule=(2,), episodes_per_round=2, offered_per_user=4,
+                         onpolicy_pairs=4, num_eval_episodes=2)  # fmt: skip
+    trainer = PolicyTrainer(navigation, "btl", SMALL_BTL, TINY_PPO)
+    rounds = iterate(key, nav_dataset, SMALL_BTL, "btl", TINY_TRAIN, trainer, loop)
+    alone = offline(round_key(key, 0), nav_dataset, SMALL_BTL, "btl", TINY_TRAIN, trainer, 2)
+    chex.assert_trees_all_equal(rounds[0].pipeline.reward.params, alone.reward.params)
+    chex.assert_trees_all_equal(rounds[0].pipeline.state.params, alone.state.params)
+    chex.assert_trees_all_equal(rounds[0].pipeline.policy.true_return, alone.policy.true_return)
+    assert rounds[0].heldout_accuracy == alone.heldout_accuracy
+
+    # Round 1 trained on two more answers per user, about the round-0 policy's segments.
+    assert [r.n_queries for r in rounds] == [0, 2]
+    new = rounds[0].segments
+    assert new.num_segments == 2 * navigation.episode_length // nav_dataset.segments.horizon
+    assert 0.0 <= rounds[1].onpolicy_accuracy <= 1.0
+    assert np.isfinite(rounds[1].true_return)
+
+
+# --- the experiments' configs ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "argv", "message"),
+    [
+        ("misspecification", ["--kinds", "laziness"], "unknown value(s) ['laziness']"),
+        ("misspecification", ["--epsilon-sizes", "0.7"], "epsilon_sizes=[0.7]"),
+        ("misspecification", ["--policy-methods", "dpo"], "policy_methods"),
+        ("misidentification", ["--methods", "btl"], "no belief about a user"),
+        ("misidentification", ["--avoid-hazard", "2"], "avoid_hazard=2.0"),
+        ("misidentification", ["--iterate.schedule", "0"], "schedule=(0,)"),
+    ],
+)
+def test_bad_configs_fail_before_compiling(name, argv, message, capsys):
+    experiment = load_experiment(name)
+    with pytest.raises(SystemExit):
+        harness.parse(experiment.Config, experiment.PRESETS, argv)
+    assert message in capsys.readouterr().err
+
+
+def test_presets_are_valid():
+    for name in ("misspecification", "misidentification"):
+        experiment = load_experiment(name)
+        for preset in experiment.PRESETS.values():
+            preset.validate()

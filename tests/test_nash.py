@@ -1,0 +1,390 @@
+"""Nash learning in control: the preference model, mixed policies, Nash-MD on PPO, offline
+DPO/IPO, the population evaluation and the experiment's config checks.
+
+The closed forms (Gaussian geometric mixture, tabular Nash-MD, DPO/IPO losses by hand) are in
+``tests/test_nash_core.py``; here are the learned and control-side pieces, at toy sizes.
+"""
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from brax.envs.base import Env, State
+
+from vpl_jax import nash as N
+from vpl_jax import policies as P
+from vpl_jax import rewards as R
+from vpl_jax.nash.matrix_game import exploitability as table_exploitability
+from vpl_jax.rewards.batch import PairBatch, SegmentBank, UserPairs
+
+ROOT = Path(__file__).resolve().parents[1]
+CYCLIC = jnp.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])  # 0 ≻ 1 ≻ 2 ≻ 0
+
+
+# --- the preference model ---------------------------------------------------------------------
+def random_batch(key, shape=(3, 5), horizon=4, dim=6) -> PairBatch:
+    k = jax.random.split(key, 4)
+    return PairBatch(
+        inputs_a=jax.random.normal(k[0], (*shape, horizon, dim)),
+        inputs_b=jax.random.normal(k[1], (*shape, horizon, dim)),
+        alive_a=jax.random.bernoulli(k[2], 0.8, (*shape, horizon)).at[..., 0].set(True),
+        alive_b=jax.random.bernoulli(k[3], 0.8, (*shape, horizon)).at[..., 0].set(True),
+        labels=jnp.full(shape, 1.0),
+        mask=jnp.ones(shape, bool),
+    )
+
+
+@pytest.mark.parametrize("latent_dim", [0, 3])
+def test_preference_model_is_antisymmetric_for_any_params(latent_dim):
+    model = N.PreferenceModel(hidden=(16, 16), embed_dim=8, latent_dim=latent_dim)
+    batch = random_batch(jax.random.PRNGKey(0))
+    for seed in range(3):
+        params = model.init(jax.random.PRNGKey(seed), batch)
+        z = jax.random.normal(jax.random.PRNGKey(10 + seed), (3, latent_dim)) if latent_dim else None
+        p_ab = jax.nn.sigmoid(model.pair_logits(params, batch, z))
+        p_ba = jax.nn.sigmoid(model.pair_logits(params, batch.swapped(), z))
+        p_aa = jax.nn.sigmoid(model.pair_logits(params, batch.replace(
+            inputs_b=batch.inputs_a, alive_b=batch.alive_a), z))  # fmt: skip
+        np.testing.assert_allclose(p_ab + p_ba, 1.0, atol=1e-6)
+        np.testing.assert_allclose(p_aa, 0.5, atol=1e-6)
+        assert float(jnp.std(p_ab)) > 1e-4  # not trivially 1/2 everywhere
+
+
+def test_win_probability_is_the_mean_pairwise_preference():
+    model = N.PreferenceModel(hidden=(16,), embed_dim=4)
+    batch = random_batch(jax.random.PRNGKey(1), shape=(1,))
+    params = model.init(jax.random.PRNGKey(0), batch)
+    x = jax.random.normal(jax.random.PRNGKey(2), (5, 4, 6))
+    y = jax.random.normal(jax.random.PRNGKey(3), (7, 4, 6))
+    alive_x, alive_y = jnp.ones((5, 4), bool), jnp.ones((7, 4), bool)
+    win = model.win_probability(params, x, alive_x, y, alive_y)
+    pairwise = jax.nn.sigmoid(
+        model.logit(params, x[:, None], alive_x[:, None], y[None], alive_y[None])
+    )
+    np.testing.assert_allclose(win, pairwise.mean(1), atol=1e-6)
+    # Against itself, a set of trajectories wins exactly half the time on average.
+    np.testing.assert_allclose(model.win_probability(params, x, alive_x, x, alive_x).mean(), 0.5,
+                               atol=1e-6)  # fmt: skip
+
+
+def cyclic_pairs(key, num_users=24, pairs_per_user=48, noise=0.3) -> UserPairs:
+    """Segments (one step, 2-D) near three points; labels follow the cycle 0 ≻ 1 ≻ 2 ≻ 0
+    (same-cluster pairs are unlabelled)."""
+    k_seg, k_pairs = jax.random.split(key)
+    centres = jnp.array([[1.0, 0.0], [-0.5, 0.87], [-0.5, -0.87]])
+    per_cluster = 64
+    cluster = jnp.repeat(jnp.arange(3), per_cluster)
+    x = centres[cluster] + noise * jax.random.normal(k_seg, (3 * per_cluster, 2))
+    bank = SegmentBank(inputs=x[:, None, :], alive=jnp.ones((3 * per_cluster, 1), bool))
+    pairs = jax.random.randint(k_pairs, (num_users, pairs_per_user, 2), 0, 3 * per_cluster)
+    ca, cb = cluster[pairs[..., 0]], cluster[pairs[..., 1]]
+    labels = CYCLIC[ca, cb]
+    return UserPairs(
+        bank=bank,
+        pairs=pairs,
+        labels=labels,
+        mask=ca != cb,
+        type_id=jnp.zeros(num_users, jnp.int32),
+        type_names=("cyclic",),
+    )
+
+
+def test_preference_model_learns_a_cycle_that_bradley_terry_cannot():
+    train = cyclic_pairs(jax.random.PRNGKey(0))
+    test = cyclic_pairs(jax.random.PRNGKey(1), num_users=8)
+    config = R.TrainConfig(num_epochs=60, users_per_batch=8, learning_rate=3e-3)
+    accuracy = {}
+    models = {
+        "preference": N.PreferenceModel(hidden=(32, 32), embed_dim=8),
+        "btl": R.make_model("btl", R.ModelSizes(hidden=(32, 32))),
+    }
+    for name, model in models.items():
+        params, _ = R.fit(model, config, jax.random.PRNGKey(2), train)
+        batch = test.batch()
+        logits = model.predict(params, batch, batch)
+        correct = (logits > 0) == (batch.labels > 0.5)
+        accuracy[name] = float(jnp.sum(correct & batch.mask) / jnp.sum(batch.mask))
+    # A transitive score gets at most two of the three cyclic comparisons right.
+    assert accuracy["preference"] >= 0.9, accuracy
+    assert accuracy["btl"] <= 0.75, accuracy
+    assert accuracy["preference"] - accuracy["btl"] >= 0.2, accuracy
+
+
+def test_preference_model_rejects_bad_fields():
+    with pytest.raises(ValueError, match="embed_dim"):
+        N.PreferenceModel(embed_dim=0)
+    with pytest.raises(ValueError, match="max_context"):
+        N.PreferenceModel(latent_dim=2, min_context=4, max_context=2)
+
+
+# --- mixed policies ---------------------------------------------------------------------------
+def test_geometric_mixture_of_tanh_gaussians_is_the_squashed_mixture():
+    """Squashing leaves the geometric mixture in closed form: the Jacobians enter with total
+    power one, so the normalised product of the two squashed densities on (-1, 1) is the density
+    of tanh of the Gaussian mixture."""
+    a = np.linspace(-1 + 1e-6, 1 - 1e-6, 400_001)
+    da = a[1] - a[0]
+    u = np.arctanh(a)
+    m1, s1, m2, s2, beta = 0.4, 0.7, -1.2, 0.3, 0.35
+
+    def squashed(m, s):
+        return np.exp(-0.5 * ((u - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)) / (1 - a**2)
+
+    product = squashed(m1, s1) ** (1 - beta) * squashed(m2, s2) ** beta
+    product /= product.sum() * da
+    mean, std = (float(v) for v in N.geometric_mixture(m1, s1, m2, s2, beta))
+    np.testing.assert_allclose(product, squashed(mean, std), rtol=2e-3, atol=1e-3)
+
+
+def test_trajectory_log_prob_integrates_the_noise_input():
+    config = P.PPOConfig(hidden_sizes=(8,))
+    network = N.policy_network(config, 2)
+    obs = jax.random.normal(jax.random.PRNGKey(0), (4, 5, 3))
+    params = network.init(jax.random.PRNGKey(1), jnp.zeros(3 + 2))
+    u = jax.random.normal(jax.random.PRNGKey(2), (4, 5, 2))
+    alive = jnp.ones((4, 5), bool).at[0, 3:].set(False)
+    nodes = N.noise_nodes(6)
+    got = N.trajectory_log_prob(network, params, obs, u, alive, nodes)
+
+    def per_node(eps):
+        x = jnp.concatenate([obs, jnp.broadcast_to(eps, (4, 5, 2))], -1)
+        lp = N.gaussian_log_prob(*N.gaussian(network, params, x), u)
+        return jnp.sum(jnp.where(alive, lp, 0.0), -1)
+
+    expected = jnp.log(jnp.mean(jnp.exp(jnp.stack([per_node(e) for e in nodes])), 0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="num_nodes"):
+        N.noise_nodes(0)
+
+
+# --- Nash-MD on PPO, on a one-step three-outcome game ----------------------------------------
+class ChoiceEnv(Env):
+    """One step: the action's first coordinate picks outcome 0, 1 or 2 (thirds of [-1, 1]);
+    the observation after the step is the action."""
+
+    episode_length = 1
+
+    def reset(self, rng):
+        del rng
+        zero = jnp.zeros(())
+        return State(None, jnp.zeros(2), zero, zero, {}, {})
+
+    def step(self, state, action):
+        return state.replace(obs=action, reward=jnp.zeros(()), done=jnp.zeros(()))
+
+    @property
+    def observation_size(self):
+        return 2
+
+    @property
+    def action_size(self):
+        return 2
+
+    @property
+    def backend(self):
+        return "none"
+
+
+def outcome(action_x):
+    return jnp.digitize(action_x, jnp.array([-1 / 3, 1 / 3]))
+
+
+@dataclasses.dataclass(frozen=True)
+class CyclicPreference:
+    """A known (not learned) preference over episodes: the cyclic table on their outcomes."""
+
+    latent_dim: int = 0
+    inputs: str = "obs"
+
+    def win_probability(self, params, x, alive, x_opponents, alive_opponents):
+        del params, alive, alive_opponents
+        mine, theirs = outcome(x[:, -1, 0]), outcome(x_opponents[:, -1, 0])
+        return CYCLIC[mine[:, None], theirs[None, :]].mean(-1)
+
+
+def shares_of(network, params, key, n=4096):
+    eps = N.noise_sampler()
+    keys = jax.random.split(key, n)
+    obs = jnp.concatenate([jnp.zeros((n, 2)), jax.vmap(eps)(keys)], -1)
+    mean, std = N.gaussian(network, params, obs)
+    a = jnp.tanh(mean + std * jax.random.normal(key, mean.shape))
+    return jnp.bincount(outcome(a[:, 0]), length=3) / n
+
+
+@pytest.fixture(scope="module")
+def choice_game():
+    env = ChoiceEnv()
+    ppo_config = N.nash_ppo_config(
+        P.PPOConfig(
+            total_timesteps=64 * 150,
+            num_envs=64,
+            num_minibatches=2,
+            hidden_sizes=(16, 16),
+            learning_rate=3e-3,
+            gamma=1.0,
+            init_log_std=-0.5,
+        ),
+        env.episode_length,
+    )
+    network = N.policy_network(ppo_config, env.action_size)
+    # The reference: a clone of demonstrations that all pick outcome 0 (a ≈ -0.7).
+    k_init, k_demo, k_clone = jax.random.split(jax.random.PRNGKey(0), 3)
+    obs = jnp.concatenate([jnp.zeros((512, 2)), N.noise_nodes(512)], -1)
+    u = jnp.arctanh(-0.7) + 0.3 * jax.random.normal(k_demo, (512, 2))
+    params = network.init(k_init, obs[0])
+    reference, _ = N.clone(network, params, obs, u, N.CloneConfig(num_steps=300), k_clone)
+    return env, ppo_config, network, reference
+
+
+def test_nash_md_on_ppo_moves_a_one_sided_reference_towards_the_cycle_lottery(choice_game):
+    env, ppo_config, network, reference = choice_game
+    start = shares_of(network, reference, jax.random.PRNGKey(1))
+    assert float(start[0]) > 0.9, start
+    config = N.NashConfig(mixture=0.125, kl_coef=0.01, num_opponents=64)
+    ppo = N.make_nash_md(env, CyclicPreference(), None, reference, ppo_config, config)
+    state, metrics = jax.jit(ppo.train)(jax.random.PRNGKey(2))
+    final = shares_of(network, ppo.policy_params(state).params, jax.random.PRNGKey(1))
+    before = float(table_exploitability(CYCLIC, start))
+    after = float(table_exploitability(CYCLIC, final))
+    assert before > 0.8, (start, before)
+    assert after <= 0.35, (final, after)
+    assert set(metrics) >= {"win_probability", "kl"}
+    assert float(metrics["kl"][-1]) > 0.0
+
+
+def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):
+    env, ppo_config, _, reference = choice_game
+    bad = dataclasses.replace(ppo_config, num_steps=2 * env.episode_length)
+    with pytest.raises(ValueError, match="num_steps"):
+        N.make_nash_md(env, CyclicPreference(), None, reference, bad)
+    bad = dataclasses.replace(ppo_config, normalize_observations=True)
+    with pytest.raises(ValueError, match="normalize_observations"):
+        N.make_nash_md(env, CyclicPreference(), None, reference, bad)
+    with pytest.raises(ValueError, match="mixture"):
+        N.make_nash_md(env, CyclicPreference(), None, reference, ppo_config,
+                       N.NashConfig(mixture=1.5))  # fmt: skip
+    with pytest.raises(ValueError, match="latent_dim"):
+        N.make_nash_md(env, N.PreferenceModel(latent_dim=2), None, reference, ppo_config)
+    assert N.self_play(N.NashConfig()).mixture == 0.0
+
+
+# --- offline DPO / IPO ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def direct_data():
+    """Recorded 3-step trajectories whose actions are either mostly positive (preferred) or
+    mostly negative; pairs compare one of each (in both orders)."""
+    k_obs, k_act, k_init = jax.random.split(jax.random.PRNGKey(0), 3)
+    s, t = 64, 3
+    good = jnp.arange(s) % 2 == 0
+    obs = jax.random.normal(k_obs, (s, t, 2))
+    u = jnp.where(good[:, None, None], 0.5, -0.5) + 0.5 * jax.random.normal(k_act, (s, t, 1))
+    actions = jnp.tanh(u)
+    pairs = jnp.stack([jnp.arange(0, s, 2), jnp.arange(1, s, 2)], -1)  # (good, bad)
+    pairs = jnp.concatenate([pairs, pairs[:, ::-1]])
+    labels = jnp.concatenate([jnp.ones(s // 2), jnp.zeros(s // 2)])
+    network = N.policy_network(P.PPOConfig(hidden_sizes=(16,)), 1)
+    reference = network.init(k_init, jnp.zeros(2 + 2))
+    return network, reference, obs, actions, jnp.ones((s, t), bool), pairs, labels
+
+
+def margins(network, reference, params, obs, actions, alive, pairs):
+    nodes = N.noise_nodes(8)
+    u = N.pre_squash(actions)
+
+    def lp(p):
+        return N.trajectory_log_prob(network, p, obs, u, alive, nodes)
+
+    ratio = lp(params) - lp(reference)
+    return ratio[pairs[:, 0]] - ratio[pairs[:, 1]]
+
+
+@pytest.mark.parametrize("loss", ["dpo", "ipo"])
+def test_direct_preference_training_prefers_the_preferred(direct_data, loss):
+    network, reference, obs, actions, alive, pairs, labels = direct_data
+    config = N.DirectConfig(loss=loss, num_steps=200, pairs_per_batch=16, learning_rate=3e-3,
+                            tau=0.5, beta=0.5, num_nodes=8)  # fmt: skip
+    mask = jnp.ones(len(labels), bool)
+    params, losses = N.train_direct(network, reference, obs, actions, alive, pairs, labels, mask,
+                                    config, jax.random.PRNGKey(1))  # fmt: skip
+    h = margins(network, reference, params, obs, actions, alive, pairs[: len(pairs) // 2])
+    # The run starts at the reference: margin 0, so DPO's loss is log 2 and IPO's 1/(2 tau)^2.
+    start = np.log(2.0) if loss == "dpo" else 1.0
+    np.testing.assert_allclose(losses[0], start, rtol=1e-4)
+    assert float(losses[-20:].mean()) < float(losses[0]), losses
+    assert float(jnp.median(h)) > 0.3, h
+    if loss == "ipo":
+        # IPO regresses the margin to 1/(2 tau) = 1 rather than pushing it to infinity.
+        assert 0.5 < float(jnp.mean(h)) < 1.5, float(jnp.mean(h))
+
+
+def test_direct_config_names_the_bad_field():
+    with pytest.raises(ValueError, match=r"loss='kto'.*allowed values"):
+        N.DirectConfig(loss="kto").validate()
+    with pytest.raises(ValueError, match="tau"):
+        N.DirectConfig(tau=0.0).validate()
+
+
+# --- judging a policy by the population's true preferences ------------------------------------
+def test_exploitability_of_lotteries_under_a_cyclic_population():
+    # Three rational types, features = one-hot of the goal reached; type k ranks k > k+1 > k+2.
+    theta = jnp.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.5], [0.5, 0.0, 1.0]])
+    shares = jnp.full(3, 1 / 3)
+    n = 300
+    goal_of = jnp.arange(n) % 3
+    phi_pure = jnp.broadcast_to(jnp.eye(3)[:, None, :], (3, n, 3))
+
+    def judge(outcome):
+        phi = jnp.eye(3)[outcome]
+        return (
+            float(N.exploitability(theta, shares, phi, outcome, phi_pure)),
+            np.asarray(N.type_win_rates(theta, phi, outcome, phi_pure)),
+        )
+
+    lottery, lottery_wins = judge(goal_of)
+    np.testing.assert_allclose(lottery, 0.0, atol=1e-6)
+    np.testing.assert_allclose(lottery_wins, 0.5, atol=1e-6)
+    single, single_wins = judge(jnp.zeros(n, jnp.int32))
+    np.testing.assert_allclose(single, 1 / 3, atol=1e-6)  # goal 2 beats goal 0 by 2 to 1
+    np.testing.assert_allclose(single_wins, [5 / 6, 1 / 3, 1 / 3], atol=1e-6)
+    margins = N.pure_strategy_margins(theta, shares, jnp.eye(3)[jnp.zeros(n, jnp.int32)],
+                                      jnp.zeros(n, jnp.int32), phi_pure)  # fmt: skip
+    np.testing.assert_allclose(margins, [0.0, -1 / 3, 1 / 3], atol=1e-6)
+
+
+# --- the experiment's config checks (no compiling) ---------------------------------------------
+@pytest.fixture(scope="module")
+def experiment():
+    spec = importlib.util.spec_from_file_location("nash_exp", ROOT / "experiments" / "nash.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nash_exp"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"methods": ("btl", "rlhf")}, "methods"),
+        ({"cases": ("cyclic", "chaotic")}, "cases"),
+        ({"reference_goals": "abd"}, "reference_goals"),
+        ({"transitive_shares": (0.5, 0.5)}, "transitive_shares"),
+        ({"num_eval_episodes": 0}, "num_eval_episodes"),
+        ({"nash": N.NashConfig(num_opponents=0)}, "num_opponents"),
+        ({"direct": N.DirectConfig(loss="kto")}, "loss"),
+        ({"preference": N.PreferenceModel(latent_dim=2)}, "preference"),
+    ],
+)
+def test_bad_experiment_config_fails_naming_the_field(experiment, changes, field):
+    config = dataclasses.replace(experiment.PRESETS["cpu"], **changes)
+    with pytest.raises(ValueError, match=field):
+        config.validate()
+
+
+def test_experiment_presets_validate(experiment):
+    for config in experiment.PRESETS.values():
+        config.validate()

@@ -1,0 +1,242 @@
+"""What a trained reward model believes about one user, as weighted particles over a candidate pool.
+
+Acquisition needs, for one user with context C (their labelled pairs so far), samples of the
+latent that explains them and the logits every sample gives each candidate pair. The three model
+families expose that differently, so each gets a small adapter with one interface (a *belief*):
+
+* :class:`LatentBelief` — VPL or LinearBayes: particles are N samples of the posterior q(z | C)
+  (VPL's encoder; LinearBayes' Laplace posterior over theta), equally weighted.
+* :class:`EnsembleBelief` — a BTL ensemble has no user latent; its particles are its E members,
+  weighted by how well each explains the user's answers, ``w_e ∝ prod_k p_e(y_k | pair_k)``
+  (Bayesian model averaging over the members). Without answers that is the plain ensemble; with
+  them it is the only way an ensemble of population-level rewards can adapt to one user.
+
+Interface (one unbatched user; ``vmap`` over users and seeds outside):
+
+* ``particles(params, context, key) -> (z: f32[N, ...], w: f32[N])`` — samples and weights;
+* ``returns(params, bank, z) -> f32[N, S]`` — every particle's return of every candidate segment;
+* ``predict(params, context, targets) -> f32[M]`` — the logit of ``P(a ≻ b)`` of target pairs;
+* ``spread(params, context, targets) -> f32[]`` — the belief's uncertainty: the posterior variance
+  averaged over latent dims (latent models), or the members' weighted variance of ``P(a ≻ b)``
+  averaged over the targets (the ensemble, whose posterior is over members, not a latent);
+* ``mean(params, context) -> f32[Z]`` — the posterior mean (latent models);
+  ``latent_is_theta`` says whether it lives in the space of the users' true weights.
+
+:class:`Candidates` holds the shared pool of candidate pairs, with the per-step inputs of only
+the segments the pool uses: candidate logits are differences of per-segment returns, so each
+segment's return is computed once per particle, not once per pair it appears in.
+
+Axes: Q candidates, S segments the pool uses, H steps, D model inputs per step, F task features,
+N particles, K context slots, M held-out pairs, Z latent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from vpl_jax.rewards import VPL, Ensemble, LinearBayes, PairBatch, SegmentBank, segment_bank
+from vpl_jax.rewards.base import Params
+from vpl_jax.rewards.likelihood import bradley_terry_nll
+
+
+@struct.dataclass
+class Candidates:
+    """The candidate pairs of a pool, over the segments they use.
+
+    Attributes:
+      bank: the model's per-step inputs of the S segments the pool uses (kind ``bank.kind``).
+      features: f32[S, H, F] the task features of the same segments — what a simulated user
+        judges them by.
+      pairs: i32[Q, 2] the candidate pairs (a, b) as indices into those S segments.
+    """
+
+    bank: SegmentBank
+    features: jax.Array
+    pairs: jax.Array
+
+    @property
+    def num_candidates(self) -> int:
+        return self.pairs.shape[0]
+
+    def batch(self, index: jax.Array, labels: jax.Array, mask: jax.Array) -> PairBatch:
+        """The :class:`PairBatch` of candidates ``index: i32[K]`` with ``labels``, ``mask``."""
+        pairs = self.pairs[index]
+        a, b = pairs[..., 0], pairs[..., 1]
+        return PairBatch(
+            inputs_a=self.bank.inputs[a],
+            inputs_b=self.bank.inputs[b],
+            alive_a=self.bank.alive[a],
+            alive_b=self.bank.alive[b],
+            labels=labels.astype(jnp.float32),
+            mask=mask.astype(bool),
+        )
+
+    def swapped(self) -> Candidates:
+        """The same candidates with a and b exchanged."""
+        return self.replace(pairs=self.pairs[:, ::-1])
+
+
+def candidates(dataset, inputs: str, pool=None) -> Candidates:
+    """The :class:`Candidates` of ``dataset.pool`` (or ``pool: i32[Q, 2]`` into the dataset's
+    segments) with per-step inputs of kind ``inputs`` (a model's ``inputs``). Host-side: keeps
+    only the segments the pool uses and re-indexes the pairs into them."""
+    pool = np.asarray(dataset.pool if pool is None else pool)
+    if pool.ndim != 2 or pool.shape[1] != 2 or pool.shape[0] < 1:
+        raise ValueError(f"candidate pool must be i32[Q, 2] with Q >= 1, got shape {pool.shape}")
+    used, local = np.unique(pool, return_inverse=True)
+    segments = jax.tree.map(lambda x: x[used], dataset.segments)
+    return Candidates(
+        bank=segment_bank(segments, inputs),
+        features=jnp.asarray(segments.features, jnp.float32),
+        pairs=jnp.asarray(local.reshape(pool.shape), jnp.int32),
+    )
+
+
+def candidate_logits(returns: jax.Array, pairs: jax.Array) -> jax.Array:
+    """f32[N, Q]: ``R_a - R_b`` of every candidate under every particle, from the particles'
+    segment returns ``returns: f32[N, S]`` and ``pairs: i32[Q, 2]``."""
+    return returns[:, pairs[:, 0]] - returns[:, pairs[:, 1]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentBelief:
+    """Posterior samples of a latent model (VPL's z or LinearBayes' theta).
+
+    Attributes:
+      model: a :class:`~vpl_jax.rewards.VPL` or :class:`~vpl_jax.rewards.LinearBayes`.
+      num_samples: N, posterior samples per user and round.
+    """
+
+    model: VPL | LinearBayes
+    num_samples: int = 32
+
+    def __post_init__(self):
+        if not isinstance(self.model, VPL | LinearBayes):
+            raise ValueError(
+                f"LatentBelief needs a VPL or LinearBayes model, got {type(self.model).__name__}"
+            )
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples={self.num_samples}: must be >= 1")
+
+    @property
+    def latent_is_theta(self) -> bool:
+        """LinearBayes' latent is the users' reward weights themselves."""
+        return isinstance(self.model, LinearBayes)
+
+    def particles(self, params: Params, context: PairBatch, key: jax.Array):
+        """``(z: f32[N, Z], w: f32[N])`` — N samples of q(z | context), equal weights."""
+        q = self.model.posterior(params, context)
+        z = q.sample(seed=key, sample_shape=(self.num_samples,))
+        return z, jnp.full((self.num_samples,), 1.0 / self.num_samples)
+
+    def returns(self, params: Params, bank: SegmentBank, z: jax.Array) -> jax.Array:
+        """f32[N, S]: each sample's return of each segment of ``bank``."""
+        return jax.vmap(lambda zi: self.model.segment_return(params, bank.inputs, bank.alive, zi))(
+            z
+        )
+
+    def predict(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
+        """f32[M]: the model's own prediction (VPL: posterior mean z; LinearBayes: the probit
+        posterior predictive) — the same as :func:`~vpl_jax.rewards.evaluate` scores."""
+        return self.model.predict(params, context, targets)
+
+    def spread(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
+        """f32[]: posterior variance, averaged over the latent dims."""
+        del targets
+        return jnp.mean(self.model.posterior(params, context).variance())
+
+    def mean(self, params: Params, context: PairBatch) -> jax.Array:
+        """f32[Z]: the posterior mean."""
+        return self.model.posterior(params, context).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleBelief:
+    """The members of a BTL ensemble, weighted by the likelihood of the user's answers.
+
+    Attributes:
+      model: a trained :class:`~vpl_jax.rewards.Ensemble` (params stacked over E members).
+    """
+
+    model: Ensemble
+
+    latent_is_theta = False
+
+    def __post_init__(self):
+        if not isinstance(self.model, Ensemble):
+            raise ValueError(f"EnsembleBelief needs an Ensemble, got {type(self.model).__name__}")
+
+    @property
+    def num_samples(self) -> int:
+        return self.model.size
+
+    def weights(self, params: Params, context: PairBatch) -> jax.Array:
+        """f32[E]: ``softmax_e sum_k log p_e(y_k)`` over the context's labelled pairs."""
+        nll = bradley_terry_nll(self.model.member_logits(params, context), context.labels)
+        return jax.nn.softmax(-jnp.sum(jnp.where(context.mask, nll, 0.0), axis=-1))
+
+    def particles(self, params: Params, context: PairBatch, key: jax.Array):
+        """``(member index: i32[E], w: f32[E])``; deterministic (``key`` unused)."""
+        del key
+        return jnp.arange(self.model.size), self.weights(params, context)
+
+    def returns(self, params: Params, bank: SegmentBank, z: jax.Array) -> jax.Array:
+        """f32[E, S]: member ``z[e]``'s return of each segment of ``bank``."""
+        member = self.model.member
+        every = jax.vmap(member.segment_return, in_axes=(0, None, None))(
+            params, bank.inputs, bank.alive
+        )
+        return every[z]
+
+    def _member_probs(self, params, context, targets):
+        w = self.weights(params, context)
+        return w, jax.nn.sigmoid(self.model.member_logits(params, targets))  # [E], [E, M]
+
+    def predict(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
+        """f32[M]: the logit of the weighted members' mean ``P(a ≻ b)``."""
+        w, p = self._member_probs(params, context, targets)
+        mean = jnp.clip(w @ p, 1e-7, 1.0 - 1e-7)
+        return jnp.log(mean) - jnp.log1p(-mean)
+
+    def spread(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
+        """f32[]: weighted variance of the members' ``P(a ≻ b)``, averaged over the targets."""
+        w, p = self._member_probs(params, context, targets)
+        return jnp.mean(w @ jnp.square(p - w @ p))
+
+    def mean(self, params: Params, context: PairBatch) -> jax.Array:
+        raise ValueError("a BTL ensemble has no user latent (no posterior mean)")
+
+
+Belief = LatentBelief | EnsembleBelief
+
+
+def make_belief(model, num_samples: int = 32) -> Belief:
+    """The belief adapter of a trained ``model`` (VPL, LinearBayes or Ensemble)."""
+    if isinstance(model, Ensemble):
+        return EnsembleBelief(model)
+    if isinstance(model, VPL | LinearBayes):
+        return LatentBelief(model, num_samples)
+    raise ValueError(
+        f"active query selection needs a VPL, LinearBayes or Ensemble model, got "
+        f"{type(model).__name__} (a model without uncertainty cannot rank queries)"
+    )
+
+
+def particle_probs(belief: Belief, params: Params, context: PairBatch, cands: Candidates, key):
+    """``(p: f32[N, Q], logits: f32[N, Q], w: f32[N])``: every particle's ``P(a ≻ b)`` of
+    every candidate, given the user's ``context: PairBatch[K]``."""
+    z, w = belief.particles(params, context, key)
+    logits = candidate_logits(belief.returns(params, cands.bank, z), cands.pairs)
+    chex.assert_shape(logits, (w.shape[0], cands.num_candidates))
+    return jax.nn.sigmoid(logits), logits, w
+
+
+def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
+    """f32[]: cosine similarity of two vectors (0 if either is 0)."""
+    return jnp.dot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-12)

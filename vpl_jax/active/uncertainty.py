@@ -1,0 +1,79 @@
+"""Does the model know what it does not know? Uncertainty against error, and calibration.
+
+Two views of the same question, for any model that reports a predicted ``P(a ≻ b)`` and a
+per-user uncertainty (e.g. from an elicitation :class:`~vpl_jax.active.elicitation.Trace`):
+
+* :func:`spread_error_correlation` — across users, the Spearman rank correlation between the
+  belief's spread (posterior variance) and the held-out error rate. Positive: users the model is
+  unsure about are the ones it gets wrong, so the variance is worth acting on (e.g. ask those
+  users more).
+* :func:`calibration_curve` — predicted probabilities binned, against the empirical frequency of
+  "a preferred" in each bin (a reliability diagram), and the expected calibration error
+  ``ECE = sum_bins (n_bin / n) |frequency - mean prediction|``. "Equal" labels count as 0.5.
+
+Both are jittable and take any leading axes, which they pool.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Calibration:
+    """A reliability diagram.
+
+    Attributes:
+      predicted: f32[B] mean predicted ``P(a ≻ b)`` in each bin (NaN: empty bin).
+      frequency: f32[B] mean label in each bin (the empirical ``P(a ≻ b)``; NaN: empty).
+      count: f32[B] labelled pairs in each bin.
+      ece: f32[] expected calibration error.
+    """
+
+    predicted: jax.Array
+    frequency: jax.Array
+    count: jax.Array
+    ece: jax.Array
+
+
+def calibration_curve(
+    probs: jax.Array, labels: jax.Array, mask: jax.Array, num_bins: int = 10
+) -> Calibration:
+    """Bins ``probs: f32[...]`` into ``num_bins`` equal-width bins over [0, 1] and compares each
+    bin's mean prediction with its mean label (``labels: f32[...]``, only where ``mask``)."""
+    p, y = probs.reshape(-1), labels.reshape(-1)
+    w = mask.reshape(-1).astype(jnp.float32)
+    which = jnp.clip(jnp.floor(p * num_bins).astype(jnp.int32), 0, num_bins - 1)
+    one_hot = jax.nn.one_hot(which, num_bins) * w[:, None]
+    count = jnp.sum(one_hot, axis=0)
+    safe = jnp.maximum(count, 1.0)
+    predicted = jnp.where(count > 0, p @ one_hot / safe, jnp.nan)
+    frequency = jnp.where(count > 0, y @ one_hot / safe, jnp.nan)
+    gap = jnp.where(count > 0, jnp.abs(frequency - predicted), 0.0)
+    ece = jnp.sum(count * gap) / jnp.maximum(jnp.sum(count), 1.0)
+    return Calibration(predicted=predicted, frequency=frequency, count=count, ece=ece)
+
+
+def _ranks(x: jax.Array, valid: jax.Array) -> jax.Array:
+    """Average ranks of ``x`` among the valid entries (ties share their mean rank)."""
+    big = jnp.where(valid, x, jnp.inf)
+    below = jnp.sum(valid[None, :] & (big[None, :] < big[:, None]), axis=1)
+    equal = jnp.sum(valid[None, :] & (big[None, :] == big[:, None]), axis=1)
+    return below + 0.5 * (equal - 1.0)
+
+
+def spread_error_correlation(spread: jax.Array, accuracy: jax.Array) -> jax.Array:
+    """f32[]: Spearman correlation of ``spread: f32[...]`` with the error ``1 - accuracy``,
+    pooled over all entries where both are finite (NaN if fewer than 3 or either is constant).
+    """
+    s, e = spread.reshape(-1), 1.0 - accuracy.reshape(-1)
+    valid = jnp.isfinite(s) & jnp.isfinite(e)
+    n = jnp.sum(valid)
+    rs, re = _ranks(s, valid), _ranks(e, valid)
+    mean_rank = (n - 1) / 2.0
+    ds = jnp.where(valid, rs - mean_rank, 0.0)
+    de = jnp.where(valid, re - mean_rank, 0.0)
+    denom = jnp.sqrt(jnp.sum(ds**2) * jnp.sum(de**2))
+    return jnp.where((n >= 3) & (denom > 0), jnp.sum(ds * de) / jnp.maximum(denom, 1e-12), jnp.nan)

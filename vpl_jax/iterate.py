@@ -1,0 +1,384 @@
+"""The iterate loop: preference learning from the current policy's own rollouts.
+
+A reward learned from data that covers only part of the state space can fit its held-out pairs
+and still be wrong where a policy optimised on it goes (reward *misidentification*). The remedy
+used in practice is online: PEBBLE (Lee et al., 2021) and preference comparisons (Christiano et
+al., 2017; imitation's ``PreferenceComparisons``) alternate between the agent and the labellers.
+:func:`iterate` does that, round by round:
+
+0. round 0 is the offline pipeline (:func:`vpl_jax.pipeline.offline`) on the given dataset —
+   reward, then PPO, then the test users' true returns;
+1. roll out the round's policy (stochastic actions; a latent policy conditioned on the training
+   users' posterior means) and add its segments to the segment bank;
+2. score the reward on those segments (:attr:`RoundResult.onpolicy_accuracy`: the test users'
+   rational answers about pairs of a new segment and any segment — accuracy where the policy
+   goes, next to the held-out accuracy on the original data);
+3. offer every user ``offered_per_user`` random pairs (a new segment against any segment) and
+   ask them the ``schedule[r]`` best by the criterion — ``random``, or ``info_gain``: the mutual
+   information between the answer and what the model believes about the user (BALD over VPL
+   posterior samples of ``z``, or over a BTL ensemble's members;
+   :func:`vpl_jax.active.acquisition.information_gain`);
+4. label them with each user's own human model, append them to the users' context, and run the
+   pipeline again — reward from scratch on all the data so far, PPO from scratch on it.
+
+Training users' new answers train the reward; test users' new answers join their context (what
+they tell the model about themselves). Held-out pairs stay the original ones.
+
+Shapes: from round 1 on, the segment bank and the users' context are padded to the loop's final
+size (masked pairs, unused segments), so every later round reuses one compiled reward trainer,
+evaluation and PPO; round 0 runs on the dataset as given, so it *is* the offline pipeline.
+Round r's pipeline runs with :func:`round_key` ``(key, r)``; the loop's own draws (rollouts,
+offers, labels) use a separate stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vpl_jax import rewards as R
+from vpl_jax.active.acquisition import information_gain
+from vpl_jax.data.dataset import PreferenceDataset, Queries, label_queries
+from vpl_jax.data.segments import Segments
+from vpl_jax.pipeline import PipelineResult, PolicyTrainer, is_unconditioned, offline
+
+#: Query-selection criteria the loop supports (names as in results).
+CRITERIA = ("random", "info_gain")
+
+
+@dataclasses.dataclass(frozen=True)
+class IterateConfig:
+    """The iterate loop's schedule and sizes.
+
+    Attributes:
+      schedule: new queries per user in each round after round 0; its length is the number of
+        rounds (``()`` runs round 0 only, the offline pipeline).
+      criterion: ``random`` or ``info_gain`` (needs a model with a belief: VPL or a BTL
+        ensemble).
+      episodes_per_round: policy rollouts added to the segment bank after each round.
+      offered_per_user: candidate pairs offered to each user per round; the criterion picks
+        ``schedule[r]`` of them.
+      num_samples: posterior samples of ``z`` per user for information gain (VPL).
+      onpolicy_pairs: pairs per test user for the on-policy accuracy.
+      num_eval_episodes: evaluation episodes per test user (deterministic policy).
+    """
+
+    schedule: tuple[int, ...] = (8, 8, 8)
+    criterion: str = "random"
+    episodes_per_round: int = 32
+    offered_per_user: int = 64
+    num_samples: int = 16
+    onpolicy_pairs: int = 32
+    num_eval_episodes: int = 8
+
+    def validate(self, model: R.RewardModel | None = None) -> IterateConfig:
+        """Raises ``ValueError`` naming the first bad field and the allowed values."""
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"iterate criterion={self.criterion!r}: allowed values are {CRITERIA}")
+        for name in ("episodes_per_round", "offered_per_user", "num_samples", "onpolicy_pairs",
+                     "num_eval_episodes"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"iterate field {name}={value!r}: must be an integer >= 1")
+        for n in self.schedule:
+            if not isinstance(n, int) or not 1 <= n <= self.offered_per_user:
+                raise ValueError(
+                    f"iterate field schedule={self.schedule}: every round asks 1.."
+                    f"{self.offered_per_user} (offered_per_user) queries per user"
+                )
+        if model is not None and self.criterion == "info_gain" and not has_belief(model):
+            raise ValueError(
+                f"iterate criterion='info_gain' needs a belief about each user, which "
+                f"{type(model).__name__} has not; use VPL or a BTL ensemble (btl_ensemble)"
+            )
+        return self
+
+
+def has_belief(model: R.RewardModel) -> bool:
+    """Whether information gain can be computed for ``model`` (posterior samples or members)."""
+    return R.is_latent(model) or isinstance(model, R.Ensemble)
+
+
+def round_key(key: jax.Array, r: int) -> jax.Array:
+    """The key of round r's pipeline (round 0: the offline pipeline's key)."""
+    return jax.random.fold_in(jax.random.split(key)[0], r)
+
+
+def _loop_key(key: jax.Array, r: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.split(key)[1], r)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundResult:
+    """One round of the loop.
+
+    Attributes:
+      round: r (0 is the offline pipeline).
+      n_queries: new queries asked per user before this round's reward was fitted.
+      pipeline: the round's reward, policy and test-user evaluation.
+      onpolicy_accuracy: mean over test users of the reward's accuracy on their rational answers
+        about pairs of the round's policy segments against any segment.
+      segments: the segments rolled out from the round's policy (S_new of them).
+    """
+
+    round: int
+    n_queries: int
+    pipeline: PipelineResult
+    onpolicy_accuracy: float
+    segments: Segments
+
+    @property
+    def heldout_accuracy(self) -> float:
+        return self.pipeline.heldout_accuracy
+
+    @property
+    def true_return(self) -> float:
+        return self.pipeline.true_return
+
+
+# --- data growth (host side, eager: shapes change only once, at round 1) --------------------------
+def _pad(x: jax.Array, size: int) -> jax.Array:
+    return jnp.concatenate([x, jnp.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
+
+
+def add_segments(bank: Segments, new: Segments, start: int, capacity: int) -> Segments:
+    """``bank`` padded to ``capacity`` segments with ``new`` written at ``start``. Unused slots
+    are all-dead zero segments (no pair points at them)."""
+    if start + new.num_segments > capacity:
+        raise ValueError(f"{new.num_segments} new segments at {start} exceed capacity {capacity}")
+    return jax.tree.map(
+        lambda b, n: _pad(b, capacity).at[start : start + n.shape[0]].set(n), bank, new
+    )
+
+
+def pad_context(key: jax.Array, dataset: PreferenceDataset, capacity: int) -> Queries:
+    """The users' context padded to ``capacity`` pairs per user. Padding is masked out; its
+    pairs are drawn from the dataset's pool so that input statistics computed over a batch's
+    pairs still describe real segments."""
+    context = dataset.context
+    extra = capacity - dataset.context_size
+    index = jax.random.randint(key, (dataset.num_users, extra), 0, dataset.pool.shape[0])
+    return Queries(
+        pairs=jnp.concatenate([context.pairs, dataset.pool[index]], axis=1),
+        labels=jnp.concatenate([context.labels, jnp.full(index.shape, 0.5)], axis=1),
+        mask=jnp.concatenate([context.mask, jnp.zeros(index.shape, bool)], axis=1),
+    )
+
+
+def write_queries(context: Queries, answers: Queries, slot: int) -> Queries:
+    """``context`` (``[U, K_cap]``) with ``answers`` (``[U, n]``) written at pairs
+    ``slot .. slot + n - 1`` of every user."""
+    n = answers.labels.shape[1]
+    return jax.tree.map(lambda old, new: old.at[:, slot : slot + n].set(new), context, answers)
+
+
+def new_pairs(key: jax.Array, num_users: int, num_pairs: int, start: int, stop: int) -> jax.Array:
+    """i32[U, Q, 2]: pairs of a new segment (index in ``start..stop-1``) and any other segment
+    (index in ``0..stop-1``), in random order within each pair."""
+    k_a, k_b, k_swap = jax.random.split(key, 3)
+    shape = (num_users, num_pairs)
+    a = jax.random.randint(k_a, shape, start, stop)
+    b = (a + jax.random.randint(k_b, shape, 1, stop)) % stop  # any segment but a
+    swap = jax.random.bernoulli(k_swap, 0.5, shape)
+    return jnp.stack([jnp.where(swap, b, a), jnp.where(swap, a, b)], -1).astype(jnp.int32)
+
+
+# --- query selection ------------------------------------------------------------------------------
+def particle_logits(model, params, context, targets, key, num_samples: int) -> jax.Array:
+    """f32[N, Q]: one user's logits of ``targets: PairBatch[Q]`` under N particles of the
+    model's belief — samples of ``q(z | context)`` (latent models, N = ``num_samples``) or the
+    members of an ensemble (N = E; the context is not read)."""
+    if isinstance(model, R.Ensemble):
+        return model.member_logits(params, targets)
+    z = model.posterior(params, context).sample(seed=key, sample_shape=(num_samples,))
+    return jax.vmap(lambda z_n: model.pair_logits(params, targets, z_n))(z)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "criterion", "num_pick", "num_samples"))
+def select_queries(
+    key: jax.Array,
+    model: R.RewardModel,
+    params: Any,
+    criterion: str,
+    context: R.PairBatch,
+    bank: R.SegmentBank,
+    offered: jax.Array,
+    num_pick: int,
+    num_samples: int = 16,
+) -> jax.Array:
+    """i32[U, n]: for every user the indices of the ``num_pick`` offered pairs to ask.
+
+    Args:
+      key: PRNG key.
+      model, params: the current reward model.
+      criterion: ``random`` or ``info_gain``.
+      context: PairBatch[U, K] each user's labelled pairs so far.
+      bank: the model's per-step inputs of the segment bank.
+      offered: i32[U, C, 2] the pairs offered to each user.
+      num_pick: n <= C.
+      num_samples: posterior samples per user (information gain with a latent model).
+    """
+    keys = jax.random.split(key, offered.shape[0])
+    dummy = jnp.zeros(offered.shape[1])
+
+    def scores(k, ctx, pairs):
+        if criterion == "random":
+            return jax.random.uniform(k, pairs.shape[:1])
+        targets = R.gather_pairs(bank, pairs, dummy, dummy.astype(bool))
+        logits = particle_logits(model, params, ctx, targets, k, num_samples)
+        return information_gain(jax.nn.sigmoid(logits))
+
+    batched = jax.lax.map(lambda a: scores(*a), (keys, context, offered), batch_size=64)
+    return jax.lax.top_k(batched, num_pick)[1]
+
+
+# --- evaluation on the policy's segments ----------------------------------------------------------
+def onpolicy_accuracy(
+    key: jax.Array,
+    model: R.RewardModel,
+    params: Any,
+    dataset: PreferenceDataset,
+    start: int,
+    stop: int,
+    num_pairs: int,
+) -> float:
+    """Mean over test users of the reward's accuracy on their *rational* answers about
+    ``num_pairs`` pairs of a segment in ``start..stop-1`` (the policy's) and any earlier one,
+    given each user's context."""
+    _, test = dataset.split()
+    k_pairs, k_label = jax.random.split(key)
+    pairs = new_pairs(k_pairs, test.num_users, num_pairs, start, stop)
+    answers = label_queries(k_label, test.users.rational(), test.segments, pairs)
+    context = R.user_pairs(test, "context", model.inputs)
+    targets = context.replace(pairs=answers.pairs, labels=answers.labels, mask=answers.mask)
+    evaluation = R.evaluate(model, params, context, targets)
+    return float(np.nanmean(np.asarray(evaluation.accuracy)))
+
+
+# --- the loop -------------------------------------------------------------------------------------
+def iterate(
+    key: jax.Array,
+    dataset: PreferenceDataset,
+    model: R.RewardModel,
+    method: str,
+    reward_train: R.TrainConfig,
+    trainer: PolicyTrainer,
+    config: IterateConfig,
+    on_round: Callable[[RoundResult], None] | None = None,
+    round0: RoundResult | None = None,
+) -> list[RoundResult]:
+    """Runs round 0 (the offline pipeline) and ``len(config.schedule)`` online rounds.
+
+    Args:
+      key: PRNG key (see :func:`round_key`).
+      dataset: the initial (e.g. narrow) preference data; its users answer every round.
+      model, method: the reward model and its method name (not the oracle).
+      reward_train: the reward trainer's configuration (every round trains from scratch).
+      trainer: the method's :class:`~vpl_jax.pipeline.PolicyTrainer`.
+      config: the loop's schedule and sizes.
+      on_round: called with each :class:`RoundResult` as soon as it is done (progress, logs).
+      round0: round 0 of an earlier call with the same key, data, model and trainer (round 0
+        does not depend on the criterion, so loops that differ only in it can share it).
+
+    Returns:
+      The rounds' results, round 0 first.
+    """
+    config.validate(model)
+    if method == "oracle":
+        raise ValueError("the iterate loop learns a reward; method 'oracle' has none")
+    horizon = dataset.segments.horizon
+    per_episode = trainer.env.episode_length // horizon
+    new_per_round = config.episodes_per_round * per_episode
+    num_rounds = len(config.schedule)
+    seg_capacity = dataset.segments.num_segments + (num_rounds + 1) * new_per_round
+    context_capacity = dataset.context_size + sum(config.schedule)
+
+    current, filled, asked, results = dataset, dataset.segments.num_segments, 0, []
+    if round0 is not None and (round0.round, round0.n_queries) != (0, 0):
+        raise ValueError(f"round0 must be a round 0, got round {round0.round}")
+    for r in range(num_rounds + 1):
+        k_roll, k_onpolicy, k_offer, k_select, k_label, k_pad = jax.random.split(
+            _loop_key(key, r), 6
+        )
+        if r == 0 and round0 is not None:
+            round_result = round0
+            stop = filled + round0.segments.num_segments
+            current = current.replace(
+                segments=add_segments(current.segments, round0.segments, filled, seg_capacity)
+            )
+        else:
+            result = offline(
+                round_key(key, r),
+                current,
+                model,
+                method,
+                reward_train,
+                trainer,
+                config.num_eval_episodes,
+                desc=f"{method} {config.criterion} round {r} PPO",
+            )
+            z = (
+                jnp.zeros((1, 0))
+                if is_unconditioned(method, model)
+                else jnp.asarray(result.inputs["mean"])
+            )
+            new = trainer.segments(result.state, z, k_roll, config.episodes_per_round, horizon)
+            stop = filled + new.num_segments
+            current = current.replace(
+                segments=add_segments(current.segments, new, filled, seg_capacity)
+            )
+            accuracy = onpolicy_accuracy(
+                k_onpolicy, model, result.reward.params, current, filled, stop,
+                config.onpolicy_pairs,
+            )  # fmt: skip
+            round_result = RoundResult(r, asked, result, accuracy, new)
+        params = round_result.pipeline.reward.params
+        results.append(round_result)
+        if on_round is not None:
+            on_round(round_result)
+        if r == num_rounds:
+            break
+
+        if r == 0:
+            current = current.replace(context=pad_context(k_pad, current, context_capacity))
+        n = config.schedule[r]
+        offered = new_pairs(k_offer, current.num_users, config.offered_per_user, filled, stop)
+        context = R.user_pairs(current, "context", model.inputs)
+        pick = select_queries(
+            k_select,
+            model,
+            params,
+            config.criterion,
+            context.batch(),
+            context.bank,
+            offered,
+            n,
+            config.num_samples,
+        )
+        pairs = jnp.take_along_axis(offered, pick[..., None], axis=1)
+        answers = label_queries(k_label, current.users, current.segments, pairs)
+        slot = dataset.context_size + asked
+        current = current.replace(context=write_queries(current.context, answers, slot))
+        filled, asked = stop, asked + n
+    return results
+
+
+def normalized_return(true_return, oracle_return, baseline_return) -> float:
+    """``(R - R_0) / (R_oracle - R_0)``: a policy's true return on the scale from a baseline
+    (e.g. standing still, 0) to the oracle (1), each the mean over the same test users."""
+    span = float(np.mean(oracle_return)) - float(np.mean(baseline_return))
+    if span <= 0:
+        raise ValueError(f"the oracle's return does not exceed the baseline's (span {span})")
+    return (float(np.mean(true_return)) - float(np.mean(baseline_return))) / span
+
+
+def misidentification_gap(heldout_accuracy: float, normalized: float) -> float:
+    """Held-out accuracy minus normalised true return: large when the reward fits its data but
+    the policy optimised on it is poor; about 0 when the reward is as good as it looks."""
+    return float(heldout_accuracy) - float(normalized)

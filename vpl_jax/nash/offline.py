@@ -1,0 +1,138 @@
+"""Offline direct preference optimisation of a control policy: DPO and IPO on trajectories.
+
+The control analogue of the language-model methods: from labelled pairs of recorded trajectories
+``(τ_a, τ_b, y)`` and a reference policy μ, train π on the trajectory log-likelihood ratio
+
+    h = [log π(τ_a) - log μ(τ_a)] - [log π(τ_b) - log μ(τ_b)]
+
+with DPO's logistic loss or IPO's squared loss (:mod:`vpl_jax.nash.direct`). The dynamics cancel
+in ``h`` (both policies act in the same world), so only the actions' likelihoods enter:
+``log π(τ) = log ∫ prod_t π(a_t | s_t, ε) dε / 2`` for the noise-conditioned policies of
+:mod:`vpl_jax.nash.policy` (a Q-point quadrature over ε). Recorded actions can be exactly ±1; they
+are clipped to ``±action_bound`` before ``atanh`` (see :func:`vpl_jax.nash.policy.pre_squash`),
+and tanh's Jacobian, the same for π and μ, cancels.
+
+Training starts from the reference (π_0 = μ, so h = 0), as DPO and IPO do from the SFT policy.
+Reference log-likelihoods are computed once. No environment interaction: the whole run is one
+``jit``-ed ``lax.scan`` over Adam steps on random minibatches of labelled pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
+from vpl_jax.nash.policy import noise_nodes, pre_squash, trajectory_log_prob
+from vpl_jax.policies.networks import ActorCritic
+
+LOSSES = ("dpo", "ipo")
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectConfig:
+    """Offline DPO/IPO training.
+
+    Attributes:
+      loss: ``"dpo"`` (logistic) or ``"ipo"`` (squared).
+      beta: DPO's inverse temperature on the log-ratio margin.
+      tau: IPO's regularisation; the margin is regressed to ``±1 / (2 tau)``.
+      num_steps: Adam steps.
+      pairs_per_batch: labelled pairs per step.
+      learning_rate: Adam's step size.
+      num_nodes: Q, quadrature nodes over the noise input.
+      action_bound: recorded actions are clipped to ``±action_bound`` before ``atanh``.
+    """
+
+    loss: str = "dpo"
+    beta: float = 0.1
+    tau: float = 0.1
+    num_steps: int = 300
+    pairs_per_batch: int = 64
+    learning_rate: float = 3e-4
+    num_nodes: int = 16
+    action_bound: float = 0.995
+
+    def validate(self) -> DirectConfig:
+        if self.loss not in LOSSES:
+            raise ValueError(f"DirectConfig.loss={self.loss!r}: allowed values are {list(LOSSES)}")
+        for name in ("num_steps", "pairs_per_batch", "num_nodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DirectConfig.{name}={getattr(self, name)}: must be >= 1")
+        for name in ("beta", "tau", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DirectConfig.{name}={getattr(self, name)}: must be > 0")
+        if not 0.0 < self.action_bound < 1.0:
+            raise ValueError(f"DirectConfig.action_bound={self.action_bound}: must be in (0, 1)")
+        return self
+
+    def objective(self, margin: jax.Array, labels: jax.Array) -> jax.Array:
+        """f32[...]: the per-pair loss of log-ratio margins ``h`` and soft labels ``y``."""
+        if self.loss == "dpo":
+            return dpo_loss(margin, labels, self.beta)
+        return ipo_loss(margin, labels, self.tau)
+
+
+@functools.partial(jax.jit, static_argnames=("network", "config"))
+def train_direct(
+    network: ActorCritic,
+    reference_params,
+    obs: jax.Array,
+    actions: jax.Array,
+    alive: jax.Array,
+    pairs: jax.Array,
+    labels: jax.Array,
+    mask: jax.Array,
+    config: DirectConfig,
+    key: jax.Array,
+):
+    """DPO or IPO from the reference; returns ``(params, losses f32[num_steps])``.
+
+    Args:
+      network: the policy network (:func:`~vpl_jax.nash.policy.policy_network`).
+      reference_params: μ's params, also π's starting point.
+      obs: f32[S, T, O] the observation before each step of S recorded trajectories (no noise
+        input; e.g. ``Segments.previous_obs`` of whole episodes).
+      actions: f32[S, T, A] the recorded actions.
+      alive: bool[S, T].
+      pairs: i32[P, 2] indices (a, b) into the trajectories; labels: f32[P] (1: a preferred);
+        mask: bool[P] (False: unlabelled, never drawn).
+    """
+    config.validate()
+    nodes = noise_nodes(config.num_nodes)
+    u = pre_squash(actions, config.action_bound)
+
+    def log_prob(params, index):
+        return trajectory_log_prob(network, params, obs[index], u[index], alive[index], nodes)
+
+    # μ's log-likelihood of every trajectory, once (in chunks of 256 to bound memory).
+    ref_logp = jax.lax.map(
+        lambda i: log_prob(reference_params, i), jnp.arange(obs.shape[0]), batch_size=256
+    )
+    weights = mask.astype(jnp.float32) / jnp.maximum(jnp.sum(mask), 1)
+    tx = optax.adam(config.learning_rate)
+
+    def loss(params, batch):
+        a, b = pairs[batch, 0], pairs[batch, 1]
+        margin = log_ratio_margin(
+            log_prob(params, a), ref_logp[a], log_prob(params, b), ref_logp[b]
+        )
+        return jnp.mean(config.objective(margin, labels[batch]))
+
+    def step(carry, k):
+        params, opt_state = carry
+        batch = jax.random.choice(k, pairs.shape[0], (config.pairs_per_batch,), p=weights)
+        value, grads = jax.value_and_grad(loss)(params, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    (params, _), losses = jax.lax.scan(
+        step,
+        (reference_params, tx.init(reference_params)),
+        jax.random.split(key, config.num_steps),
+    )
+    return params, losses

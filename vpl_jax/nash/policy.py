@@ -1,0 +1,188 @@
+"""Mixed policies in control: a tanh-Gaussian policy conditioned on per-episode noise.
+
+The Nash policy of a cyclic population is a *lottery* over outcomes (e.g. each of three goals a
+third of the time). A Gaussian policy of the state alone mixes only through its action noise or
+the random start, which the outcome barely depends on once the policy is decisive. So every policy
+of this module sees one extra input, drawn once per episode and appended to the observation: a
+point on the unit circle, ``ε = (cos φ, sin φ)`` with ``φ ~ U[0, 2π)`` (:func:`noise_sampler`,
+used as the ``z_sampler`` of :class:`~vpl_jax.policies.LatentReward`, so PPO leaves it
+unnormalised):
+
+    π(τ) = ∫ π(τ | ε(φ)) dφ / 2π,    π(a_t | s_t, ε) a tanh-Gaussian.
+
+Why this representation:
+
+* any lottery over outcomes is a partition of the circle into arcs, whatever the start
+  distribution (conditioning on the random start position instead ties the representable
+  lotteries to the start box — 0.4 x 0.2 m in navigation — and needs the network to resolve
+  boundaries inside it);
+* shares move *continuously* as the arcs' ends move, so a policy gradient can trade probability
+  between two outcomes without passing through the bad outcomes between them;
+* on a circle every arc can border every other, so probability can flow a → b → c → a, as a
+  cyclic game needs (on an interval the middle outcome can be squeezed out for good);
+* the choice is in the observation at every step, so a memoryless policy keeps to it;
+* for a fixed ε the policy is an ordinary Gaussian policy, so the closed-form geometric mixture
+  (:mod:`vpl_jax.nash.gaussian`) applies per state.
+
+Trajectory likelihoods (for DPO/IPO) integrate φ with a Q-point midpoint rule
+(:func:`noise_nodes`): ``log π(τ) ≈ logsumexp_q sum_t log π(a_t | s_t, ε_q) - log Q``.
+
+Actions of recorded data can be exactly ±1 (the behaviour policies clip), where ``atanh`` is
+infinite. :func:`pre_squash` clips them to ``±bound`` first (default 0.995, pre-squash ±3.0): a
+tanh policy gives that band of actions almost no mass, so its value only sets how hard a saturated
+action counts. Log-likelihoods here are those of the *pre-squash* actions, without tanh's
+Jacobian ``-sum log(1 - a^2)``: it does not depend on the policy, so it cancels in every
+log-ratio (DPO, IPO, the KL to a reference) and does not move maximum likelihood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vpl_jax.policies.networks import ActorCritic
+from vpl_jax.policies.ppo import PPOConfig
+
+#: Size of the per-episode noise input ``(cos φ, sin φ)``.
+NOISE_SIZE = 2
+
+
+def on_circle(phi: jax.Array) -> jax.Array:
+    """f32[..., 2]: the noise input ``(cos φ, sin φ)`` of angles ``phi: f32[...]``."""
+    return jnp.stack([jnp.cos(phi), jnp.sin(phi)], axis=-1)
+
+
+def noise_angle(eps: jax.Array) -> jax.Array:
+    """f32[...]: the angle ``φ`` in ``[0, 2π)`` of noise inputs ``eps: f32[..., 2]``."""
+    return jnp.mod(jnp.arctan2(eps[..., 1], eps[..., 0]), 2 * jnp.pi)
+
+
+def noise_sampler():
+    """``key -> ε: f32[2]``, uniform on the unit circle (a ``z_sampler`` for ``LatentReward``)."""
+    return lambda key: on_circle(jax.random.uniform(key, (), maxval=2 * jnp.pi))
+
+
+def noise_nodes(num_nodes: int) -> jax.Array:
+    """f32[Q, 2]: the noise at the midpoints of Q equal arcs (quadrature nodes over φ; also
+    a stratified sample of episodes' noise for evaluation)."""
+    if num_nodes < 1:
+        raise ValueError(f"num_nodes must be >= 1, got {num_nodes}")
+    return on_circle(2 * jnp.pi * (jnp.arange(num_nodes) + 0.5) / num_nodes)
+
+
+def policy_network(config: PPOConfig, action_size: int) -> ActorCritic:
+    """The actor-critic network PPO builds for ``config`` (so its params can be trained here
+    and handed to PPO, and back)."""
+    return ActorCritic(
+        action_size=action_size,
+        hidden_sizes=tuple(config.hidden_sizes),
+        activation=config.activation,
+        init_log_std=config.init_log_std,
+    )
+
+
+def gaussian(network: ActorCritic, params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(mean, std)``, each f32[..., A]: the pre-squash Gaussian at raw ``obs: f32[..., O]``
+    (the policies here do not normalise observations)."""
+    mean, log_std, _ = network.apply(params, obs)
+    return mean, jnp.broadcast_to(jnp.exp(log_std), mean.shape)
+
+
+def pre_squash(actions: jax.Array, bound: float = 0.995) -> jax.Array:
+    """f32[..., A]: ``atanh(clip(a, -bound, bound))`` (see the module docstring for why clip)."""
+    if not 0.0 < bound < 1.0:
+        raise ValueError(f"action bound must be in (0, 1), got {bound}")
+    return jnp.arctanh(jnp.clip(actions, -bound, bound))
+
+
+def gaussian_log_prob(mean: jax.Array, std: jax.Array, u: jax.Array) -> jax.Array:
+    """f32[...]: ``log N(u; mean, diag(std^2))`` summed over the last (action) axis."""
+    z = (u - mean) / std
+    return jnp.sum(-0.5 * jnp.square(z) - jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
+def trajectory_log_prob(
+    network: ActorCritic,
+    params,
+    obs: jax.Array,
+    u: jax.Array,
+    alive: jax.Array,
+    nodes: jax.Array,
+) -> jax.Array:
+    """f32[...]: ``log (1/Q) sum_q prod_t N(u_t; mean(s_t, ε_q), std)`` over the live steps.
+
+    Args:
+      network, params: the policy.
+      obs: f32[..., T, O] the observation *before* each step, without the noise input.
+      u: f32[..., T, A] pre-squash actions (:func:`pre_squash` of recorded actions).
+      alive: bool[..., T].
+      nodes: f32[Q, 2] noise values to integrate over (:func:`noise_nodes`).
+    """
+
+    def at(eps):
+        x = jnp.concatenate([obs, jnp.broadcast_to(eps, (*obs.shape[:-1], NOISE_SIZE))], -1)
+        mean, std = gaussian(network, params, x)
+        return jnp.sum(jnp.where(alive, gaussian_log_prob(mean, std, u), 0.0), axis=-1)
+
+    per_node = jax.lax.map(at, nodes)  # [Q, ...]: one network pass over the data per node
+    return jax.nn.logsumexp(per_node, axis=0) - jnp.log(nodes.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class CloneConfig:
+    """Behaviour cloning (the "SFT" reference policy).
+
+    Attributes:
+      num_steps: Adam steps.
+      batch_size: transitions per step.
+      learning_rate: Adam's step size.
+    """
+
+    num_steps: int = 2000
+    batch_size: int = 1024
+    learning_rate: float = 3e-3
+
+    def validate(self) -> CloneConfig:
+        for name in ("num_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"CloneConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"CloneConfig.learning_rate must be > 0, got {self.learning_rate}")
+        return self
+
+
+@functools.partial(jax.jit, static_argnames=("network", "config"))
+def clone(
+    network: ActorCritic,
+    params,
+    obs: jax.Array,
+    u: jax.Array,
+    config: CloneConfig,
+    key: jax.Array,
+):
+    """Maximum likelihood of demonstrated pre-squash actions: returns the cloned params.
+
+    ``obs: f32[N, O]`` (noise input included), ``u: f32[N, A]``. Only the actor (mean and
+    log-std) learns; the critic keeps its initial weights (PPO trains it later).
+    """
+    tx = optax.adam(config.learning_rate)
+
+    def loss(p, idx):
+        mean, std = gaussian(network, p, obs[idx])
+        return -jnp.mean(gaussian_log_prob(mean, std, u[idx]))
+
+    def step(carry, k):
+        p, opt_state = carry
+        idx = jax.random.randint(k, (config.batch_size,), 0, obs.shape[0])
+        value, grads = jax.value_and_grad(loss)(p, idx)
+        updates, opt_state = tx.update(grads, opt_state, p)
+        return (optax.apply_updates(p, updates), opt_state), value
+
+    (params, _), losses = jax.lax.scan(
+        step, (params, tx.init(params)), jax.random.split(key, config.num_steps)
+    )
+    return params, losses

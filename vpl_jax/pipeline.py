@@ -1,0 +1,452 @@
+"""The offline pipeline as library calls: preference data -> reward -> policy -> per-user scores.
+
+    trainer = PolicyTrainer(env, "vpl", model, PPOConfig(center_rewards=True))
+    result = offline(key, env, dataset, model, "vpl", TrainConfig(), trainer)
+    result.heldout_accuracy, result.policy.true_return      # test users' numbers
+
+Pieces, in the order they run:
+
+* :func:`fit_reward` — the reward model on the training users (early stopping on a validation
+  split of them), scored on the test users' held-out pairs given their context;
+* :func:`policy_inputs` / :func:`policy_env` — what a method's PPO environment needs (the reward
+  params; for a latent model the training users' posteriors, from which ``z`` is drawn per
+  episode; for the oracle the true ``theta``) and the environment itself;
+* :class:`PolicyTrainer` — PPO for one method, compiled once and reused for every reward of the
+  same shapes (rounds of the iterate loop, points of a sweep); R runs train in one ``vmap``;
+* :func:`test_latents` and :meth:`PolicyTrainer.evaluate` — each test user's ``z`` (posterior
+  mean from their context; true ``theta`` for the oracle; nothing for an unconditioned policy)
+  and the true return of the policy acting on it;
+* :func:`policy_segments` — segments cut from a trained policy's own rollouts (the iterate
+  loop's new queries; on-policy evaluation).
+
+Relabelled data — one set of pairs labelled P ways, e.g. by users with P different human models
+— trains in one compiled ``vmap`` with :func:`fit_relabellings` and is scored against shared
+target labels with :func:`score_relabellings`.
+
+Methods (names as in results): ``oracle`` (PPO on ``theta · phi`` with ``z = theta``), any model
+without a user latent (``btl``, ``btl_ensemble``: one reward for everyone, an unconditioned
+policy), a latent model (``vpl``: reward ``r(s, z)``), and ``vpl_spo`` (VPL's reward scaled to a
+win probability against reference states). Rewards read observations (``inputs="obs"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vpl_jax import policies as P
+from vpl_jax import rewards as R
+from vpl_jax.data.dataset import PreferenceDataset
+from vpl_jax.data.rollouts import rollout_episode
+from vpl_jax.data.segments import Segments, cut_segments
+from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
+from vpl_jax.harness.checkpoint import run_chunked
+from vpl_jax.rewards.batch import check_user_pairs
+from vpl_jax.rewards.trainer import check_training_inputs, train_run
+
+
+# --- rewards --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RewardFit:
+    """A reward model trained on a dataset's training users and scored on its test users.
+
+    Attributes:
+      params: the trained params.
+      evaluation: the test users' held-out metrics given their context
+        (:class:`~vpl_jax.rewards.Evaluation`).
+    """
+
+    params: Any
+    evaluation: R.Evaluation
+
+    @property
+    def heldout_accuracy(self) -> float:
+        """Mean over test users of their held-out accuracy."""
+        return float(np.nanmean(np.asarray(self.evaluation.accuracy)))
+
+
+def fit_reward(
+    model: R.RewardModel,
+    config: R.TrainConfig,
+    key: jax.Array,
+    dataset: PreferenceDataset,
+    validation_fraction: float = 0.2,
+) -> RewardFit:
+    """Trains ``model`` on the training users' pairs (all K + M of each), early-stopping on a
+    validation split of them, and evaluates the test users' held-out pairs given their context."""
+    fit_users, valid_users = R.validation_split(dataset, validation_fraction)
+    _, test = dataset.split()
+    params, _ = R.fit(
+        model,
+        config,
+        key,
+        R.user_pairs(fit_users, "all", model.inputs),
+        R.user_pairs(valid_users, "all", model.inputs),
+    )
+    evaluation = R.evaluate(
+        model,
+        params,
+        R.user_pairs(test, "context", model.inputs),
+        R.user_pairs(test, "heldout", model.inputs),
+    )
+    return RewardFit(params=params, evaluation=evaluation)
+
+
+def relabelled(data: R.UserPairs, labels: jax.Array, mask: jax.Array) -> R.UserPairs:
+    """The same pairs with new labels: ``labels, mask: [..., U, Q]`` (leading axes allowed)."""
+    return data.replace(labels=jnp.asarray(labels, jnp.float32), mask=jnp.asarray(mask, bool))
+
+
+def _labelling_axes(data: R.UserPairs | None):
+    """vmap axes of UserPairs whose labels and mask carry a leading labelling axis."""
+    if data is None:
+        return None
+    return data.replace(bank=None, pairs=None, labels=0, mask=0, type_id=None)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "config"))
+def _fit_relabellings(model, config, key, train, valid):
+    run = lambda t, v: train_run(model, config, key, t, v)[0]  # noqa: E731
+    return jax.vmap(run, in_axes=(_labelling_axes(train), _labelling_axes(valid)))(train, valid)
+
+
+def fit_relabellings(
+    model: R.RewardModel,
+    config: R.TrainConfig,
+    key: jax.Array,
+    train: R.UserPairs,
+    valid: R.UserPairs | None = None,
+) -> Any:
+    """One model per labelling of the same pairs, in one compiled ``vmap``: params with a
+    leading axis P.
+
+    ``train.labels``/``train.mask`` (and ``valid``'s) are ``[P, U, Q]``: the same users' same
+    pairs labelled P ways (e.g. by P human models). Every labelling trains from the same key, so
+    differences between the P models come from the labels alone (common random numbers).
+    """
+    first = lambda d: None if d is None else relabelled(d, d.labels[0], d.mask[0])  # noqa: E731
+    check_training_inputs(model, config, first(train), first(valid))
+    return _fit_relabellings(model, config, key, train, valid)
+
+
+def undiscounted(model: R.RewardModel) -> R.RewardModel:
+    """The model with the partial-return likelihood (discount 1), for models that have one."""
+    try:
+        return R.with_discount(model, 1.0)
+    except ValueError:
+        return model
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _score_relabellings(model, params, context, targets):
+    plain = undiscounted(model)
+    batch = targets.batch()
+    strict = batch.mask & (batch.labels != 0.5)
+
+    def one(p, labels, mask):
+        mean = None
+        if R.is_latent(model):
+            mean = model.posterior(p, relabelled(context, labels, mask).batch()).mean()
+            logits = plain.pair_logits(p, batch, mean)
+        else:
+            logits = plain.pair_logits(p, batch)
+        correct = ((logits > 0) == (batch.labels > 0.5)) & strict
+        accuracy = jnp.sum(correct, -1) / jnp.maximum(jnp.sum(strict, -1), 1)
+        return jnp.where(jnp.any(strict, -1), accuracy, jnp.nan), mean
+
+    return jax.vmap(one)(params, context.labels, context.mask)
+
+
+def score_relabellings(
+    model: R.RewardModel, params: Any, context: R.UserPairs, targets: R.UserPairs
+) -> tuple[jax.Array, jax.Array | None]:
+    """How P models (params with a leading axis P) judge the same target pairs.
+
+    Model p reads each user's context as labelled the p-th way (``context.labels: [P, U, K]``)
+    and predicts the shared ``targets`` (e.g. the users' *rational* answers) with its posterior
+    mean and its *undiscounted* segment returns: a model that assumed myopic labellers still
+    learned a per-step reward, and the rational user sums it without discount. The context and
+    the targets may come from different segment banks (e.g. features a user believed in, and the
+    true ones).
+
+    Returns:
+      ``(accuracy f32[P, U], posterior_mean f32[P, U, Z] or None)``: each user's accuracy on
+      their strict target labels (NaN if none), and their posterior means (latent models).
+    """
+    first = relabelled(context, context.labels[0], context.mask[0])
+    check_user_pairs(first, "context", model.inputs)
+    check_user_pairs(targets, "targets", model.inputs)
+    return _score_relabellings(model, params, context, targets)
+
+
+# --- policies -------------------------------------------------------------------------------------
+def is_unconditioned(method: str, model: R.RewardModel | None) -> bool:
+    """Whether ``method``'s policy ignores the user (one reward for everyone)."""
+    return method != "oracle" and not R.is_latent(model)
+
+
+def policy_env(method: str, env: FeatureEnv, model, inputs: dict) -> P.LatentReward:
+    """The training environment of ``method`` for one run (``inputs`` may be traced).
+
+    ``inputs`` (:func:`policy_inputs`): ``{"theta"}`` for the oracle; ``{"params"}`` for an
+    unconditioned reward; ``{"params", "mean", "std"}`` (the training users' posteriors) for a
+    latent one; plus ``"references"`` (reference states) for ``vpl_spo``.
+    """
+    if method == "oracle":
+        return P.LatentReward(env, P.table_sampler(inputs["theta"]), P.oracle_reward)
+    params = inputs["params"]
+    if is_unconditioned(method, model):
+        reward = P.learned_reward(lambda obs, z: model.reward(params, obs))
+        return P.LatentReward(env, P.no_latent(), reward)
+    sampler = P.posterior_sampler(inputs["mean"], inputs["std"])
+    if method != "vpl_spo":
+        reward = P.learned_reward(lambda obs, z: model.reward(params, obs, z))
+        return P.LatentReward(env, sampler, reward)
+    # VPL-SPO: the reference states' rewards depend only on z, so they are computed once per
+    # episode (at reset) and a step costs one reward evaluation.
+    return P.LatentReward(
+        env,
+        sampler,
+        lambda state, z: R.scale_rewards(
+            model.reward(params, state.obs, z), state.info["reward_context"]
+        ),
+        episode_context=lambda z: R.reference_rewards(model, params, inputs["references"], z),
+    )
+
+
+def policy_inputs(
+    method: str,
+    model: R.RewardModel | None,
+    params: Any,
+    dataset: PreferenceDataset,
+    references: jax.Array | None = None,
+) -> dict:
+    """What ``method``'s training environment needs for one run (see :func:`policy_env`).
+
+    For a latent model the training users' posteriors come from their context pairs.
+    ``references: f32[N, D]`` are VPL-SPO's reference states (:func:`~vpl_jax.rewards.
+    reference_inputs`).
+    """
+    train, _ = dataset.split()
+    if method == "oracle":
+        return {"theta": train.users.theta}
+    if is_unconditioned(method, model):
+        return {"params": params}
+    mean, var = R.posterior_moments(model, params, R.user_pairs(train, "context", model.inputs))
+    inputs = {"params": params, "mean": mean, "std": jnp.sqrt(var)}
+    if method == "vpl_spo":
+        if references is None:
+            raise ValueError("method vpl_spo needs reference states (references=...)")
+        inputs["references"] = references
+    return inputs
+
+
+def test_latents(method: str, model, params, dataset: PreferenceDataset) -> jax.Array:
+    """f32[U_test, Z]: what the policy is conditioned on for each test user — the true
+    ``theta`` (oracle), the posterior mean given their context (latent models) or nothing."""
+    _, test = dataset.split()
+    if method == "oracle":
+        return test.users.theta
+    if is_unconditioned(method, model):
+        return jnp.zeros((test.num_users, 0))
+    mean, _ = R.posterior_moments(model, params, R.user_pairs(test, "context", model.inputs))
+    return mean
+
+
+def _stack(tree, runs: int):
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (runs, *jnp.shape(x))), tree)
+
+
+class PolicyTrainer:
+    """PPO on one method's training environment, compiled once and reused.
+
+    The reward enters as an *argument* (the ``inputs`` of :func:`policy_env`), so every reward
+    of the same shapes — a new round of the iterate loop, another point of a sweep — reuses the
+    compiled update. R runs (a leading axis R on the keys and on every input) train in one
+    ``vmap``; on a CPU that costs R times one run, but it compiles once and dispatches once per
+    chunk.
+
+    Args:
+      env: the raw task.
+      method: ``oracle``, ``vpl``, ``vpl_spo``, or any name for a model without a user latent.
+      model: the reward model (None for the oracle).
+      config: PPO's configuration.
+      chunk_updates: PPO updates per jitted chunk (the progress bar advances between chunks).
+    """
+
+    def __init__(
+        self,
+        env: FeatureEnv,
+        method: str,
+        model: R.RewardModel | None,
+        config: P.PPOConfig,
+        chunk_updates: int = 20,
+    ):
+        if chunk_updates < 1:
+            raise ValueError(f"chunk_updates={chunk_updates}: must be >= 1")
+        if method != "oracle" and model is not None and model.inputs != "obs":
+            raise ValueError(
+                f"method {method!r}: a policy's reward reads observations, but this "
+                f"{type(model).__name__} reads {model.inputs!r}"
+            )
+        self.env, self.method, self.model = env, method, model
+        self.config, self.chunk_updates = config, chunk_updates
+        self._acting: P.PPO | None = None
+
+        def ppo(inputs) -> P.PPO:
+            return P.make_train(policy_env(method, env, model, inputs), config)
+
+        self._ppo = ppo
+        self._init = jax.jit(jax.vmap(lambda k, inputs: ppo(inputs).init(k)))
+
+        @functools.partial(jax.jit, static_argnums=2)
+        def chunk(states, inputs, n):
+            run = lambda s, inp: ppo(inp).train_chunk(s, n)  # noqa: E731
+            states, metrics = jax.vmap(run)(states, inputs)
+            # run_chunked concatenates metrics along their leading (update) axis: [n, R, ...].
+            return states, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
+
+        self._chunk = chunk
+
+    def acting(self, inputs: dict | None = None) -> P.PPO:
+        """A :class:`~vpl_jax.policies.PPO` of this trainer for acting and evaluating (its
+        ``act`` and ``value`` do not depend on the reward). Built once, from the first inputs,
+        so that jitted consumers keyed on ``act`` compile once."""
+        if self._acting is None:
+            if inputs is None:
+                raise ValueError("PolicyTrainer.acting needs inputs before the first train()")
+            self._acting = self._ppo(inputs)
+        return self._acting
+
+    def train(self, keys: jax.Array, inputs: dict, desc: str = "PPO") -> tuple[P.RunnerState, Any]:
+        """R runs: ``keys`` with a leading axis R and ``inputs`` whose leaves lead with R.
+
+        Returns ``(states, history)``; states lead with R, history with ``[updates, R]``.
+        """
+        self.acting(jax.tree.map(lambda x: x[0], inputs))
+        return run_chunked(
+            lambda: self._init(keys, inputs),
+            lambda states, n: self._chunk(states, inputs, n),
+            total=self.config.num_updates,
+            chunk_size=self.chunk_updates,
+            desc=desc,
+        )
+
+    def train_one(self, key: jax.Array, inputs: dict, desc: str = "PPO") -> P.RunnerState:
+        """One run (no leading axis on ``key``, ``inputs`` or the returned state)."""
+        states, _ = self.train(key[None], _stack(inputs, 1), desc)
+        return jax.tree.map(lambda x: x[0], states)
+
+    def evaluate(
+        self, state: P.RunnerState, z: jax.Array, theta: jax.Array, key: jax.Array, episodes: int
+    ) -> P.Evaluation:
+        """Per-user evaluation (:func:`~vpl_jax.policies.evaluate`) of one run acting on
+        ``z: f32[U, Z]``, scored with ``theta: f32[U, F]``."""
+        ppo = self.acting()
+        return P.evaluate(self.env, ppo.act, ppo.policy_params(state), z, theta, key, episodes)
+
+    def segments(
+        self, state: P.RunnerState, z: jax.Array, key: jax.Array, episodes: int, horizon: int
+    ) -> Segments:
+        """Segments of ``horizon`` steps from ``episodes`` stochastic rollouts of one run, each
+        episode conditioned on a row of ``z: f32[N, Z]`` drawn uniformly."""
+        ppo = self.acting()
+        return policy_segments(
+            self.env, ppo.act, ppo.policy_params(state), z, key, episodes, horizon
+        )
+
+
+@functools.partial(jax.jit, static_argnames=("env", "act", "num_episodes", "horizon"))
+def policy_segments(
+    env: FeatureEnv,
+    act,
+    policy_params: Any,
+    z: jax.Array,
+    key: jax.Array,
+    num_episodes: int,
+    horizon: int,
+) -> Segments:
+    """Segments cut from a trained policy's own rollouts (stochastic actions).
+
+    Args:
+      env: the raw task.
+      act: ``act(policy_params, obs: f32[O + Z], key) -> f32[A]`` (e.g. ``PPO.act``).
+      policy_params: the policy's parameters.
+      z: f32[N, Z] latents; each episode conditions on a uniformly drawn row (``Z = 0`` for an
+        unconditioned policy).
+      key: PRNG key. num_episodes: episodes. horizon: H, steps per segment.
+    """
+    policy = BehaviourPolicy(
+        init=lambda k: z[jax.random.randint(k, (), 0, z.shape[0])],
+        act=lambda z_e, state, k: act(policy_params, jnp.concatenate([state.obs, z_e]), k),
+    )
+    keys = jax.random.split(key, num_episodes)
+    _, traj = jax.vmap(lambda k: rollout_episode(env, policy, k, env.episode_length))(keys)
+    return cut_segments(traj, horizon)
+
+
+# --- the offline pipeline -------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PipelineResult:
+    """One pass of the offline pipeline.
+
+    Attributes:
+      reward: the trained reward (:class:`RewardFit`), None for the oracle.
+      inputs: the policy's training inputs (:func:`policy_inputs`).
+      state: the trained policy's runner state.
+      z: f32[U_test, Z] what the policy acted on for each test user.
+      policy: the test users' :class:`~vpl_jax.policies.Evaluation`.
+    """
+
+    reward: RewardFit | None
+    inputs: dict
+    state: P.RunnerState
+    z: jax.Array
+    policy: P.Evaluation
+
+    @property
+    def heldout_accuracy(self) -> float:
+        return float("nan") if self.reward is None else self.reward.heldout_accuracy
+
+    @property
+    def true_return(self) -> float:
+        """Mean over test users of their true return."""
+        return float(np.mean(np.asarray(self.policy.true_return)))
+
+
+def offline(
+    key: jax.Array,
+    dataset: PreferenceDataset,
+    model: R.RewardModel | None,
+    method: str,
+    reward_train: R.TrainConfig,
+    trainer: PolicyTrainer,
+    num_eval_episodes: int,
+    desc: str = "PPO",
+) -> PipelineResult:
+    """Reward on the training users -> PPO on it -> the test users' true returns.
+
+    ``trainer`` must be built for the same method and model. Pure in ``key`` (the same key,
+    data and configs give the same result).
+    """
+    if trainer.method != method or trainer.model != model:
+        raise ValueError(
+            f"the policy trainer is for method {trainer.method!r}, not {method!r} with this model"
+        )
+    k_reward, k_policy, k_eval = jax.random.split(key, 3)
+    reward = None
+    params = None
+    if method != "oracle":
+        reward = fit_reward(model, reward_train, k_reward, dataset)
+        params = reward.params
+    inputs = policy_inputs(method, model, params, dataset)
+    state = trainer.train_one(k_policy, inputs, desc)
+    z = test_latents(method, model, params, dataset)
+    _, test = dataset.split()
+    evaluation = trainer.evaluate(state, z, test.users.theta, k_eval, num_eval_episodes)
+    return PipelineResult(reward=reward, inputs=inputs, state=state, z=z, policy=evaluation)
