@@ -15,7 +15,8 @@ cautious driving). From their preference labels we learn a reward and train a po
 Each *test* user then tells the model about themselves with K labelled pairs; VPL's policy acts
 on their posterior mean, the oracle on their true theta. Every policy is scored with the user's
 true return and the task's success measure (navigation: reached the user's goal). Writes tidy
-rows (``success``, ``true_return`` per method and user type), bar charts, a top-down picture of
+rows (``success``, ``true_return`` per method and user type, and the reward models'
+``heldout_accuracy`` per user type), bar charts, a top-down picture of
 the test users' paths, and an HTML render of a few rollouts with Brax's viewer.
 """
 
@@ -394,6 +395,18 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
     _, test = dataset.split()
     print(f"[{task}] rewards")
     rewards = train_rewards(config, dataset, k_rewards, results, task)
+    for method, reward in rewards.items():
+        accuracy = np.asarray(reward["evaluation"].type_accuracy)  # [S, T]
+        for s in range(config.num_seeds):
+            for t, name in enumerate(pop.type_names):
+                results.add(
+                    method=method,
+                    task=task,
+                    user_type=name,
+                    metric="heldout_accuracy",
+                    value=accuracy[s, t],
+                    seed=config.seed + s,
+                )
     evaluations, lines = {}, []
     for method, k in zip(
         config.methods, jax.random.split(k_policies, len(config.methods)), strict=True
@@ -434,6 +447,14 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
             for t, name in enumerate(pop.type_names)
         )
         print(f"[{task}] {method:8s} {summary}  ({time.time() - start:.0f} s)")
+        per_user = np.asarray(ev.success)  # [S, U]
+        failing = [(s, u) for s, u in zip(*np.nonzero(per_user < 0.5), strict=True)]
+        if failing:
+            print(
+                f"    {len(failing)} of {per_user.size} (seed, test user) pairs reach their goal "
+                f"in under half the episodes: "
+                + ", ".join(f"s{s}/u{u} ({pop.type_names[type_id[u]]})" for s, u in failing[:8])
+            )
         lines.append(f"| {task} | {method} | {summary} |")
         if method == "vpl" and config.render_episodes and task == "navigation":
             render_html(

@@ -53,7 +53,14 @@ def test_vpl_reaches_each_users_goal_where_btl_averages(experiment, tmp_path):
     success = {(r["method"], r["user_type"]): r["value"] for r in rows if r["metric"] == "success"}
     assert success[("vpl", "goal_a")] >= 0.8 and success[("vpl", "goal_b")] >= 0.8, success
     assert min(success[("btl", "goal_a")], success[("btl", "goal_b")]) <= 0.5, success
-    assert {r["metric"] for r in rows} == {"success", "true_return"}
+    assert {r["metric"] for r in rows} == {"success", "true_return", "heldout_accuracy"}
+    accuracy = {
+        (r["method"], r["user_type"]): r["value"] for r in rows if r["metric"] == "heldout_accuracy"
+    }
+    # The reward models are what the policies inherit: VPL's predicts each user's labels, BTL's
+    # cannot do better than a coin flip for at least one type.
+    assert min(accuracy[("vpl", "goal_a")], accuracy[("vpl", "goal_b")]) >= 0.8, accuracy
+    assert min(accuracy[("btl", "goal_a")], accuracy[("btl", "goal_b")]) <= 0.65, accuracy
     assert (tmp_path / "underspecification" / "small" / "navigation_paths.png").exists()
 
 

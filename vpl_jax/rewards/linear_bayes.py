@@ -149,7 +149,11 @@ class LinearBayes:
             candidates = theta - step_sizes[expand] * direction
             f0 = objective(theta)
             decrease = jnp.sum(grad * direction, axis=-1)  # >= 0: h is positive definite
-            ok = objective(candidates) <= f0 - 1e-4 * step_sizes[expand[:-1]] * decrease
+            # Rounding slack: near the MAP the decrease is below float precision, and the full
+            # step (quadratic convergence) must still be taken rather than stalling off the MAP.
+            slack = 8 * jnp.finfo(d.dtype).eps * (1.0 + jnp.abs(f0))
+            sufficient = f0 - 1e-4 * step_sizes[expand[:-1]] * decrease + slack
+            ok = objective(candidates) <= sufficient
             best = jnp.argmax(ok, axis=0)  # the largest step that decreases enough
             chosen = jnp.take_along_axis(candidates, best[None, ..., None], axis=0)[0]
             return jnp.where(jnp.any(ok, axis=0)[..., None], chosen, theta), None
