@@ -45,7 +45,8 @@ def test_preference_model_is_antisymmetric_for_any_params(latent_dim):
     batch = random_batch(jax.random.PRNGKey(0))
     for seed in range(3):
         params = model.init(jax.random.PRNGKey(seed), batch)
-        z = jax.random.normal(jax.random.PRNGKey(10 + seed), (3, latent_dim)) if latent_dim else None
+        z_key = jax.random.PRNGKey(10 + seed)
+        z = jax.random.normal(z_key, (3, latent_dim)) if latent_dim else None
         p_ab = jax.nn.sigmoid(model.pair_logits(params, batch, z))
         p_ba = jax.nn.sigmoid(model.pair_logits(params, batch.swapped(), z))
         p_aa = jax.nn.sigmoid(model.pair_logits(params, batch.replace(
