@@ -157,7 +157,7 @@ def reference_elicitation(model, params, cands, user, heldout, key, num_rounds, 
     asked so far (no fixed buffer), logits from ``pair_logits`` on every candidate pair."""
     q = cands.num_candidates
     every = cands.batch(jnp.arange(q), jnp.zeros(q), jnp.ones(q, bool))
-    asked, labels, answered, accuracy = [], [], [], []
+    asked, labels, answered, accuracy, means = [], [], [], [], []
     for t in range(num_rounds + 1):
         k_score, k_answer = jax.random.split(jax.random.fold_in(key, t))
         if asked:
@@ -168,6 +168,7 @@ def reference_elicitation(model, params, cands, user, heldout, key, num_rounds, 
         strict = np.asarray(heldout.mask & (heldout.labels != 0.5))
         correct = (logits > 0) == (np.asarray(heldout.labels) > 0.5)
         accuracy.append(correct[strict].mean())
+        means.append(np.asarray(model.posterior(params, context).mean()))
         if t == num_rounds:
             break
         z = model.posterior(params, context).sample(seed=k_score, sample_shape=(num_samples,))
@@ -181,7 +182,7 @@ def reference_elicitation(model, params, cands, user, heldout, key, num_rounds, 
         asked.append(best)
         labels.append(float(y))
         answered.append(bool(ok))
-    return np.array(asked), np.array(labels), np.array(accuracy)
+    return np.array(asked), np.array(labels), np.array(accuracy), np.stack(means)
 
 
 def test_elicitation_loop_matches_a_python_loop(nav_dataset):
@@ -202,11 +203,12 @@ def test_elicitation_loop_matches_a_python_loop(nav_dataset):
     chex.assert_shape(trace.accuracy, (2, 2, num_rounds + 1))
     chex.assert_shape(trace.heldout_probs, (2, 2, num_rounds + 1, heldout.num_pairs))
     chex.assert_shape(trace.queries, (2, 2, num_rounds))
+    chex.assert_shape(trace.latent_mean, (2, 2, num_rounds + 1, TINY_VPL.latent_dim))
     keys = jax.random.split(key, 4)
     for s in range(2):
         for u in range(2):
             one = lambda x, u=u: x[u]  # noqa: E731
-            asked, labels, accuracy = reference_elicitation(
+            asked, labels, accuracy, means = reference_elicitation(
                 TINY_VPL, jax.tree.map(lambda x, s=s: x[s], params), cands,
                 jax.tree.map(one, users), jax.tree.map(one, heldout), keys[2 * s + u],
                 num_rounds, belief.num_samples,
@@ -214,6 +216,7 @@ def test_elicitation_loop_matches_a_python_loop(nav_dataset):
             np.testing.assert_array_equal(trace.queries[s, u], asked)
             np.testing.assert_array_equal(trace.labels[s, u], labels)
             np.testing.assert_allclose(trace.accuracy[s, u], accuracy, atol=1e-6)
+            np.testing.assert_allclose(trace.latent_mean[s, u], means, atol=1e-5)
 
 
 def test_batches_of_queries_are_distinct_and_the_spread_is_recorded(nav_dataset, models):
@@ -298,6 +301,8 @@ def _experiment():
         (["--reference-queries", "20"], "reference_queries=20: must be <= 12"),
         (["--navigation-types", "goal_a", "goal_z"], "unknown user type 'goal_z'"),
         (["--models", "btl_ensemble", "--criteria", "info_gain"], "leave nothing to run"),
+        (["--tasks", "highway", "--policy-tasks", "navigation"], "policy_tasks: unknown value"),
+        (["--models", "linear_bayes"], "latent-conditioned policy needs 'vpl' in models"),
         (["--preset", "gpu"], "allowed presets are ['cpu', 'paper']"),
     ],
 )

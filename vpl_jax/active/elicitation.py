@@ -53,7 +53,14 @@ from vpl_jax.active.acquisition import (
     select_batch,
     volume_removal,
 )
-from vpl_jax.active.beliefs import Belief, Candidates, EnsembleBelief, cosine, particle_probs
+from vpl_jax.active.beliefs import (
+    Belief,
+    Candidates,
+    EnsembleBelief,
+    LatentBelief,
+    cosine,
+    particle_probs,
+)
 from vpl_jax.harness.results import CRITERIA  # the criteria's names in results
 from vpl_jax.rewards import PairBatch
 from vpl_jax.rewards.base import Params
@@ -263,6 +270,8 @@ class Trace:
       alignment: f32[R+1] cosine of the posterior mean with the true theta (LinearBayes; NaN
         for the other models).
       heldout_probs: f32[R+1, M] the predicted ``P(a ≻ b)`` of each held-out pair.
+      latent_mean: f32[R+1, Z] the posterior mean of the user's latent (VPL's z, LinearBayes'
+        theta; Z = 0 for an ensemble) — what a latent-conditioned policy would act on.
       queries: i32[R·b] the candidates asked, in order.
       labels: f32[R·b] the answers; answered: bool[R·b] False where the user skipped.
     """
@@ -271,6 +280,7 @@ class Trace:
     spread: jax.Array
     alignment: jax.Array
     heldout_probs: jax.Array
+    latent_mean: jax.Array
     queries: jax.Array
     labels: jax.Array
     answered: jax.Array
@@ -287,11 +297,9 @@ def heldout_accuracy(logits: jax.Array, targets: PairBatch) -> jax.Array:
 def _measure(belief: Belief, params, context: PairBatch, heldout: PairBatch, theta: jax.Array):
     logits = belief.predict(params, context, heldout)
     spread = belief.spread(params, context, heldout)
-    if belief.latent_is_theta:
-        alignment = cosine(belief.mean(params, context), theta)
-    else:
-        alignment = jnp.float32(jnp.nan)
-    return heldout_accuracy(logits, heldout), spread, alignment, jax.nn.sigmoid(logits)
+    mean = belief.mean(params, context) if isinstance(belief, LatentBelief) else jnp.zeros(0)
+    alignment = cosine(mean, theta) if belief.latent_is_theta else jnp.float32(jnp.nan)
+    return heldout_accuracy(logits, heldout), spread, alignment, jax.nn.sigmoid(logits), mean
 
 
 def ask(key: jax.Array, user: User, cands: Candidates, index: jax.Array):
@@ -359,7 +367,7 @@ def elicit(
     available = jnp.ones(cands.num_candidates, bool)
     (buffer, _), per_round = jax.lax.scan(round_, (empty, available), jnp.arange(num_rounds))
     final = _measure(belief, params, cands.batch(*buffer), heldout, user.theta)
-    accuracy, spread, alignment, probs = jax.tree.map(
+    accuracy, spread, alignment, probs, mean = jax.tree.map(
         lambda xs, x: jnp.concatenate([xs, x[None]]), per_round, final
     )
     return Trace(
@@ -367,6 +375,7 @@ def elicit(
         spread=spread,
         alignment=alignment,
         heldout_probs=probs,
+        latent_mean=mean,
         queries=buffer[0],
         labels=buffer[1],
         answered=buffer[2],
