@@ -26,8 +26,12 @@ Rows (per criterion, model, user type, seed and ``n_queries``): ``heldout_accura
 (the fewest queries a criterion needs to reach the accuracy random queries reach with
 ``reference_queries``); the uncertainty report from the random-query runs —
 ``spread_error_correlation`` and ``calibration_ece`` per ``n_queries``, and the reliability
-curve after all queries (``calibration_frequency`` per ``bin``). Figures: accuracy versus queries
-(mean and 95% band over users and seeds) and the uncertainty report.
+curve after all queries (``calibration_frequency`` per ``bin``). On the ``policy_tasks``
+(navigation) a VPL latent-conditioned policy is trained once per seed (PPO on r(s, z)) and run
+with each test user's posterior mean after every number of queries: ``policy_success`` and
+``policy_true_return`` per VPL criterion — what asking well buys in behaviour, not only in
+label accuracy. Figures: accuracy versus queries (mean and 95% band over users and seeds),
+policy success versus queries, and the uncertainty report.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ import time
 import jax
 import numpy as np
 
-from vpl_jax import active, envs, harness
+from vpl_jax import active, envs, harness, pipeline
+from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.plotting import band, plt
@@ -110,6 +115,15 @@ class Config(harness.ExperimentConfig):
     """(seed, user) elicitations vmapped at once (bounds memory)."""
     calibration_bins: int = 10
     """Bins of the reliability diagram."""
+    policy_tasks: tuple[str, ...] = ("navigation",)
+    """Tasks on which a VPL latent-conditioned policy is trained (PPO on the learned r(s, z),
+    z drawn from the training users' posteriors) and run with each test user's posterior mean
+    after every number of queries: the policy's success and true return versus queries."""
+    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=2_000_000)
+    """PPO of the latent-conditioned policy (rewards centred: navigation episodes have a fixed
+    length)."""
+    policy_eval_episodes: int = 4
+    """Evaluation episodes per test user and number of queries (deterministic policy)."""
 
     def validate(self):
         super().validate()
@@ -120,6 +134,14 @@ class Config(harness.ExperimentConfig):
             harness.check_int(self, name, minimum=1)
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
         harness.check_int(self, "calibration_bins", minimum=2)
+        harness.check_int(self, "policy_eval_episodes", minimum=1)
+        harness.check_choices("policy_tasks", self.policy_tasks, self.tasks, min_count=0)
+        if self.policy_tasks and "vpl" not in self.models:
+            raise harness.ConfigError(
+                f"policy_tasks={list(self.policy_tasks)}: the latent-conditioned policy needs "
+                f"'vpl' in models (models={list(self.models)}); or pass --policy-tasks with no "
+                "value"
+            )
         harness.check_int(self, "entropy_shortlist", minimum=self.batch_size)
         harness.check_int(self, "reference_queries", minimum=1, maximum=self.num_queries)
         harness.check_float(self, "beta", minimum=0.0)
@@ -226,6 +248,71 @@ def elicit(config, dataset, model, params, criterion, key) -> active.Trace:
         seeds=True,
         users_per_chunk=config.users_per_chunk,
     )
+
+
+# --- the latent-conditioned policy --------------------------------------------------------------
+def train_policy(config: Config, dataset: PreferenceDataset, env, model, params, key):
+    """PPO on VPL's learned reward r(s, z) with z from the training users' posteriors, one run
+    per reward seed (vmapped). Returns ``(trainer, states)``; states lead with the seed axis."""
+    ppo_config = dataclasses.replace(config.ppo, center_rewards=True)
+    trainer = pipeline.PolicyTrainer(env, "vpl", model, ppo_config)
+    inputs = jax.vmap(lambda p: pipeline.policy_inputs("vpl", model, p, dataset))(params)
+    states, _ = trainer.train(jax.random.split(key, config.num_seeds), inputs, desc="VPL policy")
+    return trainer, states
+
+
+def policy_curves(config: Config, env, trainer, states, trace, theta, key) -> P.Evaluation:
+    """Each seed's policy acting on each test user's posterior mean after 0, b, 2b, ... queries:
+    an :class:`~vpl_jax.policies.Evaluation` with leading axes [S, R+1, U]."""
+    z = np.asarray(trace.latent_mean)  # [S, U, R+1, Z]
+    num_seeds, num_users, num_points, _ = z.shape
+    z = np.swapaxes(z, 1, 2).reshape(num_seeds, num_points * num_users, -1)
+    theta = np.tile(np.asarray(theta), (num_points, 1))  # [(R+1) U, F], rounds major
+    ppo = trainer.acting()
+
+    def one(state, z_s):
+        act_params = ppo.policy_params(state)
+        return P.evaluate(env, ppo.act, act_params, z_s, theta, key, config.policy_eval_episodes)
+
+    ev = jax.vmap(one)(states, z)
+    return jax.tree.map(
+        lambda x: np.asarray(x).reshape(num_seeds, num_points, num_users, *x.shape[2:]), ev
+    )
+
+
+def add_policy_rows(results, task, type_names, type_id, criterion, ev, n_queries):
+    for metric, values in (("policy_success", ev.success), ("policy_true_return", ev.true_return)):
+        for t, name in enumerate(type_names):
+            per_type = np.asarray(values)[:, :, type_id == t].mean(-1)  # [S, R+1]
+            for s in range(per_type.shape[0]):
+                for r, n in enumerate(n_queries):
+                    results.add(
+                        method=criterion,
+                        task=task,
+                        user_type=name,
+                        metric=metric,
+                        value=per_type[s, r],
+                        seed=s,
+                        n_queries=int(n),
+                        model="vpl",
+                    )
+
+
+def plot_policy_success(policy: dict, n_queries) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(policy), figsize=(4.8 * len(policy), 3.6), squeeze=False)
+    for ax, (task, evaluations) in zip(axes[0], policy.items(), strict=True):
+        for criterion, ev in evaluations.items():
+            success = np.moveaxis(np.asarray(ev.success), 1, -1)  # [S, U, R+1]
+            style = {"ls": "--", "color": "grey"} if criterion == "random" else {}
+            band(ax, n_queries, success.reshape(-1, success.shape[-1]), criterion, marker=".",
+                 **style)  # fmt: skip
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{task}: VPL policy on the elicited z")
+        ax.set_xlabel("queries asked")
+        ax.set_ylabel("success (test users)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 # --- rows ----------------------------------------------------------------------------------------
@@ -378,20 +465,29 @@ def plot_uncertainty(per_task: dict, reports: dict, round_index: int) -> plt.Fig
 
 def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
     """Builds the task's dataset, trains each model and elicits every test user with each of
-    its criteria. Returns ``(traces, reports)`` keyed by (model, criterion) and model."""
+    its criteria. Returns ``(traces, reports, policy)``: traces keyed by (model, criterion),
+    uncertainty reports by model, policy evaluations (:func:`policy_curves`) by criterion."""
     k_data, k_train, k_elicit = jax.random.split(key, 3)
+    k_policy, k_policy_eval = jax.random.split(jax.random.fold_in(key, 1))
     pop = population(config, task)
-    dataset = build_dataset(k_data, task_env(config, task), pop, config.data, task=task)
+    env = task_env(config, task)
+    dataset = build_dataset(k_data, env, pop, config.data, task=task)
     _, test = dataset.split()
     type_id = np.asarray(test.users.type_id)
     todo = runs(config)
     models = list(dict.fromkeys(m for m, _ in todo))
-    traces, reports = {}, {}
+    traces, reports, policy = {}, {}, {}
     for model_name, k_model in zip(models, jax.random.split(k_train, len(models)), strict=True):
         start = time.time()
         model, params = train(config, dataset, model_name, k_model)
         jax.block_until_ready(params)
         print(f"[{task}] trained {model_name} ({time.time() - start:.0f} s)", flush=True)
+        trainer = None
+        if model_name == "vpl" and task in config.policy_tasks:
+            start = time.time()
+            trainer, states = train_policy(config, dataset, env, model, params, k_policy)
+            jax.block_until_ready(states)
+            print(f"[{task}] trained the VPL policy ({time.time() - start:.0f} s)", flush=True)
         for criterion in [c for m, c in todo if m == model_name]:
             start = time.time()
             # The key depends on the criterion only: random asks every model the same queries.
@@ -407,6 +503,14 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
                 f"  ({time.time() - start:.0f} s)",
                 flush=True,
             )
+            if trainer is not None:
+                ev = policy_curves(
+                    config, env, trainer, states, trace, test.users.theta, k_policy_eval
+                )
+                policy[criterion] = ev
+                add_policy_rows(results, task, pop.type_names, type_id, criterion, ev, n_queries)
+                curve = " ".join(f"{a:.2f}" for a in np.asarray(ev.success).mean((0, 2)))
+                print(f"[{task}] {'':12s} {criterion:17s} policy success by queries: {curve}")
         if (model_name, "random") in traces:
             heldout = R.user_pairs(test, "heldout", model.inputs)
             report = uncertainty_report(
@@ -414,15 +518,17 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
             )
             reports[model_name] = report
             add_uncertainty_rows(results, task, model_name, report, n_queries)
-    return traces, reports
+    return traces, reports, policy
 
 
 def main(config: Config, results: harness.RunResults) -> str:
     n_queries = np.arange(config.num_queries // config.batch_size + 1) * config.batch_size
-    per_task, reports, matches = {}, {}, []
+    per_task, reports, policy, matches = {}, {}, {}, []
     keys = jax.random.split(jax.random.PRNGKey(config.seed), len(config.tasks))
     for task, key in zip(config.tasks, keys, strict=True):
-        per_task[task], task_reports = run_task(config, task, key, results, n_queries)
+        per_task[task], task_reports, task_policy = run_task(config, task, key, results, n_queries)
+        if task_policy:
+            policy[task] = task_policy
         reports.update({(task, model): r for model, r in task_reports.items()})
         for m in matching(config, per_task[task], n_queries):
             m["task"] = task
@@ -443,6 +549,8 @@ def main(config: Config, results: harness.RunResults) -> str:
                 flush=True,
             )
     results.figure(plot_accuracy(per_task, config, n_queries), "accuracy_vs_queries")
+    if policy:
+        results.figure(plot_policy_success(policy, n_queries), "policy_success_vs_queries")
     if reports:
         round_index = min(2, len(n_queries) - 1)
         results.figure(plot_uncertainty(per_task, reports, round_index), "uncertainty")
