@@ -89,8 +89,9 @@ class Config(harness.ExperimentConfig):
     ppo: P.PPOConfig = P.PPOConfig(total_timesteps=600_000, center_rewards=True)
     """PPO (every round from scratch; navigation episodes have a fixed length, so centring the
     reward is safe)."""
-    iterate: IterateConfig = IterateConfig(schedule=(8, 8, 8), episodes_per_round=32)
-    """The iterate loop (schedule: new queries per user in each round)."""
+    iterate: IterateConfig = IterateConfig(schedule=(8, 8), episodes_per_round=32)
+    """The iterate loop (schedule: new queries per user in each round; its length is the
+    number of rounds after round 0)."""
     chunk_updates: int = 20
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
 
@@ -215,6 +216,7 @@ def plot_rounds(curves: dict, broad: dict) -> plt.Figure:
         for method, values in broad.items():
             color = colors[list(dict.fromkeys(m for m, _ in curves)).index(method)]
             ax.axhline(values[metric], color=color, ls=":", lw=1)
+        ax.set_xticks(sorted({r["round"] for rows in curves.values() for r in rows}))
         ax.set_xlabel("round")
         ax.set_title(label, fontsize=10)
     axes[0].legend(fontsize=7, title="dotted: broad data, offline", title_fontsize=7)

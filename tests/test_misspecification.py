@@ -32,7 +32,7 @@ from vpl_jax.pipeline import (
     score_relabellings,
 )
 from vpl_jax.rewards.base import sum_over_steps
-from vpl_jax.users import HumanModel, segment_score, segment_values
+from vpl_jax.users import HumanModel, User, segment_score, segment_values
 from vpl_jax.users.beliefs import believed_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,95 @@ def load_experiment(name: str):
 def cosine(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def one_user(theta, **human) -> User:
+    """A batch of one user with weights ``theta`` and the given human-model fields."""
+    model = jax.tree.map(lambda x: x[None], HumanModel.create(**human))
+    return User(theta=jnp.asarray(theta, jnp.float32)[None], human=model,
+                type_id=jnp.zeros(1, jnp.int32))  # fmt: skip
+
+
+def toy_segments(features) -> Segments:
+    """Segments with the given per-step features ``[S, H, F]`` (observations unused)."""
+    features = jnp.asarray(features, jnp.float32)
+    s, h, _ = features.shape
+    return Segments(obs=jnp.zeros((s, h, 1)), actions=jnp.zeros((s, h, 1)), features=features,
+                    positions=jnp.zeros((s, h, 2)), alive=jnp.ones((s, h), bool),
+                    obs_before=jnp.zeros((s, 1)))  # fmt: skip
+
+
+PAIR = jnp.array([[[0, 1]]], jnp.int32)  # one user asked about (segment 0, segment 1)
+
+
+# --- each new human model's labels, by hand -------------------------------------------------------
+def test_myopic_labels_by_hand():
+    # Segment 0 earns 2 at its first step, segment 1 earns 1.5 at its last: partial returns 2 vs
+    # 1.5 ("a"); with gamma = 0.5 the first step counts half: 1 vs 1.5 ("b").
+    segments = toy_segments([[[2.0], [0.0]], [[0.0], [1.5]]])
+    key = jax.random.PRNGKey(0)
+    assert float(label_queries(key, one_user([1.0]), segments, PAIR).labels[0, 0]) == 1.0
+    myopic = one_user([1.0], gamma=0.5)
+    assert float(label_queries(key, myopic, segments, PAIR).labels[0, 0]) == 0.0
+    assert float(label_queries(key, one_user([1.0], gamma=0.8), segments, PAIR).labels[0, 0]) == 1.0
+
+
+def test_regret_labels_by_hand():
+    # Partial returns 1 (segment 0) and 0.5 (segment 1); segment 1 ends where the user's optimal
+    # value is 2 higher than where it started, segment 0 where it is unchanged. The score is
+    # R + w (V*(end) - V*(start)): w = 1 gives 1 vs 2.5 ("b"), w = 0.5 gives 1 vs 1.5 ("b"),
+    # w = 0.2 gives 1 vs 0.9 ("a").
+    segments = toy_segments([[[0.5], [0.5]], [[0.25], [0.25]]])
+    values = jnp.array([[[3.0, 3.0], [1.0, 3.0]]])  # [U, S, (start, end)]
+    key = jax.random.PRNGKey(0)
+    for weight, label in ((1.0, 0.0), (0.5, 0.0), (0.2, 1.0), (0.0, 1.0)):
+        answers = label_queries(key, one_user([1.0], regret_weight=weight), segments, PAIR, values)
+        assert float(answers.labels[0, 0]) == label, weight
+
+
+def test_regret_labels_equal_partial_return_labels_when_the_optimal_value_is_constant(
+    nav_dataset,
+):
+    users = nav_dataset.users
+    users = users.replace(human=users.human.replace(
+        regret_weight=jnp.ones(users.type_id.shape), beta=jnp.full(users.type_id.shape, 2.0)
+    ))  # fmt: skip
+    constant = lambda x: jnp.full(x.shape[:-1], 7.5)  # noqa: E731
+    values = segment_values(constant, nav_dataset.segments, users.theta)
+    pairs = jnp.concatenate([nav_dataset.context.pairs, nav_dataset.heldout.pairs], axis=1)
+    key = jax.random.PRNGKey(3)  # Boltzmann users (beta = 2): the same key, the same draws
+    regret = label_queries(key, users, nav_dataset.segments, pairs, values)
+    plain = label_queries(key, users, nav_dataset.segments, pairs)
+    chex.assert_trees_all_equal(regret, plain)
+    assert 0.0 < float(np.mean(np.asarray(plain.labels))) < 1.0  # stochastic answers
+
+
+def test_false_belief_labels_by_hand(navigation):
+    # Two one-step segments: the robot at the hazard's true centre (0, 0.3), and 0.4 m to its
+    # right. A user who only cares about safety prefers the second; a user who believes the
+    # hazard is 0.4 m to the right perceives the first as safe (safety 0) and the second as
+    # the hazard's centre (safety -1), and prefers the first.
+    far = jnp.array([-0.6, -0.25, 0.0, 0.0])  # bystander position and velocity, far away
+    obs = jnp.stack([jnp.concatenate([jnp.array([x, 0.3, 0.0, 0.0]), far]) for x in (0.0, 0.4)])
+    segments = Segments(obs=obs[:, None], actions=jnp.zeros((2, 1, 2)),
+                        features=jax.vmap(lambda o: navigation.features_from_obs(
+                            o, jnp.zeros(2), o, navigation.true_world))(obs)[:, None],
+                        positions=obs[:, None, :2], alive=jnp.ones((2, 1), bool),
+                        obs_before=obs)  # fmt: skip
+    world = navigation.true_world
+    believed = world.replace(hazard_center=world.hazard_center + jnp.array([0.4, 0.0]))
+    seen = believed_features(navigation, segments, jnp.arange(2), believed)
+    safety = navigation.feature_names.index("safety")
+    np.testing.assert_allclose(segments.features[:, 0, safety], [-1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(seen[:, 0, safety], [0.0, -1.0], atol=1e-6)
+    # Features that do not depend on the hazard are perceived as they are.
+    other = [i for i in range(len(navigation.feature_names)) if i != safety]
+    np.testing.assert_allclose(seen[..., other], segments.features[..., other], atol=1e-6)
+    user = one_user(navigation.weights({"safety": 1.0}))
+    key = jax.random.PRNGKey(0)
+    assert float(label_queries(key, user, segments, PAIR).labels[0, 0]) == 0.0
+    fooled = label_queries(key, user, segments.replace(features=seen), PAIR)
+    assert float(fooled.labels[0, 0]) == 1.0
 
 
 # --- the assumed discount: per-step weights of a segment's return ---------------------------------
@@ -106,6 +195,32 @@ def test_known_discount_recovers_a_myopic_users_weights(nav_dataset):
     assumed = cosine(_posterior_means(R.LinearBayes(learn_prior=False), data), theta)
     known = cosine(_posterior_means(R.LinearBayes(learn_prior=False, discount=0.4), data), theta)
     assert known.mean() > assumed.mean() + 0.02, (known.mean(), assumed.mean())
+
+
+def test_fitting_with_the_known_discount_learns_a_myopic_users_reward(navigation, nav_dataset):
+    # One myopic user type (gamma = 0.4 over the segment). A linear BTL reward on the features
+    # is trained twice on the same answers: assuming partial returns, and told the discount.
+    # Told the discount, it learns weights much closer to the user's theta.
+    theta = navigation.default_weights
+    n = nav_dataset.num_users
+    users = nav_dataset.users.replace(
+        theta=jnp.tile(theta, (n, 1)),
+        human=nav_dataset.users.human.replace(gamma=jnp.full(n, 0.4)),
+    )
+    pairs = jnp.concatenate([nav_dataset.context.pairs, nav_dataset.heldout.pairs], axis=1)
+    answers = label_queries(jax.random.PRNGKey(7), users, nav_dataset.segments, pairs)
+    data = R.user_pairs(nav_dataset.replace(users=users, context=answers), "context", "features")
+    config = R.TrainConfig(num_epochs=150, users_per_batch=16, learning_rate=0.05)
+    linear = R.BTL(hidden=(), inputs="features", normalize_inputs=False)
+
+    def learned_alignment(model):
+        params, _ = R.fit(model, config, jax.random.PRNGKey(8), data)
+        return float(cosine(params["reward"]["params"]["Dense_0"]["kernel"][:, 0], theta))
+
+    assumed = learned_alignment(linear)
+    known = learned_alignment(R.with_discount(linear, 0.4))
+    # 1 - cosine (about 0.06 assuming partial returns, 0.02 told the discount) at least halves
+    assert known > 0.95 and 1.0 - known < 0.5 * (1.0 - assumed), (known, assumed)
 
 
 def test_known_belief_recovers_the_weights_of_a_user_with_a_false_belief(navigation, nav_dataset):
