@@ -43,18 +43,12 @@ import time
 import jax
 import numpy as np
 
-from vpl_jax import active, envs, harness, pipeline
+from vpl_jax import active, harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.plotting import band, plt
-from vpl_jax.users import Population
 
-TASK_TYPES = {
-    "navigation": "navigation_types",
-    "highway": "highway_types",
-    "locomotion": "locomotion_types",
-}
 #: Reward models with a belief about each user, in the order figures show them.
 MODELS = ("vpl", "linear_bayes", "btl_ensemble")
 #: The models each criterion scores with; random runs with every model, as its control.
@@ -127,7 +121,7 @@ class Config(harness.ExperimentConfig):
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, TASK_TYPES)
+        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
         harness.check_choices("models", self.models, MODELS)
         harness.check_choices("criteria", self.criteria, harness.CRITERIA)
         for name in ("num_queries", "batch_size", "num_samples", "num_seeds", "users_per_chunk"):
@@ -136,12 +130,6 @@ class Config(harness.ExperimentConfig):
         harness.check_int(self, "calibration_bins", minimum=2)
         harness.check_int(self, "policy_eval_episodes", minimum=1)
         harness.check_choices("policy_tasks", self.policy_tasks, self.tasks, min_count=0)
-        if self.policy_tasks and "vpl" not in self.models:
-            raise harness.ConfigError(
-                f"policy_tasks={list(self.policy_tasks)}: the latent-conditioned policy needs "
-                f"'vpl' in models (models={list(self.models)}); or pass --policy-tasks with no "
-                "value"
-            )
         harness.check_int(self, "entropy_shortlist", minimum=self.batch_size)
         harness.check_int(self, "reference_queries", minimum=1, maximum=self.num_queries)
         harness.check_float(self, "beta", minimum=0.0)
@@ -167,10 +155,16 @@ class Config(harness.ExperimentConfig):
                 f"criteria={list(self.criteria)} and models={list(self.models)} leave nothing "
                 f"to run; criteria run with these models: {CRITERION_MODELS}"
             )
+        if self.policy_tasks and "vpl" not in self.models:
+            raise harness.ConfigError(
+                f"policy_tasks={list(self.policy_tasks)}: the latent-conditioned policy needs "
+                f"'vpl' in models (models={list(self.models)}); or pass --policy-tasks with no "
+                "value"
+            )
         self.train.validate()
         for task in self.tasks:
-            self.data.validate(task_env(self, task))
-            population(self, task)  # unknown user types raise, naming the known ones
+            self.data.validate(harness.task_env(self, task))
+            harness.task_population(self, task)  # unknown user types raise, naming the known ones
         return self
 
 
@@ -189,16 +183,6 @@ PRESETS = {
         users_per_chunk=64,
     ),
 }
-
-
-def task_env(config: Config, task: str) -> envs.FeatureEnv:
-    return envs.make(task, num_goals=config.num_goals) if task == "navigation" else envs.make(task)
-
-
-def population(config: Config, task: str) -> Population:
-    env = task_env(config, task)
-    types = getattr(config, TASK_TYPES[task])
-    return Population.mixture(task, env.feature_names, types, overrides={"beta": config.beta})
 
 
 def runs(config: Config) -> list[tuple[str, str]]:
@@ -469,8 +453,8 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
     uncertainty reports by model, policy evaluations (:func:`policy_curves`) by criterion."""
     k_data, k_train, k_elicit = jax.random.split(key, 3)
     k_policy, k_policy_eval = jax.random.split(jax.random.fold_in(key, 1))
-    pop = population(config, task)
-    env = task_env(config, task)
+    pop = harness.task_population(config, task)
+    env = harness.task_env(config, task)
     dataset = build_dataset(k_data, env, pop, config.data, task=task)
     _, test = dataset.split()
     type_id = np.asarray(test.users.type_id)

@@ -21,17 +21,10 @@ import time
 import jax
 import numpy as np
 
-from vpl_jax import envs, harness
+from vpl_jax import harness
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.plotting import plt
-from vpl_jax.users import Population
-
-TASK_TYPES = {
-    "navigation": "navigation_types",
-    "highway": "highway_types",
-    "locomotion": "locomotion_types",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +58,7 @@ class Config(harness.ExperimentConfig):
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, envs.names())
+        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
         harness.check_choices("methods", self.methods, R.REWARD_METHODS)
         harness.check_int(self, "num_seeds", minimum=1)
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
@@ -73,8 +66,8 @@ class Config(harness.ExperimentConfig):
         harness.check_float(self, "validation_fraction", minimum=1e-6, maximum=1 - 1e-6)
         self.train.validate()
         for task in self.tasks:
-            self.data.validate(task_env(self, task))
-            population(self, task)  # unknown user types raise, naming the known ones
+            self.data.validate(harness.task_env(self, task))
+            harness.task_population(self, task)  # unknown user types raise, naming the known ones
         return self
 
 
@@ -90,16 +83,6 @@ PRESETS = {
         sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16),
     ),
 }
-
-
-def task_env(config: Config, task: str) -> envs.FeatureEnv:
-    return envs.make(task, num_goals=config.num_goals) if task == "navigation" else envs.make(task)
-
-
-def population(config: Config, task: str) -> Population:
-    env = task_env(config, task)
-    types = getattr(config, TASK_TYPES[task])
-    return Population.mixture(task, env.feature_names, types, overrides={"beta": config.beta})
 
 
 def train_and_evaluate(
@@ -233,8 +216,8 @@ def main(config: Config, results: harness.RunResults) -> str:
     lines = []
     for task in config.tasks:
         key, k_data, k_models = jax.random.split(key, 3)
-        env = task_env(config, task)
-        pop = population(config, task)
+        env = harness.task_env(config, task)
+        pop = harness.task_population(config, task)
         dataset = build_dataset(k_data, env, pop, config.data, task=task)
         _, test = dataset.split()
         outs = {}

@@ -31,16 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vpl_jax import envs, harness
+from vpl_jax import harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
 from vpl_jax.plotting import draw_arena, plot_paths, plt
-from vpl_jax.users import Population
 
 METHODS = ("btl", "vpl", "vpl_spo", "oracle")
-TASK_TYPES = {"navigation": "navigation_types", "highway": "highway_types"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +91,7 @@ class Config(harness.ExperimentConfig):
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, list(TASK_TYPES))
+        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
         harness.check_choices("methods", self.methods, METHODS)
         for name in (
             "num_seeds",
@@ -120,8 +118,8 @@ class Config(harness.ExperimentConfig):
             )
         self.reward_train.validate()
         for task in self.tasks:
-            self.data.validate(task_env(self, task))
-            population(self, task)  # unknown user types raise, naming the known ones
+            self.data.validate(harness.task_env(self, task))
+            harness.task_population(self, task)  # unknown user types raise, naming the known ones
         return self
 
 
@@ -140,16 +138,6 @@ PRESETS = {
         chunk_updates=10,
     ),
 }
-
-
-def task_env(config: Config, task: str) -> envs.FeatureEnv:
-    return envs.make(task, num_goals=config.num_goals) if task == "navigation" else envs.make(task)
-
-
-def population(config: Config, task: str) -> Population:
-    env = task_env(config, task)
-    types = getattr(config, TASK_TYPES[task])
-    return Population.mixture(task, env.feature_names, types, overrides={"beta": config.beta})
 
 
 def checkpointer(config: Config, results, name: str, every: int) -> Checkpointer | None:
@@ -388,8 +376,8 @@ def render_html(env, ppo, states, z, key, path, num_users: int) -> None:
 
 # --- the experiment -------------------------------------------------------------------------------
 def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResults) -> list[str]:
-    env = task_env(config, task)
-    pop = population(config, task)
+    env = harness.task_env(config, task)
+    pop = harness.task_population(config, task)
     k_data, k_rewards, k_refs, k_policies, k_eval = jax.random.split(key, 5)
     dataset = build_dataset(k_data, env, pop, config.data, task=task)
     _, test = dataset.split()

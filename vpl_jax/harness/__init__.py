@@ -33,12 +33,14 @@ from vpl_jax.harness.config import (
 )
 from vpl_jax.harness.progress import chunks, progress
 from vpl_jax.harness.results import CRITERIA, METHODS, RunResults, load_metrics
+from vpl_jax.harness.tasks import TYPE_FIELDS, supported_tasks, task_env, task_population
 
 C = TypeVar("C", bound=ExperimentConfig)
 
 __all__ = [
     "CRITERIA",
     "METHODS",
+    "TYPE_FIELDS",
     "ConfigError",
     "ExperimentConfig",
     "RunResults",
@@ -51,6 +53,9 @@ __all__ = [
     "parse",
     "progress",
     "run_experiment",
+    "supported_tasks",
+    "task_env",
+    "task_population",
 ]
 
 
