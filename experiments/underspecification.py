@@ -31,11 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vpl_jax import harness
+from vpl_jax import harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
-from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
+from vpl_jax.harness.checkpoint import Checkpointer
 from vpl_jax.plotting import draw_arena, plot_paths, plt
 
 METHODS = ("btl", "vpl", "vpl_spo", "oracle")
@@ -154,7 +154,7 @@ def train_rewards(
     """BTL and VPL trained on the training users (S seeds vmapped); VPL posteriors of every user."""
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
     fit_users, valid_users = R.validation_split(dataset)
-    train, test = dataset.split()
+    _, test = dataset.split()
     keys = jax.random.split(key, config.num_seeds)
     out = {}
     needed = {"btl"} if "btl" in config.methods else set()
@@ -190,16 +190,6 @@ def train_rewards(
             seeds=True,
         )
         out[method] = {"model": model, "params": params, "evaluation": evaluation}
-        if method == "vpl":
-            # Each user's posterior from their K context pairs: training users' posteriors are
-            # where the policy's z come from; test users' posterior means are what they act on.
-            moments = jax.vmap(R.posterior_moments, (None, 0, None))
-            out[method]["train_posterior"] = moments(
-                model, params, R.user_pairs(train, "context", model.inputs)
-            )
-            out[method]["test_posterior"] = moments(
-                model, params, R.user_pairs(test, "context", model.inputs)
-            )
         acc = np.asarray(evaluation.type_accuracy).mean(0)
         print(
             f"  reward {method}: held-out accuracy per type {np.round(acc, 3)} "
@@ -209,103 +199,58 @@ def train_rewards(
 
 
 # --- policies -------------------------------------------------------------------------------------
+def per_seed(method: str, config: Config, rewards: dict, fn):
+    """``fn(model, params)`` for every seed (leading axis S): vmapped over the reward's seeds,
+    broadcast for the oracle (no learned reward)."""
+    if method == "oracle":
+        out = fn(None, None)
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (config.num_seeds, *x.shape)), out)
+    reward = rewards["vpl" if method.startswith("vpl") else method]
+    return jax.vmap(lambda params: fn(reward["model"], params))(reward["params"])
+
+
 def policy_inputs(method: str, config: Config, rewards: dict, dataset, key) -> dict:
-    """What the training environment of ``method`` needs, per seed (leading axis S)."""
-    train, _ = dataset.split()
-    per_seed = lambda x: jnp.broadcast_to(x, (config.num_seeds, *x.shape))  # noqa: E731
-    if method == "oracle":
-        return {"theta": per_seed(train.users.theta)}
-    if method == "btl":
-        return {"params": rewards["btl"]["params"]}
-    vpl = rewards["vpl"]
-    mean, var = vpl["train_posterior"]
-    inputs = {"params": vpl["params"], "mean": mean, "std": jnp.sqrt(var)}
+    """What the training environment of ``method`` needs, per seed (leading axis S): the
+    reward's params and, for latent models, the training users' posteriors z is drawn from
+    (:func:`vpl_jax.pipeline.policy_inputs`)."""
+    references = None
     if method == "vpl_spo":
-        bank = R.segment_bank(dataset.segments, vpl["model"].inputs)
-        inputs["references"] = per_seed(R.reference_inputs(key, bank, config.num_reference_states))
-    return inputs
-
-
-def policy_env(method: str, env, model, inputs: dict) -> P.LatentReward:
-    """The training environment of ``method`` for one seed (``inputs`` may be traced)."""
-    if method == "oracle":
-        return P.LatentReward(env, P.table_sampler(inputs["theta"]), P.oracle_reward)
-    params = inputs["params"]
-    if method == "btl":
-        reward = P.learned_reward(lambda obs, z: model.reward(params, obs))
-        return P.LatentReward(env, P.no_latent(), reward)
-    sampler = P.posterior_sampler(inputs["mean"], inputs["std"])
-    if method == "vpl":
-        reward = P.learned_reward(lambda obs, z: model.reward(params, obs, z))
-        return P.LatentReward(env, sampler, reward)
-    # VPL-SPO: the reference states' rewards depend only on z, so they are computed once per
-    # episode (at reset) and a step costs one reward evaluation.
-    return P.LatentReward(
-        env,
-        sampler,
-        lambda state, z: R.scale_rewards(
-            model.reward(params, state.obs, z), state.info["reward_context"]
-        ),
-        episode_context=lambda z: R.reference_rewards(model, params, inputs["references"], z),
+        bank = R.segment_bank(dataset.segments, rewards["vpl"]["model"].inputs)
+        references = R.reference_inputs(key, bank, config.num_reference_states)
+    return per_seed(
+        method,
+        config,
+        rewards,
+        lambda model, params: pipeline.policy_inputs(method, model, params, dataset, references),
     )
-
-
-def test_latents(method: str, config: Config, rewards: dict, test) -> jax.Array:
-    """f32[S, U, Z]: what each seed's policy is conditioned on for each test user."""
-    theta = test.users.theta
-    if method == "oracle":
-        return jnp.broadcast_to(theta, (config.num_seeds, *theta.shape))
-    if method == "btl":
-        return jnp.zeros((config.num_seeds, theta.shape[0], 0))
-    mean, _ = rewards["vpl"]["test_posterior"]
-    return mean
 
 
 def train_policy(config: Config, env, method: str, model, inputs: dict, key, results, task):
     """PPO for every seed at once (vmap), in jitted chunks with a progress bar and checkpoints.
 
-    Returns ``(ppo, runner_states, history)``; states and history lead with the seed axis.
+    Returns ``(trainer, runner_states)``; the states lead with the seed axis.
     """
-    keys = jax.random.split(key, config.num_seeds)
-
     ppo_config = dataclasses.replace(config.ppo, center_rewards=task in config.center_reward_tasks)
-
-    def ppo_of(inp):
-        return P.make_train(policy_env(method, env, model, inp), ppo_config)
-
-    @jax.jit
-    def init(keys, inputs):
-        return jax.vmap(lambda k, inp: ppo_of(inp).init(k))(keys, inputs)
-
-    @functools.partial(jax.jit, static_argnums=2)
-    def chunk(states, inputs, n):
-        states, metrics = jax.vmap(lambda s, inp: ppo_of(inp).train_chunk(s, n))(states, inputs)
-        # run_chunked concatenates metrics along their leading (update) axis: [n, S, ...].
-        return states, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
-
-    states, history = run_chunked(
-        lambda: init(keys, inputs),
-        lambda s, n: chunk(s, inputs, n),
-        total=config.ppo.num_updates,
-        chunk_size=config.chunk_updates,
-        checkpointer=checkpointer(config, results, f"{task}_{method}", config.checkpoint_every),
+    trainer = pipeline.PolicyTrainer(env, method, model, ppo_config, config.chunk_updates)
+    states, history = trainer.train(
+        jax.random.split(key, config.num_seeds),
+        inputs,
         desc=f"{task} {method} PPO",
+        checkpointer=checkpointer(config, results, f"{task}_{method}", config.checkpoint_every),
     )
     results.log_curves(
         f"{task}/{method}/ppo",
         {k: v for k, v in history.items() if np.ndim(v) == 2},
         step_scale=ppo_config.env_steps_per_update,
     )
-    # The metrics lead with the update axis (chunks are concatenated on the host).
-    return ppo_of(jax.tree.map(lambda x: x[0], inputs)), states, history
+    return trainer, states
 
 
-def evaluate_policy(config: Config, env, ppo, states, z, theta, key) -> P.Evaluation:
+def evaluate_policy(config: Config, trainer, states, z, theta, key) -> P.Evaluation:
     """Per-user evaluation for every seed: fields lead with [S, U, ...]."""
-    policy_params = jax.vmap(ppo.policy_params)(states)
     return jax.vmap(
-        lambda pp, z_s: P.evaluate(env, ppo.act, pp, z_s, theta, key, config.num_eval_episodes)
-    )(policy_params, z)
+        lambda state, z_s: trainer.evaluate(state, z_s, theta, key, config.num_eval_episodes)
+    )(states, z)
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -402,9 +347,14 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
         start = time.time()
         model = rewards.get("vpl" if method.startswith("vpl") else method, {}).get("model")
         inputs = policy_inputs(method, config, rewards, dataset, k_refs)
-        ppo, states, _ = train_policy(config, env, method, model, inputs, k, results, task)
-        z = test_latents(method, config, rewards, test)
-        ev = evaluate_policy(config, env, ppo, states, z, test.users.theta, k_eval)
+        trainer, states = train_policy(config, env, method, model, inputs, k, results, task)
+        z = per_seed(  # f32[S, U, Z]: what each test user's policy is conditioned on
+            method,
+            config,
+            rewards,
+            functools.partial(pipeline.test_latents, method, dataset=dataset),
+        )
+        ev = evaluate_policy(config, trainer, states, z, test.users.theta, k_eval)
         type_id = np.asarray(test.users.type_id)
         per_type = {
             field: np.stack(
@@ -447,7 +397,7 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
         if method == "vpl" and config.render_episodes and task == "navigation":
             render_html(
                 env,
-                ppo,
+                trainer.acting(),
                 states,
                 z,
                 k_eval,

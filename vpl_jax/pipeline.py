@@ -45,7 +45,7 @@ from vpl_jax.data.dataset import PreferenceDataset
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.data.segments import Segments, cut_segments
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
-from vpl_jax.harness.checkpoint import run_chunked
+from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
 from vpl_jax.rewards.batch import check_user_pairs
 from vpl_jax.rewards.trainer import check_training_inputs, train_run
 
@@ -323,9 +323,17 @@ class PolicyTrainer:
             self._acting = self._ppo(inputs)
         return self._acting
 
-    def train(self, keys: jax.Array, inputs: dict, desc: str = "PPO") -> tuple[P.RunnerState, Any]:
+    def train(
+        self,
+        keys: jax.Array,
+        inputs: dict,
+        desc: str = "PPO",
+        checkpointer: Checkpointer | None = None,
+    ) -> tuple[P.RunnerState, Any]:
         """R runs: ``keys`` with a leading axis R and ``inputs`` whose leaves lead with R.
 
+        With a ``checkpointer`` (its interval a multiple of ``chunk_updates``) the runs save
+        their state between chunks and a repeated call resumes from the last checkpoint.
         Returns ``(states, history)``; states lead with R, history with ``[updates, R]``.
         """
         self.acting(jax.tree.map(lambda x: x[0], inputs))
@@ -334,6 +342,7 @@ class PolicyTrainer:
             lambda states, n: self._chunk(states, inputs, n),
             total=self.config.num_updates,
             chunk_size=self.chunk_updates,
+            checkpointer=checkpointer,
             desc=desc,
         )
 
