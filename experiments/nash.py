@@ -543,15 +543,16 @@ def plot_nash_curves(curves: dict) -> plt.Figure:
 
 
 # --- the experiment -------------------------------------------------------------------------------
-def run_case(config: Config, case: str, key, results: harness.RunResults, curves: dict):
+def run_case(config: Config, case: str, key, results: harness.RunResults, curves: dict, reference):
+    """Data, models, every method's policy and their scores for one population; ``reference``
+    is ``(network, params)`` of the SFT policy (the same for every case)."""
     env = task_env()
     pop = population(config, case)
-    k_data, k_models, k_ref, k_methods, k_eval = jax.random.split(key, 5)
+    k_data, k_models, k_methods, k_eval = jax.random.split(key, 4)
     print(f"[{case}] data and models")
     dataset = build_dataset(k_data, env, pop, config.data, task="navigation")
     models = fit_models(config, dataset, k_models)
-    network, ref_params, clone_losses = clone_reference(config, env, k_ref)
-    print(f"  reference: clone loss {float(clone_losses[0]):.2f} -> {float(clone_losses[-1]):.2f}")
+    network, ref_params = reference
     eval_keys = jax.random.split(k_eval, config.num_eval_episodes)
     pure = pure_episodes(env, eval_keys)
     notes = []
@@ -607,9 +608,15 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
 
 def main(config: Config, results: harness.RunResults) -> str:
     all_scores, curves, lines, model_lines = {}, {}, [], []
-    keys = jax.random.split(jax.random.PRNGKey(config.seed), len(config.cases))
+    k_ref, k_cases = jax.random.split(jax.random.PRNGKey(config.seed))
+    # The reference (SFT) policy does not depend on the population: cloned once.
+    network, ref_params, clone_losses = clone_reference(config, task_env(), k_ref)
+    print(f"reference: clone loss {float(clone_losses[0]):.2f} -> {float(clone_losses[-1]):.2f}")
+    keys = jax.random.split(k_cases, len(config.cases))
     for case, key in zip(config.cases, keys, strict=True):
-        all_scores[case], notes = run_case(config, case, key, results, curves)
+        all_scores[case], notes = run_case(
+            config, case, key, results, curves, (network, ref_params)
+        )
         model_lines += [n for n in notes if not n.startswith("|")]
         lines += [n for n in notes if n.startswith("|")]
     results.figure(plot_goal_shares(all_scores), "goal_shares")

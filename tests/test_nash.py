@@ -165,8 +165,9 @@ def test_trajectory_log_prob_integrates_the_noise_input():
 
 # --- Nash-MD on PPO, on a one-step three-outcome game ----------------------------------------
 class ChoiceEnv(Env):
-    """One step: the action's first coordinate picks outcome 0, 1 or 2 (thirds of [-1, 1]);
-    the observation after the step is the action."""
+    """One step: the action's direction picks outcome 0, 1 or 2 (three 120° sectors, so each
+    outcome borders both others, as the goals of a cyclic game should); the observation after
+    the step is the action."""
 
     episode_length = 1
 
@@ -191,8 +192,11 @@ class ChoiceEnv(Env):
         return "none"
 
 
-def outcome(action_x):
-    return jnp.digitize(action_x, jnp.array([-1 / 3, 1 / 3]))
+def outcome(action):
+    """i32[...]: the sector of ``action: f32[..., 2]`` (sector 0 centred on the -x axis, then
+    counter-clockwise)."""
+    angle = jnp.mod(jnp.arctan2(action[..., 1], action[..., 0]) - 2 * jnp.pi / 3, 2 * jnp.pi)
+    return jnp.minimum(jnp.floor(angle / (2 * jnp.pi / 3)).astype(jnp.int32), 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +208,7 @@ class CyclicPreference:
 
     def win_probability(self, params, x, alive, x_opponents, alive_opponents):
         del params, alive, alive_opponents
-        mine, theirs = outcome(x[:, -1, 0]), outcome(x_opponents[:, -1, 0])
+        mine, theirs = outcome(x[:, -1]), outcome(x_opponents[:, -1])
         return CYCLIC[mine[:, None], theirs[None, :]].mean(-1)
 
 
@@ -214,7 +218,7 @@ def shares_of(network, params, key, n=4096):
     obs = jnp.concatenate([jnp.zeros((n, 2)), jax.vmap(eps)(keys)], -1)
     mean, std = N.gaussian(network, params, obs)
     a = jnp.tanh(mean + std * jax.random.normal(key, mean.shape))
-    return jnp.bincount(outcome(a[:, 0]), length=3) / n
+    return jnp.bincount(outcome(a), length=3) / n
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +226,7 @@ def choice_game():
     env = ChoiceEnv()
     ppo_config = N.nash_ppo_config(
         P.PPOConfig(
-            total_timesteps=64 * 150,
+            total_timesteps=64 * 800,
             num_envs=64,
             num_minibatches=2,
             hidden_sizes=(16, 16),
@@ -233,10 +237,10 @@ def choice_game():
         env.episode_length,
     )
     network = N.policy_network(ppo_config, env.action_size)
-    # The reference: a clone of demonstrations that all pick outcome 0 (a ≈ -0.7).
+    # The reference: a clone of noisy demonstrations that mostly pick outcome 0 (a ≈ (-0.7, 0)).
     k_init, k_demo, k_clone = jax.random.split(jax.random.PRNGKey(0), 3)
     obs = jnp.concatenate([jnp.zeros((512, 2)), N.noise_nodes(512)], -1)
-    u = jnp.arctanh(-0.7) + 0.3 * jax.random.normal(k_demo, (512, 2))
+    u = jnp.array([jnp.arctanh(-0.7), 0.0]) + 0.6 * jax.random.normal(k_demo, (512, 2))
     params = network.init(k_init, obs[0])
     reference, _ = N.clone(network, params, obs, u, N.CloneConfig(num_steps=300), k_clone)
     return env, ppo_config, network, reference
@@ -245,14 +249,14 @@ def choice_game():
 def test_nash_md_on_ppo_moves_a_one_sided_reference_towards_the_cycle_lottery(choice_game):
     env, ppo_config, network, reference = choice_game
     start = shares_of(network, reference, jax.random.PRNGKey(1))
-    assert float(start[0]) > 0.9, start
-    config = N.NashConfig(mixture=0.125, kl_coef=0.01, num_opponents=64)
+    assert float(start[0]) > 0.7, start
+    config = N.NashConfig(mixture=0.25, kl_coef=0.05, num_opponents=64)
     ppo = N.make_nash_md(env, CyclicPreference(), None, reference, ppo_config, config)
     state, metrics = jax.jit(ppo.train)(jax.random.PRNGKey(2))
     final = shares_of(network, ppo.policy_params(state).params, jax.random.PRNGKey(1))
     before = float(table_exploitability(CYCLIC, start))
     after = float(table_exploitability(CYCLIC, final))
-    assert before > 0.8, (start, before)
+    assert before > 0.5, (start, before)
     assert after <= 0.35, (final, after)
     assert set(metrics) >= {"win_probability", "kl"}
     assert float(metrics["kl"][-1]) > 0.0
@@ -351,7 +355,7 @@ def test_exploitability_of_lotteries_under_a_cyclic_population():
     np.testing.assert_allclose(lottery_wins, 0.5, atol=1e-6)
     single, single_wins = judge(jnp.zeros(n, jnp.int32))
     np.testing.assert_allclose(single, 1 / 3, atol=1e-6)  # goal 2 beats goal 0 by 2 to 1
-    np.testing.assert_allclose(single_wins, [5 / 6, 1 / 3, 1 / 3], atol=1e-6)
+    np.testing.assert_allclose(single_wins, [5 / 6, 1 / 6, 1 / 2], atol=1e-6)
     margins = N.pure_strategy_margins(theta, shares, jnp.eye(3)[jnp.zeros(n, jnp.int32)],
                                       jnp.zeros(n, jnp.int32), phi_pure)  # fmt: skip
     np.testing.assert_allclose(margins, [0.0, -1 / 3, 1 / 3], atol=1e-6)

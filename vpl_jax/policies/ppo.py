@@ -266,9 +266,7 @@ def generalized_advantages(
     return advantages
 
 
-def make_train(
-    env: Env, config: PPOConfig, rollout_reward: RolloutReward | None = None
-) -> PPO:
+def make_train(env: Env, config: PPOConfig, rollout_reward: RolloutReward | None = None) -> PPO:
     """Builds PPO for ``env`` (a task, or a task in :class:`LatentReward`).
 
     ``env`` is unbatched and un-reset; ``make_train`` adds the time limit and auto-reset. Pure
