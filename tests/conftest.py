@@ -1,14 +1,21 @@
 """Shared fixtures. Environments come from ``envs.make`` (memoised), so jitted rollouts compile
-once per test session; a persistent compilation cache makes repeated compilations cheap."""
+once per test session.
 
+``VPL_JAX_TEST_CACHE_DIR=DIR`` turns on JAX's persistent compilation cache for repeated local
+runs. It is off by default: a cache shared by concurrent runs (or by different installs) can hold
+entries that crash the reader, and CI starts from a clean machine anyway.
+"""
+
+import os
 import warnings
 
 import jax
 import pytest
 
 warnings.filterwarnings("ignore", message=".*Brax System.*")
-jax.config.update("jax_compilation_cache_dir", "/tmp/vpl_jax_test_jax_cache")
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+if os.environ.get("VPL_JAX_TEST_CACHE_DIR"):
+    jax.config.update("jax_compilation_cache_dir", os.environ["VPL_JAX_TEST_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 @pytest.fixture(scope="session")
