@@ -260,6 +260,21 @@ def test_bad_inputs_name_the_problem(nav_dataset, models):
 
 
 # --- uncertainty ---------------------------------------------------------------------------------
+def test_ensemble_elicitation_runs_in_chunks_and_records_no_latent(nav_dataset, models):
+    """An ensemble has no user latent: its trace holds none (a zero-size leaf would break the
+    chunked map over users)."""
+    belief, params = models["btl_ensemble"]
+    cands = pool(nav_dataset, TINY_ENSEMBLE)
+    _, test = nav_dataset.split()
+    heldout = R.user_pairs(test, "heldout").batch()
+    trace = A.elicit_users(
+        belief, "disagreement", params, cands, test.users, heldout, jax.random.PRNGKey(0),
+        num_rounds=2, users_per_chunk=3,
+    )  # fmt: skip
+    assert trace.latent_mean is None
+    chex.assert_shape(trace.accuracy, (test.num_users, 3))
+
+
 def test_calibration_curve_by_hand():
     probs = jnp.array([0.05, 0.15, 0.85, 0.95, 0.9, 0.3])
     labels = jnp.array([0.0, 1.0, 1.0, 1.0, 0.0, 1.0])

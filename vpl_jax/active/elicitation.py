@@ -271,7 +271,8 @@ class Trace:
         for the other models).
       heldout_probs: f32[R+1, M] the predicted ``P(a ≻ b)`` of each held-out pair.
       latent_mean: f32[R+1, Z] the posterior mean of the user's latent (VPL's z, LinearBayes'
-        theta; Z = 0 for an ensemble) — what a latent-conditioned policy would act on.
+        theta) — what a latent-conditioned policy would act on; None for an ensemble (no
+        user latent).
       queries: i32[R·b] the candidates asked, in order.
       labels: f32[R·b] the answers; answered: bool[R·b] False where the user skipped.
     """
@@ -280,7 +281,7 @@ class Trace:
     spread: jax.Array
     alignment: jax.Array
     heldout_probs: jax.Array
-    latent_mean: jax.Array
+    latent_mean: jax.Array | None
     queries: jax.Array
     labels: jax.Array
     answered: jax.Array
@@ -297,7 +298,7 @@ def heldout_accuracy(logits: jax.Array, targets: PairBatch) -> jax.Array:
 def _measure(belief: Belief, params, context: PairBatch, heldout: PairBatch, theta: jax.Array):
     logits = belief.predict(params, context, heldout)
     spread = belief.spread(params, context, heldout)
-    mean = belief.mean(params, context) if isinstance(belief, LatentBelief) else jnp.zeros(0)
+    mean = belief.mean(params, context) if isinstance(belief, LatentBelief) else None
     alignment = cosine(mean, theta) if belief.latent_is_theta else jnp.float32(jnp.nan)
     return heldout_accuracy(logits, heldout), spread, alignment, jax.nn.sigmoid(logits), mean
 
