@@ -3,6 +3,7 @@
     python experiments/reproduce.py --preset cpu            # laptop size
     python experiments/reproduce.py --preset paper          # full size, for a GPU/TPU
     python experiments/reproduce.py --only underspecification reward_accuracy
+    python experiments/reproduce.py --preset cpu --index-only   # index of the runs already there
 
 Each experiment runs in its own process as ``experiments/NAME.py --preset P --run-name R --seed S``
 (so its results land in ``results/NAME/R/``); this script then writes
@@ -44,6 +45,9 @@ class Config(harness.ExperimentConfig):
     """Experiments to run (default: every one that exists)."""
     experiment_preset: str = ""
     """Preset passed to each experiment (default: the same as --preset)."""
+    index_only: bool = False
+    """Run nothing: rebuild the figure index from the experiments' existing results of this
+    run name (e.g. after running some of them separately)."""
 
     def validate(self):
         super().validate()
@@ -79,7 +83,7 @@ def main(config: Config, results: harness.RunResults) -> str:
     names = list(config.only) or available()
     preset = config.experiment_preset or config.preset
     lines = []
-    for name in names:
+    for name in [] if config.index_only else names:
         cmd = [
             sys.executable,
             str(HERE / f"{name}.py"),
@@ -94,6 +98,16 @@ def main(config: Config, results: harness.RunResults) -> str:
         elapsed = time.time() - start
         results.add(method=name, task="all", metric="wall_time_s", value=elapsed)
         lines.append(f"- `{name}`: {elapsed:.0f} s")
+    if config.index_only:
+        names = [
+            n
+            for n in names
+            if (Path(config.results_dir) / n / config.run_name / "metrics.json").exists()
+        ]
+        for name in names:  # the wall time each experiment recorded itself
+            wall = harness.load_metrics(Path(config.results_dir) / name / config.run_name)
+            results.add(method=name, task="all", metric="wall_time_s", value=wall["wall_time_s"])
+            lines.append(f"- `{name}`: {wall['wall_time_s']:.0f} s (recorded by the run)")
     page = _index_page(preset, config.run_name, Path(config.results_dir), names)
     with atomic_write(results.path / "index.html") as f:
         f.write(page)
