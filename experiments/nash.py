@@ -24,7 +24,12 @@ Policies that mix (Nash-MD, self-play, IPO, DPO and their reference) see a per-e
 input (``vpl_jax/nash/policy.py`` says why). Their common reference, ``reference`` in the results,
 is a behaviour clone of scripted demonstrations whose goal is set by the noise: the arcs of
 ``reference_goals`` (default ``aaaabc``: goal a four times out of six), an SFT policy that
-over-represents goal a.
+over-represents goal a. Each demonstration's angle is jittered (``demo_goal_jitter``) before it
+picks the goal, so near the arcs' ends the reference goes to either neighbouring goal: only there
+do its rollouts switch goal, which is what lets Nash-MD move the arcs' ends. Nash-MD regularises
+with the KL between the mixed policies (the noise integrated out, ``NashConfig.kl``), which
+prices a re-assignment of noise values by the change in outcome shares rather than by how far
+each noise value's behaviour moves from the reference's.
 
 Every policy is scored with the users' *true* rewards on ``num_eval_episodes`` episodes from
 starts shared by all methods: ``goal_share`` (the share of episodes ending at each goal, or
@@ -107,21 +112,25 @@ class Config(harness.ExperimentConfig):
     """Scripted demonstrations the reference is cloned from."""
     demo_noise: float = 0.3
     """Standard deviation of the demonstrations' pre-squash action noise."""
+    demo_goal_jitter: float = 0.6
+    """Standard deviation (radians) of a per-episode jitter of the noise angle that picks a
+    demonstration's goal: near the arcs' ends the demonstrations then go to either neighbouring
+    goal, so the reference is soft there (an SFT policy that explores between goals)."""
     clone: N.CloneConfig = N.CloneConfig()
     """Behaviour cloning of the reference."""
     ppo: P.PPOConfig = P.PPOConfig(total_timesteps=1_000_000)
     """PPO of btl and vpl."""
     nash_ppo: P.PPOConfig = P.PPOConfig(
-        total_timesteps=400_000,
+        total_timesteps=800_000,
         num_envs=64,
         num_minibatches=4,
-        learning_rate=3e-4,
+        learning_rate=1e-3,
         gamma=1.0,
         init_log_std=-0.5,
     )
     """PPO of nash_md and self_play (num_steps, episode_length, observation normalisation and
     truncation bootstrapping are set as Nash-MD needs; see vpl_jax.nash.nash_ppo_config)."""
-    nash: N.NashConfig = N.NashConfig()
+    nash: N.NashConfig = N.NashConfig(mixture=0.25, kl_coef=0.02)
     """Nash-MD: the mixture weight β of the reference in the opponent, the KL weight, opponents
     per update (self_play uses β = 0)."""
     direct: N.DirectConfig = N.DirectConfig()
@@ -202,7 +211,7 @@ PRESETS = {
             gamma=1.0,
             init_log_std=-0.5,
         ),
-        nash=N.NashConfig(num_opponents=256),
+        nash=N.NashConfig(mixture=0.25, kl_coef=0.02, num_opponents=256),
         direct=N.DirectConfig(num_steps=3000, pairs_per_batch=256),
         num_eval_episodes=4096,
     ),
@@ -257,13 +266,17 @@ def clone_reference(config: Config, env, key: jax.Array):
     by the episode's noise input. Returns ``(network, params, clone losses)``."""
     noisy = P.LatentReward(env, N.noise_sampler(), lambda state, z: jnp.zeros(()))
 
-    def act(_, state, k):
-        goal = env.goals[reference_goal(config, state.obs[-NOISE_SIZE:])]
+    def act(jitter, state, k):
+        eps = N.on_circle(N.noise_angle(state.obs[-NOISE_SIZE:]) + jitter)
+        goal = env.goals[reference_goal(config, eps)]
         u = to_goal(goal, env.position(state))
         return jnp.tanh(u + config.demo_noise * jax.random.normal(k, u.shape))
 
+    def init(k):  # the episode's goal jitter
+        return config.demo_goal_jitter * jax.random.normal(k, ())
+
     k_demo, k_init, k_clone = jax.random.split(key, 3)
-    demo = collect(noisy, k_demo, config.demo_episodes, policy=BehaviourPolicy(lambda k: None, act))
+    demo = collect(noisy, k_demo, config.demo_episodes, policy=BehaviourPolicy(init, act))
     before = jnp.concatenate([demo.initial_obs[:, None], demo.obs[:, :-1]], axis=1)
     network = N.policy_network(nash_ppo(config), env.action_size)
     params = network.init(k_init, before[0, 0])

@@ -276,6 +276,10 @@ def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):
     with pytest.raises(ValueError, match="latent_dim"):
         N.make_nash_md(env, N.PreferenceModel(latent_dim=2), None, reference, ppo_config)
     assert N.self_play(N.NashConfig()).mixture == 0.0
+    with pytest.raises(ValueError, match="kl"):
+        N.NashConfig(kl="forward").validate()
+    with pytest.raises(ValueError, match="kl_nodes"):
+        N.NashConfig(kl_nodes=0).validate()
 
 
 # --- offline DPO / IPO ------------------------------------------------------------------------

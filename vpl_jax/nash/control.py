@@ -19,14 +19,19 @@ How it runs on PPO (:func:`make_nash_md`): every update, through PPO's rollout-r
    from it directly, with no importance weights or rejection.
 2. Each of the B episodes of the rollout is scored by its estimated win probability against them,
    ``mean_j P(τ_b ≻ τ′_j)`` under the learned :class:`~vpl_jax.nash.preference.PreferenceModel`,
-   paid at its last step; every step pays ``-kl_coef * (log π(a|s) - log μ(a|s))``, whose sum is
-   the standard one-sample estimate of ``KL(π || μ)`` over the trajectory (the policy gradient of
-   the estimate is the gradient of the KL; the Jacobians cancel in the ratio).
+   paid at its last step, less ``kl_coef`` times a one-sample estimate of the KL to μ (its
+   policy gradient is the gradient of the KL; tanh's Jacobians cancel in the ratio). By default
+   (``NashConfig.kl = "marginal"``) that is ``log π̄(τ) - log μ̄(τ)`` between the *mixed*
+   policies, the noise input integrated out by quadrature: it lets the policy move probability
+   between outcomes by re-assigning noise values, while trajectories μ̄ does not produce (e.g.
+   going to no goal) stay expensive. ``kl = "per_noise"`` pays
+   ``-kl_coef * (log π(a|s, ε) - log μ(a|s, ε))`` at every step instead, which pins each noise
+   value to the reference's behaviour for it.
 3. PPO's clipped update does the rest. The clipping plays the part of the mirror-descent step
    size.
 
 Policies see a per-episode noise input (:mod:`vpl_jax.nash.policy`) so that they can be mixed; the
-mixture and the KL are taken per state *and* noise value. The reference is usually the policy PPO
+geometric mixture is taken per state *and* noise value. The reference is usually the policy PPO
 starts from (a behaviour-cloned "SFT" policy), as in RLHF.
 
 Requirements (checked): the rollout covers exactly one episode per environment
@@ -45,10 +50,21 @@ import jax.numpy as jnp
 from brax.envs.base import Env
 
 from vpl_jax.nash.gaussian import geometric_mixture
-from vpl_jax.nash.policy import gaussian, gaussian_log_prob, noise_sampler, policy_network
+from vpl_jax.nash.policy import (
+    NOISE_SIZE,
+    gaussian,
+    gaussian_log_prob,
+    noise_nodes,
+    noise_sampler,
+    policy_network,
+    trajectory_log_prob,
+)
 from vpl_jax.nash.preference import PreferenceModel
 from vpl_jax.policies.ppo import PPO, PolicyParams, PPOConfig, Transition, make_train
 from vpl_jax.policies.wrappers import LatentReward, observation_size
+
+#: The KL regularisers of :class:`NashConfig` (``kl``).
+KL_KINDS = ("marginal", "per_noise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +75,21 @@ class NashConfig:
       mixture: β, the reference's weight in the opponent ``π^(1-β) μ^β`` (0: self-play).
       kl_coef: weight of ``KL(π || μ)`` per episode, in units of win probability.
       num_opponents: N, opponent episodes rolled out per update.
+      kl: which KL to the reference regularises. ``"marginal"``: between the *mixed* policies,
+        ``KL(π̄ || μ̄)`` with ``π̄(τ) = ∫ π(τ | ε) dε`` (the noise integrated out by a
+        ``kl_nodes``-point quadrature, :func:`~vpl_jax.nash.policy.trajectory_log_prob`).
+        ``"per_noise"``: ``E_ε KL(π(· | ε) || μ(· | ε))``, the per-step estimate; it upper-bounds
+        the marginal KL and pins every noise value to the reference's behaviour for that value,
+        so a policy cannot move probability from one outcome to another by re-assigning noise
+        values (with a decisive reference, switching an episode's goal costs hundreds of nats).
+      kl_nodes: Q, quadrature nodes over the noise for ``kl="marginal"``.
     """
 
     mixture: float = 0.125
     kl_coef: float = 0.01
     num_opponents: int = 32
+    kl: str = "marginal"
+    kl_nodes: int = 24
 
     def validate(self) -> NashConfig:
         if not 0.0 <= self.mixture <= 1.0:
@@ -72,6 +98,10 @@ class NashConfig:
             raise ValueError(f"NashConfig.kl_coef={self.kl_coef}: must be >= 0")
         if self.num_opponents < 1:
             raise ValueError(f"NashConfig.num_opponents={self.num_opponents}: must be >= 1")
+        if self.kl not in KL_KINDS:
+            raise ValueError(f"NashConfig.kl={self.kl!r}: allowed values are {list(KL_KINDS)}")
+        if self.kl_nodes < 1:
+            raise ValueError(f"NashConfig.kl_nodes={self.kl_nodes}: must be >= 1")
         return self
 
 
@@ -176,6 +206,8 @@ def make_nash_md(
     noisy_env = LatentReward(env, noise_sampler(), lambda state, z: jnp.zeros(()))
     inner = observation_size(env)
     network = policy_network(ppo_config, env.action_size)
+    nodes = noise_nodes(config.kl_nodes)
+    assert noisy_env.latent_size == NOISE_SIZE
 
     def reference(obs):
         return gaussian(network, reference_params, obs)
@@ -201,8 +233,21 @@ def make_nash_md(
         log_ratio = pi.log_prob(traj.pre_squash) - gaussian_log_prob(
             *reference(traj.obs), traj.pre_squash
         )  # [T, B]
-        reward = traj.done * win[None, :] - config.kl_coef * log_ratio
-        return reward, {"win_probability": win.mean(), "kl": log_ratio.sum(0).mean()}
+        per_noise_kl = log_ratio.sum(0)  # [B]
+        if config.kl == "per_noise":
+            reward = traj.done * win[None, :] - config.kl_coef * log_ratio
+            return reward, {"win_probability": win.mean(), "kl": per_noise_kl.mean()}
+        # The marginal KL: log π̄(τ) - log μ̄(τ), paid with the win at the episode's end. Its
+        # score-function gradient is the gradient of KL(π̄ || μ̄) (E ∇ log π̄ = 0).
+        obs = jnp.swapaxes(traj.obs[..., :inner], 0, 1)  # [B, T, O] before each step
+        u = jnp.swapaxes(traj.pre_squash, 0, 1)
+        alive = jnp.ones(obs.shape[:2], bool)
+        log_pi = trajectory_log_prob(network, policy.params, obs, u, alive, nodes)
+        log_mu = trajectory_log_prob(network, reference_params, obs, u, alive, nodes)
+        marginal_kl = log_pi - log_mu  # [B]
+        reward = traj.done * (win - config.kl_coef * marginal_kl)[None, :]
+        metrics = {"win_probability": win.mean(), "kl": marginal_kl.mean()}
+        return reward, metrics | {"per_noise_kl": per_noise_kl.mean()}
 
     ppo = make_train(noisy_env, ppo_config, rollout_reward=rollout_reward)
 
