@@ -265,21 +265,10 @@ def policy_curves(config: Config, env, trainer, states, trace, theta, key) -> P.
 
 
 def add_policy_rows(results, task, type_names, type_id, criterion, ev, n_queries):
-    for metric, values in (("policy_success", ev.success), ("policy_true_return", ev.true_return)):
-        for t, name in enumerate(type_names):
-            per_type = np.asarray(values)[:, :, type_id == t].mean(-1)  # [S, R+1]
-            for s in range(per_type.shape[0]):
-                for r, n in enumerate(n_queries):
-                    results.add(
-                        method=criterion,
-                        task=task,
-                        user_type=name,
-                        metric=metric,
-                        value=per_type[s, r],
-                        seed=s,
-                        n_queries=int(n),
-                        model="vpl",
-                    )
+    metrics = [("policy_success", ev.success), ("policy_true_return", ev.true_return)]
+    for metric, values in metrics:  # [S, R+1, U] -> [S, U, R+1]
+        add_type_rows(results, task, type_names, type_id, "vpl", criterion, metric,
+                      np.moveaxis(np.asarray(values), 1, 2), n_queries)  # fmt: skip
 
 
 def plot_policy_success(policy: dict, n_queries) -> plt.Figure:
@@ -300,26 +289,32 @@ def plot_policy_success(policy: dict, n_queries) -> plt.Figure:
 
 
 # --- rows ----------------------------------------------------------------------------------------
+def add_type_rows(results, task, type_names, type_id, model, criterion, metric, values, n_queries):
+    """Rows of ``values: f32[S, U, R+1]`` averaged over each type's users, per seed and
+    number of queries."""
+    for t, name in enumerate(type_names):
+        per_type = np.nanmean(values[:, type_id == t], axis=1)  # [S, R+1]
+        for s in range(per_type.shape[0]):
+            for r, n in enumerate(n_queries):
+                results.add(
+                    method=criterion,
+                    task=task,
+                    user_type=name,
+                    metric=metric,
+                    value=per_type[s, r],
+                    seed=s,
+                    n_queries=int(n),
+                    model=model,
+                )
+
+
 def add_curve_rows(results, task, type_names, type_id, model, criterion, trace, n_queries):
     metrics = [("heldout_accuracy", trace.accuracy), ("posterior_variance", trace.spread)]
     if model == "linear_bayes":
         metrics.append(("theta_alignment", trace.alignment))
-    for metric, values in metrics:
-        values = np.asarray(values)  # [S, U, R+1]
-        for t, name in enumerate(type_names):
-            per_type = np.nanmean(values[:, type_id == t], axis=1)  # [S, R+1]
-            for s in range(per_type.shape[0]):
-                for r, n in enumerate(n_queries):
-                    results.add(
-                        method=criterion,
-                        task=task,
-                        user_type=name,
-                        metric=metric,
-                        value=per_type[s, r],
-                        seed=s,
-                        n_queries=int(n),
-                        model=model,
-                    )
+    for metric, values in metrics:  # [S, U, R+1]
+        add_type_rows(results, task, type_names, type_id, model, criterion, metric,
+                      np.asarray(values), n_queries)  # fmt: skip
 
 
 def uncertainty_report(trace: active.Trace, heldout: R.UserPairs, num_bins: int) -> dict:
