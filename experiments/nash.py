@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vpl_jax import envs, harness
+from vpl_jax import envs, harness, pipeline
 from vpl_jax import nash as N
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
@@ -289,7 +289,6 @@ def clone_reference(config: Config, env, key: jax.Array):
 # --- learned models -------------------------------------------------------------------------------
 def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> dict:
     """The preference model, BTL and VPL as the methods need them (trained on training users)."""
-    fit_users, valid_users = R.validation_split(dataset)
     train, test = dataset.split()
     needed = {"btl"} & set(config.methods)
     needed |= {"vpl"} & set(config.methods)
@@ -304,19 +303,8 @@ def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> di
         model = models[name]
         train_config = config.preference_train if name == "preference" else config.reward_train
         start = time.time()
-        params, _ = R.fit(
-            model,
-            train_config,
-            k,
-            R.user_pairs(fit_users, "all", model.inputs),
-            R.user_pairs(valid_users, "all", model.inputs),
-        )
-        evaluation = R.evaluate(
-            model,
-            params,
-            R.user_pairs(test, "context", model.inputs),
-            R.user_pairs(test, "heldout", model.inputs),
-        )
+        fit = pipeline.fit_reward(model, train_config, k, dataset)
+        params, evaluation = fit.params, fit.evaluation
         out[name] = {"model": model, "params": params, "evaluation": evaluation}
         if name == "vpl":
             out[name]["train_posterior"] = R.posterior_moments(
