@@ -6,8 +6,12 @@ runs. It is off by default: a cache shared by concurrent runs (or by different i
 entries that crash the reader, and CI starts from a clean machine anyway.
 """
 
+import functools
+import importlib.util
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import jax
 import pytest
@@ -16,6 +20,25 @@ warnings.filterwarnings("ignore", message=".*Brax System.*")
 if os.environ.get("VPL_JAX_TEST_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.environ["VPL_JAX_TEST_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
+@functools.cache
+def _load_experiment(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_experiment():
+    """``load_experiment(name)``: ``experiments/<name>.py`` as a module (experiments/ is not a
+    package), loaded once per session."""
+    return _load_experiment
 
 
 @pytest.fixture(scope="session")

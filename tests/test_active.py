@@ -3,10 +3,6 @@ against a plain Python loop, the uncertainty report, and the claim that choosing
 information gain identifies a user faster than asking at random."""
 
 import dataclasses
-import functools
-import importlib.util
-import sys
-from pathlib import Path
 
 import chex
 import jax
@@ -297,17 +293,6 @@ def test_spread_error_correlation_is_a_rank_correlation():
 
 
 # --- the experiment's config fails before anything compiles --------------------------------------
-@functools.cache
-def _experiment():
-    """experiments/active_queries.py as a module (experiments/ is not a package)."""
-    path = Path(__file__).resolve().parent.parent / "experiments" / "active_queries.py"
-    spec = importlib.util.spec_from_file_location("active_queries", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -321,8 +306,8 @@ def _experiment():
         (["--preset", "gpu"], "allowed presets are ['cpu', 'paper']"),
     ],
 )
-def test_experiment_rejects_bad_configs(argv, message, capsys):
-    module = _experiment()
+def test_experiment_rejects_bad_configs(argv, message, capsys, load_experiment):
+    module = load_experiment("active_queries")
     with pytest.raises(SystemExit):
         module.harness.parse(module.Config, module.PRESETS, argv)
     assert message in capsys.readouterr().err

@@ -2,10 +2,6 @@
 the correct human model recovers what the assumed one gets wrong, and the iterate loop's round 0
 is the offline pipeline."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -35,21 +31,12 @@ from vpl_jax.rewards.base import sum_over_steps
 from vpl_jax.users import HumanModel, User, segment_score, segment_values
 from vpl_jax.users.beliefs import believed_features
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL_BTL = R.BTL(hidden=(16,))
 TINY_TRAIN = R.TrainConfig(num_epochs=3, users_per_batch=4)
 TINY_PPO = P.PPOConfig(
     total_timesteps=2 * 16 * 10, num_envs=16, num_steps=10, num_minibatches=2, update_epochs=1,
     hidden_sizes=(16,), center_rewards=True,
 )  # fmt: skip
-
-
-def load_experiment(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def cosine(a, b):
@@ -384,14 +371,14 @@ def test_round_zero_of_the_iterate_loop_is_the_offline_pipeline(navigation, nav_
         ("misidentification", ["--iterate.schedule", "0"], "schedule=(0,)"),
     ],
 )
-def test_bad_configs_fail_before_compiling(name, argv, message, capsys):
+def test_bad_configs_fail_before_compiling(name, argv, message, capsys, load_experiment):
     experiment = load_experiment(name)
     with pytest.raises(SystemExit):
         harness.parse(experiment.Config, experiment.PRESETS, argv)
     assert message in capsys.readouterr().err
 
 
-def test_presets_are_valid():
+def test_presets_are_valid(load_experiment):
     for name in ("misspecification", "misidentification"):
         experiment = load_experiment(name)
         for preset in experiment.PRESETS.values():

@@ -6,9 +6,6 @@ The closed forms (Gaussian geometric mixture, tabular Nash-MD, DPO/IPO losses by
 """
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +19,6 @@ from vpl_jax import rewards as R
 from vpl_jax.nash.matrix_game import exploitability as table_exploitability
 from vpl_jax.rewards.batch import PairBatch, SegmentBank, UserPairs
 
-ROOT = Path(__file__).resolve().parents[1]
 CYCLIC = jnp.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])  # 0 ≻ 1 ≻ 2 ≻ 0
 
 
@@ -367,12 +363,8 @@ def test_exploitability_of_lotteries_under_a_cyclic_population():
 
 # --- the experiment's config checks (no compiling) ---------------------------------------------
 @pytest.fixture(scope="module")
-def experiment():
-    spec = importlib.util.spec_from_file_location("nash_exp", ROOT / "experiments" / "nash.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nash_exp"] = module
-    spec.loader.exec_module(module)
-    return module
+def experiment(load_experiment):
+    return load_experiment("nash")
 
 
 @pytest.mark.parametrize(

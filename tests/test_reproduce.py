@@ -1,25 +1,12 @@
 """experiments/reproduce.py: the figure index over existing runs, and its config checks."""
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from vpl_jax import harness
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _module():
-    path = ROOT / "experiments" / "reproduce.py"
-    spec = importlib.util.spec_from_file_location("reproduce", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +27,8 @@ def fake_run(results_dir: Path, experiment: str, run_name: str) -> None:
     results.write()
 
 
-def test_index_only_collects_the_existing_runs(tmp_path):
-    reproduce = _module()
+def test_index_only_collects_the_existing_runs(tmp_path, load_experiment):
+    reproduce = load_experiment("reproduce")
     fake_run(tmp_path, "reward_accuracy", "r")
     fake_run(tmp_path, "underspecification", "r")
     argv = ["--run-name", "r", "--results-dir", str(tmp_path), "--index-only"]
@@ -57,8 +44,8 @@ def test_index_only_collects_the_existing_runs(tmp_path):
     json.dumps(results.rows)
 
 
-def test_unknown_experiment_is_rejected_naming_the_known_ones(capsys):
-    reproduce = _module()
+def test_unknown_experiment_is_rejected_naming_the_known_ones(capsys, load_experiment):
+    reproduce = load_experiment("reproduce")
     with pytest.raises(SystemExit):
         harness.parse(reproduce.Config, reproduce.PRESETS, ["--only", "figure_9"])
     err = capsys.readouterr().err

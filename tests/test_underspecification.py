@@ -1,7 +1,6 @@
 """The headline, small: BTL averages opposite-goal users, VPL serves each (fixed seed)."""
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,16 +15,8 @@ from vpl_jax import policies as P
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_experiment(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def experiment():
+def experiment(load_experiment):
     return load_experiment("underspecification")
 
 
