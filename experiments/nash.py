@@ -20,16 +20,16 @@ users' labels on pairs of whole recorded episodes every method learns a policy:
 * ``ipo``, ``dpo`` — offline, from the labelled pairs, on trajectory log-likelihood ratios
   against the reference (:func:`vpl_jax.nash.train_direct`).
 
-Policies that mix (Nash-MD, self-play, IPO, DPO and their reference) see a per-episode noise
-input (``vpl_jax/nash/policy.py`` says why). Their common reference, ``reference`` in the results,
-is a behaviour clone of scripted demonstrations whose goal is set by the noise: the arcs of
-``reference_goals`` (default ``aaaabc``: goal a four times out of six), an SFT policy that
-over-represents goal a. Each demonstration's angle is jittered (``demo_goal_jitter``) before it
-picks the goal, so near the arcs' ends the reference goes to either neighbouring goal: only there
-do its rollouts switch goal, which is what lets Nash-MD move the arcs' ends. Nash-MD regularises
-with the KL between the mixed policies (the noise integrated out, ``NashConfig.kl``), which
-prices a re-assignment of noise values by the change in outcome shares rather than by how far
-each noise value's behaviour moves from the reference's.
+Policies that mix (Nash-MD, self-play, IPO, DPO and their reference) are lotteries over K modes
+(``vpl_jax/nash/policy.py`` says why): a per-episode noise input, one of K points on a circle,
+drawn with learned weights, tells a shared network which plan to follow. Their common reference,
+``reference`` in the results, is a behaviour clone of scripted demonstrations whose goal is set
+by the noise: the arcs of ``reference_goals`` (default ``aaaabc``: goal a four times out of six),
+an SFT policy that over-represents goal a, uniform over its modes (one at each arc's middle, or
+several per arc). Nash-MD re-weights the modes by mirror descent against the geometric mixture
+of the policy and the reference, and improves each mode's behaviour by PPO on its win
+probability, with the KL to the reference split exactly between the two
+(:mod:`vpl_jax.nash.control`).
 
 Every policy is scored with the users' *true* rewards on ``num_eval_episodes`` episodes from
 starts shared by all methods: ``goal_share`` (the share of episodes ending at each goal, or
@@ -72,6 +72,7 @@ TYPES = ("cycle_abc", "cycle_bca", "cycle_cab")
 GOALS = ("a", "b", "c")
 NASH_METHODS = ("nash_md", "self_play")
 DIRECT_METHODS = ("ipo", "dpo")
+CURVES = ("win_probability", "kl", "max_mode_weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Config(harness.ExperimentConfig):
         segment_horizon=40,
     )
     """Preference data: users, K context and M held-out pairs each, over whole recorded episodes
+    (of :func:`data_policy`)
     (segment_horizon must equal the episode length, 40). Labels are cheap and a population
     model needs many: each pair is labelled by one user, and two thirds of the pairs split the
     types 2 to 1."""
@@ -110,18 +112,19 @@ class Config(harness.ExperimentConfig):
     """The reference (SFT) policy's lottery: the goal of each equal arc of the noise circle."""
     demo_episodes: int = 512
     """Scripted demonstrations the reference is cloned from."""
+    goal_episode_share: float = 0.5
+    """Share of the recorded episodes that head for a goal chosen uniformly (as SFT rollouts
+    would, with action noise); the rest come from the task's broad behaviour policy. The goals'
+    cycle shows only in comparisons of goal-reaching episodes, which broad data alone rarely
+    makes (its learned cycle is then lopsided)."""
     demo_noise: float = 0.3
     """Standard deviation of the demonstrations' pre-squash action noise."""
-    demo_goal_jitter: float = 0.6
-    """Standard deviation (radians) of a per-episode jitter of the noise angle that picks a
-    demonstration's goal: near the arcs' ends the demonstrations then go to either neighbouring
-    goal, so the reference is soft there (an SFT policy that explores between goals)."""
     clone: N.CloneConfig = N.CloneConfig()
     """Behaviour cloning of the reference."""
     ppo: P.PPOConfig = P.PPOConfig(total_timesteps=1_000_000)
     """PPO of btl and vpl."""
     nash_ppo: P.PPOConfig = P.PPOConfig(
-        total_timesteps=800_000,
+        total_timesteps=400_000,
         num_envs=64,
         num_minibatches=4,
         learning_rate=1e-3,
@@ -130,7 +133,7 @@ class Config(harness.ExperimentConfig):
     )
     """PPO of nash_md and self_play (num_steps, episode_length, observation normalisation and
     truncation bootstrapping are set as Nash-MD needs; see vpl_jax.nash.nash_ppo_config)."""
-    nash: N.NashConfig = N.NashConfig(mixture=0.25, kl_coef=0.02)
+    nash: N.NashConfig = N.NashConfig(mixture=0.06, kl_coef=0.02, num_modes=6, num_opponents=48)
     """Nash-MD: the mixture weight β of the reference in the opponent, the KL weight, opponents
     per update (self_play uses β = 0)."""
     direct: N.DirectConfig = N.DirectConfig()
@@ -159,6 +162,7 @@ class Config(harness.ExperimentConfig):
             harness.check_int(self, name, minimum=1)
         harness.check_int(self, "checkpoint_every", minimum=0)
         harness.check_float(self, "demo_noise", minimum=1e-3)
+        harness.check_float(self, "goal_episode_share", minimum=0.0, maximum=1.0)
         if self.checkpoint_every % self.chunk_updates:
             raise harness.ConfigError(
                 f"checkpoint_every={self.checkpoint_every}: must be a multiple of "
@@ -180,6 +184,13 @@ class Config(harness.ExperimentConfig):
         self.clone.validate()
         self.nash.validate()
         self.direct.validate()
+        for name, k in (("nash.num_modes", self.nash.num_modes),
+                        ("direct.num_modes", self.direct.num_modes)):  # fmt: skip
+            if k % len(self.reference_goals):
+                raise harness.ConfigError(
+                    f"{name}={k}: must be a multiple of len(reference_goals)="
+                    f"{len(self.reference_goals)} (every mode inside one of the reference's arcs)"
+                )
         N.check_ppo_config(nash_ppo(self), env.episode_length)
         for case in self.cases:
             population(self, case)
@@ -211,8 +222,8 @@ PRESETS = {
             gamma=1.0,
             init_log_std=-0.5,
         ),
-        nash=N.NashConfig(mixture=0.25, kl_coef=0.02, num_opponents=256),
-        direct=N.DirectConfig(num_steps=3000, pairs_per_batch=256),
+        nash=N.NashConfig(mixture=0.06, kl_coef=0.02, num_modes=12, num_opponents=240),
+        direct=N.DirectConfig(num_steps=3000, pairs_per_batch=256, num_modes=12),
         num_eval_episodes=4096,
     ),
 }
@@ -254,6 +265,29 @@ def goal_policy(env, g: int) -> BehaviourPolicy:
     )
 
 
+def data_policy(config: Config, env) -> BehaviourPolicy:
+    """The recorded episodes' policy: with probability ``goal_episode_share`` a noisy scripted
+    run to a uniformly chosen goal (noise std uniform in [0.1, 0.6]), else the task's broad
+    behaviour policy."""
+    broad = env.behaviour_policy
+
+    def init(key):
+        k_coin, k_goal, k_noise, k_broad = jax.random.split(key, 4)
+        return {
+            "scripted": jax.random.uniform(k_coin) < config.goal_episode_share,
+            "goal": jax.random.randint(k_goal, (), 0, len(GOALS)),
+            "noise": jax.random.uniform(k_noise, (), minval=0.1, maxval=0.6),
+            "broad": broad.init(k_broad),
+        }
+
+    def act(params, state, key):
+        u = to_goal(env.goals[params["goal"]], env.position(state))
+        scripted = jnp.tanh(u + params["noise"] * jax.random.normal(key, u.shape))
+        return jnp.where(params["scripted"], scripted, broad.act(params["broad"], state, key))
+
+    return BehaviourPolicy(init, act)
+
+
 def reference_goal(config: Config, eps: jax.Array) -> jax.Array:
     """i32[...]: the demonstrated goal for noise ``eps: f32[..., 2]`` (arcs of reference_goals)."""
     arcs = jnp.asarray([GOALS.index(g) for g in config.reference_goals])
@@ -266,14 +300,13 @@ def clone_reference(config: Config, env, key: jax.Array):
     by the episode's noise input. Returns ``(network, params, clone losses)``."""
     noisy = P.LatentReward(env, N.noise_sampler(), lambda state, z: jnp.zeros(()))
 
-    def act(jitter, state, k):
-        eps = N.on_circle(N.noise_angle(state.obs[-NOISE_SIZE:]) + jitter)
-        goal = env.goals[reference_goal(config, eps)]
+    def act(_, state, k):
+        goal = env.goals[reference_goal(config, state.obs[-NOISE_SIZE:])]
         u = to_goal(goal, env.position(state))
         return jnp.tanh(u + config.demo_noise * jax.random.normal(k, u.shape))
 
-    def init(k):  # the episode's goal jitter
-        return config.demo_goal_jitter * jax.random.normal(k, ())
+    def init(k):
+        return None
 
     k_demo, k_init, k_clone = jax.random.split(key, 3)
     demo = collect(noisy, k_demo, config.demo_episodes, policy=BehaviourPolicy(init, act))
@@ -375,9 +408,15 @@ def network_act(network):
     return act
 
 
+def lottery_latents(log_weights: jax.Array):
+    """``latents(n) -> f32[n, 2]``: the noise inputs of n episodes of a lottery over the modes
+    (stratified: an even sample of its proportions)."""
+    nodes = N.noise_nodes(log_weights.shape[0])
+    return lambda n: nodes[N.stratified_modes(log_weights, n)]
+
+
 def train_method(config, method, env, models, reference, dataset, key, results, case) -> Trained:
     network, ref_params = reference
-    noise = N.noise_nodes  # stratified noise: an even sample of the lottery
     if method in ("btl", "vpl"):
         ppo = P.make_train(
             reward_env(method, env, models),
@@ -399,17 +438,18 @@ def train_method(config, method, env, models, reference, dataset, key, results, 
         state, history = train_ppo(
             config, ppo, nash_ppo(config).num_updates, key, results, case, method
         )
-        curves = {k: history[k] for k in ("win_probability", "kl")}
+        curves = {k: history[k] for k in CURVES}
         # Nash-MD's PPO runs the reference's network on raw observations, so its params act
         # like the reference's (and share its compiled evaluation).
-        return Trained(network_act(network), ppo.policy_params(state).params, noise, curves)
+        params, log_weights = N.lottery(state)
+        return Trained(network_act(network), params, lottery_latents(log_weights), curves)
     # Offline IPO / DPO from the training users' labelled pairs of recorded episodes.
     train, _ = dataset.split()
     pairs = R.user_pairs(train, "all")
     seg = dataset.segments
     direct = dataclasses.replace(config.direct, loss=method)
     start = time.time()
-    params, losses = N.train_direct(
+    (params, log_weights), losses = N.train_direct(
         network,
         ref_params,
         seg.previous_obs,
@@ -423,7 +463,7 @@ def train_method(config, method, env, models, reference, dataset, key, results, 
     )
     print(f"  {method}: loss {float(losses[0]):.3f} -> {float(losses[-50:].mean()):.3f} "
           f"({time.time() - start:.0f} s)")  # fmt: skip
-    return Trained(network_act(network), params, noise, {"loss": losses})
+    return Trained(network_act(network), params, lottery_latents(log_weights), {"loss": losses})
 
 
 # --- evaluation -----------------------------------------------------------------------------------
@@ -530,12 +570,13 @@ def plot_exploitability(scores: dict) -> plt.Figure:
 
 
 def plot_nash_curves(curves: dict) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.5 * len(CURVES), 3.2))
     for (case, method), c in curves.items():
-        for ax, name in zip(axes, ("win_probability", "kl"), strict=True):
+        for ax, name in zip(axes, CURVES, strict=True):
             ax.plot(np.asarray(c[name]), label=f"{case} {method}")
     axes[0].set_ylabel("win probability vs opponents (model)")
     axes[1].set_ylabel("KL(π || reference) per episode")
+    axes[2].set_ylabel("largest mode weight")
     for ax in axes:
         ax.set_xlabel("PPO update")
     axes[0].legend(fontsize=7)
@@ -551,7 +592,9 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
     pop = population(config, case)
     k_data, k_models, k_methods, k_eval = jax.random.split(key, 4)
     print(f"[{case}] data and models")
-    dataset = build_dataset(k_data, env, pop, config.data, task="navigation")
+    dataset = build_dataset(
+        k_data, env, pop, config.data, task="navigation", policy=data_policy(config, env)
+    )
     models = fit_models(config, dataset, k_models)
     network, ref_params = reference
     eval_keys = jax.random.split(k_eval, config.num_eval_episodes)
@@ -569,7 +612,8 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
             )
         )
     act_ref = network_act(network)
-    trained = {"reference": Trained(act_ref, ref_params, N.noise_nodes, {})}
+    uniform = N.uniform_log_weights(config.nash.num_modes)
+    trained = {"reference": Trained(act_ref, ref_params, lottery_latents(uniform), {})}
     for method, k in zip(config.methods, jax.random.split(k_methods, len(config.methods)),
                          strict=True):  # fmt: skip
         start = time.time()

@@ -157,6 +157,20 @@ def test_trajectory_log_prob_integrates_the_noise_input():
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     with pytest.raises(ValueError, match="num_nodes"):
         N.noise_nodes(0)
+    # With a lottery's weights it is the mixture likelihood log sum_k w_k pi(tau | eps_k).
+    log_w = jax.nn.log_softmax(jnp.arange(6.0))
+    got = N.trajectory_log_prob(network, params, obs, u, alive, nodes, log_w)
+    per = jnp.stack([per_node(e) for e in nodes])
+    expected = jnp.log(jnp.sum(jnp.exp(log_w)[:, None] * jnp.exp(per), 0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_stratified_modes_follow_the_lottery_and_modes_are_recovered_from_noise():
+    log_w = jnp.log(jnp.array([0.5, 0.25, 0.0, 0.25]))
+    modes = N.stratified_modes(log_w, 400)
+    np.testing.assert_array_equal(jnp.bincount(modes, length=4), [200, 100, 0, 100])
+    nodes = N.noise_nodes(4)
+    np.testing.assert_array_equal(N.mode_of(nodes[modes], nodes), modes)
 
 
 # --- Nash-MD on PPO, on a one-step three-outcome game ----------------------------------------
@@ -202,16 +216,22 @@ class CyclicPreference:
     latent_dim: int = 0
     inputs: str = "obs"
 
-    def win_probability(self, params, x, alive, x_opponents, alive_opponents):
+    def win_probability(self, params, x, alive, x_opponents, alive_opponents, weights=None):
         del params, alive, alive_opponents
         mine, theirs = outcome(x[:, -1]), outcome(x_opponents[:, -1])
-        return CYCLIC[mine[:, None], theirs[None, :]].mean(-1)
+        table = CYCLIC[mine[:, None], theirs[None, :]]
+        return table.mean(-1) if weights is None else table @ weights
 
 
-def shares_of(network, params, key, n=4096):
-    eps = N.noise_sampler()
-    keys = jax.random.split(key, n)
-    obs = jnp.concatenate([jnp.zeros((n, 2)), jax.vmap(eps)(keys)], -1)
+SECTOR_CENTRES = jnp.array([jnp.pi, 5 * jnp.pi / 3, jnp.pi / 3])  # of outcomes 0, 1, 2
+REFERENCE_OUTCOMES = jnp.array([0, 0, 0, 0, 1, 2])  # of the reference's six modes
+
+
+def shares_of(network, params, log_weights, key, n=4096):
+    """Outcome shares of the lottery ``(params, log_weights)`` over its modes."""
+    nodes = N.noise_nodes(log_weights.shape[0])
+    eps = nodes[N.stratified_modes(log_weights, n)]
+    obs = jnp.concatenate([jnp.zeros((n, 2)), eps], -1)
     mean, std = N.gaussian(network, params, obs)
     a = jnp.tanh(mean + std * jax.random.normal(key, mean.shape))
     return jnp.bincount(outcome(a), length=3) / n
@@ -233,29 +253,42 @@ def choice_game():
         env.episode_length,
     )
     network = N.policy_network(ppo_config, env.action_size)
-    # The reference: a clone of noisy demonstrations that mostly pick outcome 0 (a ≈ (-0.7, 0)).
+    # The reference: a clone of noisy demonstrations whose outcome is set by the noise's arc,
+    # REFERENCE_OUTCOMES of six equal arcs: outcome 0 two thirds of the time.
     k_init, k_demo, k_clone = jax.random.split(jax.random.PRNGKey(0), 3)
-    obs = jnp.concatenate([jnp.zeros((512, 2)), N.noise_nodes(512)], -1)
-    u = jnp.array([jnp.arctanh(-0.7), 0.0]) + 0.6 * jax.random.normal(k_demo, (512, 2))
+    eps = N.noise_nodes(600)
+    arc = jnp.floor(N.noise_angle(eps) / (2 * jnp.pi) * 6).astype(jnp.int32)
+    direction = N.on_circle(SECTOR_CENTRES[REFERENCE_OUTCOMES[jnp.clip(arc, 0, 5)]])
+    u = 0.8 * direction + 0.2 * jax.random.normal(k_demo, direction.shape)
+    obs = jnp.concatenate([jnp.zeros((600, 2)), eps], -1)
     params = network.init(k_init, obs[0])
-    reference, _ = N.clone(network, params, obs, u, N.CloneConfig(num_steps=300), k_clone)
+    reference, _ = N.clone(network, params, obs, u, N.CloneConfig(num_steps=500), k_clone)
     return env, ppo_config, network, reference
 
 
-def test_nash_md_on_ppo_moves_a_one_sided_reference_towards_the_cycle_lottery(choice_game):
+def test_nash_md_on_ppo_finds_the_cycle_lottery_from_a_one_sided_reference(choice_game):
     env, ppo_config, network, reference = choice_game
-    start = shares_of(network, reference, jax.random.PRNGKey(1))
-    assert float(start[0]) > 0.7, start
-    config = N.NashConfig(mixture=0.25, kl_coef=0.05, num_opponents=64)
+    uniform = N.uniform_log_weights(6)
+    start = shares_of(network, reference, uniform, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(start, [4 / 6, 1 / 6, 1 / 6], atol=0.03)
+    config = N.NashConfig(mixture=0.02, kl_coef=0.04, num_modes=6, num_opponents=60)
     ppo = N.make_nash_md(env, CyclicPreference(), None, reference, ppo_config, config)
     state, metrics = jax.jit(ppo.train)(jax.random.PRNGKey(2))
-    final = shares_of(network, ppo.policy_params(state).params, jax.random.PRNGKey(1))
+    params, log_weights = N.lottery(state)
+    final = shares_of(network, params, log_weights, jax.random.PRNGKey(1))
     before = float(table_exploitability(CYCLIC, start))
     after = float(table_exploitability(CYCLIC, final))
-    assert before > 0.5, (start, before)
-    assert after <= 0.35, (final, after)
-    assert set(metrics) >= {"win_probability", "kl"}
+    assert before > 0.45, (start, before)  # outcome 2 beats it by 0.5
+    assert after <= 0.1, (final, after)
+    assert set(metrics) >= {"win_probability", "kl", "mode_kl", "max_mode_weight"}
     assert float(metrics["kl"][-1]) > 0.0
+    # Self-play (the opponent is the current policy, no pull to the reference) keeps cycling:
+    # its last iterates stay far from the lottery.
+    ppo = N.make_nash_md(env, CyclicPreference(), None, reference, ppo_config, N.self_play(config))
+    state, _ = jax.jit(ppo.train)(jax.random.PRNGKey(2))
+    params, log_weights = N.lottery(state)
+    final = shares_of(network, params, log_weights, jax.random.PRNGKey(1))
+    assert float(table_exploitability(CYCLIC, final)) > 0.3, final
 
 
 def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):
@@ -271,11 +304,12 @@ def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):
                        N.NashConfig(mixture=1.5))  # fmt: skip
     with pytest.raises(ValueError, match="latent_dim"):
         N.make_nash_md(env, N.PreferenceModel(latent_dim=2), None, reference, ppo_config)
-    assert N.self_play(N.NashConfig()).mixture == 0.0
-    with pytest.raises(ValueError, match="kl"):
-        N.NashConfig(kl="forward").validate()
-    with pytest.raises(ValueError, match="kl_nodes"):
-        N.NashConfig(kl_nodes=0).validate()
+    play = N.self_play(N.NashConfig(mixture=0.1, kl_coef=0.02))
+    assert play.mixture == 0.0 and play.eta == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="num_opponents"):
+        N.NashConfig(num_modes=8, num_opponents=4).validate()
+    with pytest.raises(ValueError, match="step_size"):
+        N.NashConfig(kl_coef=0.0).validate()
 
 
 # --- offline DPO / IPO ------------------------------------------------------------------------
@@ -297,14 +331,15 @@ def direct_data():
     return network, reference, obs, actions, jnp.ones((s, t), bool), pairs, labels
 
 
-def margins(network, reference, params, obs, actions, alive, pairs):
-    nodes = N.noise_nodes(8)
+def margins(network, reference, policy, obs, actions, alive, pairs):
+    params, log_weights = policy
+    nodes = N.noise_nodes(log_weights.shape[0])
     u = N.pre_squash(actions)
 
-    def lp(p):
-        return N.trajectory_log_prob(network, p, obs, u, alive, nodes)
+    def lp(p, w):
+        return N.trajectory_log_prob(network, p, obs, u, alive, nodes, w)
 
-    ratio = lp(params) - lp(reference)
+    ratio = lp(params, log_weights) - lp(reference, N.uniform_log_weights(nodes.shape[0]))
     return ratio[pairs[:, 0]] - ratio[pairs[:, 1]]
 
 
@@ -312,11 +347,11 @@ def margins(network, reference, params, obs, actions, alive, pairs):
 def test_direct_preference_training_prefers_the_preferred(direct_data, loss):
     network, reference, obs, actions, alive, pairs, labels = direct_data
     config = N.DirectConfig(loss=loss, num_steps=200, pairs_per_batch=16, learning_rate=3e-3,
-                            tau=0.5, beta=0.5, num_nodes=8)  # fmt: skip
+                            tau=0.5, beta=0.5, num_modes=8)  # fmt: skip
     mask = jnp.ones(len(labels), bool)
-    params, losses = N.train_direct(network, reference, obs, actions, alive, pairs, labels, mask,
+    policy, losses = N.train_direct(network, reference, obs, actions, alive, pairs, labels, mask,
                                     config, jax.random.PRNGKey(1))  # fmt: skip
-    h = margins(network, reference, params, obs, actions, alive, pairs[: len(pairs) // 2])
+    h = margins(network, reference, policy, obs, actions, alive, pairs[: len(pairs) // 2])
     # The run starts at the reference: margin 0, so DPO's loss is log 2 and IPO's 1/(2 tau)^2.
     start = np.log(2.0) if loss == "dpo" else 1.0
     np.testing.assert_allclose(losses[0], start, rtol=1e-4)
@@ -376,6 +411,8 @@ def experiment(load_experiment):
         ({"transitive_shares": (0.5, 0.5)}, "transitive_shares"),
         ({"num_eval_episodes": 0}, "num_eval_episodes"),
         ({"nash": N.NashConfig(num_opponents=0)}, "num_opponents"),
+        ({"nash": N.NashConfig(num_modes=4)}, "num_modes"),
+        ({"goal_episode_share": 1.5}, "goal_episode_share"),
         ({"direct": N.DirectConfig(loss="kto")}, "loss"),
         ({"preference": N.PreferenceModel(latent_dim=2)}, "preference"),
     ],

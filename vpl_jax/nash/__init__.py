@@ -5,18 +5,21 @@
   :mod:`~vpl_jax.nash.direct` — DPO and IPO losses.
 * :class:`PreferenceModel` — P(τ ≻ τ′) = σ(g(τ, τ′) − g(τ′, τ)), antisymmetric by construction,
   trained with :func:`vpl_jax.rewards.fit`.
-* :mod:`~vpl_jax.nash.policy` — mixed policies (a per-episode noise input), trajectory
-  likelihoods, behaviour cloning of a reference.
-* :func:`make_nash_md` — Nash-MD (and self-play) as PPO with a trajectory-level win-probability
-  return against geometric-mixture opponents and a KL penalty to the reference.
+* :mod:`~vpl_jax.nash.policy` — mixed policies (lotteries over modes, a per-episode noise
+  input), trajectory likelihoods, behaviour cloning of a reference.
+* :func:`make_nash_md` — Nash-MD (and self-play): PPO with a trajectory-level win-probability
+  return against geometric-mixture opponents and a KL penalty to the reference, and the exact
+  mirror-descent step on the lottery's mode weights.
 * :func:`train_direct` — offline DPO/IPO on trajectory log-likelihood ratios.
 * :mod:`~vpl_jax.nash.evaluation` — margins of pure strategies, exploitability and per-type win
   rates under a population's true preferences.
 """
 
 from vpl_jax.nash.control import (
+    ModeState,
     NashConfig,
     check_ppo_config,
+    lottery,
     make_nash_md,
     nash_ppo_config,
     opponent_rollouts,
@@ -30,26 +33,31 @@ from vpl_jax.nash.evaluation import (
     type_win_rates,
 )
 from vpl_jax.nash.gaussian import geometric_mixture
-from vpl_jax.nash.matrix_game import nash_md
+from vpl_jax.nash.matrix_game import geometric_mix, mirror_step, nash_md
 from vpl_jax.nash.offline import DirectConfig, train_direct
 from vpl_jax.nash.policy import (
     CloneConfig,
     clone,
     gaussian,
     gaussian_log_prob,
+    mode_of,
+    node_log_probs,
     noise_angle,
     noise_nodes,
     noise_sampler,
     on_circle,
     policy_network,
     pre_squash,
+    stratified_modes,
     trajectory_log_prob,
+    uniform_log_weights,
 )
 from vpl_jax.nash.preference import PreferenceModel
 
 __all__ = [
     "CloneConfig",
     "DirectConfig",
+    "ModeState",
     "NashConfig",
     "PreferenceModel",
     "check_ppo_config",
@@ -58,12 +66,17 @@ __all__ = [
     "exploitability",
     "gaussian",
     "gaussian_log_prob",
+    "geometric_mix",
     "geometric_mixture",
     "ipo_loss",
     "log_ratio_margin",
+    "lottery",
     "make_nash_md",
+    "mirror_step",
+    "mode_of",
     "nash_md",
     "nash_ppo_config",
+    "node_log_probs",
     "noise_angle",
     "noise_nodes",
     "noise_sampler",
@@ -73,8 +86,10 @@ __all__ = [
     "pre_squash",
     "pure_strategy_margins",
     "self_play",
+    "stratified_modes",
     "train_direct",
     "trajectory_log_prob",
     "type_preferences",
     "type_win_rates",
+    "uniform_log_weights",
 ]

@@ -1,38 +1,42 @@
-"""Nash-MD in control: a policy-gradient step on the regularised preference game, run by our PPO.
+"""Nash-MD in control: mirror descent on the regularised preference game, run by our PPO.
 
-Nash-MD (Munos et al., 2023, the policy-gradient form of their Section 7) improves a policy π
-against the *geometric mixture* of itself and a reference μ,
+Nash-MD (Munos et al., 2023) improves a policy π against the *geometric mixture* of itself and a
+reference μ,
 
-    opponent  π_mix(a | s) ∝ π(a | s)^(1 - β) μ(a | s)^β,
-    objective E_{τ ~ π, τ′ ~ π_mix}[ P(τ ≻ τ′) ] - kl_coef * KL(π || μ),
+    opponent  π_mix ∝ π^(1 - β) μ^β,
+    step      π_t+1 = argmax_π  η E_{τ ~ π, τ′ ~ π_mix}[ P(τ ≻ τ′) ] - KL(π || π_mix),
 
-whose last iterate converges to the Nash equilibrium of the KL-regularised preference game (the
-tabular version is :func:`vpl_jax.nash.matrix_game.nash_md`). ``β = 0`` plays against the current
-policy itself: the *self-play* variant (:data:`SELF_PLAY`).
+(β = η τ for the KL-regularised game ``E P(π ≻ π′) - τ KL(π || μ)``), whose *last* iterate
+converges to the Nash equilibrium of that game (the tabular version is
+:func:`vpl_jax.nash.matrix_game.nash_md`). ``β = 0`` plays against the current policy itself,
+unregularised: the *self-play* variant (:func:`self_play`), which cycles in a cyclic game.
 
-How it runs on PPO (:func:`make_nash_md`): every update, through PPO's rollout-reward hook,
+The policy is a lottery over K modes (:mod:`vpl_jax.nash.policy`): ``π(k, τ) = w_k π(τ | ε_k)``
+with a noise-conditioned tanh-Gaussian network. Over this joint (mode, trajectory) the KL splits
+exactly, ``KL(π || μ) = KL(w || w_μ) + sum_k w_k KL(π_k || μ_k)``, and so does one Nash-MD step
+(:func:`make_nash_md`), every PPO update, through PPO's rollout-reward hook:
 
-1. N opponent episodes are rolled out from the mixture. For Gaussian policies the mixture is again
-   Gaussian at every state, in closed form (:func:`vpl_jax.nash.gaussian.geometric_mixture` of
-   the two pre-squash Gaussians; for the tanh-squashed policies the Jacobians enter with total
-   power one, so squashing the mixture is the mixture of the squashed policies): opponents sample
-   from it directly, with no importance weights or rejection.
-2. Each of the B episodes of the rollout is scored by its estimated win probability against them,
-   ``mean_j P(τ_b ≻ τ′_j)`` under the learned :class:`~vpl_jax.nash.preference.PreferenceModel`,
-   paid at its last step, less ``kl_coef`` times a one-sample estimate of the KL to μ (its
-   policy gradient is the gradient of the KL; tanh's Jacobians cancel in the ratio). By default
-   (``NashConfig.kl = "marginal"``) that is ``log π̄(τ) - log μ̄(τ)`` between the *mixed*
-   policies, the noise input integrated out by quadrature: it lets the policy move probability
-   between outcomes by re-assigning noise values, while trajectories μ̄ does not produce (e.g.
-   going to no goal) stay expensive. ``kl = "per_noise"`` pays
-   ``-kl_coef * (log π(a|s, ε) - log μ(a|s, ε))`` at every step instead, which pins each noise
-   value to the reference's behaviour for it.
-3. PPO's clipped update does the rest. The clipping plays the part of the mirror-descent step
-   size.
+1. **Opponents.** N opponent episodes of ``π_mix``: for the modes, the mixture of the weights
+   ``w_mix ∝ w^(1-β) w_μ^β``, taken exactly by stratifying the opponents over the modes (N/K
+   each) and weighting each by ``w_mix`` of its mode; within a mode, per state, the geometric
+   mixture of the two pre-squash Gaussians, again Gaussian in closed form
+   (:func:`vpl_jax.nash.gaussian.geometric_mixture`; for tanh-squashed policies the Jacobians
+   enter with total power one, so squashing the mixture is the mixture of the squashed
+   policies). Per-mode normalisers of the trajectory-level mixture are taken as 1.
+2. **Trajectories** (PPO). Each of the B episodes of the rollout (modes drawn uniformly, so every
+   mode keeps learning) is scored by its win probability against the opponents,
+   ``sum_j ω_j P(τ_b ≻ τ′_j)`` under the learned :class:`~vpl_jax.nash.preference.PreferenceModel`,
+   paid at its last step, less ``τ (log π(a_t | s_t, ε_k) - log μ(a_t | s_t, ε_k))`` at every
+   step (a one-sample estimate of ``KL(π_k || μ_k)``, whose policy gradient is the KL's; tanh's
+   Jacobians cancel). PPO's clipped update improves each mode against the opponent; the clipping
+   plays the part of the proximal term.
+3. **Modes** (mirror descent). Each mode's payoff is its episodes' mean soft return (win
+   probability less τ times the log-ratio sum): the exact Nash-MD step on the weights is
+   ``log w ← log w_mix + η payoff`` (normalised; :func:`~vpl_jax.nash.matrix_game.mirror_step`).
+   A mode with no episode in a rollout keeps its last payoff.
 
-Policies see a per-episode noise input (:mod:`vpl_jax.nash.policy`) so that they can be mixed; the
-geometric mixture is taken per state *and* noise value. The reference is usually the policy PPO
-starts from (a behaviour-cloned "SFT" policy), as in RLHF.
+Policies see the mode's noise input appended to the observation; the reference is usually the
+policy PPO starts from (a behaviour-cloned "SFT" policy, uniform over its modes), as in RLHF.
 
 Requirements (checked): the rollout covers exactly one episode per environment
 (``num_steps == episode_length``, tasks without early termination, no action repeat), so every
@@ -44,27 +48,26 @@ Truncation is not bootstrapped: the win probability is the whole episode's retur
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from brax.envs.base import Env
 
 from vpl_jax.nash.gaussian import geometric_mixture
+from vpl_jax.nash.matrix_game import geometric_mix, mirror_step
 from vpl_jax.nash.policy import (
     NOISE_SIZE,
     gaussian,
     gaussian_log_prob,
+    mode_of,
     noise_nodes,
-    noise_sampler,
     policy_network,
-    trajectory_log_prob,
+    uniform_log_weights,
 )
 from vpl_jax.nash.preference import PreferenceModel
-from vpl_jax.policies.ppo import PPO, PolicyParams, PPOConfig, Transition, make_train
+from vpl_jax.policies.ppo import PPO, PolicyParams, PPOConfig, RunnerState, Transition, make_train
 from vpl_jax.policies.wrappers import LatentReward, observation_size
-
-#: The KL regularisers of :class:`NashConfig` (``kl``).
-KL_KINDS = ("marginal", "per_noise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,41 +76,50 @@ class NashConfig:
 
     Attributes:
       mixture: β, the reference's weight in the opponent ``π^(1-β) μ^β`` (0: self-play).
-      kl_coef: weight of ``KL(π || μ)`` per episode, in units of win probability.
-      num_opponents: N, opponent episodes rolled out per update.
-      kl: which KL to the reference regularises. ``"marginal"``: between the *mixed* policies,
-        ``KL(π̄ || μ̄)`` with ``π̄(τ) = ∫ π(τ | ε) dε`` (the noise integrated out by a
-        ``kl_nodes``-point quadrature, :func:`~vpl_jax.nash.policy.trajectory_log_prob`).
-        ``"per_noise"``: ``E_ε KL(π(· | ε) || μ(· | ε))``, the per-step estimate; it upper-bounds
-        the marginal KL and pins every noise value to the reference's behaviour for that value,
-        so a policy cannot move probability from one outcome to another by re-assigning noise
-        values (with a decisive reference, switching an episode's goal costs hundreds of nats).
-      kl_nodes: Q, quadrature nodes over the noise for ``kl="marginal"``.
+      kl_coef: τ, the weight of ``KL(π || μ)`` per episode, in units of win probability.
+      step_size: η, the mirror-descent step on the mode weights; ``None``: ``mixture / kl_coef``
+        (Munos et al.'s β = η τ).
+      num_modes: K, the modes of the lottery (the reference is uniform over them).
+      num_opponents: N, opponent episodes rolled out per update (at least K; stratified over the
+        modes).
     """
 
-    mixture: float = 0.125
-    kl_coef: float = 0.01
-    num_opponents: int = 32
-    kl: str = "marginal"
-    kl_nodes: int = 24
+    mixture: float = 0.1
+    kl_coef: float = 0.02
+    step_size: float | None = None
+    num_modes: int = 6
+    num_opponents: int = 48
+
+    @property
+    def eta(self) -> float:
+        """η, the step on the mode weights."""
+        return self.mixture / self.kl_coef if self.step_size is None else self.step_size
 
     def validate(self) -> NashConfig:
         if not 0.0 <= self.mixture <= 1.0:
             raise ValueError(f"NashConfig.mixture={self.mixture}: must be in [0, 1]")
         if not self.kl_coef >= 0.0:
             raise ValueError(f"NashConfig.kl_coef={self.kl_coef}: must be >= 0")
-        if self.num_opponents < 1:
-            raise ValueError(f"NashConfig.num_opponents={self.num_opponents}: must be >= 1")
-        if self.kl not in KL_KINDS:
-            raise ValueError(f"NashConfig.kl={self.kl!r}: allowed values are {list(KL_KINDS)}")
-        if self.kl_nodes < 1:
-            raise ValueError(f"NashConfig.kl_nodes={self.kl_nodes}: must be >= 1")
+        if self.step_size is None and self.kl_coef == 0.0:
+            raise ValueError(
+                "NashConfig.step_size: give it when kl_coef = 0 (η = β / τ is undefined)"
+            )
+        if self.step_size is not None and not self.step_size > 0.0:
+            raise ValueError(f"NashConfig.step_size={self.step_size}: must be > 0 (or None)")
+        if self.num_modes < 1:
+            raise ValueError(f"NashConfig.num_modes={self.num_modes}: must be >= 1")
+        if self.num_opponents < self.num_modes:
+            raise ValueError(
+                f"NashConfig.num_opponents={self.num_opponents}: must be >= num_modes="
+                f"{self.num_modes} (opponents are stratified over the modes)"
+            )
         return self
 
 
 def self_play(config: NashConfig) -> NashConfig:
-    """The self-play variant of ``config``: the opponent is the current policy (β = 0)."""
-    return dataclasses.replace(config, mixture=0.0)
+    """The self-play variant of ``config``: the opponent is the current policy (β = 0), with
+    the same step η on the mode weights."""
+    return dataclasses.replace(config, mixture=0.0, step_size=config.eta)
 
 
 def nash_ppo_config(config: PPOConfig, episode_length: int) -> PPOConfig:
@@ -146,29 +158,42 @@ def opponent_rollouts(
     policy: PolicyParams,
     reference,
     mixture: float,
+    noise: jax.Array,
     key: jax.Array,
-    num_episodes: int,
     episode_length: int,
 ) -> jax.Array:
-    """f32[N, T, O]: observations (noise input dropped) after each step of N episodes of the
-    geometric mixture ``π^(1-mixture) μ^mixture``.
+    """f32[N, T, O]: observations after each step of N episodes of the geometric mixture
+    ``π^(1-mixture) μ^mixture`` of two noise-conditioned policies, episode n with noise input
+    ``noise[n]: f32[2]``.
 
-    ``env`` is the task with the noise input appended (a fresh ε per episode);
-    ``reference(obs) -> (mean, std)`` is μ's pre-squash Gaussian.
+    ``env`` is the raw task; ``distribution(policy, obs)`` is π's and ``reference(obs) ->
+    (mean, std)`` μ's pre-squash Gaussian, both on observations with the noise appended.
     """
     k_reset, k_steps = jax.random.split(key)
-    state = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
-    inner = state.obs.shape[-1] - env.latent_size
+    state = jax.vmap(env.reset)(jax.random.split(k_reset, noise.shape[0]))
 
     def step(state, k):
-        pi = distribution(policy, state.obs).distribution
-        mean, std = geometric_mixture(pi.loc, pi.scale_diag, *reference(state.obs), mixture)
+        obs = jnp.concatenate([state.obs, noise], axis=-1)
+        pi = distribution(policy, obs).distribution
+        mean, std = geometric_mixture(pi.loc, pi.scale_diag, *reference(obs), mixture)
         u = mean + std * jax.random.normal(k, mean.shape)
         state = jax.vmap(env.step)(state, jnp.tanh(u))
-        return state, state.obs[..., :inner]
+        return state, state.obs
 
     _, obs = jax.lax.scan(step, state, jax.random.split(k_steps, episode_length))
     return jnp.swapaxes(obs, 0, 1)
+
+
+class ModeState(NamedTuple):
+    """Nash-MD's state beside PPO's (``RunnerState.hook_state``)."""
+
+    log_weights: jax.Array  # f32[K] the lottery's log-weights over the modes
+    payoff: jax.Array  # f32[K] each mode's last estimated soft payoff
+
+
+def lottery(state: RunnerState) -> tuple[object, jax.Array]:
+    """``(network params, log-weights f32[K])`` of the mixed policy in a Nash-MD ``state``."""
+    return state.params, state.hook_state.log_weights
 
 
 def make_nash_md(
@@ -182,17 +207,20 @@ def make_nash_md(
     """PPO that runs Nash-MD (or self-play, ``config.mixture = 0``) from the reference.
 
     Args:
-      env: the raw task (unwrapped); the noise input is added here.
+      env: the raw task (unwrapped); the mode's noise input is added here.
       model, model_params: the population preference model (``latent_dim = 0``, obs inputs).
       reference_params: μ, params of :func:`~vpl_jax.nash.policy.policy_network` for
-        ``ppo_config`` (raw observations with the noise input appended); PPO starts from them.
+        ``ppo_config`` (raw observations with the noise input appended), uniform over the
+        ``config.num_modes`` modes :func:`~vpl_jax.nash.policy.noise_nodes`; PPO starts from it.
       ppo_config: PPO's hyperparameters (see :func:`nash_ppo_config` for what must hold).
       config: Nash-MD's hyperparameters.
 
     Returns:
-      A :class:`~vpl_jax.policies.PPO` whose ``init``/``train`` start at the reference and whose
-      update metrics add ``win_probability`` (mean over the rollout's episodes) and ``kl``
-      (mean per-episode estimate of ``KL(π || μ)``). Pure; vmappable over seeds.
+      A :class:`~vpl_jax.policies.PPO` whose ``init``/``train`` start at the reference; the
+      learned lottery of a state is :func:`lottery`. Update metrics add ``win_probability``
+      (mean over the rollout's episodes), ``kl`` (the estimate of ``KL(π || μ)`` per episode,
+      modes and behaviour), ``mode_kl`` (``KL(w || w_μ)``) and ``max_mode_weight``. Pure;
+      vmappable over seeds.
     """
     config.validate()
     if model.latent_dim or model.inputs != "obs":
@@ -203,53 +231,68 @@ def make_nash_md(
         )
     episode_length = ppo_config.episode_length or env.episode_length
     check_ppo_config(ppo_config, episode_length)
-    noisy_env = LatentReward(env, noise_sampler(), lambda state, z: jnp.zeros(()))
+    num_modes = config.num_modes
+    nodes = noise_nodes(num_modes)
+    # Learners draw modes uniformly; opponents are stratified over the modes.
+    noisy_env = LatentReward(
+        env,
+        lambda key: nodes[jax.random.randint(key, (), 0, num_modes)],
+        lambda state, z: jnp.zeros(()),
+    )
+    assert noisy_env.latent_size == NOISE_SIZE
     inner = observation_size(env)
     network = policy_network(ppo_config, env.action_size)
-    nodes = noise_nodes(config.kl_nodes)
-    assert noisy_env.latent_size == NOISE_SIZE
+    log_mu = uniform_log_weights(num_modes)
+    opponent_modes = jnp.arange(config.num_opponents) % num_modes
+    per_mode = jnp.bincount(opponent_modes, length=num_modes)[opponent_modes]
 
     def reference(obs):
         return gaussian(network, reference_params, obs)
 
-    def rollout_reward(distribution, policy: PolicyParams, traj: Transition, key: jax.Array):
+    def rollout_reward(distribution, policy, traj: Transition, key, state: ModeState):
         # One rollout = one whole episode per environment, so column b of final_obs (the
         # observations after each step, before any reset) is episode b.
         episodes = jnp.swapaxes(traj.final_obs[..., :inner], 0, 1)  # [B, T, O]
+        modes = mode_of(traj.obs[0, :, inner:], nodes)  # [B]
+        log_mix = geometric_mix(state.log_weights, log_mu, config.mixture)
         opponents = opponent_rollouts(
-            noisy_env,
-            distribution,
-            policy,
-            reference,
-            config.mixture,
-            key,
-            config.num_opponents,
+            env, distribution, policy, reference, config.mixture, nodes[opponent_modes], key,
             episode_length,
-        )
+        )  # fmt: skip
+        omega = jnp.exp(log_mix)[opponent_modes] / per_mode
         alive = jnp.ones(episodes.shape[:2], bool)
         alive_opp = jnp.ones(opponents.shape[:2], bool)
-        win = model.win_probability(model_params, episodes, alive, opponents, alive_opp)  # [B]
+        win = model.win_probability(
+            model_params, episodes, alive, opponents, alive_opp, weights=omega
+        )  # [B]
         pi = distribution(policy, traj.obs).distribution
         log_ratio = pi.log_prob(traj.pre_squash) - gaussian_log_prob(
             *reference(traj.obs), traj.pre_squash
         )  # [T, B]
-        per_noise_kl = log_ratio.sum(0)  # [B]
-        if config.kl == "per_noise":
-            reward = traj.done * win[None, :] - config.kl_coef * log_ratio
-            return reward, {"win_probability": win.mean(), "kl": per_noise_kl.mean()}
-        # The marginal KL: log π̄(τ) - log μ̄(τ), paid with the win at the episode's end. Its
-        # score-function gradient is the gradient of KL(π̄ || μ̄) (E ∇ log π̄ = 0).
-        obs = jnp.swapaxes(traj.obs[..., :inner], 0, 1)  # [B, T, O] before each step
-        u = jnp.swapaxes(traj.pre_squash, 0, 1)
-        alive = jnp.ones(obs.shape[:2], bool)
-        log_pi = trajectory_log_prob(network, policy.params, obs, u, alive, nodes)
-        log_mu = trajectory_log_prob(network, reference_params, obs, u, alive, nodes)
-        marginal_kl = log_pi - log_mu  # [B]
-        reward = traj.done * (win - config.kl_coef * marginal_kl)[None, :]
-        metrics = {"win_probability": win.mean(), "kl": marginal_kl.mean()}
-        return reward, metrics | {"per_noise_kl": per_noise_kl.mean()}
+        reward = traj.done * win[None, :] - config.kl_coef * log_ratio
+        # The modes: each one's mean soft return, then the mirror-descent step from w_mix.
+        one_hot = jax.nn.one_hot(modes, num_modes)  # [B, K]
+        count = one_hot.sum(0)
+        soft = win - config.kl_coef * log_ratio.sum(0)
+        payoff = jnp.where(count > 0, soft @ one_hot / jnp.maximum(count, 1), state.payoff)
+        log_weights = mirror_step(log_mix, payoff, config.eta)
+        behaviour_kl = log_ratio.sum(0) @ one_hot / jnp.maximum(count, 1)  # [K]
+        w = jnp.exp(state.log_weights)
+        mode_kl = jnp.sum(w * (state.log_weights - log_mu))
+        metrics = {
+            "win_probability": win.mean(),
+            "kl": mode_kl + jnp.sum(w * behaviour_kl),
+            "mode_kl": mode_kl,
+            "max_mode_weight": w.max(),
+        }
+        return reward, metrics, ModeState(log_weights, payoff)
 
-    ppo = make_train(noisy_env, ppo_config, rollout_reward=rollout_reward)
+    ppo = make_train(
+        noisy_env,
+        ppo_config,
+        rollout_reward=rollout_reward,
+        hook_state=ModeState(log_mu, jnp.zeros((num_modes,))),
+    )
 
     def init(key: jax.Array):
         # Adam's initial state does not depend on the params' values, only on their structure.

@@ -29,6 +29,17 @@ def exploitability(table: jax.Array, pi: jax.Array) -> jax.Array:
     return jnp.max(2.0 * (table @ pi) - 1.0)
 
 
+def geometric_mix(log_pi: jax.Array, log_mu: jax.Array, mixture: float) -> jax.Array:
+    """f32[n]: the log of ``pi^(1 - mixture) mu^mixture``, normalised (the opponent)."""
+    return jax.nn.log_softmax((1.0 - mixture) * log_pi + mixture * log_mu)
+
+
+def mirror_step(log_mix: jax.Array, payoff: jax.Array, eta: float) -> jax.Array:
+    """f32[n]: the log of ``pi_mix exp(eta payoff)``, normalised: the mirror-descent step from
+    ``pi_mix`` on the payoff vector (``payoff[i] = P(i ≻ pi_mix)`` in Nash-MD)."""
+    return jax.nn.log_softmax(log_mix + eta * payoff)
+
+
 def nash_md(
     table: jax.Array,
     reference: jax.Array,
@@ -43,9 +54,8 @@ def nash_md(
     log_mu = jnp.log(reference)
 
     def step(pi, _):
-        log_mix = (1.0 - eta * tau) * jnp.log(pi) + eta * tau * log_mu
-        mix = jax.nn.softmax(log_mix)
-        new = jax.nn.softmax(log_mix + eta * (table @ mix))
+        log_mix = geometric_mix(jnp.log(pi), log_mu, eta * tau)
+        new = jnp.exp(mirror_step(log_mix, table @ jnp.exp(log_mix), eta))
         return new, new
 
     final, pis = jax.lax.scan(step, pi0, None, length=num_steps)

@@ -7,14 +7,16 @@ The control analogue of the language-model methods: from labelled pairs of recor
 
 with DPO's logistic loss or IPO's squared loss (:mod:`vpl_jax.nash.direct`). The dynamics cancel
 in ``h`` (both policies act in the same world), so only the actions' likelihoods enter:
-``log π(τ) = log ∫ prod_t π(a_t | s_t, ε) dε / 2`` for the noise-conditioned policies of
-:mod:`vpl_jax.nash.policy` (a Q-point quadrature over ε). Recorded actions can be exactly ±1; they
-are clipped to ``±action_bound`` before ``atanh`` (see :func:`vpl_jax.nash.policy.pre_squash`),
-and tanh's Jacobian, the same for π and μ, cancels.
+``log π(τ) = log sum_k w_k prod_t π(a_t | s_t, ε_k)`` for the lotteries over K modes of
+:mod:`vpl_jax.nash.policy`: both the network and the mode weights learn (the weights with their
+own, larger step size: they are what moves probability between outcomes, as in Nash-MD).
+Recorded actions can be exactly ±1; they are clipped to ``±action_bound`` before ``atanh`` (see
+:func:`vpl_jax.nash.policy.pre_squash`), and tanh's Jacobian, the same for π and μ, cancels.
 
-Training starts from the reference (π_0 = μ, so h = 0), as DPO and IPO do from the SFT policy.
-Reference log-likelihoods are computed once. No environment interaction: the whole run is one
-``jit``-ed ``lax.scan`` over Adam steps on random minibatches of labelled pairs.
+Training starts from the reference (π_0 = μ, uniform over the modes, so h = 0), as DPO and IPO
+do from the SFT policy. Reference log-likelihoods are computed once. No environment interaction:
+the whole run is one ``jit``-ed ``lax.scan`` over Adam steps on random minibatches of labelled
+pairs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ import jax.numpy as jnp
 import optax
 
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
-from vpl_jax.nash.policy import noise_nodes, pre_squash, trajectory_log_prob
+from vpl_jax.nash.policy import (
+    noise_nodes,
+    pre_squash,
+    trajectory_log_prob,
+    uniform_log_weights,
+)
 from vpl_jax.policies.networks import ActorCritic
 
 LOSSES = ("dpo", "ipo")
@@ -43,8 +50,9 @@ class DirectConfig:
       tau: IPO's regularisation; the margin is regressed to ``±1 / (2 tau)``.
       num_steps: Adam steps.
       pairs_per_batch: labelled pairs per step.
-      learning_rate: Adam's step size.
-      num_nodes: Q, quadrature nodes over the noise input.
+      learning_rate: Adam's step size for the network.
+      mode_learning_rate: Adam's step size for the mode log-weights.
+      num_modes: K, the modes of the lottery (the reference is uniform over them).
       action_bound: recorded actions are clipped to ``±action_bound`` before ``atanh``.
     """
 
@@ -54,16 +62,17 @@ class DirectConfig:
     num_steps: int = 300
     pairs_per_batch: int = 64
     learning_rate: float = 3e-4
-    num_nodes: int = 16
+    mode_learning_rate: float = 0.02
+    num_modes: int = 6
     action_bound: float = 0.995
 
     def validate(self) -> DirectConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"DirectConfig.loss={self.loss!r}: allowed values are {list(LOSSES)}")
-        for name in ("num_steps", "pairs_per_batch", "num_nodes"):
+        for name in ("num_steps", "pairs_per_batch", "num_modes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DirectConfig.{name}={getattr(self, name)}: must be >= 1")
-        for name in ("beta", "tau", "learning_rate"):
+        for name in ("beta", "tau", "learning_rate", "mode_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DirectConfig.{name}={getattr(self, name)}: must be > 0")
         if not 0.0 < self.action_bound < 1.0:
@@ -90,11 +99,12 @@ def train_direct(
     config: DirectConfig,
     key: jax.Array,
 ):
-    """DPO or IPO from the reference; returns ``(params, losses f32[num_steps])``.
+    """DPO or IPO from the reference; returns ``((params, log_weights f32[K]), losses
+    f32[num_steps])``, the learned lottery and the loss per step.
 
     Args:
       network: the policy network (:func:`~vpl_jax.nash.policy.policy_network`).
-      reference_params: μ's params, also π's starting point.
+      reference_params: μ's params (uniform over the modes), also π's starting point.
       obs: f32[S, T, O] the observation before each step of S recorded trajectories (no noise
         input; e.g. ``Segments.previous_obs`` of whole episodes).
       actions: f32[S, T, A] the recorded actions.
@@ -103,18 +113,29 @@ def train_direct(
         mask: bool[P] (False: unlabelled, never drawn).
     """
     config.validate()
-    nodes = noise_nodes(config.num_nodes)
+    nodes = noise_nodes(config.num_modes)
     u = pre_squash(actions, config.action_bound)
+    reference = (reference_params, uniform_log_weights(config.num_modes))
 
-    def log_prob(params, index):
-        return trajectory_log_prob(network, params, obs[index], u[index], alive[index], nodes)
+    def log_prob(policy, index):
+        params, log_weights = policy
+        log_weights = jax.nn.log_softmax(log_weights)
+        return trajectory_log_prob(
+            network, params, obs[index], u[index], alive[index], nodes, log_weights
+        )
 
     # μ's log-likelihood of every trajectory, once (in chunks of 256 to bound memory).
     ref_logp = jax.lax.map(
-        lambda i: log_prob(reference_params, i), jnp.arange(obs.shape[0]), batch_size=256
+        lambda i: log_prob(reference, i), jnp.arange(obs.shape[0]), batch_size=256
     )
     weights = mask.astype(jnp.float32) / jnp.maximum(jnp.sum(mask), 1)
-    tx = optax.adam(config.learning_rate)
+    tx = optax.multi_transform(
+        {
+            "network": optax.adam(config.learning_rate),
+            "modes": optax.adam(config.mode_learning_rate),
+        },
+        ("network", "modes"),
+    )
 
     def loss(params, batch):
         a, b = pairs[batch, 0], pairs[batch, 1]
@@ -130,9 +151,8 @@ def train_direct(
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), value
 
-    (params, _), losses = jax.lax.scan(
-        step,
-        (reference_params, tx.init(reference_params)),
-        jax.random.split(key, config.num_steps),
+    (policy, _), losses = jax.lax.scan(
+        step, (reference, tx.init(reference)), jax.random.split(key, config.num_steps)
     )
-    return params, losses
+    params, log_weights = policy
+    return (params, jax.nn.log_softmax(log_weights)), losses

@@ -24,8 +24,21 @@ Why this representation:
 * for a fixed ε the policy is an ordinary Gaussian policy, so the closed-form geometric mixture
   (:mod:`vpl_jax.nash.gaussian`) applies per state.
 
-Trajectory likelihoods (for DPO/IPO) integrate φ with a Q-point midpoint rule
-(:func:`noise_nodes`): ``log π(τ) ≈ logsumexp_q sum_t log π(a_t | s_t, ε_q) - log Q``.
+**Lotteries over modes.** The policies that Nash-MD, self-play, IPO and DPO learn draw ε from K
+fixed *modes*, the nodes ``ε_k`` of :func:`noise_nodes`, with learned weights ``w`` (a policy is
+its network params and ``log w: f32[K]``):
+
+    π(τ) = sum_k w_k π(τ | ε_k).
+
+A mode is a plan (which goal to head for) and its weight how often the policy follows it. The
+network refines what each mode does; the weights carry the lottery. This splits the KL to a
+reference of the same form exactly (the chain rule): ``KL(π || μ) = KL(w || w_μ) + sum_k w_k
+KL(π(· | ε_k) || μ(· | ε_k))``, so a learner can move probability between outcomes by
+re-weighting modes at the price ``KL(w || w_μ)``, and a mode's behaviour is pinned to the
+reference's for that mode by the second term (switching one episode's goal by changing the
+network costs hundreds of nats against a decisive reference). The trajectory likelihood is
+``log π(τ) = logsumexp_k (log w_k + sum_t log π(a_t | s_t, ε_k))`` (:func:`trajectory_log_prob`;
+without weights, a Q-point midpoint rule over the whole circle).
 
 Actions of recorded data can be exactly ±1 (the behaviour policies clip), where ``atanh`` is
 infinite. :func:`pre_squash` clips them to ``±bound`` first (default 0.995, pre-squash ±3.0): a
@@ -105,22 +118,17 @@ def gaussian_log_prob(mean: jax.Array, std: jax.Array, u: jax.Array) -> jax.Arra
     return jnp.sum(-0.5 * jnp.square(z) - jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 
 
-def trajectory_log_prob(
-    network: ActorCritic,
-    params,
-    obs: jax.Array,
-    u: jax.Array,
-    alive: jax.Array,
-    nodes: jax.Array,
+def node_log_probs(
+    network: ActorCritic, params, obs: jax.Array, u: jax.Array, alive: jax.Array, nodes: jax.Array
 ) -> jax.Array:
-    """f32[...]: ``log (1/Q) sum_q prod_t N(u_t; mean(s_t, ε_q), std)`` over the live steps.
+    """f32[Q, ...]: ``sum_t log N(u_t; mean(s_t, ε_q), std)`` over the live steps, per node q.
 
     Args:
       network, params: the policy.
       obs: f32[..., T, O] the observation *before* each step, without the noise input.
       u: f32[..., T, A] pre-squash actions (:func:`pre_squash` of recorded actions).
       alive: bool[..., T].
-      nodes: f32[Q, 2] noise values to integrate over (:func:`noise_nodes`).
+      nodes: f32[Q, 2] noise values (:func:`noise_nodes`).
     """
 
     def at(eps):
@@ -128,8 +136,48 @@ def trajectory_log_prob(
         mean, std = gaussian(network, params, x)
         return jnp.sum(jnp.where(alive, gaussian_log_prob(mean, std, u), 0.0), axis=-1)
 
-    per_node = jax.lax.map(at, nodes)  # [Q, ...]: one network pass over the data per node
-    return jax.nn.logsumexp(per_node, axis=0) - jnp.log(nodes.shape[0])
+    return jax.lax.map(at, nodes)  # one network pass over the data per node
+
+
+def trajectory_log_prob(
+    network: ActorCritic,
+    params,
+    obs: jax.Array,
+    u: jax.Array,
+    alive: jax.Array,
+    nodes: jax.Array,
+    log_weights: jax.Array | None = None,
+) -> jax.Array:
+    """f32[...]: ``log sum_q w_q prod_t N(u_t; mean(s_t, ε_q), std)`` over the live steps.
+
+    With ``log_weights=None`` the weights are ``1/Q`` (a quadrature over the noise circle);
+    with a lottery's ``log_weights: f32[Q]`` (normalised) it is the lottery's likelihood.
+    Arguments as :func:`node_log_probs`.
+    """
+    per_node = node_log_probs(network, params, obs, u, alive, nodes)
+    if log_weights is None:
+        return jax.nn.logsumexp(per_node, axis=0) - jnp.log(nodes.shape[0])
+    log_weights = log_weights.reshape((-1,) + (1,) * (per_node.ndim - 1))
+    return jax.nn.logsumexp(per_node + log_weights, axis=0)
+
+
+# --- lotteries over modes ---------------------------------------------------------------------
+def uniform_log_weights(num_modes: int) -> jax.Array:
+    """f32[K]: the log-weights of the uniform lottery over K modes."""
+    return jnp.full((num_modes,), -jnp.log(num_modes))
+
+
+def mode_of(eps: jax.Array, nodes: jax.Array) -> jax.Array:
+    """i32[...]: the index of the node nearest to each noise input ``eps: f32[..., 2]``."""
+    return jnp.argmax(eps @ nodes.T, axis=-1)
+
+
+def stratified_modes(log_weights: jax.Array, n: int) -> jax.Array:
+    """i32[n]: modes of n episodes in the proportions of the lottery ``log_weights: f32[K]``
+    (inverse CDF at ``(i + 1/2) / n``: an even, deterministic sample for evaluation)."""
+    cdf = jnp.cumsum(jax.nn.softmax(log_weights))
+    modes = jnp.searchsorted(cdf, (jnp.arange(n) + 0.5) / n)
+    return jnp.minimum(modes, log_weights.shape[0] - 1)
 
 
 @dataclasses.dataclass(frozen=True)

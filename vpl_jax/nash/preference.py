@@ -156,15 +156,18 @@ class PreferenceModel:
         x_opponents: jax.Array,
         alive_opponents: jax.Array,
         z: jax.Array | None = None,
+        weights: jax.Array | None = None,
     ) -> jax.Array:
-        """f32[B]: ``mean_j P(τ_b ≻ τ′_j)`` of B trajectories against N opponents.
+        """f32[B]: ``sum_j w_j P(τ_b ≻ τ′_j)`` of B trajectories against N opponents.
 
         ``x: f32[B, H, D]``, ``alive: bool[B, H]``, ``x_opponents: f32[N, H', D]``,
-        ``alive_opponents: bool[N, H']``; ``z: f32[Z]`` (one user) for a latent model.
+        ``alive_opponents: bool[N, H']``; ``z: f32[Z]`` (one user) for a latent model;
+        ``weights: f32[N]`` summing to 1 (default ``1/N``: the mean).
         """
         e = self.embed(params, x, alive)[:, None]  # [B, 1, E]
         e_opp = self.embed(params, x_opponents, alive_opponents)[None]  # [1, N, E]
-        return jax.nn.sigmoid(self.embedding_logit(params, e, e_opp, z)).mean(-1)
+        p = jax.nn.sigmoid(self.embedding_logit(params, e, e_opp, z))
+        return p.mean(-1) if weights is None else p @ weights
 
     def pair_logits(
         self, params: Params, batch: PairBatch, z: jax.Array | None = None

@@ -31,11 +31,13 @@ One update (``_update_step``), in the order the code runs:
 the *current* policy, which a per-step environment reward cannot see: Nash-MD's return is a
 trajectory's win probability against opponents drawn from the current policy (mixed with a
 reference), with a KL penalty to the reference (:mod:`vpl_jax.nash.control`).
-``make_train(env, config, rollout_reward=hook)`` calls
-``hook(distribution, policy, traj, key) -> (reward f32[T, B], metrics)`` once per update, right
-after the rollout and before reward normalisation and GAE: ``distribution(policy, obs)`` is the
-policy's action distribution, ``policy`` the :class:`PolicyParams` the rollout used, ``traj``
-the rollout (:class:`Transition` fields with leading axes ``[T, B]``); ``reward`` replaces
+``make_train(env, config, rollout_reward=hook, hook_state=s0)`` calls
+``hook(distribution, policy, traj, key, state) -> (reward f32[T, B], metrics, state)`` once per
+update, right after the rollout and before reward normalisation and GAE: ``distribution(policy,
+obs)`` is the policy's action distribution, ``policy`` the :class:`PolicyParams` the rollout used,
+``traj`` the rollout (:class:`Transition` fields with leading axes ``[T, B]``), ``state`` the
+hook's own state (a pytree of arrays, ``s0`` at the start, carried in
+``RunnerState.hook_state``; e.g. the mode weights of Nash-MD's mixed policy); ``reward`` replaces
 ``traj.reward`` and ``metrics`` (scalars) join the update's metrics. Without a hook nothing
 changes (not even the PRNG stream).
 
@@ -181,6 +183,7 @@ class RunnerState(NamedTuple):
     env_state: State  # B environments (leading axis B)
     key: jax.Array
     update: jax.Array  # i32[]: updates done so far
+    hook_state: Any  # the rollout-reward hook's state (f32[0] without a hook)
 
 
 class PolicyParams(NamedTuple):
@@ -220,11 +223,11 @@ class PPO(NamedTuple):
     value: Callable[[PolicyParams, jax.Array], jax.Array] | None = None
 
 
-#: ``hook(distribution, policy, traj, key) -> (reward f32[T, B], metrics)``: see the module
-#: docstring ("The rollout-reward hook").
+#: ``hook(distribution, policy, traj, key, state) -> (reward f32[T, B], metrics, state)``: see
+#: the module docstring ("The rollout-reward hook").
 RolloutReward = Callable[
-    [Callable[[PolicyParams, jax.Array], Any], PolicyParams, Transition, jax.Array],
-    tuple[jax.Array, dict],
+    [Callable[[PolicyParams, jax.Array], Any], PolicyParams, Transition, jax.Array, Any],
+    tuple[jax.Array, dict, Any],
 ]
 
 
@@ -266,14 +269,22 @@ def generalized_advantages(
     return advantages
 
 
-def make_train(env: Env, config: PPOConfig, rollout_reward: RolloutReward | None = None) -> PPO:
+def make_train(
+    env: Env,
+    config: PPOConfig,
+    rollout_reward: RolloutReward | None = None,
+    hook_state: Any = None,
+) -> PPO:
     """Builds PPO for ``env`` (a task, or a task in :class:`LatentReward`).
 
     ``env`` is unbatched and un-reset; ``make_train`` adds the time limit and auto-reset. Pure
     Python: it may be called inside ``jax.vmap`` with an ``env`` whose reward closes over traced
-    arrays. ``rollout_reward``, if given, rescores every rollout (see the module docstring).
-    Returns a :class:`PPO` whose functions are pure and not yet jitted.
+    arrays. ``rollout_reward``, if given, rescores every rollout, starting from its state
+    ``hook_state`` (see the module docstring). Returns a :class:`PPO` whose functions are pure
+    and not yet jitted.
     """
+    if hook_state is None:
+        hook_state = jnp.zeros((0,))
     episode_length = config.episode_length or getattr(env, "episode_length", None)
     if episode_length is None:
         raise ValueError("PPOConfig.episode_length is required: the env has no episode_length")
@@ -341,6 +352,7 @@ def make_train(env: Env, config: PPOConfig, rollout_reward: RolloutReward | None
             env_state=env_state,
             key=k_run,
             update=jnp.zeros((), jnp.int32),
+            hook_state=hook_state,
         )
 
     def _loss(params, obs_stats, batch, key):
@@ -374,17 +386,18 @@ def make_train(env: Env, config: PPOConfig, rollout_reward: RolloutReward | None
         }
 
     def _update_step(runner_state: RunnerState, _):
-        (
-            params,
-            opt_state,
-            obs_stats,
-            reward_stats,
-            return_stats,
-            discounted_return,
-            env_state,
-            key,
-            update,
-        ) = runner_state
+        params, opt_state, obs_stats = (
+            runner_state.params,
+            runner_state.opt_state,
+            runner_state.obs_stats,
+        )
+        reward_stats, return_stats = runner_state.reward_stats, runner_state.return_stats
+        env_state, key, hook_state = (
+            runner_state.env_state,
+            runner_state.key,
+            runner_state.hook_state,
+        )
+        discounted_return = runner_state.discounted_return
 
         # 1. Rollout.
         def _env_step(carry, _):
@@ -412,7 +425,9 @@ def make_train(env: Env, config: PPOConfig, rollout_reward: RolloutReward | None
         if rollout_reward is not None:
             key, k_hook = jax.random.split(key)
             policy = PolicyParams(params, obs_stats)
-            reward, hook_metrics = rollout_reward(distribution, policy, traj, k_hook)
+            reward, hook_metrics, hook_state = rollout_reward(
+                distribution, policy, traj, k_hook, hook_state
+            )
             chex.assert_shape(reward, traj.reward.shape)
             traj = traj._replace(reward=reward * config.reward_scale)
 
@@ -491,22 +506,22 @@ def make_train(env: Env, config: PPOConfig, rollout_reward: RolloutReward | None
         }
         metrics["episode_return"] = metrics.pop("episode_sum_reward")
         metrics["episodes"] = num_ended
-        metrics["env_steps"] = (update + 1) * config.env_steps_per_update
+        metrics["env_steps"] = (runner_state.update + 1) * config.env_steps_per_update
         metrics["return_std"] = return_stats.std
         metrics.update(jax.tree.map(jnp.mean, losses))
         metrics.update(hook_metrics)
 
-        update = update + 1
         runner_state = RunnerState(
-            params,
-            opt_state,
-            obs_stats,
-            reward_stats,
-            return_stats,
-            discounted_return,
-            env_state,
-            key,
-            update,
+            params=params,
+            opt_state=opt_state,
+            obs_stats=obs_stats,
+            reward_stats=reward_stats,
+            return_stats=return_stats,
+            discounted_return=discounted_return,
+            env_state=env_state,
+            key=key,
+            update=runner_state.update + 1,
+            hook_state=hook_state,
         )
         return runner_state, metrics
 
