@@ -6,7 +6,8 @@ Navigation with three goals and three user types in equal shares, each ranking t
 rotated order (``cycle_abc``: a > b > c, ``cycle_bca``, ``cycle_cab``; see
 ``vpl_jax/users/types.py``): a majority prefers a to b, b to c and c to a, so no goal is best and
 the population's Nash equilibrium (its maximal lottery) is each goal a third of the time. From the
-users' labels on pairs of whole recorded episodes every method learns a policy:
+users' labels on pairs of whole recorded episodes (half of them heading for a random goal, half
+broad behaviour; :func:`data_policy`) every method learns a policy:
 
 * ``btl`` — a Bradley–Terry reward r(s), then PPO. A reward orders the goals, so the cycle is
   lost (all goals tie in the best fit) and the policy settles on whatever its reward's noise says;
@@ -14,9 +15,11 @@ users' labels on pairs of whole recorded episodes every method learns a policy:
   policy (each test user's episodes with that user's z) it is the lottery of "give each user their
   own first choice";
 * ``nash_md`` — a preference model P(τ ≻ τ′) (antisymmetric, can represent the cycle), then
-  Nash-MD: PPO on the win probability against opponents from the geometric mixture of the policy
-  and the reference, with a KL penalty to the reference (:func:`vpl_jax.nash.make_nash_md`);
-* ``self_play`` — the same with the current policy as the opponent;
+  Nash-MD: mirror descent on the lottery's mode weights and PPO on each mode's win probability
+  against opponents from the geometric mixture of the policy and the reference, with the KL to
+  the reference (:func:`vpl_jax.nash.make_nash_md`);
+* ``self_play`` — the same with the current policy as the opponent and no pull to the reference
+  (it cycles);
 * ``ipo``, ``dpo`` — offline, from the labelled pairs, on trajectory log-likelihood ratios
   against the reference (:func:`vpl_jax.nash.train_direct`).
 
