@@ -9,11 +9,13 @@ the population's Nash equilibrium (its maximal lottery) is each goal a third of 
 users' labels on pairs of whole recorded episodes (half of them heading for a random goal, half
 broad behaviour; :func:`data_policy`) every method learns a policy:
 
-* ``btl`` — a Bradley–Terry reward r(s), then PPO. A reward orders the goals, so the cycle is
-  lost (all goals tie in the best fit) and the policy settles on whatever its reward's noise says;
-* ``vpl`` — VPL's latent reward r(s, z), then a latent-conditioned PPO policy; as a population
-  policy (each test user's episodes with that user's z) it is the lottery of "give each user their
-  own first choice";
+* ``btl`` — RLHF: a Bradley–Terry reward r(s), then KL-regularised PPO from the reference on
+  it (:func:`vpl_jax.nash.make_rlhf`: the same lottery machinery and KL as Nash-MD, with the
+  episode's return as its score). A reward orders the goals, so the cycle is lost (all goals tie
+  in the best fit) and the policy settles on whatever its reward's noise says;
+* ``vpl`` — VPL's latent reward r(s, z); for each test user, the KL-regularised optimum over the
+  reference's modes under that user's reward (:func:`vpl_lotteries`). As a population policy it
+  is the lottery of "give each user their own first choice";
 * ``nash_md`` — a preference model P(τ ≻ τ′) (antisymmetric, can represent the cycle), then
   Nash-MD: mirror descent on the lottery's mode weights and PPO on each mode's win probability
   against opponents from the geometric mixture of the policy and the reference, with the KL to
@@ -124,8 +126,13 @@ class Config(harness.ExperimentConfig):
     """Standard deviation of the demonstrations' pre-squash action noise."""
     clone: N.CloneConfig = N.CloneConfig()
     """Behaviour cloning of the reference."""
-    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=1_000_000)
-    """PPO of btl and vpl."""
+    rlhf_return_std: float = 0.2
+    """BTL's and VPL's rewards are scaled to returns of this spread (over the recorded episodes
+    for BTL, over the reference's rollouts per user for VPL) before the KL-regularised step,
+    which puts kl_coef on the footing of Nash-MD's win probabilities (goals differ by about 1/6
+    in win probability)."""
+    vpl_mode_rollouts: int = 32
+    """Reference rollouts per mode that VPL's per-user mode returns are estimated from."""
     nash_ppo: P.PPOConfig = P.PPOConfig(
         total_timesteps=400_000,
         num_envs=64,
@@ -134,8 +141,9 @@ class Config(harness.ExperimentConfig):
         gamma=1.0,
         init_log_std=-0.5,
     )
-    """PPO of nash_md and self_play (num_steps, episode_length, observation normalisation and
-    truncation bootstrapping are set as Nash-MD needs; see vpl_jax.nash.nash_ppo_config)."""
+    """PPO of nash_md, self_play and btl's RLHF (num_steps, episode_length, observation
+    normalisation and truncation bootstrapping are set as Nash-MD needs; see
+    vpl_jax.nash.nash_ppo_config)."""
     nash: N.NashConfig = N.NashConfig(mixture=0.06, kl_coef=0.02, num_modes=6, num_opponents=48)
     """Nash-MD: the mixture weight β of the reference in the opponent, the KL weight, opponents
     per update (self_play uses β = 0)."""
@@ -165,6 +173,8 @@ class Config(harness.ExperimentConfig):
             harness.check_int(self, name, minimum=1)
         harness.check_int(self, "checkpoint_every", minimum=0)
         harness.check_float(self, "demo_noise", minimum=1e-3)
+        harness.check_float(self, "rlhf_return_std", minimum=1e-6)
+        harness.check_int(self, "vpl_mode_rollouts", minimum=2)
         harness.check_float(self, "goal_episode_share", minimum=0.0, maximum=1.0)
         if self.checkpoint_every % self.chunk_updates:
             raise harness.ConfigError(
@@ -216,7 +226,7 @@ PRESETS = {
         reward_train=R.TrainConfig(num_epochs=300, users_per_batch=64, patience=40),
         sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16),
         demo_episodes=4096,
-        ppo=P.PPOConfig(total_timesteps=20_000_000, num_envs=2048, num_minibatches=32),
+        vpl_mode_rollouts=256,
         nash_ppo=P.PPOConfig(
             total_timesteps=10_000_000,
             num_envs=1024,
@@ -376,16 +386,29 @@ def train_ppo(config: Config, ppo: P.PPO, total: int, key, results, case: str, m
     )
 
 
-def reward_env(method: str, env, models: dict) -> P.LatentReward:
-    """BTL's and VPL's training environments (as in experiments/underspecification.py)."""
-    entry = models[method]
-    model, params = entry["model"], entry["params"]
-    if method == "btl":
-        reward = P.learned_reward(lambda obs, z: model.reward(params, obs))
-        return P.LatentReward(env, P.no_latent(), reward)
-    mean, var = entry["train_posterior"]
-    reward = P.learned_reward(lambda obs, z: model.reward(params, obs, z))
-    return P.LatentReward(env, P.posterior_sampler(mean, jnp.sqrt(var)), reward)
+def reward_scale(config: Config, rewards: jax.Array) -> jax.Array:
+    """The factor that gives ``rewards: f32[..., N, T]`` (per step, of N episodes) returns with
+    standard deviation ``rlhf_return_std`` over the episodes (per leading index)."""
+    return config.rlhf_return_std / (jnp.std(rewards.sum(-1), axis=-1) + 1e-8)
+
+
+@functools.partial(jax.jit, static_argnames=("env", "network", "num_modes", "per_mode"))
+def mode_rollouts(env, network, params, num_modes: int, per_mode: int, key) -> jax.Array:
+    """f32[K, M, T, O]: observations after each step of M episodes of each of the K modes of
+    the policy ``(network, params)`` (stochastic actions)."""
+    nodes = N.noise_nodes(num_modes)
+
+    def one(eps, k):
+        policy = BehaviourPolicy(
+            init=lambda _: None,
+            act=lambda _, state, kk: network_act(network)(
+                params, jnp.concatenate([state.obs, eps]), kk
+            ),
+        )
+        return rollout_episode(env, policy, k, env.episode_length)[1].obs
+
+    keys = jax.random.split(key, (num_modes, per_mode))
+    return jax.vmap(lambda eps, ks: jax.vmap(lambda k: one(eps, k))(ks))(nodes, keys)
 
 
 @dataclasses.dataclass
@@ -418,21 +441,54 @@ def lottery_latents(log_weights: jax.Array):
     return lambda n: nodes[N.stratified_modes(log_weights, n)]
 
 
+def vpl_lotteries(config: Config, env, vpl: dict, reference, key) -> Trained:
+    """VPL's population policy: for each test user, the KL-regularised optimum over the
+    reference's modes under that user's reward ``r(s, z)`` (z its posterior mean),
+    ``w_k(z) ∝ w_μ,k exp(R_k(z) / kl_coef)`` with ``R_k(z)`` the mean return of mode k's
+    reference rollouts (scaled as BTL's for RLHF, per user). Episode n goes to test user
+    ``n mod U`` with a mode drawn from that user's weights."""
+    network, ref_params = reference
+    k_roll, k_modes = jax.random.split(key)
+    num_modes = config.nash.num_modes
+    obs = mode_rollouts(env, network, ref_params, num_modes, config.vpl_mode_rollouts, k_roll)
+    z, _ = vpl["test_posterior"]  # [U, Z]
+    model, params = vpl["model"], vpl["params"]
+
+    def returns(zu):  # f32[K, M, T] per-step rewards of every rollout for one user
+        return model.reward(params, obs, jnp.broadcast_to(zu, (*obs.shape[:-1], zu.shape[-1])))
+
+    rewards = jax.lax.map(returns, z)  # [U, K, M, T]
+    flat = rewards.reshape(z.shape[0], -1, rewards.shape[-1])
+    scaled = rewards.sum(-1).mean(-1) * reward_scale(config, flat)[:, None]  # [U, K]
+    log_w = jax.nn.log_softmax(N.uniform_log_weights(num_modes) + scaled / config.nash.kl_coef)
+    nodes = N.noise_nodes(num_modes)
+
+    def latents(n):
+        users = jnp.arange(n) % z.shape[0]
+        modes = jax.random.categorical(k_modes, log_w[users])
+        return nodes[modes]
+
+    return Trained(network_act(network), ref_params, latents, {})
+
+
 def train_method(config, method, env, models, reference, dataset, key, results, case) -> Trained:
     network, ref_params = reference
-    if method in ("btl", "vpl"):
-        ppo = P.make_train(
-            reward_env(method, env, models),
-            dataclasses.replace(config.ppo, center_rewards=True),
+    if method == "btl":
+        # RLHF: KL-regularised PPO from the reference on BTL's reward (Nash-MD's machinery with
+        # the episode's return as its score), the reward scaled to returns of spread
+        # rlhf_return_std over the recorded episodes.
+        model, params = models["btl"]["model"], models["btl"]["params"]
+        scale = reward_scale(config, model.reward(params, dataset.segments.obs))
+        ppo = N.make_rlhf(env, lambda obs: scale * model.reward(params, obs), ref_params,
+                          nash_ppo(config), config.nash)  # fmt: skip
+        state, history = train_ppo(
+            config, ppo, nash_ppo(config).num_updates, key, results, case, method
         )
-        state, history = train_ppo(config, ppo, config.ppo.num_updates, key, results, case, method)
-        if method == "btl":
-            latents = lambda n: jnp.zeros((n, 0))  # noqa: E731
-        else:
-            test_mean, _ = models["vpl"]["test_posterior"]
-            latents = lambda n: test_mean[jnp.arange(n) % test_mean.shape[0]]  # noqa: E731
-        curves = {"episode_return": history["episode_return"]}
-        return Trained(ppo.act, ppo.policy_params(state), latents, curves)
+        params, log_weights = N.lottery(state)
+        curves = {k: history[k] for k in ("episode_score", "kl", "max_mode_weight")}
+        return Trained(network_act(network), params, lottery_latents(log_weights), curves)
+    if method == "vpl":
+        return vpl_lotteries(config, env, models["vpl"], reference, key)
     if method in NASH_METHODS:
         nash_config = config.nash if method == "nash_md" else N.self_play(config.nash)
         pref = models["preference"]

@@ -291,6 +291,21 @@ def test_nash_md_on_ppo_finds_the_cycle_lottery_from_a_one_sided_reference(choic
     assert float(table_exploitability(CYCLIC, final)) > 0.3, final
 
 
+def test_rlhf_on_the_lottery_moves_to_the_rewarded_outcome(choice_game):
+    """KL-regularised RL from the reference on a reward (the RLHF step) re-weights the modes
+    towards the outcome the reward prefers, here outcome 1, which the reference picks 1/6 of
+    the time."""
+    env, ppo_config, network, reference = choice_game
+    config = N.NashConfig(mixture=0.02, kl_coef=0.04, num_modes=6, num_opponents=6)
+    reward = lambda obs: (outcome(obs) == 1).astype(jnp.float32)  # noqa: E731
+    ppo = N.make_rlhf(env, reward, reference, ppo_config, config)
+    state, metrics = jax.jit(ppo.train)(jax.random.PRNGKey(3))
+    params, log_weights = N.lottery(state)
+    final = shares_of(network, params, log_weights, jax.random.PRNGKey(1))
+    assert float(final[1]) > 0.8, final
+    assert float(metrics["episode_score"][-1]) > float(metrics["episode_score"][0]) + 0.5
+
+
 def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):
     env, ppo_config, _, reference = choice_game
     bad = dataclasses.replace(ppo_config, num_steps=2 * env.episode_length)
@@ -413,6 +428,7 @@ def experiment(load_experiment):
         ({"nash": N.NashConfig(num_opponents=0)}, "num_opponents"),
         ({"nash": N.NashConfig(num_modes=4)}, "num_modes"),
         ({"goal_episode_share": 1.5}, "goal_episode_share"),
+        ({"rlhf_return_std": 0.0}, "rlhf_return_std"),
         ({"direct": N.DirectConfig(loss="kto")}, "loss"),
         ({"preference": N.PreferenceModel(latent_dim=2)}, "preference"),
     ],

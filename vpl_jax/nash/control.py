@@ -230,10 +230,72 @@ def make_nash_md(
             f"inputs={model.inputs!r}"
         )
     episode_length = ppo_config.episode_length or env.episode_length
+    nodes = noise_nodes(config.num_modes)
+    opponent_modes = jnp.arange(config.num_opponents) % config.num_modes
+    per_mode = jnp.bincount(opponent_modes, length=config.num_modes)[opponent_modes]
+
+    def win(distribution, policy, reference, episodes, log_mix, key):
+        opponents = opponent_rollouts(
+            env, distribution, policy, reference, config.mixture, nodes[opponent_modes], key,
+            episode_length,
+        )  # fmt: skip
+        omega = jnp.exp(log_mix)[opponent_modes] / per_mode
+        alive = jnp.ones(episodes.shape[:2], bool)
+        alive_opp = jnp.ones(opponents.shape[:2], bool)
+        return model.win_probability(
+            model_params, episodes, alive, opponents, alive_opp, weights=omega
+        )
+
+    return make_lottery_ppo(env, win, reference_params, ppo_config, config, "win_probability")
+
+
+def make_rlhf(
+    env: Env,
+    reward_fn,
+    reference_params,
+    ppo_config: PPOConfig,
+    config: NashConfig = NashConfig(),
+) -> PPO:
+    """KL-regularised RL from the reference on a reward, the RLHF step, with the machinery of
+    :func:`make_nash_md`: an episode's score is its return ``sum_t reward_fn(s_t)`` (``reward_fn:
+    f32[..., O] -> f32[...]``, on the raw observations after each step) instead of a win
+    probability, the modes take the mirror-descent step on the regularised objective
+    ``E return - τ KL(π || μ)`` (proximal centre ``w^(1-β) w_μ^β``, β = ``config.mixture``),
+    and PPO improves each mode less τ times its log-ratio to the reference. Opponents are not
+    needed (``num_opponents`` is unused). Update metrics add ``episode_score`` (the lottery's
+    expected return).
+    """
+    config.validate()
+
+    def score(distribution, policy, reference, episodes, log_mix, key):
+        del distribution, policy, reference, log_mix, key  # a reward needs no opponents
+        return reward_fn(episodes).sum(-1)
+
+    return make_lottery_ppo(env, score, reference_params, ppo_config, config, "episode_score")
+
+
+def make_lottery_ppo(
+    env: Env,
+    score,
+    reference_params,
+    ppo_config: PPOConfig,
+    config: NashConfig,
+    score_name: str = "score",
+) -> PPO:
+    """PPO over a lottery of ``config.num_modes`` modes from the reference (see the module
+    docstring), scoring each whole episode with ``score(distribution, policy, reference,
+    episodes f32[B, T, O], log_mix f32[K], key) -> f32[B]``: PPO pays the score at the
+    episode's end less ``kl_coef`` times the per-step log-ratio to the reference, and the mode
+    weights take the step ``log w ← log w_mix + η payoff`` from ``w_mix ∝ w^(1-β) w_μ^β``.
+    The update metric ``score_name`` is the lottery's expected score (the modes' mean scores
+    weighted by w; the rollout draws modes uniformly). :func:`make_nash_md` and
+    :func:`make_rlhf` are its two scores."""
+    config.validate()
+    episode_length = ppo_config.episode_length or env.episode_length
     check_ppo_config(ppo_config, episode_length)
     num_modes = config.num_modes
     nodes = noise_nodes(num_modes)
-    # Learners draw modes uniformly; opponents are stratified over the modes.
+    # Learners draw modes uniformly (every mode keeps learning).
     noisy_env = LatentReward(
         env,
         lambda key: nodes[jax.random.randint(key, (), 0, num_modes)],
@@ -243,8 +305,6 @@ def make_nash_md(
     inner = observation_size(env)
     network = policy_network(ppo_config, env.action_size)
     log_mu = uniform_log_weights(num_modes)
-    opponent_modes = jnp.arange(config.num_opponents) % num_modes
-    per_mode = jnp.bincount(opponent_modes, length=num_modes)[opponent_modes]
 
     def reference(obs):
         return gaussian(network, reference_params, obs)
@@ -255,32 +315,24 @@ def make_nash_md(
         episodes = jnp.swapaxes(traj.final_obs[..., :inner], 0, 1)  # [B, T, O]
         modes = mode_of(traj.obs[0, :, inner:], nodes)  # [B]
         log_mix = geometric_mix(state.log_weights, log_mu, config.mixture)
-        opponents = opponent_rollouts(
-            env, distribution, policy, reference, config.mixture, nodes[opponent_modes], key,
-            episode_length,
-        )  # fmt: skip
-        omega = jnp.exp(log_mix)[opponent_modes] / per_mode
-        alive = jnp.ones(episodes.shape[:2], bool)
-        alive_opp = jnp.ones(opponents.shape[:2], bool)
-        win = model.win_probability(
-            model_params, episodes, alive, opponents, alive_opp, weights=omega
-        )  # [B]
+        value = score(distribution, policy, reference, episodes, log_mix, key)
         pi = distribution(policy, traj.obs).distribution
         log_ratio = pi.log_prob(traj.pre_squash) - gaussian_log_prob(
             *reference(traj.obs), traj.pre_squash
         )  # [T, B]
-        reward = traj.done * win[None, :] - config.kl_coef * log_ratio
+        reward = traj.done * value[None, :] - config.kl_coef * log_ratio
         # The modes: each one's mean soft return, then the mirror-descent step from w_mix.
         one_hot = jax.nn.one_hot(modes, num_modes)  # [B, K]
         count = one_hot.sum(0)
-        soft = win - config.kl_coef * log_ratio.sum(0)
+        soft = value - config.kl_coef * log_ratio.sum(0)
         payoff = jnp.where(count > 0, soft @ one_hot / jnp.maximum(count, 1), state.payoff)
         log_weights = mirror_step(log_mix, payoff, config.eta)
         behaviour_kl = log_ratio.sum(0) @ one_hot / jnp.maximum(count, 1)  # [K]
         w = jnp.exp(state.log_weights)
         mode_kl = jnp.sum(w * (state.log_weights - log_mu))
+        mode_score = value @ one_hot / jnp.maximum(count, 1)  # [K]
         metrics = {
-            "win_probability": win.mean(),
+            score_name: jnp.sum(w * mode_score) / jnp.sum(jnp.where(count > 0, w, 0.0)),
             "kl": mode_kl + jnp.sum(w * behaviour_kl),
             "mode_kl": mode_kl,
             "max_mode_weight": w.max(),
