@@ -50,7 +50,8 @@ class DirectConfig:
       tau: IPO's regularisation; the margin is regressed to ``±1 / (2 tau)``.
       num_steps: Adam steps.
       pairs_per_batch: labelled pairs per step.
-      learning_rate: Adam's step size for the network.
+      learning_rate: Adam's step size for the network. Small: a trajectory's log-likelihood sums
+        every step's, so the margins move fast with the network (at 3e-4 the loss first rises).
       mode_learning_rate: Adam's step size for the mode log-weights.
       num_modes: K, the modes of the lottery (the reference is uniform over them).
       action_bound: recorded actions are clipped to ``±action_bound`` before ``atanh``.
@@ -61,7 +62,7 @@ class DirectConfig:
     tau: float = 0.1
     num_steps: int = 300
     pairs_per_batch: int = 64
-    learning_rate: float = 3e-4
+    learning_rate: float = 3e-5
     mode_learning_rate: float = 0.02
     num_modes: int = 6
     action_bound: float = 0.995
