@@ -99,10 +99,9 @@ class Config(harness.ExperimentConfig):
         segment_horizon=40,
     )
     """Preference data: users, K context and M held-out pairs each, over whole recorded episodes
-    (of :func:`data_policy`)
-    (segment_horizon must equal the episode length, 40). Labels are cheap and a population
-    model needs many: each pair is labelled by one user, and two thirds of the pairs split the
-    types 2 to 1."""
+    of :func:`data_policy` (segment_horizon must equal the episode length, 40). Labels are cheap
+    and a population model needs many: each pair is labelled by one user, and two thirds of the
+    pairs split the types 2 to 1."""
     preference: N.PreferenceModel = N.PreferenceModel(hidden=(32, 32), embed_dim=16)
     """The preference model P(τ ≻ τ′) of nash_md and self_play (latent_dim must be 0)."""
     preference_train: R.TrainConfig = R.TrainConfig(
@@ -318,11 +317,8 @@ def clone_reference(config: Config, env, key: jax.Array):
         u = to_goal(goal, env.position(state))
         return jnp.tanh(u + config.demo_noise * jax.random.normal(k, u.shape))
 
-    def init(k):
-        return None
-
     k_demo, k_init, k_clone = jax.random.split(key, 3)
-    demo = collect(noisy, k_demo, config.demo_episodes, policy=BehaviourPolicy(init, act))
+    demo = collect(noisy, k_demo, config.demo_episodes, policy=BehaviourPolicy(lambda k: None, act))
     before = jnp.concatenate([demo.initial_obs[:, None], demo.obs[:, :-1]], axis=1)
     network = N.policy_network(nash_ppo(config), env.action_size)
     params = network.init(k_init, before[0, 0])
@@ -396,19 +392,12 @@ def reward_scale(config: Config, rewards: jax.Array) -> jax.Array:
 def mode_rollouts(env, network, params, num_modes: int, per_mode: int, key) -> jax.Array:
     """f32[K, M, T, O]: observations after each step of M episodes of each of the K modes of
     the policy ``(network, params)`` (stochastic actions)."""
-    nodes = N.noise_nodes(num_modes)
-
-    def one(eps, k):
-        policy = BehaviourPolicy(
-            init=lambda _: None,
-            act=lambda _, state, kk: network_act(network)(
-                params, jnp.concatenate([state.obs, eps]), kk
-            ),
-        )
-        return rollout_episode(env, policy, k, env.episode_length)[1].obs
-
-    keys = jax.random.split(key, (num_modes, per_mode))
-    return jax.vmap(lambda eps, ks: jax.vmap(lambda k: one(eps, k))(ks))(nodes, keys)
+    latents = jnp.repeat(N.noise_nodes(num_modes), per_mode, axis=0)
+    keys = jax.random.split(key, num_modes * per_mode)
+    obs = jax.vmap(lambda z, k: latent_episode(env, network_act(network), params, z, k)[1].obs)(
+        latents, keys
+    )
+    return obs.reshape(num_modes, per_mode, *obs.shape[1:])
 
 
 @dataclasses.dataclass
@@ -526,17 +515,23 @@ def train_method(config, method, env, models, reference, dataset, key, results, 
 
 
 # --- evaluation -----------------------------------------------------------------------------------
+def latent_episode(env, act, params, z: jax.Array, key: jax.Array):
+    """``(final state, trajectory)`` of one episode of ``act(params, obs, key)`` with the latent
+    ``z`` appended to every observation."""
+    policy = BehaviourPolicy(
+        init=lambda k: None,
+        act=lambda _, state, k: act(params, jnp.concatenate([state.obs, z]), k),
+    )
+    return rollout_episode(env, policy, key, env.episode_length)
+
+
 @functools.partial(jax.jit, static_argnames=("env", "act"))
 def policy_episodes(env, act, params, latents: jax.Array, keys: jax.Array):
     """``(phi f32[N, F], outcome i32[N])``: summed features and the goal reached (-1: none) of N
     episodes, episode n with latent ``latents[n]`` from start ``keys[n]``."""
 
     def one(z, key):
-        policy = BehaviourPolicy(
-            init=lambda k: None,
-            act=lambda _, state, k: act(params, jnp.concatenate([state.obs, z]), k),
-        )
-        final, traj = rollout_episode(env, policy, key, env.episode_length)
+        final, traj = latent_episode(env, act, params, z, key)
         return traj.features.sum(0), env.goal_reached(final)
 
     return jax.vmap(one)(latents, keys)

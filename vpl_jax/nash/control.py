@@ -218,9 +218,9 @@ def make_nash_md(
     Returns:
       A :class:`~vpl_jax.policies.PPO` whose ``init``/``train`` start at the reference; the
       learned lottery of a state is :func:`lottery`. Update metrics add ``win_probability``
-      (mean over the rollout's episodes), ``kl`` (the estimate of ``KL(π || μ)`` per episode,
-      modes and behaviour), ``mode_kl`` (``KL(w || w_μ)``) and ``max_mode_weight``. Pure;
-      vmappable over seeds.
+      (the lottery's expected win probability against the opponents), ``kl`` (the estimate of
+      ``KL(π || μ)`` per episode, modes and behaviour), ``mode_kl`` (``KL(w || w_μ)``) and
+      ``max_mode_weight``. Pure; vmappable over seeds.
     """
     config.validate()
     if model.latent_dim or model.inputs != "obs":
@@ -265,7 +265,6 @@ def make_rlhf(
     needed (``num_opponents`` is unused). Update metrics add ``episode_score`` (the lottery's
     expected return).
     """
-    config.validate()
 
     def score(distribution, policy, reference, episodes, log_mix, key):
         del distribution, policy, reference, log_mix, key  # a reward needs no opponents
@@ -324,13 +323,13 @@ def make_lottery_ppo(
         # The modes: each one's mean soft return, then the mirror-descent step from w_mix.
         one_hot = jax.nn.one_hot(modes, num_modes)  # [B, K]
         count = one_hot.sum(0)
-        soft = value - config.kl_coef * log_ratio.sum(0)
-        payoff = jnp.where(count > 0, soft @ one_hot / jnp.maximum(count, 1), state.payoff)
+        mode_score = value @ one_hot / jnp.maximum(count, 1)  # [K] per-mode means
+        behaviour_kl = log_ratio.sum(0) @ one_hot / jnp.maximum(count, 1)
+        soft = mode_score - config.kl_coef * behaviour_kl
+        payoff = jnp.where(count > 0, soft, state.payoff)
         log_weights = mirror_step(log_mix, payoff, config.eta)
-        behaviour_kl = log_ratio.sum(0) @ one_hot / jnp.maximum(count, 1)  # [K]
         w = jnp.exp(state.log_weights)
         mode_kl = jnp.sum(w * (state.log_weights - log_mu))
-        mode_score = value @ one_hot / jnp.maximum(count, 1)  # [K]
         metrics = {
             score_name: jnp.sum(w * mode_score) / jnp.sum(jnp.where(count > 0, w, 0.0)),
             "kl": mode_kl + jnp.sum(w * behaviour_kl),

@@ -118,27 +118,6 @@ def gaussian_log_prob(mean: jax.Array, std: jax.Array, u: jax.Array) -> jax.Arra
     return jnp.sum(-0.5 * jnp.square(z) - jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 
 
-def node_log_probs(
-    network: ActorCritic, params, obs: jax.Array, u: jax.Array, alive: jax.Array, nodes: jax.Array
-) -> jax.Array:
-    """f32[Q, ...]: ``sum_t log N(u_t; mean(s_t, ε_q), std)`` over the live steps, per node q.
-
-    Args:
-      network, params: the policy.
-      obs: f32[..., T, O] the observation *before* each step, without the noise input.
-      u: f32[..., T, A] pre-squash actions (:func:`pre_squash` of recorded actions).
-      alive: bool[..., T].
-      nodes: f32[Q, 2] noise values (:func:`noise_nodes`).
-    """
-
-    def at(eps):
-        x = jnp.concatenate([obs, jnp.broadcast_to(eps, (*obs.shape[:-1], NOISE_SIZE))], -1)
-        mean, std = gaussian(network, params, x)
-        return jnp.sum(jnp.where(alive, gaussian_log_prob(mean, std, u), 0.0), axis=-1)
-
-    return jax.lax.map(at, nodes)  # one network pass over the data per node
-
-
 def trajectory_log_prob(
     network: ActorCritic,
     params,
@@ -150,13 +129,24 @@ def trajectory_log_prob(
 ) -> jax.Array:
     """f32[...]: ``log sum_q w_q prod_t N(u_t; mean(s_t, ε_q), std)`` over the live steps.
 
-    With ``log_weights=None`` the weights are ``1/Q`` (a quadrature over the noise circle);
-    with a lottery's ``log_weights: f32[Q]`` (normalised) it is the lottery's likelihood.
-    Arguments as :func:`node_log_probs`.
+    Args:
+      network, params: the policy.
+      obs: f32[..., T, O] the observation *before* each step, without the noise input.
+      u: f32[..., T, A] pre-squash actions (:func:`pre_squash` of recorded actions).
+      alive: bool[..., T].
+      nodes: f32[Q, 2] noise values (:func:`noise_nodes`).
+      log_weights: f32[Q] a lottery's normalised log-weights over the nodes; ``None``: ``1/Q``
+        each (a quadrature over the noise circle).
     """
-    per_node = node_log_probs(network, params, obs, u, alive, nodes)
     if log_weights is None:
-        return jax.nn.logsumexp(per_node, axis=0) - jnp.log(nodes.shape[0])
+        log_weights = uniform_log_weights(nodes.shape[0])
+
+    def at(eps):
+        x = jnp.concatenate([obs, jnp.broadcast_to(eps, (*obs.shape[:-1], NOISE_SIZE))], -1)
+        mean, std = gaussian(network, params, x)
+        return jnp.sum(jnp.where(alive, gaussian_log_prob(mean, std, u), 0.0), axis=-1)
+
+    per_node = jax.lax.map(at, nodes)  # [Q, ...]: one network pass over the data per node
     log_weights = log_weights.reshape((-1,) + (1,) * (per_node.ndim - 1))
     return jax.nn.logsumexp(per_node + log_weights, axis=0)
 

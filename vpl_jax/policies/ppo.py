@@ -386,18 +386,15 @@ def make_train(
         }
 
     def _update_step(runner_state: RunnerState, _):
-        params, opt_state, obs_stats = (
-            runner_state.params,
-            runner_state.opt_state,
-            runner_state.obs_stats,
-        )
-        reward_stats, return_stats = runner_state.reward_stats, runner_state.return_stats
+        # Read by name (not unpacked by position), so adding a field cannot shift the others.
+        params, opt_state = runner_state.params, runner_state.opt_state
+        obs_stats, reward_stats = runner_state.obs_stats, runner_state.reward_stats
+        return_stats, discounted_return = runner_state.return_stats, runner_state.discounted_return
         env_state, key, hook_state = (
             runner_state.env_state,
             runner_state.key,
             runner_state.hook_state,
         )
-        discounted_return = runner_state.discounted_return
 
         # 1. Rollout.
         def _env_step(carry, _):
