@@ -1,8 +1,12 @@
 """Reward-model training throughput: one seed versus S seeds vmapped in one compiled call.
 
 Prints one JSON object: for each seed count, compile time (lowering + XLA compilation, measured
-ahead of time) and run time (median of ``--repeats`` calls of the compiled run), and the
-throughput in labelled pairs per second (pairs seen by the optimiser, summed over seeds).
+ahead of time) and run time (median of ``--repeats`` calls of the compiled run), the throughput
+in labelled pairs per second (pairs seen by the optimiser, summed over seeds), and XLA's cost
+analysis of one optimiser step on this backend (flops and bytes of memory accessed, all seeds
+together). Bytes per step over run time per step is the memory bandwidth the run achieves: where
+it approaches the device's peak, more seeds cost proportionally more time (the S-seed run is
+bandwidth-bound) and only fewer bytes per seed (e.g. ``--dtype bfloat16``) bring the ratio down.
 
 The data are synthetic but shaped like the real thing — a bank of random segments, users of two
 types with opposite linear rewards, rational labels — so no environment has to be rolled out and
@@ -15,6 +19,7 @@ the script runs wherever JAX runs (CPU or GPU)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -22,9 +27,10 @@ import time
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from vpl_jax import rewards as R
-from vpl_jax.rewards.trainer import check_training_inputs
+from vpl_jax.rewards.trainer import check_training_inputs, init_state
 
 
 def synthetic_pairs(key, args) -> R.UserPairs:
@@ -69,6 +75,31 @@ def make_model(args):
     return R.Ensemble(R.BTL(hidden=hidden, dtype=args.dtype), size=5)
 
 
+def step_cost(model, config, data, keys, num_seeds: int) -> dict:
+    """XLA's cost analysis of one optimiser step of ``num_seeds`` seeds (one vmapped step of
+    :func:`~vpl_jax.rewards.train_run`'s update: loss, gradient, optimiser), compiled for this
+    backend."""
+    tx = config.optimizer()
+    users = jnp.arange(min(config.users_per_batch, data.num_users))
+
+    def step(state, key):
+        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+        (_, metrics), grads = grad_fn(state.params, data.batch(users), key, state.step)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return optax.apply_updates(state.params, updates), opt_state, metrics
+
+    init = functools.partial(init_state, model, config, train=data)
+    if num_seeds > 1:
+        step, init = jax.vmap(step), jax.vmap(init)
+    states = init(keys)
+    cost = jax.jit(step).lower(states, keys).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # older jax: one dict per program
+    return {
+        "xla_flops_per_step": cost.get("flops", float("nan")),
+        "xla_bytes_accessed_per_step": cost.get("bytes accessed", float("nan")),
+    }
+
+
 def measure(model, config, data, num_seeds: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     if num_seeds == 1:
@@ -90,6 +121,7 @@ def measure(model, config, data, num_seeds: int, repeats: int) -> dict:
     batch = min(config.users_per_batch, data.num_users)
     steps = config.num_epochs * (data.num_users // batch)
     pairs = num_seeds * steps * batch * data.num_pairs
+    cost = step_cost(model, config, data, keys, num_seeds)
     return {
         "seeds": num_seeds,
         "compile_s": round(compile_s, 3),
@@ -98,6 +130,9 @@ def measure(model, config, data, num_seeds: int, repeats: int) -> dict:
         "optimizer_steps_per_seed": steps,
         "pairs_per_s": round(pairs / run_s, 1),
         "pairs_per_s_per_seed": round(pairs / run_s / num_seeds, 1),
+        **cost,
+        # Memory traffic the run sustains, if every step accessed what XLA's analysis counts.
+        "achieved_gb_per_s": round(cost["xla_bytes_accessed_per_step"] * steps / run_s / 1e9, 1),
     }
 
 

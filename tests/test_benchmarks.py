@@ -1,0 +1,30 @@
+"""The reward-training benchmark runs end to end at a tiny size and reports what it promises."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_reward_training_benchmark_prints_throughput_and_step_cost():
+    args = "--users 8 --pairs-per-user 4 --segments 32 --horizon 3 --obs-dim 2 --hidden 8"
+    args += " --latent-dim 2 --max-context 2 --epochs 1 --users-per-batch 4 --seeds 3 --repeats 1"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "reward_training.py"), *args.split()],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    report = json.loads(out[out.index("{") :])
+    one, three = report["results"]
+    assert (one["seeds"], three["seeds"]) == (1, 3)
+    assert one["optimizer_steps_per_seed"] == three["optimizer_steps_per_seed"] == 2
+    # pairs counted: seeds x steps x users per batch x pairs per user
+    assert three["pairs_per_s"] * three["run_s"] == pytest.approx(3 * 2 * 4 * 4, 1e-2)
+    # The vmapped step does the work of three steps: XLA counts about three times the flops.
+    assert 2.5 < three["xla_flops_per_step"] / one["xla_flops_per_step"] < 3.5
+    assert report["wall_ratio_3_seeds_to_1"] > 0
