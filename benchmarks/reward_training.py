@@ -27,10 +27,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from vpl_jax import rewards as R
-from vpl_jax.rewards.trainer import check_training_inputs, init_state
+from vpl_jax.rewards.trainer import check_training_inputs, init_state, optimizer_step
 
 
 def synthetic_pairs(key, args) -> R.UserPairs:
@@ -76,17 +75,14 @@ def make_model(args):
 
 
 def step_cost(model, config, data, keys, num_seeds: int) -> dict:
-    """XLA's cost analysis of one optimiser step of ``num_seeds`` seeds (one vmapped step of
-    :func:`~vpl_jax.rewards.train_run`'s update: loss, gradient, optimiser), compiled for this
-    backend."""
+    """XLA's cost analysis of one optimiser step of ``num_seeds`` seeds (the trainer's
+    :func:`~vpl_jax.rewards.trainer.optimizer_step`, vmapped), compiled for this backend."""
     tx = config.optimizer()
     users = jnp.arange(min(config.users_per_batch, data.num_users))
 
     def step(state, key):
-        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-        (_, metrics), grads = grad_fn(state.params, data.batch(users), key, state.step)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return optax.apply_updates(state.params, updates), opt_state, metrics
+        batch = data.batch(users)
+        return optimizer_step(model, tx, state.params, state.opt_state, batch, key, state.step)
 
     init = functools.partial(init_state, model, config, train=data)
     if num_seeds > 1:

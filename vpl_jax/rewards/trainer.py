@@ -36,7 +36,7 @@ import optax
 from flax import struct
 
 from vpl_jax.rewards.base import Params, RewardModel
-from vpl_jax.rewards.batch import UserPairs, check_same_inputs, check_user_pairs
+from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +193,23 @@ def init_state(model: RewardModel, config: TrainConfig, key: jax.Array, train: U
     )
 
 
+def optimizer_step(
+    model: RewardModel,
+    tx: optax.GradientTransformation,
+    params: Params,
+    opt_state: optax.OptState,
+    batch: PairBatch,
+    key: jax.Array,
+    step: jax.Array,
+) -> tuple[Params, optax.OptState, dict]:
+    """One optimiser step on a minibatch: ``(params, opt_state, metrics)`` after it (pure; the
+    metrics are the model's, before the update)."""
+    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+    (_, metrics), grads = grad_fn(params, batch, key, step)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+
 def train_epochs(
     model: RewardModel,
     config: TrainConfig,
@@ -216,10 +233,9 @@ def train_epochs(
     def update(carry, xs):
         params, opt_state, step, updating = carry
         users, k = xs
-        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-        (_, metrics), grads = grad_fn(params, train.batch(users), k, step)
-        updates, new_opt_state = tx.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
+        new_params, new_opt_state, metrics = optimizer_step(
+            model, tx, params, opt_state, train.batch(users), k, step
+        )
         params, opt_state = _where(updating, (new_params, new_opt_state), (params, opt_state))
         return (params, opt_state, step + updating.astype(jnp.int32), updating), metrics
 
