@@ -231,6 +231,7 @@ def elicit(config, dataset, model, params, criterion, key) -> active.Trace:
         num_rounds=config.num_queries // config.batch_size,
         seeds=True,
         users_per_chunk=config.users_per_chunk,
+        exclude=test.heldout.pairs,  # never ask a pair that is then scored as held-out
     )
 
 

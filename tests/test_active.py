@@ -233,6 +233,51 @@ def test_batches_of_queries_are_distinct_and_the_spread_is_recorded(nav_dataset,
     assert np.all(np.asarray(trace.spread) > 0)
 
 
+def unordered(pairs) -> set:
+    return {tuple(sorted(p)) for p in np.asarray(pairs).reshape(-1, 2).tolist()}
+
+
+def test_candidates_keep_each_pair_once_and_know_their_dataset_segments(nav_dataset):
+    pool = np.array([[5, 9], [9, 5], [3, 4], [5, 9], [4, 7]])
+    cands = A.candidates(nav_dataset, "features", pool=pool)
+    ids = np.asarray(cands.segment_ids)[np.asarray(cands.pairs)]
+    np.testing.assert_array_equal(ids, [[5, 9], [3, 4], [4, 7]])  # first occurrences, in order
+    np.testing.assert_array_equal(
+        np.asarray(cands.features), np.asarray(nav_dataset.segments.features)[[3, 4, 5, 7, 9]]
+    )
+
+
+def test_excluded_pairs_are_never_asked(nav_dataset, models):
+    """Held-out pairs that are also candidates: without ``exclude`` a random elicitation asks
+    some of them (the answer is then scored as held-out); with it, none, in either order."""
+    belief, params = models["linear_bayes"]
+    _, test = nav_dataset.split()
+    users = jax.tree.map(lambda x: x[:2], test.users)
+    heldout_pairs = np.asarray(test.heldout.pairs[:2])
+    swapped = heldout_pairs[0, :4, ::-1]  # user 0's first held-out pairs, reversed
+    pool = np.concatenate(
+        [np.asarray(nav_dataset.pool[:24]), heldout_pairs.reshape(-1, 2), swapped]
+    )
+    cands = A.candidates(nav_dataset, "features", pool=pool)
+    heldout = jax.tree.map(lambda x: x[:2], R.user_pairs(test, "heldout", "features").batch())
+
+    def asked(exclude, num_rounds=30):
+        trace = A.elicit_users(
+            belief, "random", params, cands, users, heldout, jax.random.PRNGKey(0),
+            num_rounds=num_rounds, exclude=exclude,
+        )  # fmt: skip
+        ids = np.asarray(cands.segment_ids)[np.asarray(cands.pairs)[np.asarray(trace.queries)]]
+        return [unordered(ids[u]) for u in range(2)]
+
+    with pytest.raises(ValueError, match=r"a user has \d+ candidates left, fewer than the 50"):
+        asked(heldout_pairs, num_rounds=50)
+    leaked = [a & unordered(heldout_pairs[u]) for u, a in enumerate(asked(None))]
+    assert all(leaked), "the pool was built so that random queries hit held-out pairs"
+    for u, a in enumerate(asked(heldout_pairs)):
+        assert len(a) == 30  # 30 distinct comparisons
+        assert not a & unordered(heldout_pairs[u])
+
+
 def test_bad_inputs_name_the_problem(nav_dataset, models):
     belief, params = models["vpl"]
     cands = pool(nav_dataset, TINY_VPL)
@@ -253,6 +298,18 @@ def test_bad_inputs_name_the_problem(nav_dataset, models):
         run(A.Acquisition("entropy", batch_size=2, shortlist=1))
     with pytest.raises(ValueError, match=r"needs a VPL, LinearBayes or Ensemble"):
         A.make_belief(R.BTL())
+    pairs = test.heldout.pairs
+    with pytest.raises(ValueError, match=r"exclude must be i32\[U, M, 2\].*U = 4 users"):
+        A.elicit_users(belief, "info_gain", params, cands, test.users, heldout,
+                       jax.random.PRNGKey(0), num_rounds=2, exclude=pairs[:3])  # fmt: skip
+    with pytest.raises(ValueError, match=r"record their dataset segment indices"):
+        A.elicit_users(belief, "info_gain", params, cands.replace(segment_ids=None), test.users,
+                       heldout, jax.random.PRNGKey(0), num_rounds=2, exclude=pairs)  # fmt: skip
+    regret = test.users.replace(human=test.users.human.replace(
+        regret_weight=jnp.full(test.num_users, 0.5)))  # fmt: skip
+    with pytest.raises(ValueError, match=r"regret_weight > 0 cannot be elicited"):
+        A.elicit_users(belief, "info_gain", params, cands, regret, heldout,
+                       jax.random.PRNGKey(0), num_rounds=2)  # fmt: skip
 
 
 # --- uncertainty ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
     cands = candidates(dataset, model.inputs)       # the shared query pool
     heldout = user_pairs(test, "heldout", model.inputs).batch()
     trace = elicit_users(belief, "info_gain", params, cands, test.users, heldout, key,
-                         num_rounds=8, seeds=True)
+                         num_rounds=8, seeds=True, exclude=test.heldout.pairs)
     trace.accuracy                                  # f32[S, U, 9]: after 0..8 queries
 """
 

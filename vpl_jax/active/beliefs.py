@@ -54,11 +54,15 @@ class Candidates:
       features: f32[S, H, F] the task features of the same segments — what a simulated user
         judges them by.
       pairs: i32[Q, 2] the candidate pairs (a, b) as indices into those S segments.
+      segment_ids: i32[S] the index of each of those segments in the dataset's segments (what
+        :func:`candidates` records, so that pairs given in dataset indices — e.g. held-out
+        pairs to exclude — can be matched); None for a pool not built from a dataset.
     """
 
     bank: SegmentBank
     features: jax.Array
     pairs: jax.Array
+    segment_ids: jax.Array | None = None
 
     @property
     def num_candidates(self) -> int:
@@ -85,17 +89,32 @@ class Candidates:
 def candidates(dataset, inputs: str, pool=None) -> Candidates:
     """The :class:`Candidates` of ``dataset.pool`` (or ``pool: i32[Q, 2]`` into the dataset's
     segments) with per-step inputs of kind ``inputs`` (a model's ``inputs``). Host-side: keeps
-    only the segments the pool uses and re-indexes the pairs into them."""
+    only the segments the pool uses and re-indexes the pairs into them.
+
+    A pair that occurs more than once in the pool, in either order, is kept once (its first
+    occurrence), so that "not asked yet" means a comparison the user has not answered.
+    """
     pool = np.asarray(dataset.pool if pool is None else pool)
     if pool.ndim != 2 or pool.shape[1] != 2 or pool.shape[0] < 1:
         raise ValueError(f"candidate pool must be i32[Q, 2] with Q >= 1, got shape {pool.shape}")
+    _, first = np.unique(np.sort(pool, axis=1), axis=0, return_index=True)
+    pool = pool[np.sort(first)]
     used, local = np.unique(pool, return_inverse=True)
     segments = jax.tree.map(lambda x: x[used], dataset.segments)
     return Candidates(
         bank=segment_bank(segments, inputs),
         features=jnp.asarray(segments.features, jnp.float32),
         pairs=jnp.asarray(local.reshape(pool.shape), jnp.int32),
+        segment_ids=jnp.asarray(used, jnp.int32),
     )
+
+
+def excluded_candidates(cands: Candidates, pairs: jax.Array) -> jax.Array:
+    """bool[Q]: the candidates that are one of ``pairs: i32[M, 2]`` (dataset segment indices),
+    in either order — e.g. a user's held-out pairs, which must never be asked."""
+    ids = cands.segment_ids[cands.pairs]  # [Q, 2]
+    lo, hi = jnp.min(ids, -1)[:, None], jnp.max(ids, -1)[:, None]
+    return jnp.any((lo == jnp.min(pairs, -1)) & (hi == jnp.max(pairs, -1)), axis=-1)
 
 
 def candidate_logits(returns: jax.Array, pairs: jax.Array) -> jax.Array:

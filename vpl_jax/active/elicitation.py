@@ -59,6 +59,7 @@ from vpl_jax.active.beliefs import (
     EnsembleBelief,
     LatentBelief,
     cosine,
+    excluded_candidates,
     particle_probs,
 )
 from vpl_jax.harness.results import CRITERIA  # the criteria's names in results
@@ -324,6 +325,7 @@ def elicit(
     heldout: PairBatch,
     key: jax.Array,
     num_rounds: int,
+    exclude: jax.Array | None = None,
 ) -> Trace:
     """Elicits one user's preferences over ``num_rounds`` rounds of ``acq.batch_size`` queries.
 
@@ -336,7 +338,9 @@ def elicit(
       user: the unbatched simulated user (true ``theta: f32[F]`` and human model).
       heldout: ``PairBatch[M]``, the user's held-out pairs with their labels.
       key: PRNG key of this user's run.
-      num_rounds: R (static); needs ``R·b <= Q``.
+      num_rounds: R (static); needs ``R·b`` askable candidates.
+      exclude: ``i32[M', 2]`` pairs (dataset segment indices) never to ask this user, in either
+        order — their held-out pairs, which would otherwise be answered and then scored.
     """
     chex.assert_rank(user.theta, 1)
     chex.assert_rank(heldout.labels, 1)
@@ -366,6 +370,8 @@ def elicit(
         return (buffer, available.at[picked].set(False)), metrics
 
     available = jnp.ones(cands.num_candidates, bool)
+    if exclude is not None:
+        available = ~excluded_candidates(cands, exclude)
     (buffer, _), per_round = jax.lax.scan(round_, (empty, available), jnp.arange(num_rounds))
     final = _measure(belief, params, cands.batch(*buffer), heldout, user.theta)
     accuracy, spread, alignment, probs, mean = jax.tree.map(
@@ -393,6 +399,7 @@ def check_elicitation_inputs(
     heldout: PairBatch,
     num_rounds: int,
     seeds: bool,
+    exclude: jax.Array | None = None,
 ) -> None:
     """Raises ``ValueError`` naming the bad argument (before anything compiles)."""
     acq.validate(belief)
@@ -404,12 +411,19 @@ def check_elicitation_inputs(
             f"num_rounds * batch_size = {num_rounds * acq.batch_size} queries exceeds the pool "
             f"of Q = {q} candidates"
         )
+    num_users = users.theta.shape[0]
+    if exclude is not None:
+        check_exclusions(cands, exclude, num_users, num_rounds * acq.batch_size)
+    if np.any(np.asarray(users.human.regret_weight) > 0):
+        raise ValueError(
+            "users with regret_weight > 0 cannot be elicited: their answers need V* of the "
+            "candidate segments, and elicitation labels by (discounted) partial return"
+        )
     if cands.bank.kind != belief.model.inputs:
         raise ValueError(
             f"candidates hold inputs of kind {cands.bank.kind!r} but the model consumes "
             f"{belief.model.inputs!r}; build them with candidates(dataset, {belief.model.inputs!r})"
         )
-    num_users = users.theta.shape[0]
     if heldout.labels.ndim != 2 or heldout.labels.shape[0] != num_users:
         raise ValueError(
             f"heldout must be PairBatch[U, M] for the U = {num_users} users, got labels of "
@@ -435,11 +449,39 @@ def check_elicitation_inputs(
         ) from e
 
 
+def check_exclusions(cands: Candidates, exclude, num_users: int, num_queries: int) -> None:
+    """``exclude`` must be ``i32[U, M', 2]`` dataset segment indices, candidates must know their
+    segments' dataset indices, and every user must keep ``num_queries`` askable candidates."""
+    if cands.segment_ids is None:
+        raise ValueError(
+            "exclude needs candidates that record their dataset segment indices: build them "
+            "with active.candidates(dataset, inputs)"
+        )
+    exclude = np.asarray(exclude)
+    if exclude.ndim != 3 or exclude.shape[0] != num_users or exclude.shape[2] != 2:
+        raise ValueError(
+            f"exclude must be i32[U, M, 2] pairs for the U = {num_users} users, got shape "
+            f"{exclude.shape}"
+        )
+    if not np.issubdtype(exclude.dtype, np.integer):
+        raise ValueError(f"exclude must hold integer segment indices, got dtype {exclude.dtype}")
+    ids = np.asarray(cands.segment_ids)[np.asarray(cands.pairs)]
+    span = int(max(ids.max(), exclude.max(initial=0))) + 1
+    key = lambda p: np.min(p, -1).astype(np.int64) * span + np.max(p, -1)  # noqa: E731
+    cand_keys = key(ids)
+    fewest = min(int(np.sum(~np.isin(cand_keys, key(user_pairs)))) for user_pairs in exclude)
+    if fewest < num_queries:
+        raise ValueError(
+            f"after excluding the users' pairs, a user has {fewest} candidates left, fewer than "
+            f"the {num_queries} queries (num_rounds * batch_size) to ask"
+        )
+
+
 @functools.partial(
     jax.jit, static_argnames=("belief", "acq", "num_rounds", "seeds", "users_per_chunk")
 )
 def _elicit_users(
-    belief, acq, params, cands, users, heldout, key, num_rounds, seeds, users_per_chunk
+    belief, acq, params, cands, users, heldout, key, num_rounds, seeds, users_per_chunk, exclude
 ):
     num_users = users.theta.shape[0]
     num_seeds = jax.tree.leaves(params)[0].shape[0] if seeds else 1
@@ -452,7 +494,9 @@ def _elicit_users(
         s, u, k = args
         p = jax.tree.map(lambda x: x[s], params) if seeds else params
         take = functools.partial(jax.tree.map, lambda x: x[u])
-        return elicit(belief, acq, p, cands, take(users), take(heldout), k, num_rounds)
+        return elicit(
+            belief, acq, p, cands, take(users), take(heldout), k, num_rounds, take(exclude)
+        )
 
     trace = jax.lax.map(one, (seed_of, user_of, keys), batch_size=users_per_chunk)
     shape = (num_seeds, num_users) if seeds else (num_users,)
@@ -471,6 +515,7 @@ def elicit_users(
     num_rounds: int,
     seeds: bool = False,
     users_per_chunk: int | None = 16,
+    exclude: jax.Array | None = None,
 ) -> Trace:
     """Runs :func:`elicit` for every user (and every seed of ``params``) under one ``jit``.
 
@@ -484,14 +529,29 @@ def elicit_users(
       key: PRNG key; every (seed, user) gets its own.
       num_rounds: R rounds of ``acq.batch_size`` queries.
       users_per_chunk: (seed, user) runs vmapped at once (bounds memory; None: all at once).
+      exclude: ``i32[U, M', 2]`` pairs (dataset segment indices) never to ask each user, in
+        either order: pass the users' held-out pairs (``test.heldout.pairs``) whenever the held-out
+        pairs come from the candidate pool, or an answered query is then scored as held-out.
 
     Returns:
       a :class:`Trace` with leading axes [S, U] (``seeds``) or [U].
     """
     acq = Acquisition(acq) if isinstance(acq, str) else acq
-    check_elicitation_inputs(belief, acq, params, cands, users, heldout, num_rounds, seeds)
+    check_elicitation_inputs(belief, acq, params, cands, users, heldout, num_rounds, seeds, exclude)
+    if exclude is not None:
+        exclude = jnp.asarray(exclude, jnp.int32)
     return _elicit_users(
-        belief, acq, params, cands, users, heldout, key, num_rounds, seeds, users_per_chunk
+        belief,
+        acq,
+        params,
+        cands,
+        users,
+        heldout,
+        key,
+        num_rounds,
+        seeds,
+        users_per_chunk,
+        exclude,
     )
 
 
