@@ -21,6 +21,7 @@ from vpl_jax.users import (
     pair_label_distribution,
     register_user_type,
     segment_return,
+    true_returns,
 )
 
 F = 3
@@ -278,3 +279,28 @@ def test_a_user_who_misplaces_the_hazard_perceives_other_safety(navigation):
     assert float(fa[1, 0, :, safety].sum()) == 0.0  # believes the hazard is far away
     other = [i for i, n in enumerate(navigation.feature_names) if n != "safety"]
     np.testing.assert_allclose(fa[1, 0][:, other], fa[0, 0][:, other], atol=1e-6)
+
+
+def test_true_returns_are_user_by_segment_for_shared_and_per_user_features():
+    users = User(
+        theta=jnp.array([[1.0, 0.0, 0.0], [0.0, 2.0, -1.0]]),
+        human=jax.tree.map(lambda x: jnp.stack([x, x]), HumanModel.create()),
+        type_id=jnp.zeros(2, jnp.int32),
+    )
+    features = jax.random.normal(jax.random.PRNGKey(0), (3, 4, F))  # N = 3 segments
+    summed = np.asarray(features).sum(1)
+    expect = np.stack([summed[:, 0], 2 * summed[:, 1] - summed[:, 2]])  # [U, N]
+    np.testing.assert_allclose(true_returns(users, features), expect, rtol=1e-5)
+    per_user = jnp.stack([features, features[::-1]])  # f32[U, N, T, F]
+    expect[1] = expect[1, ::-1]
+    np.testing.assert_allclose(true_returns(users, per_user), expect, rtol=1e-5)
+
+
+def test_regret_users_are_rejected_where_labels_ignore_values(navigation):
+    from vpl_jax.data import DatasetConfig, build_dataset
+
+    population = Population.mixture(
+        "navigation", navigation.feature_names, ["goal_a", "goal_b"], {"regret_weight": 0.5}
+    )
+    with pytest.raises(ValueError, match=r"build_dataset labels by .*regret_weight up to 0.5"):
+        build_dataset(jax.random.PRNGKey(0), navigation, population, DatasetConfig())

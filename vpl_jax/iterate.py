@@ -47,6 +47,7 @@ from vpl_jax.active.acquisition import information_gain
 from vpl_jax.data.dataset import PreferenceDataset, Queries, label_queries
 from vpl_jax.data.segments import Segments
 from vpl_jax.pipeline import PipelineResult, PolicyTrainer, is_unconditioned, offline
+from vpl_jax.users import check_partial_return
 
 #: Query-selection criteria the loop supports (names as in results).
 CRITERIA = ("random", "info_gain")
@@ -290,6 +291,7 @@ def iterate(
       The rounds' results, round 0 first.
     """
     config.validate(model)
+    check_partial_return(dataset.users.human, "the iterate loop")
     if method == "oracle":
         raise ValueError("the iterate loop learns a reward; method 'oracle' has none")
     horizon = dataset.segments.horizon

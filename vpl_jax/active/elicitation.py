@@ -65,7 +65,7 @@ from vpl_jax.active.beliefs import (
 from vpl_jax.harness.results import CRITERIA  # the criteria's names in results
 from vpl_jax.rewards import PairBatch
 from vpl_jax.rewards.base import Params
-from vpl_jax.users import User, pair_label_distribution, sample_label
+from vpl_jax.users import User, check_partial_return, pair_label_distribution, sample_label
 
 
 def criteria_for(belief: Belief) -> tuple[str, ...]:
@@ -414,11 +414,7 @@ def check_elicitation_inputs(
     num_users = users.theta.shape[0]
     if exclude is not None:
         check_exclusions(cands, exclude, num_users, num_rounds * acq.batch_size)
-    if np.any(np.asarray(users.human.regret_weight) > 0):
-        raise ValueError(
-            "users with regret_weight > 0 cannot be elicited: their answers need V* of the "
-            "candidate segments, and elicitation labels by (discounted) partial return"
-        )
+    check_partial_return(users.human, "elicitation")
     if cands.bank.kind != belief.model.inputs:
         raise ValueError(
             f"candidates hold inputs of kind {cands.bank.kind!r} but the model consumes "

@@ -41,7 +41,7 @@ from vpl_jax.atomic import atomic_write
 from vpl_jax.data.rollouts import collect
 from vpl_jax.data.segments import Segments, cut_segments, sample_pairs
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
-from vpl_jax.users import HumanModel, Population, User, label_pairs
+from vpl_jax.users import HumanModel, Population, User, check_partial_return, label_pairs
 
 FORMAT_VERSION = 1
 
@@ -277,6 +277,7 @@ def build_dataset(
             f"population features {population.feature_names} do not match the task's "
             f"{env.feature_names}"
         )
+    check_partial_return(population.human, "build_dataset")
     segments, users, context, heldout, pool = generate(key, env, population, config, policy)
     is_test = stratified_holdout(np.asarray(users.type_id), config.test_fraction, True)
     meta = DatasetMeta(

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -79,6 +80,22 @@ class HumanModel:
             skip_threshold=jnp.float32(skip_threshold),
             equal_threshold=jnp.float32(equal_threshold),
             regret_weight=jnp.float32(regret_weight),
+        )
+
+
+def check_partial_return(human: HumanModel, where: str) -> None:
+    """Raises ``ValueError`` if any user of ``human`` (fields f32[...], concrete) is regret-based.
+
+    Code paths that label with :func:`segment_score` without the users' optimal values
+    (``values=None``) would silently treat a regret-based user as a partial-return one; they
+    call this first. ``where`` names the caller in the message.
+    """
+    regret = np.asarray(human.regret_weight)
+    if np.any(regret > 0):
+        raise ValueError(
+            f"{where} labels by (discounted) partial return, but users have regret_weight up to "
+            f"{float(regret.max())}: regret-based answers need each user's V* of the segments "
+            f"(build with regret_weight 0, then relabel with label_queries(..., values=...))"
         )
 
 

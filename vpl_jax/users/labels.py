@@ -82,5 +82,5 @@ def true_returns(users: User, features: jax.Array) -> jax.Array:
     trajectories with ``features: f32[N, T, F]`` (shared) or f32[U, N, T, F] (per user)."""
     summed = features.sum(axis=-2)
     if summed.ndim == 2:
-        return summed @ users.theta.T.astype(summed.dtype)
+        return users.theta.astype(summed.dtype) @ summed.T
     return jnp.einsum("unf,uf->un", summed, users.theta)
