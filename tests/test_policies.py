@@ -189,3 +189,13 @@ def test_rewards_of_any_scale_train_alike(navigation):
         rtol=1e-3,
         atol=1e-5,
     )
+
+
+def test_policy_trainer_rejects_episodes_its_policies_are_not_evaluated_on(navigation):
+    from vpl_jax.pipeline import PolicyTrainer
+
+    with pytest.raises(ValueError, match=r"ppo.action_repeat=2: must be 1"):
+        PolicyTrainer(navigation, "oracle", None, PPOConfig(action_repeat=2))
+    with pytest.raises(ValueError, match=rf"episode_length {navigation.episode_length}"):
+        PolicyTrainer(navigation, "oracle", None, PPOConfig(episode_length=10))
+    PolicyTrainer(navigation, "oracle", None, PPOConfig(episode_length=navigation.episode_length))

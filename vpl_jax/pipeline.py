@@ -262,6 +262,25 @@ def _stack(tree, runs: int):
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (runs, *jnp.shape(x))), tree)
 
 
+def check_policy_config(config: P.PPOConfig, env: FeatureEnv) -> None:
+    """Raises ``ValueError`` unless PPO trains on the episodes the pipeline evaluates on.
+
+    Evaluation (:meth:`PolicyTrainer.evaluate`) and on-policy segments (:func:`policy_segments`)
+    act at every environment step for the task's ``episode_length``; a policy trained with
+    another time limit or with repeated actions would be scored on a task it never saw.
+    """
+    if config.action_repeat != 1:
+        raise ValueError(
+            f"ppo.action_repeat={config.action_repeat}: must be 1 for the preference pipeline "
+            f"(its policies are evaluated acting at every step)"
+        )
+    if config.episode_length not in (None, env.episode_length):
+        raise ValueError(
+            f"ppo.episode_length={config.episode_length}: must be unset or the task's "
+            f"episode_length {env.episode_length} (policies are evaluated on whole task episodes)"
+        )
+
+
 class PolicyTrainer:
     """PPO on one method's training environment, compiled once and reused.
 
@@ -289,6 +308,7 @@ class PolicyTrainer:
     ):
         if chunk_updates < 1:
             raise ValueError(f"chunk_updates={chunk_updates}: must be >= 1")
+        check_policy_config(config, env)
         if method != "oracle" and model is not None and model.inputs != "obs":
             raise ValueError(
                 f"method {method!r}: a policy's reward reads observations, but this "
