@@ -62,3 +62,30 @@ def test_dpo_and_ipo_losses_by_hand():
     np.testing.assert_allclose(ipo_loss(h, 1.0, tau=0.25), (1.5 - 2.0) ** 2, rtol=1e-6)
     np.testing.assert_allclose(ipo_loss(h, 0.0, tau=0.25), (1.5 + 2.0) ** 2, rtol=1e-6)
     np.testing.assert_allclose(ipo_loss(h, 0.5, tau=0.25), 0.5 * 0.25 + 0.5 * 12.25, rtol=1e-6)
+
+
+def test_preference_model_names_bad_fields_and_averages_kl_over_real_users():
+    import pytest
+
+    from vpl_jax.nash.preference import PreferenceModel
+    from vpl_jax.rewards import PairBatch
+
+    with pytest.raises(ValueError, match=r"field hidden=\(64, 0\).*ints >= 1"):
+        PreferenceModel(hidden=(64, 0))
+    model = PreferenceModel(hidden=(8,), embed_dim=4, latent_dim=2, inputs="features")
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    batch = PairBatch(
+        inputs_a=jax.random.normal(k[0], (3, 4, 5, 2)),
+        inputs_b=jax.random.normal(k[1], (3, 4, 5, 2)),
+        alive_a=jnp.ones((3, 4, 5), bool),
+        alive_b=jnp.ones((3, 4, 5), bool),
+        labels=jax.random.bernoulli(k[2], 0.5, (3, 4)).astype(jnp.float32),
+        mask=jnp.ones((3, 4), bool),
+    )
+    params = model.init(jax.random.PRNGKey(1), batch)
+    padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros_like(x[:2])]), batch)
+    key, step = jax.random.PRNGKey(2), jnp.int32(0)
+    _, real = model.loss(params, batch, key, step)
+    _, with_padding = model.loss(params, padded, key, step)
+    assert float(real["kl"]) > 0
+    np.testing.assert_allclose(with_padding["kl"], real["kl"], rtol=1e-5)

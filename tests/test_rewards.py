@@ -52,6 +52,24 @@ def take_pairs(batch: R.PairBatch, index) -> R.PairBatch:
     return jax.tree.map(lambda x: jnp.take(x, jnp.asarray(index), axis=1), batch)
 
 
+def random_user_pairs(key, num_users=7, num_pairs=6, kind="obs") -> R.UserPairs:
+    """UserPairs over a random bank, every pair labelled, labels in {0, 1}; two user types."""
+    ks = jax.random.split(key, 4)
+    bank = R.SegmentBank(
+        inputs=jax.random.normal(ks[0], (40, 4, 3)),
+        alive=jax.random.uniform(ks[1], (40, 4)) < 0.9,
+        kind=kind,
+    )
+    return R.UserPairs(
+        bank=bank,
+        pairs=jax.random.randint(ks[2], (num_users, num_pairs, 2), 0, 40),
+        labels=jax.random.randint(ks[3], (num_users, num_pairs), 0, 2).astype(jnp.float32),
+        mask=jnp.ones((num_users, num_pairs), bool),
+        type_id=jnp.arange(num_users) % 2,
+        type_names=("a", "b"),
+    )
+
+
 # --- batches -------------------------------------------------------------------------------------
 def test_pair_batch_gathers_the_datasets_segments(nav_dataset):
     batch = jax.jit(R.pair_batch, static_argnames="inputs")(
@@ -95,6 +113,39 @@ def test_sampled_contexts_are_random_subsets_of_the_labelled_pairs():
         for k in np.flatnonzero(np.asarray(context.mask[u])):
             (match,) = np.flatnonzero((x_a[u] == chosen[u, k]).all(axis=(-2, -1)))
             assert batch.mask[u, match]  # a labelled pair of the same user
+
+
+def test_sampled_context_size_is_uniform_up_to_the_users_labelled_pairs():
+    from vpl_jax.rewards.base import sample_context
+
+    users = 6000
+    batch = random_batch(jax.random.PRNGKey(22), shape=(users, 10))
+    # Users labelled all 10 pairs, 3 of them (fewer than K' = 8) or 1 (fewer than min_size).
+    labelled = np.array([10, 3, 1])[np.arange(users) % 3]
+    batch = batch.replace(mask=jnp.arange(10) < labelled[:, None])
+    context = jax.jit(sample_context, static_argnums=(2, 3))(jax.random.PRNGKey(23), batch, 2, 8)
+    sizes = np.asarray(context.mask.sum(-1))
+    for n, allowed in ((10, range(2, 9)), (3, range(2, 4)), (1, [1])):
+        counts = np.bincount(sizes[labelled == n], minlength=11)
+        expected = np.zeros(11)
+        expected[list(allowed)] = (labelled == n).sum() / len(allowed)
+        # Within 5 standard deviations of a uniform draw on min_size..min(K', n) (clipped to n).
+        np.testing.assert_allclose(counts, expected, atol=5 * np.sqrt(expected.max()))
+
+
+def test_sampled_context_takes_typed_and_raw_keys_alike():
+    from vpl_jax.rewards.base import sample_context
+
+    batch = random_batch(jax.random.PRNGKey(24), shape=(3, 4, 6))
+    sample = jax.jit(sample_context, static_argnums=(2, 3))
+    typed = sample(jax.random.key(25), batch, 1, 4)
+    raw = sample(jax.random.key_data(jax.random.key(25)), batch, 1, 4)
+    chex.assert_trees_all_equal(typed, raw)
+    one_user = jax.tree.map(lambda x: x[0, 0], batch)  # no leading axes
+    chex.assert_trees_all_equal(
+        sample(jax.random.key(26), one_user, 1, 4),
+        sample(jax.random.PRNGKey(26), one_user, 1, 4),
+    )
 
 
 # --- likelihoods --------------------------------------------------------------------------------
@@ -390,18 +441,102 @@ def test_bad_training_inputs_are_rejected_before_compiling(train_pairs):
     with pytest.raises(ValueError, match="patience=3 needs validation data"):
         R.fit(model, dataclasses.replace(config, patience=3), key, train_pairs)
     with pytest.raises(
-        ValueError, match=r"monitor='kl' is not a metric of BTL; allowed: \['accuracy'"
+        ValueError, match=r"train config field monitor='kl': must be one of \['nll', 'loss'\]"
     ):
         R.fit(model, dataclasses.replace(config, monitor="kl"), key, train_pairs, train_pairs)
+    negative = train_pairs.replace(type_id=train_pairs.type_id.at[2].set(-1))
+    with pytest.raises(ValueError, match=r"train.type_id has a negative entry \(-1\)"):
+        R.fit(model, config, key, negative)
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("num_epochs", 0), ("users_per_batch", 0), ("learning_rate", -1.0), ("patience", 0)],
+    [
+        ("num_epochs", 0),
+        ("users_per_batch", 0),
+        ("learning_rate", -1.0),
+        ("patience", 0),
+        ("monitor", "accuracy"),
+        ("monitor", "kl"),
+    ],
 )
 def test_bad_train_config_fields_are_named(field, value):
-    with pytest.raises(ValueError, match=f"train config field {field}={value}"):
+    with pytest.raises(ValueError, match=f"train config field {field}={value!r}"):
         dataclasses.replace(R.TrainConfig(), **{field: value}).validate()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: R.BTL(hidden=(16, 0)), r"BTL field hidden=\(16, 0\) .*allowed: widths"),
+        (lambda: R.Ensemble(R.BTL(hidden=(-4,))), r"BTL field hidden=\(-4,\)"),
+        (lambda: R.DPLMeanVariance(hidden=(0,)), r"DPLMeanVariance field hidden=\(0,\)"),
+        (lambda: R.DPLMeanVariance(min_std=0.0), r"DPLMeanVariance field min_std=0.0 .*> 0"),
+        (lambda: R.DPLCategorical(hidden=(8, 0)), r"DPLCategorical field hidden=\(8, 0\)"),
+        (
+            lambda: R.DPLCategorical(entropy_coeff=-0.1),
+            r"DPLCategorical field entropy_coeff=-0.1 .*>= 0",
+        ),
+        (lambda: R.VPL(encoder_hidden=(0,)), r"VPL field encoder_hidden=\(0,\)"),
+        (lambda: R.VPL(decoder_hidden=(32, -1)), r"VPL field decoder_hidden=\(32, -1\)"),
+        (lambda: R.VPL(num_heads=0), r"VPL field num_heads=0 .*allowed: >= 1"),
+        (
+            lambda: R.VPL(embed_dim=64, pooling="attention", num_heads=3),
+            r"VPL field num_heads=3 .*dividing embed_dim=64",
+        ),
+        (
+            lambda: R.LinearBayes(min_context=4, max_context=2),
+            r"LinearBayes field max_context=2 .*min_context=4",
+        ),
+        (lambda: R.LinearBayes(min_context=-1), r"LinearBayes field min_context=-1 .*>= 0"),
+    ],
+)
+def test_bad_model_fields_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_model_fields_that_are_fine():
+    # num_heads need not divide embed_dim without attention; an empty hidden tuple is linear.
+    R.VPL(embed_dim=64, num_heads=3)
+    R.BTL(hidden=())
+    R.LinearBayes(min_context=2, max_context=2)
+
+
+@pytest.mark.parametrize("name", ["vpl", "linear_bayes"])
+def test_latent_segment_return_without_z_is_a_clear_error(name):
+    model = MODELS[name]
+    batch = random_batch(jax.random.PRNGKey(30), dim=3)
+    params = init(model, batch, 0)
+    with pytest.raises(ValueError, match=r"segment_return needs (a latent )?z"):
+        model.segment_return(params, batch.inputs_a, batch.alive_a)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("hidden", (64, 0), "a tuple of widths, each an int >= 1"),
+        ("hidden", (-1,), "a tuple of widths"),
+        ("latent_dim", 0, "an int >= 1"),
+        ("context_size", 0, "an int >= 1"),
+        ("kl_weight", -0.5, "a finite number >= 0"),
+        ("kl_weight", float("nan"), "a finite number >= 0"),
+        ("kl_weight", float("inf"), "a finite number >= 0"),
+        ("kl_warmup_steps", -1, "an int >= 0"),
+        ("ensemble_size", 0, "an int >= 1"),
+        ("latent_dim", 2.5, "an int >= 1"),
+    ],
+)
+def test_bad_model_sizes_are_named(field, value, allowed):
+    sizes = dataclasses.replace(R.ModelSizes(), **{field: value})
+    with pytest.raises(ValueError, match=rf"sizes\.{field}=.*: must be {allowed}"):
+        sizes.validate()
+
+
+def test_model_sizes_validate_returns_itself():
+    sizes = R.ModelSizes(hidden=(8,), kl_warmup_steps=0, kl_weight=0)
+    assert sizes.validate() is sizes
+    assert R.ModelSizes().validate() == R.ModelSizes()
 
 
 def test_bad_evaluation_inputs_are_rejected(nav_dataset):
@@ -424,3 +559,52 @@ def test_bad_evaluation_inputs_are_rejected(nav_dataset):
         R.evaluate(model, params, context, heldout.select(np.arange(heldout.num_users)[::-1]))
     with pytest.raises(ValueError, match="inputs='pixels' is not one of"):
         R.user_pairs(test, "context", "pixels")
+
+
+# --- validation and evaluation metrics ------------------------------------------------------------
+def test_validation_metrics_do_not_depend_on_the_chunk_size():
+    from vpl_jax.rewards.trainer import _validation_metrics
+
+    data = random_user_pairs(jax.random.PRNGKey(40), num_users=7, num_pairs=6)
+    # Equal labels concentrated on the first users, and one user with only 2 labelled pairs:
+    # weighting accuracy by labelled pairs, or counting padding users, would show up here.
+    labels = data.labels.at[0, :5].set(0.5).at[1, :3].set(0.5)
+    data = data.replace(labels=labels, mask=data.mask.at[4, 2:].set(False))
+    key, step = jax.random.PRNGKey(41), jnp.asarray(0)
+    metrics = jax.jit(_validation_metrics, static_argnums=(0, 5))
+
+    btl = MODELS["btl"]
+    params = init(btl, data.batch())
+    exact = jax.jit(btl.loss)(params, data.batch(), key, step)[1]  # all users at once
+    for chunk in (2, 3, 7):
+        chex.assert_trees_all_close(metrics(btl, data, params, key, step, chunk), exact, rtol=1e-6)
+
+    # VPL with every labelled pair as the context: its per-user KL and context size are
+    # deterministic, and must average over the 7 users, never over padding.
+    vpl = dataclasses.replace(MODELS["vpl"], min_context=6)
+    params = init(vpl, data.batch())
+    per_chunk = {c: metrics(vpl, data, params, key, step, c) for c in (2, 3, 7)}
+    q = vpl.posterior(params, data.batch())
+    kl = np.mean(q.kl_divergence(vpl.prior(params)))
+    for values in per_chunk.values():
+        np.testing.assert_allclose(values["context_size"], data.mask.sum() / 7, rtol=1e-6)
+        np.testing.assert_allclose(values["kl"], kl, rtol=1e-5)
+
+
+def test_users_without_labelled_heldout_pairs_get_nan_metrics():
+    model = MODELS["btl"]
+    context = random_user_pairs(jax.random.PRNGKey(42), num_users=6, num_pairs=4)
+    heldout = random_user_pairs(jax.random.PRNGKey(43), num_users=6, num_pairs=5)
+    heldout = heldout.replace(
+        mask=heldout.mask.at[2].set(False),  # user 2 (type 0): no held-out label
+        labels=heldout.labels.at[3].set(0.5),  # user 3 (type 1): only "equal" labels
+    )
+    params = init(model, context.batch())
+    ev = R.evaluate(model, params, context, heldout)
+    log_lik, accuracy = np.asarray(ev.log_likelihood), np.asarray(ev.accuracy)
+    assert np.isnan(log_lik[2]) and np.isnan(accuracy[2])
+    assert np.isfinite(log_lik[3]) and np.isnan(accuracy[3])
+    assert np.all(np.isfinite(np.delete(log_lik, 2)))
+    np.testing.assert_allclose(ev.type_log_likelihood[0], np.mean(log_lik[[0, 4]]), rtol=1e-6)
+    np.testing.assert_allclose(ev.type_log_likelihood[1], np.mean(log_lik[[1, 3, 5]]), rtol=1e-6)
+    np.testing.assert_allclose(ev.type_accuracy[1], np.mean(accuracy[[1, 5]]), rtol=1e-6)

@@ -142,6 +142,24 @@ def test_vmapped_training_over_seeds_equals_separate_runs(nav_dataset):
         )
 
 
+@pytest.mark.parametrize(
+    ("model", "inputs"), [(TINY_VPL, "obs"), (R.LinearBayes(max_context=4), "features")]
+)
+def test_training_takes_typed_keys_and_matches_their_raw_form(nav_dataset, model, inputs):
+    fit_users, valid_users = R.validation_split(nav_dataset)
+    train, valid = R.user_pairs(fit_users, "all", inputs), R.user_pairs(valid_users, "all", inputs)
+    typed = jax.random.key(3)
+    raw = jax.random.key_data(typed)
+    chex.assert_trees_all_equal(
+        R.fit(model, TINY, typed, train, valid), R.fit(model, TINY, raw, train, valid)
+    )
+    seeds = jax.random.split(typed, 2)  # a batch of typed keys: one vmapped call
+    chex.assert_trees_all_equal(
+        R.fit(model, TINY, seeds, train, valid),
+        R.fit(model, TINY, jax.random.key_data(seeds), train, valid),
+    )
+
+
 def test_make_train_gives_a_pure_vmappable_function(nav_dataset):
     train = R.user_pairs(nav_dataset.split()[0], "all")
     keys = jax.random.split(jax.random.PRNGKey(0), 2)

@@ -44,7 +44,13 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.rewards.base import Params, input_statistics, sample_context
+from vpl_jax.rewards.base import (
+    Params,
+    check_fields,
+    input_statistics,
+    sample_context,
+    valid_widths,
+)
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, pair_metrics
 from vpl_jax.rewards.networks import MLP, SetEncoder, normalize
@@ -76,17 +82,22 @@ class PreferenceModel:
     inputs: Inputs = "obs"
     normalize_inputs: bool = True
 
+    #: Metrics that are means over users (validation averages them per user, not per pair).
+    user_metrics = ("kl",)
+
     def __post_init__(self):
         checks = {
-            "embed_dim": self.embed_dim >= 1,
-            "latent_dim": self.latent_dim >= 0,
-            "kl_weight": self.kl_weight >= 0,
-            "min_context": self.min_context >= 1,
-            "max_context": self.max_context is None or self.max_context >= self.min_context,
+            "hidden": (valid_widths(self.hidden), "a tuple of ints >= 1"),
+            "embed_dim": (self.embed_dim >= 1, ">= 1"),
+            "latent_dim": (self.latent_dim >= 0, ">= 0"),
+            "kl_weight": (self.kl_weight >= 0, ">= 0"),
+            "min_context": (self.min_context >= 1, ">= 1"),
+            "max_context": (
+                self.max_context is None or self.max_context >= self.min_context,
+                "None or >= min_context",
+            ),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"PreferenceModel field {name}={getattr(self, name)!r} is invalid")
+        check_fields("PreferenceModel", checks, self)
 
     # --- networks ----------------------------------------------------------------------------
     def _step_net(self) -> MLP:
@@ -216,7 +227,10 @@ class PreferenceModel:
         kl = q.kl_divergence(self.prior(params))
         loss = (jnp.sum(nll) + self.kl_weight * jnp.sum(kl)) / num_pairs
         metrics = pair_metrics(self.pair_logits(params, batch, q.mean()), batch.labels, batch.mask)
-        return loss, {**metrics, "loss": loss, "kl": jnp.mean(kl)}
+        # KL per user with a labelled pair (a padding user has an empty context and KL 0).
+        has_pairs = jnp.any(batch.mask, axis=-1)
+        kl_mean = jnp.sum(jnp.where(has_pairs, kl, 0.0)) / jnp.maximum(jnp.sum(has_pairs), 1.0)
+        return loss, {**metrics, "loss": loss, "kl": kl_mean}
 
     def predict(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
         """f32[..., M]: logits of each user's target pairs (given the user's context for a

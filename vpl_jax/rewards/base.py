@@ -7,7 +7,11 @@ A model is a frozen dataclass of hyperparameters (hashable, so it can be a stati
   statistics for input standardisation);
 * ``loss(params, batch, key, step) -> (loss, metrics)`` — scalar loss to minimise and a dict of
   scalar metrics that always holds ``"loss"``, ``"nll"`` (mean negative log-likelihood per
-  labelled pair) and ``"accuracy"``; ``step`` is the optimiser step (for schedules);
+  labelled pair) and ``"accuracy"`` (share of the strict, y != 0.5, labelled pairs predicted);
+  ``step`` is the optimiser step (for schedules). Every metric is a mean: ``"accuracy"`` over
+  the strict labelled pairs, those the model names in its ``user_metrics`` class attribute over
+  the users with at least one labelled pair, all others over the labelled pairs
+  (:func:`metric_weights`; the trainer combines chunks of validation users with these weights);
 * ``reward(params, x, z=None) -> f32[...]`` — per-state reward of ``x: f32[..., D]`` (for
   latent models ``z: f32[..., Z]`` broadcasts against x's leading axes by numpy rules); pure
   and jittable, with input standardisation inside, so a policy can call it on raw observations;
@@ -26,12 +30,12 @@ what acquisition functions evaluate for many posterior samples.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
 
 import distrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.networks import fit_normalizer
@@ -85,6 +89,30 @@ def check_discount(model_name: str, discount: float) -> None:
         raise ValueError(f"{model_name} discount={discount}: must be in (0, 1] (1: partial return)")
 
 
+def valid_widths(hidden) -> bool:
+    """Whether ``hidden`` is a sequence of MLP hidden widths, each an int >= 1 (may be empty)."""
+    try:
+        widths = tuple(hidden)
+    except TypeError:
+        return False
+    return all(
+        isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 1 for w in widths
+    )
+
+
+def check_fields(model_name: str, checks: dict[str, tuple[bool, str]], values: Any) -> None:
+    """Raises ``ValueError`` naming the first field whose check failed and its allowed values.
+
+    ``checks`` maps a field name to ``(ok, allowed)``; ``values`` holds the fields (the model).
+    """
+    for name, (ok, allowed) in checks.items():
+        if not ok:
+            raise ValueError(
+                f"{model_name} field {name}={getattr(values, name)!r} is out of range; "
+                f"allowed: {allowed}"
+            )
+
+
 def sum_over_steps(per_step: jax.Array, alive: jax.Array, discount: float = 1.0) -> jax.Array:
     """f32[...]: ``sum_t alive_t * discount^(H-1-t) * per_step_t`` of ``per_step: f32[..., H]``.
 
@@ -98,26 +126,49 @@ def sum_over_steps(per_step: jax.Array, alive: jax.Array, discount: float = 1.0)
     return jnp.sum(per_step, axis=-1)
 
 
+def metric_weights(model: RewardModel, batch: PairBatch, names) -> dict[str, jax.Array]:
+    """``{name: f32[]}``: how many items metric ``name`` of ``model.loss`` on ``batch`` is a mean
+    over — strict labelled pairs for ``"accuracy"``, users with a labelled pair for the metrics
+    in ``model.user_metrics`` (if the model has that attribute), labelled pairs otherwise.
+
+    A mean over several batches is then ``sum(metric * weight) / sum(weight)``.
+    """
+    per_user = getattr(model, "user_metrics", ())
+    pairs = jnp.sum(batch.mask).astype(jnp.float32)
+    strict = jnp.sum(batch.mask & (batch.labels != 0.5)).astype(jnp.float32)
+    users = jnp.sum(jnp.any(batch.mask, axis=-1)).astype(jnp.float32)
+    return {
+        name: strict if name == "accuracy" else users if name in per_user else pairs
+        for name in names
+    }
+
+
 def sample_context(
     key: jax.Array, batch: PairBatch, min_size: int, max_size: int | None
 ) -> PairBatch:
     """A random context per user: ``PairBatch[..., K']`` with ``K' = min(max_size, Q)``.
 
     For each user (leading axes of ``batch: PairBatch[..., Q]``) draws ``k`` uniformly from
-    ``min_size .. min(max_size, n)`` (n = the user's labelled pairs; ``max_size`` None means Q),
-    then a uniformly random subset of k labelled pairs. The chosen pairs are gathered first and
-    the other K' - k masked out, so an encoder only reads K' pairs, not all Q (masking a pair is
-    dropping it for a set encoder). Every user gets its own k, so one minibatch trains the
-    encoder on many context sizes at once.
+    ``min_size .. min(K', n)`` (n = the user's labelled pairs; ``max_size`` None means Q; a user
+    with ``n < min_size`` gets all n), then a uniformly random subset of k labelled pairs. The
+    chosen pairs are gathered first and the other K' - k masked out, so an encoder only reads K'
+    pairs, not all Q (masking a pair is dropping it for a set encoder). Every user gets its own
+    k, so one minibatch trains the encoder on many context sizes at once.
+
+    ``key`` may be a raw ``uint32[2]`` key or a typed one (``jax.random.key``).
     """
     q = batch.num_pairs
     width = q if max_size is None else min(max_size, q)
     lead = batch.mask.shape[:-1]
-    keys = jax.random.split(key, max(1, math.prod(lead))).reshape(*lead, -1)
+    keys = jax.random.split(key, lead)  # one key per user (a single key when lead is ())
 
     def choose(k, mask):
         k_size, k_order = jax.random.split(k)
-        size = jnp.minimum(jax.random.randint(k_size, (), min_size, width + 1), jnp.sum(mask))
+        n = jnp.sum(mask)
+        # randint returns min_size when the upper bound is below it; clipping to n then gives
+        # such a user all n pairs. A user with n >= K' draws exactly as from min_size..K'.
+        largest = jnp.minimum(width, n)
+        size = jnp.minimum(jax.random.randint(k_size, (), min_size, largest + 1), n)
         # Unlabelled pairs get scores above every labelled one, so the first k are labelled.
         scores = jnp.where(mask, jax.random.uniform(k_order, (q,)), 2.0)
         return jnp.argsort(scores)[:width], jnp.arange(width) < size

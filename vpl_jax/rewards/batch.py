@@ -258,8 +258,9 @@ def check_user_pairs(data: UserPairs, name: str, inputs: str | None = None) -> N
     """Raises ``ValueError`` naming the field of ``data`` that is malformed.
 
     Checks: at least one user and one pair per user (K or Q >= 1), consistent shapes, pair
-    indices inside the bank, finite inputs, labels in [0, 1], and (when given) that the bank holds
-    the ``inputs`` kind the model consumes. Needs concrete arrays; call it outside ``jit``.
+    indices inside the bank, finite inputs, labels in [0, 1], type ids >= 0 (and below the number
+    of type names, when named), and (when given) that the bank holds the ``inputs`` kind the
+    model consumes. Needs concrete arrays; call it outside ``jit``.
     """
     if not isinstance(data, UserPairs):
         raise ValueError(f"{name} must be UserPairs (see user_pairs()), got {type(data).__name__}")
@@ -305,7 +306,13 @@ def check_user_pairs(data: UserPairs, name: str, inputs: str | None = None) -> N
         raise ValueError(
             f"{name}.labels must be finite and in [0, 1] (1 = a preferred, 0 = b, 0.5 = equal)"
         )
-    if data.type_names and np.asarray(data.type_id).max(initial=0) >= len(data.type_names):
+    type_id = np.asarray(data.type_id)
+    if type_id.min(initial=0) < 0:
+        raise ValueError(
+            f"{name}.type_id has a negative entry ({type_id.min()}); type ids must be >= 0 "
+            "(indices into type_names)"
+        )
+    if data.type_names and type_id.max(initial=0) >= len(data.type_names):
         raise ValueError(f"{name}.type_id exceeds the number of type names {data.type_names}")
 
 

@@ -12,7 +12,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.rewards.base import Params, check_discount, input_statistics, sum_over_steps
+from vpl_jax.rewards.base import (
+    Params,
+    check_discount,
+    check_fields,
+    input_statistics,
+    sum_over_steps,
+    valid_widths,
+)
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, strict_accuracy
 from vpl_jax.rewards.networks import MLP, normalize
@@ -42,6 +49,8 @@ class BTL:
 
     def __post_init__(self):
         check_discount("BTL", self.discount)
+        hidden = (valid_widths(self.hidden), "widths that are ints >= 1")
+        check_fields("BTL", {"hidden": hidden}, self)
 
     def _net(self) -> MLP:
         return MLP((*self.hidden, 1), dtype=self.dtype)

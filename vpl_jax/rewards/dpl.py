@@ -26,7 +26,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.rewards.base import Params, input_statistics, sum_over_steps
+from vpl_jax.rewards.base import (
+    Params,
+    check_fields,
+    input_statistics,
+    sum_over_steps,
+    valid_widths,
+)
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import (
     cross_entropy,
@@ -61,6 +67,13 @@ class DPLMeanVariance:
     inputs: Inputs = "obs"
     normalize_inputs: bool = True
     dtype: str = "float32"
+
+    def __post_init__(self):
+        checks = {
+            "hidden": (valid_widths(self.hidden), "widths that are ints >= 1"),
+            "min_std": (self.min_std > 0, "> 0"),
+        }
+        check_fields("DPLMeanVariance", checks, self)
 
     def init(self, key: jax.Array, batch: PairBatch) -> Params:
         return _init_net(
@@ -133,6 +146,11 @@ class DPLCategorical:
     def __post_init__(self):
         if self.num_atoms < 2:
             raise ValueError(f"DPLCategorical num_atoms={self.num_atoms} must be >= 2")
+        checks = {
+            "hidden": (valid_widths(self.hidden), "widths that are ints >= 1"),
+            "entropy_coeff": (self.entropy_coeff >= 0, ">= 0"),
+        }
+        check_fields("DPLCategorical", checks, self)
 
     @property
     def atoms(self) -> jax.Array:

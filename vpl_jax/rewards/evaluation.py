@@ -32,8 +32,10 @@ class Evaluation:
 
     Attributes:
       accuracy: f32[U], share of each user's strict held-out labels predicted (NaN if none).
-      log_likelihood: f32[U], mean ``log p(y | context)`` per labelled held-out pair.
-      type_accuracy: f32[T], mean of ``accuracy`` over each type's users (NaN: no users).
+      log_likelihood: f32[U], mean ``log p(y | context)`` per labelled held-out pair (NaN if
+        none).
+      type_accuracy: f32[T], mean of ``accuracy`` over each type's users that have a value
+        (NaN: none has).
       type_log_likelihood: f32[T], likewise.
       type_id: i32[U], each user's type.
     """
@@ -89,7 +91,10 @@ def evaluation_metrics(
     accuracy = jnp.where(
         num_strict > 0, jnp.sum(correct * strict, -1) / jnp.maximum(num_strict, 1), jnp.nan
     )
-    log_lik = -jax.vmap(masked_mean)(bradley_terry_nll(logits, labels), mask)
+    num_labelled = jnp.sum(mask, axis=-1)
+    log_lik = jnp.where(
+        num_labelled > 0, -jax.vmap(masked_mean)(bradley_terry_nll(logits, labels), mask), jnp.nan
+    )
     num_types = len(heldout.type_names) if num_types is None else num_types
     return Evaluation(
         accuracy=accuracy,

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from vpl_jax.rewards.base import (
     Params,
     check_discount,
+    check_fields,
     sample_context,
     step_weights,
     sum_over_steps,
@@ -47,7 +48,8 @@ class LinearBayes:
       prior_std: sigma_0 of the initial prior N(0, sigma_0^2 I).
       learn_prior: fit the prior's mean and scale to the training users.
       newton_steps: Newton iterations for the MAP (5-10 reach float precision here).
-      min_context, max_context: context-size range in training (as for VPL).
+      min_context, max_context: context-size range in training (as for VPL; min_context may
+        be 0, an empty context that trains the prior alone).
       discount: the myopic discount the likelihood assumes the labellers apply over a segment
         (B-Pref): ``Phi`` is then ``sum_t discount^(H-1-t) phi_t``; 1 is the partial-return
         model. Told a myopic user's true discount, the posterior is over the same theta the
@@ -69,6 +71,14 @@ class LinearBayes:
         if self.newton_steps < 1:
             raise ValueError(f"LinearBayes newton_steps={self.newton_steps} must be >= 1")
         check_discount("LinearBayes", self.discount)
+        checks = {
+            "min_context": (self.min_context >= 0, ">= 0"),
+            "max_context": (
+                self.max_context is None or self.max_context >= max(self.min_context, 1),
+                f"None or >= max(1, min_context={self.min_context})",
+            ),
+        }
+        check_fields("LinearBayes", checks, self)
 
     def init(self, key: jax.Array, batch: PairBatch) -> Params:
         del key
@@ -94,6 +104,9 @@ class LinearBayes:
         return jnp.sum(x * z, axis=-1)
 
     def segment_return(self, params, x, alive, z=None) -> jax.Array:
+        """f32[...]: ``sum_t alive_t theta · phi_t`` for ``x: f32[..., H, F]``, ``z = theta``."""
+        if z is None:
+            raise ValueError("LinearBayes.segment_return needs z = theta: f32[..., F]")
         return sum_over_steps(self.reward(params, x, z[..., None, :]), alive, self.discount)
 
     def feature_differences(self, batch: PairBatch) -> jax.Array:

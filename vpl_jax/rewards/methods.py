@@ -7,8 +7,11 @@ turns a name into a model so that every experiment builds, e.g., ``vpl`` the sam
 from __future__ import annotations
 
 import dataclasses
+import math
 
-from vpl_jax.rewards.base import RewardModel
+import numpy as np
+
+from vpl_jax.rewards.base import RewardModel, valid_widths
 from vpl_jax.rewards.btl import BTL
 from vpl_jax.rewards.dpl import DPLCategorical, DPLMeanVariance
 from vpl_jax.rewards.ensemble import Ensemble
@@ -39,6 +42,44 @@ class ModelSizes:
     kl_weight: float = 1.0
     kl_warmup_steps: int = 0
     ensemble_size: int = 5
+
+    def validate(self) -> ModelSizes:
+        """Raises ``ValueError`` naming the first bad field (``sizes.<field>``) and its allowed
+        values; returns ``self``."""
+        checks = [
+            ("hidden", valid_widths(self.hidden), "a tuple of widths, each an int >= 1"),
+            ("latent_dim", _is_int(self.latent_dim) and self.latent_dim >= 1, "an int >= 1"),
+            ("context_size", _is_int(self.context_size) and self.context_size >= 1, "an int >= 1"),
+            (
+                "kl_weight",
+                _is_number(self.kl_weight)
+                and math.isfinite(self.kl_weight)
+                and self.kl_weight >= 0,
+                "a finite number >= 0",
+            ),
+            (
+                "kl_warmup_steps",
+                _is_int(self.kl_warmup_steps) and self.kl_warmup_steps >= 0,
+                "an int >= 0",
+            ),
+            (
+                "ensemble_size",
+                _is_int(self.ensemble_size) and self.ensemble_size >= 1,
+                "an int >= 1",
+            ),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"sizes.{name}={getattr(self, name)!r}: must be {allowed}")
+        return self
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def make_model(method: str, sizes: ModelSizes = ModelSizes()) -> RewardModel:

@@ -35,8 +35,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from vpl_jax.rewards.base import Params, RewardModel
+from vpl_jax.rewards.base import Params, RewardModel, metric_weights
 from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
+
+#: Validation metrics early stopping may monitor: minimised, and reported by every model.
+MONITORS = ("nll", "loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +58,9 @@ class TrainConfig:
         requires validation data otherwise).
       min_delta: the smallest decrease of the monitored value that counts as improvement.
       monitor: validation metric to minimise for early stopping and for choosing the returned
-        params — ``"nll"`` (held-out negative log-likelihood per pair; every model reports it)
-        or ``"loss"``, or any other metric the model's loss returns.
+        params — one of :data:`MONITORS`: ``"nll"`` (held-out negative log-likelihood per pair)
+        or ``"loss"``, which every model reports and which are minimised (a metric such as
+        accuracy, maximised, or one only some models report would pick the wrong params).
     """
 
     num_epochs: int = 100
@@ -86,6 +90,7 @@ class TrainConfig:
                 "int >= 1 or None",
             ),
             ("min_delta", self.min_delta >= 0, ">= 0"),
+            ("monitor", self.monitor in MONITORS, f"one of {list(MONITORS)}"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -135,8 +140,11 @@ def _where(cond: jax.Array, new, old):
 
 
 def _validation_metrics(model, data: UserPairs, params, key, step, batch_size):
-    """Validation metrics, in chunks of ``batch_size`` users (padding masked), averaged with
-    weights = labelled pairs per chunk (so per-pair means are exact)."""
+    """Validation metrics, in chunks of ``batch_size`` users (the last chunk padded with users
+    that have no labelled pair), each averaged over the chunks with the weights of
+    :func:`~vpl_jax.rewards.base.metric_weights` (strict pairs for accuracy, users with a
+    labelled pair for per-user metrics, labelled pairs otherwise), so that every metric is the
+    exact mean over the validation data whatever the chunk size (given the same draws)."""
     num_chunks = math.ceil(data.num_users / batch_size)
     index = jnp.arange(num_chunks * batch_size).reshape(num_chunks, batch_size)
 
@@ -145,11 +153,12 @@ def _validation_metrics(model, data: UserPairs, params, key, step, batch_size):
         batch = data.batch(users % data.num_users)
         batch = batch.replace(mask=batch.mask & (users < data.num_users)[:, None])
         _, metrics = model.loss(params, batch, k, step)
-        return metrics, jnp.sum(batch.mask).astype(jnp.float32)
+        return metrics, metric_weights(model, batch, metrics)
 
-    metrics, weight = jax.lax.map(chunk, (index, jax.random.split(key, num_chunks)))
-    total = jnp.maximum(jnp.sum(weight), 1.0)
-    return jax.tree.map(lambda m: jnp.sum(m * weight) / total, metrics)
+    metrics, weights = jax.lax.map(chunk, (index, jax.random.split(key, num_chunks)))
+    return jax.tree.map(
+        lambda m, w: jnp.sum(m * w) / jnp.maximum(jnp.sum(w), 1.0), metrics, weights
+    )
 
 
 @struct.dataclass

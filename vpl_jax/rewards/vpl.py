@@ -41,9 +41,11 @@ import optax
 from vpl_jax.rewards.base import (
     Params,
     check_discount,
+    check_fields,
     input_statistics,
     sample_context,
     sum_over_steps,
+    valid_widths,
 )
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, strict_accuracy
@@ -94,21 +96,32 @@ class VPL:
     dtype: str = "float32"
     discount: float = 1.0
 
+    #: Metrics of :meth:`loss` that are means over users (not pairs); see ``metric_weights``.
+    user_metrics = ("kl", "context_size")
+
     def __post_init__(self):
         check_discount("VPL", self.discount)
+        attention = self.pooling == "attention"
         checks = {
-            "latent_dim": self.latent_dim >= 1,
-            "embed_dim": self.embed_dim >= 1,
-            "pooling": self.pooling in ("mean", "attention"),
-            "kl_weight": self.kl_weight >= 0,
-            "kl_warmup_steps": self.kl_warmup_steps >= 0,
-            "min_context": self.min_context >= 1,
-            "max_context": self.max_context is None or self.max_context >= self.min_context,
-            "num_samples": self.num_samples >= 1,
+            "latent_dim": (self.latent_dim >= 1, ">= 1"),
+            "embed_dim": (self.embed_dim >= 1, ">= 1"),
+            "encoder_hidden": (valid_widths(self.encoder_hidden), "widths that are ints >= 1"),
+            "decoder_hidden": (valid_widths(self.decoder_hidden), "widths that are ints >= 1"),
+            "pooling": (self.pooling in ("mean", "attention"), "'mean' or 'attention'"),
+            "num_heads": (
+                self.num_heads >= 1 and (not attention or self.embed_dim % self.num_heads == 0),
+                f">= 1, and dividing embed_dim={self.embed_dim} with pooling='attention'",
+            ),
+            "kl_weight": (self.kl_weight >= 0, ">= 0"),
+            "kl_warmup_steps": (self.kl_warmup_steps >= 0, ">= 0"),
+            "min_context": (self.min_context >= 1, ">= 1"),
+            "max_context": (
+                self.max_context is None or self.max_context >= self.min_context,
+                f"None or >= min_context={self.min_context}",
+            ),
+            "num_samples": (self.num_samples >= 1, ">= 1"),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"VPL field {name}={getattr(self, name)!r} is out of range")
+        check_fields("VPL", checks, self)
 
     # --- networks ----------------------------------------------------------------------------
     def _encoder(self) -> SetEncoder:
@@ -152,6 +165,10 @@ class VPL:
 
     def segment_return(self, params, x, alive, z=None) -> jax.Array:
         """f32[...]: ``sum_t alive_t r(x_t, z)`` for ``x: f32[..., H, D]``, ``z: f32[..., Z]``."""
+        if z is None:
+            raise ValueError(
+                "VPL.segment_return needs a latent z: f32[..., Z] (e.g. a posterior mean)"
+            )
         return sum_over_steps(self.reward(params, x, z[..., None, :]), alive, self.discount)
 
     def pair_logits(self, params: Params, batch: PairBatch, z: jax.Array) -> jax.Array:
@@ -206,6 +223,10 @@ class VPL:
         beta = self.kl_schedule(step)
         num_pairs = jnp.maximum(jnp.sum(batch.mask), 1.0)
         loss = (jnp.sum(nll_per_user) + beta * jnp.sum(kl)) / num_pairs
+        # Per-user metrics (``user_metrics``) average over the users with a labelled pair: a
+        # user without one (e.g. padding) has an empty context, KL 0 and context size 0.
+        has_pairs = jnp.any(batch.mask, axis=-1)  # [B]
+        num_users = jnp.maximum(jnp.sum(has_pairs), 1.0)
         # Accuracy of the logits the loss already has (under the sampled z, averaged over the
         # samples): scoring the posterior mean here would cost a second decoder pass, a fifth of
         # a training step. ``evaluate``/``predict`` report accuracy under the posterior mean.
@@ -217,9 +238,9 @@ class VPL:
             ),
             loss=loss,
             nll=jnp.sum(nll_per_user) / num_pairs,
-            kl=jnp.mean(kl),
+            kl=jnp.sum(jnp.where(has_pairs, kl, 0.0)) / num_users,
             kl_weight=beta,
-            context_size=jnp.mean(jnp.sum(context.mask, axis=-1).astype(jnp.float32)),
+            context_size=jnp.sum(context.mask).astype(jnp.float32) / num_users,
         )
         return loss, metrics
 
