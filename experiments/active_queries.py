@@ -113,15 +113,16 @@ class Config(harness.ExperimentConfig):
     """Tasks on which a VPL latent-conditioned policy is trained (PPO on the learned r(s, z),
     z drawn from the training users' posteriors) and run with each test user's posterior mean
     after every number of queries: the policy's success and true return versus queries."""
-    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=2_000_000)
+    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=2_000_000, center_rewards=True)
     """PPO of the latent-conditioned policy (rewards centred: navigation episodes have a fixed
-    length)."""
+    length; --ppo.no-center-rewards for a policy task whose episodes end early)."""
     policy_eval_episodes: int = 4
     """Evaluation episodes per test user and number of queries (deterministic policy)."""
 
     def validate(self):
         super().validate()
         harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
+        harness.check_type_fields(self)  # unknown or repeated user types, naming the field
         harness.check_choices("models", self.models, MODELS)
         harness.check_choices("criteria", self.criteria, harness.CRITERIA)
         for name in ("num_queries", "batch_size", "num_samples", "num_seeds", "users_per_chunk"):
@@ -132,7 +133,7 @@ class Config(harness.ExperimentConfig):
         harness.check_choices("policy_tasks", self.policy_tasks, self.tasks, min_count=0)
         harness.check_int(self, "entropy_shortlist", minimum=self.batch_size)
         harness.check_int(self, "reference_queries", minimum=1, maximum=self.num_queries)
-        harness.check_float(self, "beta", minimum=0.0)
+        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
         harness.check_float(self, "diversity", minimum=0.0)
         harness.check_float(self, "validation_fraction", minimum=1e-6, maximum=1 - 1e-6)
         if self.num_queries % self.batch_size:
@@ -162,9 +163,12 @@ class Config(harness.ExperimentConfig):
                 "value"
             )
         self.train.validate()
+        harness.reward_models(self.sizes, self.models, self.num_queries, "num_queries")
         for task in self.tasks:
             self.data.validate(harness.task_env(self, task))
-            harness.task_population(self, task)  # unknown user types raise, naming the known ones
+            if task in self.policy_tasks:
+                pipeline.check_policy_config(self.ppo, harness.task_env(self, task))
+            harness.task_population(self, task)
         return self
 
 
@@ -197,18 +201,19 @@ def runs(config: Config) -> list[tuple[str, str]]:
 
 
 def train(config: Config, dataset: PreferenceDataset, method: str, key: jax.Array):
-    """Trains ``method`` on the training users, S seeds in one vmap; returns (model, params)."""
+    """Trains ``method`` on the training users, S seeds in one vmap; returns
+    ``(model, params, history)``."""
     sizes = dataclasses.replace(config.sizes, context_size=config.num_queries)
     model = R.make_model(method, sizes)
     fit_users, valid_users = R.validation_split(dataset, config.validation_fraction)
-    params, _ = R.fit(
+    params, history = R.fit(
         model,
         config.train,
         jax.random.split(key, config.num_seeds),
         R.user_pairs(fit_users, "all", model.inputs),
         R.user_pairs(valid_users, "all", model.inputs),
     )
-    return model, params
+    return model, params, history
 
 
 def elicit(config, dataset, model, params, criterion, key) -> active.Trace:
@@ -238,12 +243,14 @@ def elicit(config, dataset, model, params, criterion, key) -> active.Trace:
 # --- the latent-conditioned policy --------------------------------------------------------------
 def train_policy(config: Config, dataset: PreferenceDataset, env, model, params, key):
     """PPO on VPL's learned reward r(s, z) with z from the training users' posteriors, one run
-    per reward seed (vmapped). Returns ``(trainer, states)``; states lead with the seed axis."""
-    ppo_config = dataclasses.replace(config.ppo, center_rewards=True)
-    trainer = pipeline.PolicyTrainer(env, "vpl", model, ppo_config)
+    per reward seed (vmapped). Returns ``(trainer, states, history)``; states lead with the seed
+    axis."""
+    trainer = pipeline.PolicyTrainer(env, "vpl", model, config.ppo)
     inputs = jax.vmap(lambda p: pipeline.policy_inputs("vpl", model, p, dataset))(params)
-    states, _ = trainer.train(jax.random.split(key, config.num_seeds), inputs, desc="VPL policy")
-    return trainer, states
+    states, history = trainer.train(
+        jax.random.split(key, config.num_seeds), inputs, desc="VPL policy"
+    )
+    return trainer, states, history
 
 
 def policy_curves(config: Config, env, trainer, states, trace, theta, key) -> P.Evaluation:
@@ -459,14 +466,16 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
     traces, reports, policy = {}, {}, {}
     for model_name, k_model in zip(models, jax.random.split(k_train, len(models)), strict=True):
         start = time.time()
-        model, params = train(config, dataset, model_name, k_model)
+        model, params, history = train(config, dataset, model_name, k_model)
         jax.block_until_ready(params)
+        results.log_reward_history(f"{task}/{model_name}/reward", history)
         print(f"[{task}] trained {model_name} ({time.time() - start:.0f} s)", flush=True)
         trainer = None
         if model_name == "vpl" and task in config.policy_tasks:
             start = time.time()
-            trainer, states = train_policy(config, dataset, env, model, params, k_policy)
+            trainer, states, history = train_policy(config, dataset, env, model, params, k_policy)
             jax.block_until_ready(states)
+            results.log_ppo_history(f"{task}/vpl/ppo", history, config.ppo.env_steps_per_update)
             print(f"[{task}] trained the VPL policy ({time.time() - start:.0f} s)", flush=True)
         for criterion in [c for m, c in todo if m == model_name]:
             start = time.time()

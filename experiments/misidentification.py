@@ -38,6 +38,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tyro
 
 from vpl_jax import envs, harness
 from vpl_jax import policies as P
@@ -52,7 +53,7 @@ from vpl_jax.iterate import (
     misidentification_gap,
     normalized_return,
 )
-from vpl_jax.pipeline import PolicyTrainer, offline
+from vpl_jax.pipeline import PolicyTrainer, check_policy_config, offline
 from vpl_jax.plotting import draw_arena, plot_paths, plt
 from vpl_jax.users import Population
 
@@ -62,6 +63,8 @@ TASK = "navigation"
 
 @dataclasses.dataclass(frozen=True)
 class Config(harness.ExperimentConfig):
+    tensorboard: tyro.conf.Suppress[bool] = False
+    """Not offered here: the iterate loop's trainings keep no training curves."""
     user_types: tuple[str, ...] = ("goal_a", "cautious")
     """Navigation user types (equal shares)."""
     num_goals: int = 2
@@ -91,30 +94,41 @@ class Config(harness.ExperimentConfig):
     reward is safe)."""
     iterate: IterateConfig = IterateConfig(schedule=(8, 8), episodes_per_round=32)
     """The iterate loop (schedule: new queries per user in each round; its length is the
-    number of rounds after round 0)."""
+    number of rounds after round 0; the criterion is set by criteria, one loop each)."""
     chunk_updates: int = 20
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
 
     def validate(self):
         super().validate()
+        if self.tensorboard:
+            raise harness.ConfigError(
+                "tensorboard: misidentification logs no training curves (its iterate loop "
+                "keeps none)"
+            )
         harness.check_choices("methods", self.methods, METHODS)
         harness.check_choices("criteria", self.criteria, CRITERIA)
+        if self.iterate.criterion != IterateConfig.criterion:
+            raise harness.ConfigError(
+                f"iterate.criterion={self.iterate.criterion!r}: set by criteria, which runs the "
+                f"loop once per criterion (now {list(self.criteria)}); use --criteria instead"
+            )
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_float(self, "beta", minimum=0.0)
+        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
         harness.check_float(self, "avoid_hazard", minimum=0.0, maximum=1.0)
         harness.check_float(self, "avoid_bystander", minimum=0.0, maximum=1.0)
         harness.check_int(self, "chunk_updates", minimum=1)
         self.reward_train.validate()
         self.data.validate(task_env(self))
-        population(self)  # unknown user types raise, naming the known ones
-        for method in self.methods:
+        check_policy_config(self.ppo, task_env(self))
+        population(self)  # unknown or repeated user types raise, naming the field
+        for method, model in reward_models(self).items():
             for criterion in self.criteria:
-                if criterion == "info_gain" and not has_belief(reward_model(self, method)):
+                if criterion == "info_gain" and not has_belief(model):
                     raise harness.ConfigError(
                         f"methods: {method!r} has no belief about a user for criterion "
                         "'info_gain'; use btl_ensemble or vpl, or criteria ['random']"
                     )
-            self.iterate.validate(reward_model(self, method))
+                dataclasses.replace(self.iterate, criterion=criterion).validate(model)
         return self
 
 
@@ -148,15 +162,21 @@ def task_env(config: Config) -> envs.FeatureEnv:
 
 def population(config: Config) -> Population:
     env = task_env(config)
+    harness.check_user_types("user_types", config.user_types, TASK)
     return Population.mixture(
         TASK, env.feature_names, config.user_types, overrides={"beta": config.beta}
     )
 
 
-def reward_model(config: Config, method: str) -> R.RewardModel:
-    """``method``'s model; VPL's encoder is trained on contexts up to the loop's final size."""
+def reward_models(config: Config) -> dict[str, R.RewardModel]:
+    """Each method's model; VPL's encoder is trained on contexts up to the loop's final size."""
     final_context = config.data.context_size + sum(config.iterate.schedule)
-    return R.make_model(method, dataclasses.replace(config.sizes, context_size=final_context))
+    return harness.reward_models(
+        config.sizes,
+        config.methods,
+        final_context,
+        "data.context_size + sum(iterate.schedule)",
+    )
 
 
 def still(policy_params, obs):
@@ -273,10 +293,11 @@ def main(config: Config, results: harness.RunResults) -> str:
     )
 
     curves, broad_values, panels = {}, {}, {}
+    models = reward_models(config)
     for method, k_method in zip(
         config.methods, jax.random.split(k_methods, len(config.methods)), strict=True
     ):
-        model = reward_model(config, method)
+        model = models[method]
         trainer = PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
         if config.broad_reference:
             start = time.time()

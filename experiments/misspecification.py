@@ -33,6 +33,7 @@ features of the world the user believes in). The zero-deviation point is shared 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import jax
@@ -46,6 +47,7 @@ from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, label_
 from vpl_jax.envs.navigation import NavigationWorld
 from vpl_jax.pipeline import (
     PolicyTrainer,
+    check_policy_config,
     fit_relabellings,
     policy_inputs,
     relabelled,
@@ -134,13 +136,16 @@ class Config(harness.ExperimentConfig):
         for kind in self.kinds:
             ok, allowed = bounds[kind]
             values = self.sizes_of(kind)
-            if not values or not all(ok(s) for s in values):
+            if not values or not all(math.isfinite(s) and ok(s) for s in values):
                 raise harness.ConfigError(
-                    f"{kind}_sizes={list(values)}: give at least one size, each {allowed}"
+                    f"{kind}_sizes={list(values)}: give at least one size, each finite and "
+                    f"{allowed}"
                 )
         self.reward_train.validate()
+        harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")
         self.data.validate(task_env(self))
-        population(self)  # unknown user types raise, naming the known ones
+        check_policy_config(self.ppo, task_env(self))
+        population(self)  # unknown or repeated user types raise, naming the field
         return self
 
 
@@ -172,6 +177,7 @@ def task_env(config: Config) -> envs.FeatureEnv:
 
 
 def population(config: Config) -> Population:
+    harness.check_user_types("user_types", config.user_types, TASK)
     return Population.mixture(TASK, task_env(config).feature_names, config.user_types)
 
 
@@ -356,7 +362,11 @@ def main(config: Config, results: harness.RunResults) -> str:
     # user's V* (regret-based users); its returns are the test users' reference.
     start = time.time()
     oracle = PolicyTrainer(env, "oracle", None, config.ppo, config.chunk_updates)
-    oracle_state = oracle.train_one(k_oracle, {"theta": dataset.users.theta}, desc="oracle PPO")
+    oracle_states, history = oracle.train(
+        k_oracle[None], {"theta": dataset.users.theta[None]}, desc="oracle PPO"
+    )  # one run (PolicyTrainer.train_one), keeping its training curves
+    oracle_state = jax.tree.map(lambda x: x[0], oracle_states)
+    results.log_ppo_history("oracle/ppo", history, config.ppo.env_steps_per_update)
     oracle_eval = oracle.evaluate(
         oracle_state, test.users.theta, test.users.theta, k_eval, config.num_eval_episodes
     )
@@ -430,12 +440,17 @@ def main(config: Config, results: harness.RunResults) -> str:
         data_of = {p: datasets[points.index(p)] for p in points}
         inputs = [policy_inputs(method, model, prm, data_of[p]) for p, _, prm in runs]
         trainer = PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
-        states, _ = trainer.train(
+        states, history = trainer.train(
             jax.random.split(k_policy, len(runs)),
             jax.tree.map(lambda *xs: jnp.stack(xs), *inputs),
             desc=f"{method} PPO ×{len(runs)}",
         )
         for r, (p, human, prm) in enumerate(runs):
+            results.log_ppo_history(
+                f"{method}/ppo/{p.kind}_{p.size:g}_{human}",
+                jax.tree.map(lambda x, r=r: np.asarray(x)[:, r : r + 1], history),
+                config.ppo.env_steps_per_update,
+            )
             state = jax.tree.map(lambda x, r=r: x[r], states)
             z = test_latents(method, model, prm, data_of[p])
             ev = trainer.evaluate(state, z, test.users.theta, k_eval, config.num_eval_episodes)

@@ -159,10 +159,15 @@ class Config(harness.ExperimentConfig):
         super().validate()
         harness.check_choices("cases", self.cases, CASES)
         harness.check_choices("methods", self.methods, METHODS)
-        harness.check_float(self, "beta", minimum=0.0)
-        if len(self.transitive_shares) != 3 or min(self.transitive_shares) < 0:
+        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
+        shares = self.transitive_shares
+        if (
+            len(shares) != 3
+            or not all(math.isfinite(v) and v >= 0 for v in shares)
+            or not sum(shares) > 0
+        ):
             raise harness.ConfigError(
-                f"transitive_shares={self.transitive_shares}: give three shares >= 0"
+                f"transitive_shares={shares}: give three finite shares >= 0, not all 0"
             )
         if not self.reference_goals or set(self.reference_goals) - set(GOALS):
             raise harness.ConfigError(
@@ -193,6 +198,9 @@ class Config(harness.ExperimentConfig):
             )
         for train in (self.preference_train, self.reward_train):
             train.validate()
+        harness.reward_models(
+            self.sizes, reward_methods(self.methods), self.data.context_size, "data.context_size"
+        )
         self.clone.validate()
         self.nash.validate()
         self.direct.validate()
@@ -239,6 +247,11 @@ PRESETS = {
         num_eval_episodes=4096,
     ),
 }
+
+
+def reward_methods(methods) -> list[str]:
+    """The reward models ``methods`` learn: BTL's (RLHF) and VPL's."""
+    return sorted({"btl", "vpl"} & set(methods))
 
 
 def task_env() -> envs.FeatureEnv:
@@ -332,13 +345,11 @@ def clone_reference(config: Config, env, key: jax.Array):
 def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> dict:
     """The preference model, BTL and VPL as the methods need them (trained on training users)."""
     train, test = dataset.split()
-    needed = {"btl"} & set(config.methods)
-    needed |= {"vpl"} & set(config.methods)
     models = {}
     if set(NASH_METHODS) & set(config.methods):
         models["preference"] = config.preference
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
-    for method in sorted(needed):
+    for method in reward_methods(config.methods):
         models[method] = R.make_model(method, sizes)
     out = {}
     for name, k in zip(sorted(models), jax.random.split(key, len(models)), strict=True):
@@ -675,6 +686,12 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
             config, method, env, models, (network, ref_params), dataset, k, results, case
         )
         print(f"  {method} trained ({time.time() - start:.0f} s)")
+        ppo_trained = method == "btl" or method in NASH_METHODS  # else curves per Adam step
+        results.log_curves(
+            f"{case}/{method}",
+            trained[method].curves,
+            step_scale=nash_ppo(config).env_steps_per_update if ppo_trained else 1,
+        )
         if method in NASH_METHODS:
             curves[(case, method)] = trained[method].curves
     scores = {}
@@ -711,6 +728,7 @@ def main(config: Config, results: harness.RunResults) -> str:
     # The reference (SFT) policy does not depend on the population: cloned once.
     network, ref_params, clone_losses = clone_reference(config, task_env(), k_ref)
     print(f"reference: clone loss {float(clone_losses[0]):.2f} -> {float(clone_losses[-1]):.2f}")
+    results.log_curves("reference/clone", {"loss": clone_losses})
     keys = jax.random.split(k_cases, len(config.cases))
     for case, key in zip(config.cases, keys, strict=True):
         all_scores[case], notes = run_case(

@@ -6,7 +6,8 @@
     python experiments/reproduce.py --preset cpu --index-only   # index of the runs already there
 
 Each experiment runs in its own process as ``experiments/NAME.py --preset P --run-name R --seed S``
-(so its results land in ``results/NAME/R/``); this script then writes
+(so its results land in ``results/NAME/R/``; ``--tensorboard`` is passed on to every experiment
+that logs training curves); this script then writes
 ``results/reproduce/R/index.html`` with every figure and summary, and its own tidy metrics (the
 wall time of each experiment).
 """
@@ -33,6 +34,10 @@ EXPERIMENTS = (
     "misidentification",
     "nash",
 )
+#: The experiments that log no training curves (they have no --tensorboard option).
+NO_TENSORBOARD = ("misidentification",)
+#: The presets every experiment has.
+EXPERIMENT_PRESETS = ("cpu", "paper")
 
 
 def available() -> list[str]:
@@ -41,10 +46,13 @@ def available() -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Config(harness.ExperimentConfig):
+    tensorboard: bool = False
+    """Pass --tensorboard to every experiment that logs training curves (each logs to its own
+    run folder; not misidentification)."""
     only: tuple[str, ...] = ()
     """Experiments to run (default: every one that exists)."""
     experiment_preset: str = ""
-    """Preset passed to each experiment (default: the same as --preset)."""
+    """Preset passed to each experiment, cpu or paper (default: the same as --preset)."""
     index_only: bool = False
     """Run nothing: rebuild the figure index from the experiments' existing results of this
     run name (e.g. after running some of them separately)."""
@@ -53,10 +61,19 @@ class Config(harness.ExperimentConfig):
         super().validate()
         if self.only:
             harness.check_choices("only", self.only, available())
+        if self.experiment_preset:
+            harness.check_choice("experiment_preset", self.experiment_preset, EXPERIMENT_PRESETS)
+        if self.tensorboard and self.index_only:
+            raise harness.ConfigError("tensorboard: --index-only runs no experiment to log")
+        if self.tensorboard and not set(self.only or available()) - set(NO_TENSORBOARD):
+            raise harness.ConfigError(
+                f"tensorboard: only={list(self.only)} log no training curves; experiments "
+                f"that do: {[n for n in available() if n not in NO_TENSORBOARD]}"
+            )
         return self
 
 
-PRESETS = {"cpu": Config(preset="cpu"), "paper": Config(preset="paper")}
+PRESETS = {name: Config(preset=name) for name in EXPERIMENT_PRESETS}
 
 
 def _index_page(preset: str, run_name: str, results_dir: Path, names: list[str]) -> str:
@@ -92,6 +109,8 @@ def main(config: Config, results: harness.RunResults) -> str:
             "--seed", str(config.seed),
             "--results-dir", config.results_dir,
         ]  # fmt: skip
+        if config.tensorboard and name not in NO_TENSORBOARD:
+            cmd.append("--tensorboard")
         print(f"[reproduce] {' '.join(cmd[1:])}", flush=True)
         start = time.time()
         subprocess.run(cmd, check=True)

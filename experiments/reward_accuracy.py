@@ -59,15 +59,17 @@ class Config(harness.ExperimentConfig):
     def validate(self):
         super().validate()
         harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
+        harness.check_type_fields(self)  # unknown or repeated user types, naming the field
         harness.check_choices("methods", self.methods, R.REWARD_METHODS)
         harness.check_int(self, "num_seeds", minimum=1)
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_float(self, "beta", minimum=0.0)
+        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
         harness.check_float(self, "validation_fraction", minimum=1e-6, maximum=1 - 1e-6)
         self.train.validate()
+        harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")
         for task in self.tasks:
             self.data.validate(harness.task_env(self, task))
-            harness.task_population(self, task)  # unknown user types raise, naming the known ones
+            harness.task_population(self, task)
         return self
 
 
@@ -225,6 +227,7 @@ def main(config: Config, results: harness.RunResults) -> str:
             config.methods, jax.random.split(k_models, len(config.methods)), strict=True
         ):
             outs[method] = train_and_evaluate(config, task, dataset, method, k)
+            results.log_reward_history(f"{task}/{method}/reward", outs[method]["history"])
             add_rows(results, task, pop.type_names, method, outs[method], test.users.type_id)
             acc = np.asarray(outs[method]["evaluation"].type_accuracy).mean(0)
             per_type = ", ".join(f"{n} {a:.3f}" for n, a in zip(pop.type_names, acc, strict=True))

@@ -66,7 +66,8 @@ class Config(harness.ExperimentConfig):
     sizes: R.ModelSizes = R.ModelSizes()
     """Reward-network sizes (VPL's context size is set to data.context_size)."""
     ppo: P.PPOConfig = P.PPOConfig()
-    """PPO (the same for every method)."""
+    """PPO (the same for every method; whether rewards are centred is set per task by
+    center_reward_tasks)."""
     center_reward_tasks: tuple[str, ...] = ("navigation",)
     """Tasks whose PPO rewards are centred by their running mean. Safe where episodes have a
     fixed length (a constant shift changes no ranking of policies), and needed for VPL-SPO's
@@ -92,7 +93,19 @@ class Config(harness.ExperimentConfig):
     def validate(self):
         super().validate()
         harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
+        harness.check_type_fields(self)  # unknown or repeated user types, naming the field
         harness.check_choices("methods", self.methods, METHODS)
+        harness.check_choices(
+            "center_reward_tasks",
+            self.center_reward_tasks,
+            harness.supported_tasks(type(self)),
+            min_count=0,
+        )
+        if self.ppo.center_rewards:
+            raise harness.ConfigError(
+                "ppo.center_rewards: set per task by center_reward_tasks (now "
+                f"{list(self.center_reward_tasks)}); use --center-reward-tasks TASK ... instead"
+            )
         for name in (
             "num_seeds",
             "num_reference_states",
@@ -110,16 +123,20 @@ class Config(harness.ExperimentConfig):
             )
         harness.check_int(self, "render_episodes", minimum=0)
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_float(self, "beta", minimum=0.0)
+        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
         if self.checkpoint_every % self.chunk_updates:
             raise harness.ConfigError(
                 f"checkpoint_every={self.checkpoint_every}: must be a multiple of "
                 f"chunk_updates={self.chunk_updates}"
             )
         self.reward_train.validate()
+        harness.reward_models(
+            self.sizes, reward_methods(self.methods), self.data.context_size, "data.context_size"
+        )
         for task in self.tasks:
             self.data.validate(harness.task_env(self, task))
-            harness.task_population(self, task)  # unknown user types raise, naming the known ones
+            pipeline.check_policy_config(self.ppo, harness.task_env(self, task))
+            harness.task_population(self, task)
         return self
 
 
@@ -140,6 +157,13 @@ PRESETS = {
 }
 
 
+def reward_methods(methods) -> list[str]:
+    """The reward models ``methods`` need: BTL's, and VPL's for vpl and vpl_spo."""
+    needed = {"btl"} & set(methods)
+    needed |= {"vpl"} if {"vpl", "vpl_spo"} & set(methods) else set()
+    return sorted(needed)
+
+
 def checkpointer(config: Config, results, name: str, every: int) -> Checkpointer | None:
     """Checkpoints of one training in the run folder (None when ``every`` is 0)."""
     if not every:
@@ -157,9 +181,7 @@ def train_rewards(
     _, test = dataset.split()
     keys = jax.random.split(key, config.num_seeds)
     out = {}
-    needed = {"btl"} if "btl" in config.methods else set()
-    needed |= {"vpl"} if {"vpl", "vpl_spo"} & set(config.methods) else set()
-    for method in sorted(needed):
+    for method in reward_methods(config.methods):
         model = R.make_model(method, sizes)
         start = time.time()
         params, history = R.fit_chunked(
@@ -174,14 +196,7 @@ def train_rewards(
             ),
             desc=f"{task} {method} reward",
         )
-        results.log_curves(
-            f"{task}/{method}/reward",
-            {
-                f"{part}_{name}": np.moveaxis(np.asarray(values), 0, 1)
-                for part, metrics in (("train", history.train), ("valid", history.valid))
-                for name, values in metrics.items()
-            },
-        )
+        results.log_reward_history(f"{task}/{method}/reward", history)
         evaluation = R.evaluate(
             model,
             params,
@@ -238,11 +253,7 @@ def train_policy(config: Config, env, method: str, model, inputs: dict, key, res
         desc=f"{task} {method} PPO",
         checkpointer=checkpointer(config, results, f"{task}_{method}", config.checkpoint_every),
     )
-    results.log_curves(
-        f"{task}/{method}/ppo",
-        {k: v for k, v in history.items() if np.ndim(v) == 2},
-        step_scale=ppo_config.env_steps_per_update,
-    )
+    results.log_ppo_history(f"{task}/{method}/ppo", history, ppo_config.env_steps_per_update)
     return trainer, states
 
 

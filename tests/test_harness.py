@@ -3,6 +3,8 @@
 import csv
 import dataclasses
 import json
+import math
+import types
 
 import numpy as np
 import pytest
@@ -44,6 +46,11 @@ def test_preset_then_overrides():
         (["--num-users", "-2"], "num_users=-2: must be >= 1"),
         (["--task", "kitchen"], "task='kitchen': allowed values are ['navigation', 'highway']"),
         (["--run-name", "a/b"], "run_name='a/b'"),
+        (["--run-name", "a\n"], "run_name='a\\n'"),
+        (["--seed", str(2**32)], "seed=4294967296: must be <= 4294967295"),
+        (["--seed", str(2**63)], "seed=9223372036854775808: must be <= 4294967295"),
+        (["--learning-rate", "inf"], "learning_rate=inf: must be a finite number"),
+        (["--learning-rate", "nan"], "learning_rate=nan: must be a number"),
     ],
 )
 def test_bad_values_exit_with_a_message_naming_the_field(argv, message, capsys):
@@ -124,3 +131,186 @@ def test_tensorboard_curves_are_logged_when_asked(tmp_path):
     quiet = harness.RunResults("toy", dataclasses.replace(config, tensorboard=False, run_name="q"))
     quiet.log_curves("ppo", {"x": np.arange(3.0)})
     assert not (quiet.path / "tensorboard").exists()
+
+
+def test_check_float_allows_inf_only_when_asked():
+    config = dataclasses.replace(ToyConfig(), learning_rate=math.inf)
+    harness.check_float(config, "learning_rate", minimum=0.0, allow_inf=True)
+    with pytest.raises(harness.ConfigError, match="learning_rate=inf: must be a finite number"):
+        harness.check_float(config, "learning_rate", minimum=0.0)
+    with pytest.raises(harness.ConfigError, match="must be a number"):
+        harness.check_float(
+            dataclasses.replace(config, learning_rate=math.nan), "learning_rate", allow_inf=True
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RationalConfig(harness.ExperimentConfig):
+    beta: float = math.inf
+    """Users' rationality (inf: rational)."""
+    sizes: tuple[float, ...] = (1.0, math.inf)
+    """Sizes."""
+
+
+def test_config_json_is_valid_json_with_non_finite_floats_as_null(tmp_path):
+    def no_constants(name):
+        raise AssertionError(f"config.json holds {name}, which is not JSON")
+
+    config = RationalConfig(results_dir=str(tmp_path), run_name="r")
+    path = harness.RunResults("toy", config).write_config()
+    written = json.loads(path.read_text(), parse_constant=no_constants)
+    assert written["beta"] is None and written["sizes"] == [1.0, None]  # as metrics.json does
+    assert written["run_name"] == "r" and written["seed"] == 0
+
+
+def test_reward_and_ppo_histories_are_logged_when_asked(tmp_path):
+    config = dataclasses.replace(ToyConfig(), results_dir=str(tmp_path), tensorboard=True)
+    results = harness.RunResults("toy", config)
+    history = types.SimpleNamespace(  # a vpl_jax.rewards.History of 2 seeds and 5 epochs
+        train={"loss": np.ones((2, 5))}, valid={"nll": np.ones((2, 5))}
+    )
+    results.log_reward_history("navigation/btl/reward", history)
+    results.log_ppo_history("navigation/vpl/ppo", {"episode_return": np.ones((3, 2))}, 100)
+    assert list((results.path / "tensorboard").glob("events.out.tfevents.*"))
+    quiet = harness.RunResults("toy", dataclasses.replace(config, tensorboard=False, run_name="q"))
+    quiet.log_reward_history("btl", history)
+    assert not (quiet.path / "tensorboard").exists()
+
+
+# --- the experiments' command lines: bad input fails at parse time, naming the field --------------
+EXPERIMENT_BAD_INPUTS = [
+    # Network sizes are checked, and every configured model built, before any data is made.
+    ("reward_accuracy", ["--sizes.latent-dim", "-3"], "sizes.latent_dim=-3"),
+    ("underspecification", ["--sizes.hidden", "0"], "sizes.hidden=(0,)"),
+    ("active_queries", ["--sizes.ensemble-size", "0"], "sizes.ensemble_size=0"),
+    ("misspecification", ["--sizes.kl-weight", "-1"], "sizes.kl_weight=-1.0"),
+    ("misidentification", ["--sizes.latent-dim", "0"], "sizes.latent_dim=0"),
+    ("nash", ["--sizes.latent-dim", "0"], "sizes.latent_dim=0"),
+    (
+        "reward_accuracy",
+        ["--sizes.context-size", "4"],
+        "sizes.context_size=4: set by the experiment",
+    ),
+    ("active_queries", ["--sizes.context-size", "4"], "from num_queries (12)"),
+    # Every training config is validated.
+    ("reward_accuracy", ["--train.monitor", "bogus"], "monitor='bogus'"),
+    ("underspecification", ["--reward-train.monitor", "bogus"], "monitor='bogus'"),
+    ("active_queries", ["--train.monitor", "bogus"], "monitor='bogus'"),
+    ("misspecification", ["--reward-train.monitor", "bogus"], "monitor='bogus'"),
+    ("misidentification", ["--reward-train.monitor", "bogus"], "monitor='bogus'"),
+    ("nash", ["--preference-train.monitor", "bogus"], "monitor='bogus'"),
+    ("nash", ["--reward-train.monitor", "bogus"], "monitor='bogus'"),
+    # Non-finite numbers (only beta may be inf).
+    (
+        "underspecification",
+        ["--reward-train.learning-rate", "inf"],
+        "reward_train.learning_rate=inf",
+    ),
+    ("reward_accuracy", ["--train.weight-decay", "nan"], "train.weight_decay=nan"),
+    (
+        "underspecification",
+        ["--ppo.learning-rate", "inf"],
+        "PPOConfig.learning_rate must be a finite",
+    ),
+    ("misidentification", ["--ppo.ent-coef", "nan"], "PPOConfig.ent_coef must be a finite"),
+    ("nash", ["--demo-noise", "inf"], "demo_noise=inf: must be a finite number"),
+    ("nash", ["--rlhf-return-std", "inf"], "rlhf_return_std=inf: must be a finite number"),
+    ("nash", ["--direct.beta", "inf"], "direct.beta=inf: must be a finite number"),
+    ("active_queries", ["--diversity", "inf"], "diversity=inf: must be a finite number"),
+    ("nash", ["--transitive-shares", "nan", "0.1", "0.1"], "transitive_shares=(nan, 0.1, 0.1)"),
+    ("nash", ["--transitive-shares", "0", "0", "0"], "three finite shares >= 0, not all 0"),
+    ("misspecification", ["--belief-sizes", "inf"], "belief_sizes=[inf]: give at least one size"),
+    ("reward_accuracy", ["--beta", "nan"], "beta=nan: must be a number"),
+    # Options an experiment sets itself are rejected, naming what sets them.
+    ("misidentification", ["--tensorboard"], "Unrecognized options: --tensorboard"),
+    (
+        "misidentification",
+        ["--iterate.criterion", "info_gain", "--methods", "btl", "--criteria", "random"],
+        "iterate.criterion='info_gain': set by criteria",
+    ),
+    ("underspecification", ["--ppo.center-rewards"], "ppo.center_rewards: set per task by"),
+    # Task names and user types.
+    ("underspecification", ["--center-reward-tasks", "highwy"], "center_reward_tasks: unknown"),
+    (
+        "underspecification",
+        ["--navigation-types", "goal_a", "goal_a"],
+        "navigation_types=['goal_a',",
+    ),
+    ("reward_accuracy", ["--highway-types", "cautious", "cautious"], "highway_types=['cautious',"),
+    ("active_queries", ["--locomotion-types", "left", "left"], "locomotion_types=['left', 'left']"),
+    ("active_queries", ["--navigation-types"], "navigation_types: give at least one user type"),
+    ("misidentification", ["--user-types", "goal_a", "goal_a"], "user types must not repeat"),
+    ("misspecification", ["--user-types", "goal_a", "goal_a"], "user types must not repeat"),
+    ("misspecification", ["--user-types", "goal_z"], "user_types: unknown user type 'goal_z'"),
+    # PPO of the pipeline's policies must run on the episodes they are evaluated on.
+    ("underspecification", ["--ppo.action-repeat", "2"], "ppo.action_repeat=2: must be 1"),
+    ("misspecification", ["--ppo.episode-length", "7"], "ppo.episode_length=7: must be unset"),
+    ("misidentification", ["--ppo.action-repeat", "3"], "ppo.action_repeat=3: must be 1"),
+    ("active_queries", ["--ppo.episode-length", "7"], "ppo.episode_length=7: must be unset"),
+    # reproduce's own options.
+    ("reproduce", ["--experiment-preset", "bogus"], "experiment_preset='bogus': allowed values"),
+    ("reproduce", ["--tensorboard", "--only", "misidentification"], "log no training curves"),
+    ("reproduce", ["--tensorboard", "--index-only"], "--index-only runs no experiment"),
+]
+
+
+@pytest.mark.parametrize(("name", "argv", "message"), EXPERIMENT_BAD_INPUTS)
+def test_experiment_bad_inputs_exit_at_parse_time(name, argv, message, capsys, load_experiment):
+    experiment = load_experiment(name)
+    with pytest.raises(SystemExit) as exit_info:
+        harness.parse(experiment.Config, experiment.PRESETS, argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err + captured.out
+
+
+@pytest.mark.parametrize(
+    ("name", "argv"),
+    [
+        ("misidentification", ["--methods", "btl", "--criteria", "random"]),
+        ("underspecification", ["--center-reward-tasks"]),
+        ("underspecification", ["--center-reward-tasks", "navigation", "highway"]),
+        ("reward_accuracy", ["--seed", str(2**32 - 1)]),
+        ("reproduce", ["--experiment-preset", "paper"]),
+    ],
+)
+def test_experiment_good_inputs_parse(name, argv, load_experiment):
+    experiment = load_experiment(name)
+    harness.parse(experiment.Config, experiment.PRESETS, argv)
+
+
+def test_active_queries_reward_centring_is_the_ppo_option(load_experiment):
+    experiment = load_experiment("active_queries")
+    for preset in experiment.PRESETS:
+        config = harness.parse(experiment.Config, experiment.PRESETS, ["--preset", preset])
+        assert config.ppo.center_rewards
+    argv = ["--ppo.no-center-rewards"]
+    assert not harness.parse(experiment.Config, experiment.PRESETS, argv).ppo.center_rewards
+
+
+def test_tensorboard_is_offered_by_the_experiments_that_log_curves(load_experiment, capsys):
+    reproduce = load_experiment("reproduce")
+    for name in reproduce.EXPERIMENTS:
+        experiment = load_experiment(name)
+        if name in reproduce.NO_TENSORBOARD:
+            with pytest.raises(SystemExit):
+                harness.parse(experiment.Config, experiment.PRESETS, ["--tensorboard"])
+        else:
+            config = harness.parse(experiment.Config, experiment.PRESETS, ["--tensorboard"])
+            assert config.tensorboard, name
+        assert sorted(experiment.PRESETS) == sorted(reproduce.EXPERIMENT_PRESETS), name
+    capsys.readouterr()
+
+
+def test_reproduce_passes_tensorboard_to_the_experiments_that_log_curves(
+    tmp_path, load_experiment, monkeypatch
+):
+    reproduce = load_experiment("reproduce")
+    commands = []
+    monkeypatch.setattr(reproduce.subprocess, "run", lambda cmd, check: commands.append(cmd))
+    argv = ["--run-name", "r", "--results-dir", str(tmp_path), "--tensorboard",
+            "--only", "reward_accuracy", "misidentification"]  # fmt: skip
+    config = harness.parse(reproduce.Config, reproduce.PRESETS, argv)
+    reproduce.main(config, harness.RunResults("reproduce", config))
+    flags = {cmd[1].rsplit("/", 1)[-1]: "--tensorboard" in cmd for cmd in commands}
+    assert flags == {"reward_accuracy.py": True, "misidentification.py": False}

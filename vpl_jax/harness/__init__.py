@@ -27,13 +27,22 @@ from vpl_jax.harness.config import (
     ExperimentConfig,
     check_choice,
     check_choices,
+    check_finite,
     check_float,
     check_int,
     parse,
 )
 from vpl_jax.harness.progress import chunks, progress
 from vpl_jax.harness.results import CRITERIA, METHODS, RunResults, load_metrics
-from vpl_jax.harness.tasks import TYPE_FIELDS, supported_tasks, task_env, task_population
+from vpl_jax.harness.tasks import (
+    TYPE_FIELDS,
+    check_type_fields,
+    check_user_types,
+    reward_models,
+    supported_tasks,
+    task_env,
+    task_population,
+)
 
 C = TypeVar("C", bound=ExperimentConfig)
 
@@ -46,12 +55,16 @@ __all__ = [
     "RunResults",
     "check_choice",
     "check_choices",
+    "check_finite",
     "check_float",
     "check_int",
+    "check_type_fields",
+    "check_user_types",
     "chunks",
     "load_metrics",
     "parse",
     "progress",
+    "reward_models",
     "run_experiment",
     "supported_tasks",
     "task_env",

@@ -26,7 +26,9 @@ import tyro
 
 C = TypeVar("C", bound="ExperimentConfig")
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: The largest seed: ``jax.random.PRNGKey`` keeps 32 bits (PRNGKey(2**32) is PRNGKey(0)).
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -50,16 +52,31 @@ class ExperimentConfig:
 
     def validate(self: C) -> C:
         """Checks every field; raises :class:`ConfigError` naming the first bad one."""
-        if not _RUN_NAME.match(self.run_name):
+        if not _RUN_NAME.fullmatch(self.run_name):
             raise ConfigError(
                 f"run_name={self.run_name!r}: use letters, digits, '_', '-', '.' "
                 "(no slashes or spaces), starting with a letter or digit"
             )
-        check_int(self, "seed", minimum=0)
+        check_int(self, "seed", minimum=0, maximum=MAX_SEED)
+        for field in dataclasses.fields(self):
+            check_finite(field.name, getattr(self, field.name))
         return self
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
+        """The config as JSON; non-finite floats (``beta = inf``) are written as ``null``, as in
+        ``metrics.json``, so the file is valid JSON."""
+        config = _json_safe(dataclasses.asdict(self))
+        return json.dumps(config, indent=2, sort_keys=True, default=str, allow_nan=False)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 # --- field checks (each raises ConfigError naming the field and what is allowed) ------------------
@@ -70,11 +87,39 @@ def check_int(config: Any, name: str, minimum: int | None = None, maximum: int |
     _check_bounds(name, value, minimum, maximum)
 
 
-def check_float(config: Any, name: str, minimum: float | None = None, maximum: float | None = None):
+def check_float(
+    config: Any,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    allow_inf: bool = False,
+):
+    """A number within the bounds; ``inf`` only with ``allow_inf`` (e.g. ``beta = inf``: rational
+    users), NaN never."""
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise ConfigError(f"{name}={value!r}: must be a number")
+    if not allow_inf and math.isinf(value):
+        raise ConfigError(f"{name}={value!r}: must be a finite number")
     _check_bounds(name, value, minimum, maximum)
+
+
+def check_finite(name: str, value: Any):
+    """Every float inside a nested config (``reward_train``, ``ppo``, ...) is finite; top-level
+    floats are left to :func:`check_float`, which knows the fields that may be infinite."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            _check_finite_leaf(f"{name}.{field.name}", getattr(value, field.name))
+
+
+def _check_finite_leaf(name: str, value: Any):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: must be a finite number")
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_finite_leaf(name, item)
+    else:
+        check_finite(name, value)
 
 
 def _check_bounds(name, value, minimum, maximum):

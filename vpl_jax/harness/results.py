@@ -2,7 +2,8 @@
 
 ``results/<experiment>/<run-name>/`` holds:
 
-* ``config.json`` — the resolved config;
+* ``config.json`` — the resolved config (non-finite floats, such as ``beta = inf``, as
+  ``null``, as in ``metrics.json``);
 * ``metrics.json`` — ``{"experiment", "preset", "seed", "rows": [...]}`` where each row is
   ``{"method", "task", "user_type", "metric", "value", "seed", ...}`` plus optional fields such as
   ``n_queries``, ``deviation`` or ``round``;
@@ -136,6 +137,28 @@ class RunResults:
                     for s, value in enumerate(row):
                         tag = f"{prefix}/{name}" + (f"/seed_{s}" if values.shape[1] > 1 else "")
                         writer.add_scalar(tag, value, e * step_scale)
+
+    def log_reward_history(self, prefix: str, history: Any) -> None:
+        """Logs a reward model's training curves (a :class:`vpl_jax.rewards.History`, its
+        values ``f32[E]`` or, for seeds in one vmap, ``f32[S, E]``) as ``train_<metric>`` and
+        ``valid_<metric>`` per epoch, when the config asks for TensorBoard."""
+        if not self.config.tensorboard:
+            return
+        curves = {
+            f"{part}_{name}": np.asarray(values) if np.ndim(values) == 1
+            else np.moveaxis(np.asarray(values), 0, 1)
+            for part, metrics in (("train", history.train), ("valid", history.valid))
+            for name, values in metrics.items()
+        }  # fmt: skip
+        self.log_curves(prefix, curves)
+
+    def log_ppo_history(self, prefix: str, history: dict[str, Any], steps_per_update: int) -> None:
+        """Logs PPO's per-update curves (``f32[updates, R]`` for R runs in one vmap) against
+        environment steps, when the config asks for TensorBoard."""
+        if not self.config.tensorboard:
+            return
+        curves = {k: v for k, v in history.items() if np.ndim(v) == 2}
+        self.log_curves(prefix, curves, step_scale=steps_per_update)
 
     def figure(self, fig, name: str) -> list[Path]:
         """Saves a matplotlib figure as ``name.png`` and ``name.pdf``; closes it."""

@@ -50,6 +50,7 @@ user's ``z`` may lie where training ``z`` barely varied, where normalising would
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -144,6 +145,10 @@ class PPOConfig:
                 f"PPOConfig.num_minibatches ({self.num_minibatches}) must divide "
                 f"num_envs * num_steps ({self.batch_size})"
             )
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"PPOConfig.{field.name} must be a finite number, got {value}")
         if self.episode_length is not None and self.episode_length < 1:
             raise ValueError(f"PPOConfig.episode_length must be >= 1, got {self.episode_length}")
         for name, low, high in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0)):
@@ -493,8 +498,10 @@ def make_train(
             _update_epoch, (params, opt_state, key), None, config.update_epochs
         )
 
-        # Episodes that ended in this rollout: their returns (of the training reward) and the
-        # sums of the environment's metrics (e.g. the task's own reward under LatentReward).
+        # Episodes that ended in this rollout: their returns of the environment's reward (the
+        # training reward unless a rollout_reward hook replaced it; a hook reports its own
+        # metrics) and the sums of the environment's metrics (e.g. the task's own reward under
+        # LatentReward).
         ended = traj.done
         num_ended = ended.sum()
         metrics = {
