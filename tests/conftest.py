@@ -25,6 +25,19 @@ if os.environ.get("VPL_JAX_TEST_CACHE_DIR"):
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    """Drops JAX's caches of compiled programs after each test module.
+
+    One pytest process compiles thousands of programs; kept alive, their machine-code mappings
+    approach the kernel's ``vm.max_map_count`` (65530 by default) and XLA's CPU compiler then
+    crashes (a segfault in ``backend_compile``) partway through the suite. Tests of one module
+    still share their compiled programs.
+    """
+    yield
+    jax.clear_caches()
+
+
 @functools.cache
 def _load_experiment(name: str):
     spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")

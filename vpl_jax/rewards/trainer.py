@@ -370,6 +370,17 @@ def _fit(model, config, key, train, valid, seeds: bool):
     return train_run(model, config, key, train, valid)
 
 
+def as_raw_keys(key: jax.Array) -> jax.Array:
+    """Typed PRNG keys of the default implementation as their raw ``uint32`` data, which draws
+    the same streams: training then compiles one program for either kind of key. Raw keys, and
+    typed keys of another implementation, pass through unchanged."""
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if jax.random.key_impl(key) != jax.random.key_impl(jax.random.key(0)):
+        return key
+    return jax.random.key_data(key)
+
+
 def is_key_batch(key: jax.Array) -> bool:
     """Whether ``key`` holds several PRNG keys (typed keys: rank 1; raw uint32 keys: rank 2)."""
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
@@ -391,6 +402,7 @@ def fit(
     :func:`check_training_inputs`).
     """
     check_training_inputs(model, config, train, valid)
+    key = as_raw_keys(key)
     return _fit(model, config, key, train, valid, seeds=is_key_batch(key))
 
 
@@ -412,6 +424,7 @@ def fit_chunked(
     from vpl_jax.harness.checkpoint import run_chunked
 
     check_training_inputs(model, config, train, valid)
+    key = as_raw_keys(key)
     seeds = is_key_batch(key)
     vmap = jax.vmap if seeds else (lambda f: f)
     init = jax.jit(vmap(lambda k: init_state(model, config, k, train)))
