@@ -325,7 +325,7 @@ def elicit(
     heldout: PairBatch,
     key: jax.Array,
     num_rounds: int,
-    exclude: jax.Array | None = None,
+    excluded: jax.Array | None = None,
 ) -> Trace:
     """Elicits one user's preferences over ``num_rounds`` rounds of ``acq.batch_size`` queries.
 
@@ -339,8 +339,8 @@ def elicit(
       heldout: ``PairBatch[M]``, the user's held-out pairs with their labels.
       key: PRNG key of this user's run.
       num_rounds: R (static); needs ``R·b`` askable candidates.
-      exclude: ``i32[M', 2]`` pairs (dataset segment indices) never to ask this user, in either
-        order — their held-out pairs, which would otherwise be answered and then scored.
+      excluded: ``bool[Q]`` candidates never to ask this user — their held-out pairs, which
+        would otherwise be answered and then scored (:func:`excluded_for_users`).
     """
     chex.assert_rank(user.theta, 1)
     chex.assert_rank(heldout.labels, 1)
@@ -369,9 +369,7 @@ def elicit(
         )
         return (buffer, available.at[picked].set(False)), metrics
 
-    available = jnp.ones(cands.num_candidates, bool)
-    if exclude is not None:
-        available = ~excluded_candidates(cands, exclude)
+    available = jnp.ones(cands.num_candidates, bool) if excluded is None else ~excluded
     (buffer, _), per_round = jax.lax.scan(round_, (empty, available), jnp.arange(num_rounds))
     final = _measure(belief, params, cands.batch(*buffer), heldout, user.theta)
     accuracy, spread, alignment, probs, mean = jax.tree.map(
@@ -399,7 +397,6 @@ def check_elicitation_inputs(
     heldout: PairBatch,
     num_rounds: int,
     seeds: bool,
-    exclude: jax.Array | None = None,
 ) -> None:
     """Raises ``ValueError`` naming the bad argument (before anything compiles)."""
     acq.validate(belief)
@@ -412,8 +409,6 @@ def check_elicitation_inputs(
             f"of Q = {q} candidates"
         )
     num_users = users.theta.shape[0]
-    if exclude is not None:
-        check_exclusions(cands, exclude, num_users, num_rounds * acq.batch_size)
     check_partial_return(users.human, "elicitation")
     if cands.bank.kind != belief.model.inputs:
         raise ValueError(
@@ -445,39 +440,41 @@ def check_elicitation_inputs(
         ) from e
 
 
-def check_exclusions(cands: Candidates, exclude, num_users: int, num_queries: int) -> None:
-    """``exclude`` must be ``i32[U, M', 2]`` dataset segment indices, candidates must know their
-    segments' dataset indices, and every user must keep ``num_queries`` askable candidates."""
+def excluded_for_users(cands: Candidates, exclude, num_users: int, num_queries: int):
+    """``bool[U, Q]``: the candidates each user must not be asked — those among their pairs
+    ``exclude: i32[U, M', 2]`` (dataset segment indices, either order).
+
+    Raises ``ValueError`` if the candidates do not record their dataset segments, ``exclude``
+    is malformed, or a user keeps fewer than ``num_queries`` askable candidates.
+    """
     if cands.segment_ids is None:
         raise ValueError(
             "exclude needs candidates that record their dataset segment indices: build them "
             "with active.candidates(dataset, inputs)"
         )
-    exclude = np.asarray(exclude)
-    if exclude.ndim != 3 or exclude.shape[0] != num_users or exclude.shape[2] != 2:
+    shape, dtype = np.shape(exclude), np.asarray(exclude).dtype
+    if len(shape) != 3 or shape[0] != num_users or shape[2] != 2:
         raise ValueError(
-            f"exclude must be i32[U, M, 2] pairs for the U = {num_users} users, got shape "
-            f"{exclude.shape}"
+            f"exclude must be i32[U, M, 2] pairs for the U = {num_users} users, got shape {shape}"
         )
-    if not np.issubdtype(exclude.dtype, np.integer):
-        raise ValueError(f"exclude must hold integer segment indices, got dtype {exclude.dtype}")
-    ids = np.asarray(cands.segment_ids)[np.asarray(cands.pairs)]
-    span = int(max(ids.max(), exclude.max(initial=0))) + 1
-    key = lambda p: np.min(p, -1).astype(np.int64) * span + np.max(p, -1)  # noqa: E731
-    cand_keys = key(ids)
-    fewest = min(int(np.sum(~np.isin(cand_keys, key(user_pairs)))) for user_pairs in exclude)
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"exclude must hold integer segment indices, got dtype {dtype}")
+    pairs = jnp.asarray(exclude, jnp.int32)
+    excluded = jax.vmap(excluded_candidates, in_axes=(None, 0))(cands, pairs)
+    fewest = cands.num_candidates - int(jnp.max(jnp.sum(excluded, axis=-1)))
     if fewest < num_queries:
         raise ValueError(
             f"after excluding the users' pairs, a user has {fewest} candidates left, fewer than "
             f"the {num_queries} queries (num_rounds * batch_size) to ask"
         )
+    return excluded
 
 
 @functools.partial(
     jax.jit, static_argnames=("belief", "acq", "num_rounds", "seeds", "users_per_chunk")
 )
 def _elicit_users(
-    belief, acq, params, cands, users, heldout, key, num_rounds, seeds, users_per_chunk, exclude
+    belief, acq, params, cands, users, heldout, key, num_rounds, seeds, users_per_chunk, excluded
 ):
     num_users = users.theta.shape[0]
     num_seeds = jax.tree.leaves(params)[0].shape[0] if seeds else 1
@@ -491,7 +488,7 @@ def _elicit_users(
         p = jax.tree.map(lambda x: x[s], params) if seeds else params
         take = functools.partial(jax.tree.map, lambda x: x[u])
         return elicit(
-            belief, acq, p, cands, take(users), take(heldout), k, num_rounds, take(exclude)
+            belief, acq, p, cands, take(users), take(heldout), k, num_rounds, take(excluded)
         )
 
     trace = jax.lax.map(one, (seed_of, user_of, keys), batch_size=users_per_chunk)
@@ -533,9 +530,11 @@ def elicit_users(
       a :class:`Trace` with leading axes [S, U] (``seeds``) or [U].
     """
     acq = Acquisition(acq) if isinstance(acq, str) else acq
-    check_elicitation_inputs(belief, acq, params, cands, users, heldout, num_rounds, seeds, exclude)
+    check_elicitation_inputs(belief, acq, params, cands, users, heldout, num_rounds, seeds)
+    excluded = None
     if exclude is not None:
-        exclude = jnp.asarray(exclude, jnp.int32)
+        num_queries = num_rounds * acq.batch_size
+        excluded = excluded_for_users(cands, exclude, users.theta.shape[0], num_queries)
     return _elicit_users(
         belief,
         acq,
@@ -547,7 +546,7 @@ def elicit_users(
         num_rounds,
         seeds,
         users_per_chunk,
-        exclude,
+        excluded,
     )
 
 
