@@ -65,17 +65,21 @@ class ExperimentConfig:
     def to_json(self) -> str:
         """The config as JSON; non-finite floats (``beta = inf``) are written as ``null``, as in
         ``metrics.json``, so the file is valid JSON."""
-        config = _json_safe(dataclasses.asdict(self))
+        config = json_safe(dataclasses.asdict(self))
         return json.dumps(config, indent=2, sort_keys=True, default=str, allow_nan=False)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON can hold it: numpy/jax scalars as Python ones, NaN/inf as None, inside
+    dicts, lists and tuples too (what ``config.json`` and ``metrics.json`` write)."""
+    if hasattr(value, "item"):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 import time
 from collections import defaultdict
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vpl_jax.atomic import atomic_write
-from vpl_jax.harness.config import ExperimentConfig
+from vpl_jax.harness.config import ExperimentConfig, json_safe
 
 #: Reward-model and policy methods, by their names in results.
 METHODS = (
@@ -58,15 +57,6 @@ CRITERIA = (
 )
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED = ("method", "task", "user_type", "metric", "value", "seed")
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe scalar: numpy/jax scalars to Python, NaN/inf to None."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class RunResults:
@@ -111,10 +101,10 @@ class RunResults:
             "task": task,
             "user_type": user_type,
             "metric": metric,
-            "value": _plain(value),
+            "value": json_safe(value),
             "seed": self.config.seed if seed is None else int(seed),
         }
-        row.update({k: _plain(v) for k, v in extra.items()})
+        row.update({k: json_safe(v) for k, v in extra.items()})
         self.rows.append(row)
 
     def log_curves(self, prefix: str, curves: dict[str, Any], step_scale: int = 1) -> None:
