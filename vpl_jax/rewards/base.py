@@ -89,15 +89,18 @@ def check_discount(model_name: str, discount: float) -> None:
         raise ValueError(f"{model_name} discount={discount}: must be in (0, 1] (1: partial return)")
 
 
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer (Python or numpy), not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def valid_widths(hidden) -> bool:
     """Whether ``hidden`` is a sequence of MLP hidden widths, each an int >= 1 (may be empty)."""
     try:
         widths = tuple(hidden)
     except TypeError:
         return False
-    return all(
-        isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 1 for w in widths
-    )
+    return all(is_int(w) and w >= 1 for w in widths)
 
 
 def check_fields(model_name: str, checks: dict[str, tuple[bool, str]], values: Any) -> None:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from vpl_jax.rewards.base import RewardModel, valid_widths
+from vpl_jax.rewards.base import RewardModel, is_int, valid_widths
 from vpl_jax.rewards.btl import BTL
 from vpl_jax.rewards.dpl import DPLCategorical, DPLMeanVariance
 from vpl_jax.rewards.ensemble import Ensemble
@@ -48,8 +48,8 @@ class ModelSizes:
         values; returns ``self``."""
         checks = [
             ("hidden", valid_widths(self.hidden), "a tuple of widths, each an int >= 1"),
-            ("latent_dim", _is_int(self.latent_dim) and self.latent_dim >= 1, "an int >= 1"),
-            ("context_size", _is_int(self.context_size) and self.context_size >= 1, "an int >= 1"),
+            ("latent_dim", is_int(self.latent_dim) and self.latent_dim >= 1, "an int >= 1"),
+            ("context_size", is_int(self.context_size) and self.context_size >= 1, "an int >= 1"),
             (
                 "kl_weight",
                 _is_number(self.kl_weight)
@@ -59,12 +59,12 @@ class ModelSizes:
             ),
             (
                 "kl_warmup_steps",
-                _is_int(self.kl_warmup_steps) and self.kl_warmup_steps >= 0,
+                is_int(self.kl_warmup_steps) and self.kl_warmup_steps >= 0,
                 "an int >= 0",
             ),
             (
                 "ensemble_size",
-                _is_int(self.ensemble_size) and self.ensemble_size >= 1,
+                is_int(self.ensemble_size) and self.ensemble_size >= 1,
                 "an int >= 1",
             ),
         ]
@@ -72,10 +72,6 @@ class ModelSizes:
             if not ok:
                 raise ValueError(f"sizes.{name}={getattr(self, name)!r}: must be {allowed}")
         return self
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _is_number(value) -> bool:
