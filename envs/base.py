@@ -16,6 +16,20 @@ scale, weights are comparable across features and tasks.
 
 The environment's own ``reward`` is ``default_weights · phi``, a reasonable single-objective
 reward for smoke tests and for training the oracle; user-specific rewards are applied by wrappers.
+
+**Realisability.** Every feature is a function of the transition ``(prev_obs, action, obs)``
+(:meth:`FeatureEnv.features_from_transition`): each task's observation carries what its features
+depend on (previous acceleration, the follower's braking, a failure flag, ...). A learned reward
+that reads transitions can therefore represent ``theta · phi`` for every ``theta``;
+``tests/test_envs.py`` checks it for every registered task.
+
+**Failures never pay.** Episodes have a fixed horizon: ``done`` is never set by a task. A task
+that can fail (a crash, leaving the road, a fall) sets ``failure_features`` and, from the step
+after the failure on, stays in an *absorbing failure state*: the world is frozen, the observation
+says so, and every step's features are ``failure_features`` — the worst value of each penalty
+feature and 0 ("nothing happened") for goal-progress and direction features — until the horizon.
+Ending early then never beats carrying on safely for a user who weighs safety at all (and the
+other features with their intended signs); ``tests/test_envs.py`` checks it on every such task.
 """
 
 from __future__ import annotations
@@ -51,6 +65,8 @@ class FeatureEnv(PipelineEnv, abc.ABC):
     feature_names: tuple[str, ...]
     #: Episode length in steps used by default for data collection and training.
     episode_length: int
+    #: f32[F] features of every step in the absorbing failure state (None: the task cannot fail).
+    failure_features: jax.Array | None = None
 
     @property
     def num_features(self) -> int:
@@ -78,6 +94,25 @@ class FeatureEnv(PipelineEnv, abc.ABC):
     def success(self, final_state: State, weights: jax.Array) -> jax.Array:
         """bool[]: whether an episode ending in ``final_state`` achieved what a user with
         ``weights`` (f32[F]) wants (e.g. reached that user's goal). Pure and vmappable."""
+
+    def features_from_transition(
+        self, prev_obs: jax.Array, action: jax.Array, obs: jax.Array
+    ) -> jax.Array:
+        """f32[F] features of one step as a function of the observation before it, the action
+        and the observation after it — what a reward model with ``inputs="transition"`` reads.
+
+        Equals :meth:`features` on every step (checked for every registered task). The default
+        uses :meth:`features_from_obs` in the :attr:`true_world`; a task without false beliefs
+        overrides this instead.
+        """
+        try:
+            world = self.true_world
+        except NotImplementedError:
+            raise NotImplementedError(
+                f"task {type(self).__name__} must implement features_from_transition(prev_obs, "
+                "action, obs): every feature must be a function of the reward model's input"
+            ) from None
+        return self.features_from_obs(prev_obs, action, obs, world)
 
     @property
     def true_world(self) -> Any:
@@ -114,6 +149,20 @@ class FeatureEnv(PipelineEnv, abc.ABC):
         phi = self.features(state, action, next_state)
         next_state.info["features"] = phi
         return next_state.replace(reward=jnp.dot(self.default_weights, phi))
+
+    def _absorb(self, state: State, next_state: State) -> State:
+        """Keeps an episode that had already failed before this step in its absorbing failure
+        state: the world of ``state`` frozen (``info["t"]`` still counts), features
+        ``failure_features``, reward accordingly; otherwise ``next_state`` unchanged. Call at
+        the end of ``step`` of a task that can fail, with ``info["failed"]`` latched."""
+        failed = state.info["failed"]
+        frozen = state.replace(
+            info={**state.info, "t": next_state.info["t"], "features": self.failure_features},
+            reward=jnp.dot(self.default_weights, self.failure_features),
+            done=jnp.zeros_like(next_state.done),
+            metrics=next_state.metrics,
+        )
+        return jax.tree.map(lambda f, n: jnp.where(failed, f, n), frozen, next_state)
 
     def _init_info(self, info: dict) -> dict:
         info["features"] = jnp.zeros(self.num_features)

@@ -25,9 +25,13 @@ overlaps its lane laterally — including the ego, so the ego can force the car 
 Within a step the ego moves first and the cars react to its new position. Cars start spread around
 the ring, at least 20 m ahead of and 40 m behind the ego, at up to their desired speed.
 
-Observation ``f32[4 + 3 * num_cars]``: ego lateral position / lane width, ego longitudinal speed /
-35 m/s, ego lateral speed / 2.5 m/s, offset from the nearest lane centre / half a lane width, then
-per car relative x (wrapped) / (L/2), relative y / lane width, relative speed / 35 m/s.
+Observation ``f32[8 + 3 * num_cars]``: ego lateral position / lane width, ego longitudinal speed /
+35 m/s, ego lateral speed / 2.5 m/s, offset from the nearest lane centre / half a lane width, the
+ego's 2-D acceleration over the last step / 8 m/s^2, the hardest braking the ego forced on a car
+behind it in the last step / 8 m/s^2, whether the episode has failed (0 or 1), then per car
+relative x (wrapped) / (L/2), relative y / lane width, relative speed / 35 m/s. Every feature is
+a function of the observations before and after a step (``features_from_transition``): comfort's
+jerk needs the previous step's acceleration, courtesy the follower's braking.
 
 Features, per step, each in ``[-1, 1]`` (see ``envs/base.py`` for the convention):
 
@@ -48,8 +52,12 @@ Features, per step, each in ``[-1, 1]`` (see ``envs/base.py`` for the convention
   ``a`` is the ego's 2-D acceleration over the step (from its velocity change) and
   ``j = (a - a_prev) / dt`` its jerk (``a_prev`` is kept in ``info["ego_accel"]``).
 
-``done`` is 1 on a collision or when the ego is more than 1 m off the road; ``info["crashed"]``
-latches once either happened. Success for any user: the episode ends without having crashed.
+**Failure.** A collision, or the ego more than 1 m off the road, fails the episode
+(``info["failed"]`` latches). From the next step on the episode is in an absorbing failure state
+until its fixed horizon: the world is frozen and every step's features are the worst ones,
+``safety = law = courtesy = comfort = -1`` and ``efficiency = 0`` (standing still), so crashing
+early never pays for a user who weighs safety. ``done`` is never set. Success for any user: the
+episode did not fail.
 """
 
 from __future__ import annotations
@@ -105,6 +113,8 @@ IDM_MIN_GAP = 2.0
 IDM_DELTA = 4.0
 CAR_SPEED_RANGE = (20.0, 30.0)
 CAR_HEADWAY_RANGE = (1.0, 2.0)
+# Ego entries at the front of the observation (the cars' follow).
+_EGO_OBS = 8
 # Free road kept around the ego at reset: ahead of it, and behind it (cars behind may be faster).
 CLEAR_AHEAD, CLEAR_BEHIND = 20.0, 40.0
 
@@ -165,6 +175,7 @@ class Highway(FeatureEnv):
         self.lanes = lane_centres(num_lanes)
         self.road_half_width = num_lanes * LANE_WIDTH / 2
         self.feature_names = ("safety", "efficiency", "law", "courtesy", "comfort")
+        self.failure_features = jnp.array([-1.0, 0.0, -1.0, -1.0, -1.0], jnp.float32)
 
     # --- world -------------------------------------------------------------------------------
     def lane_offset(self, y: jax.Array) -> jax.Array:
@@ -215,12 +226,17 @@ class Highway(FeatureEnv):
     def _obs(self, pipeline_state, info) -> jax.Array:
         y, (vx, vy) = pipeline_state.q[1], pipeline_state.qd
         dx, dy = self._relative(pipeline_state, info)
+        forced = jnp.where(info["ego_leads"], jnp.maximum(-info["car_accel"], 0.0), 0.0)
         ego = jnp.stack(
             [
                 y / LANE_WIDTH,
                 vx / MAX_SPEED,
                 vy / LATERAL_SPEED,
                 self.lane_offset(y) / (LANE_WIDTH / 2),
+                info["ego_accel"][0] / ACCEL_SCALE,
+                info["ego_accel"][1] / ACCEL_SCALE,
+                jnp.max(forced) / MAX_BRAKE,
+                info["failed"].astype(jnp.float32),
             ]
         )
         cars = jnp.stack(
@@ -257,7 +273,7 @@ class Highway(FeatureEnv):
                 "car_accel": jnp.zeros(n),
                 "ego_leads": jnp.zeros(n, dtype=bool),
                 "ego_accel": jnp.zeros(2),
-                "crashed": jnp.zeros((), dtype=bool),
+                "failed": jnp.zeros((), dtype=bool),
             }
         )
         zero = jnp.zeros(())
@@ -278,25 +294,30 @@ class Highway(FeatureEnv):
             "t": state.info["t"] + 1,
             "ego_accel": (pipeline_state.qd - ps0.qd) / self.dt,
         }
-        done = self._collided(pipeline_state, info) | self._off_road(
+        failed = self._collided(pipeline_state, info) | self._off_road(
             pipeline_state, OFF_ROAD_MARGIN
         )
-        info["crashed"] = state.info["crashed"] | done
+        info["failed"] = state.info["failed"] | failed
         next_state = state.replace(
-            pipeline_state=pipeline_state,
-            obs=self._obs(pipeline_state, info),
-            done=done.astype(jnp.float32),
-            info=info,
+            pipeline_state=pipeline_state, obs=self._obs(pipeline_state, info), info=info
         )
-        return self._finish_step(state, action, next_state)
+        return self._absorb(state, self._finish_step(state, action, next_state))
 
     # --- features ----------------------------------------------------------------------------
     def features(self, state: State, action: jax.Array, next_state: State) -> jax.Array:
-        ps, info = next_state.pipeline_state, next_state.info
-        y, vx = ps.q[1], ps.qd[0]
-        dx, dy = self._relative(ps, info)
+        return self.features_from_transition(state.obs, action, next_state.obs)
 
-        v_rear = jnp.where(dx > 0, vx, info["car_v"])
+    def features_from_transition(
+        self, prev_obs: jax.Array, action: jax.Array, obs: jax.Array
+    ) -> jax.Array:
+        """f32[5] features of one step from the observations around it (module docstring)."""
+        del action  # the step's consequences are all in the observation it led to
+        y, vx = obs[0] * LANE_WIDTH, obs[1] * MAX_SPEED
+        cars = obs[_EGO_OBS:].reshape(-1, 3)
+        dx, dy = cars[:, 0] * (self.ring_length / 2), cars[:, 1] * LANE_WIDTH
+        car_v = cars[:, 2] * MAX_SPEED + vx
+
+        v_rear = jnp.where(dx > 0, vx, car_v)
         safe_gap = SAFE_GAP + SAFE_HEADWAY * v_rear
         gap = jnp.abs(dx) - CAR_LENGTH
         longitudinal = jnp.clip((safe_gap - gap) / safe_gap, 0.0, 1.0)
@@ -305,21 +326,22 @@ class Highway(FeatureEnv):
 
         efficiency = jnp.clip(vx / MAX_SPEED, 0.0, 1.0)
 
-        lane = jnp.clip(jnp.abs(self.lane_offset(y)) / (LANE_WIDTH / 2), 0.0, 1.0)
+        lane = jnp.clip(jnp.abs(obs[3]), 0.0, 1.0)
         speeding = jnp.clip((vx - SPEED_LIMIT) / (MAX_SPEED - SPEED_LIMIT), 0.0, 1.0)
-        off_road = self._off_road(ps, 0.0).astype(jnp.float32)
+        off_road = (jnp.abs(y) > self.road_half_width).astype(jnp.float32)
         law = -(LAW_LANE * lane + LAW_SPEEDING * speeding + LAW_OFF_ROAD * off_road)
 
-        forced_braking = jnp.where(info["ego_leads"], jnp.maximum(-info["car_accel"], 0.0), 0.0)
-        courtesy = -jnp.clip(jnp.max(forced_braking) / MAX_BRAKE, 0.0, 1.0)
+        courtesy = -jnp.clip(obs[6], 0.0, 1.0)
 
-        accel = info["ego_accel"]
-        jerk = (accel - state.info["ego_accel"]) / self.dt
+        accel = obs[4:6] * ACCEL_SCALE
+        jerk = (accel - prev_obs[4:6] * ACCEL_SCALE) / self.dt
         comfort = -(
             0.5 * jnp.clip(jnp.linalg.norm(accel) / ACCEL_SCALE, 0.0, 1.0)
             + 0.5 * jnp.clip(jnp.linalg.norm(jerk) / JERK_SCALE, 0.0, 1.0)
         )
-        return jnp.stack([safety, efficiency, law, courtesy, comfort])
+        phi = jnp.stack([safety, efficiency, law, courtesy, comfort])
+        # A step that starts in the failure state is an absorbing step.
+        return jnp.where(prev_obs[7] > 0.5, self.failure_features, phi)
 
     @property
     def default_weights(self) -> jax.Array:
@@ -331,9 +353,9 @@ class Highway(FeatureEnv):
         return state.pipeline_state.q
 
     def success(self, final_state: State, weights: jax.Array) -> jax.Array:
-        """The episode ended without a collision or leaving the road (for every user)."""
+        """The episode did not fail (no collision, never off the road), for every user."""
         del weights
-        return ~final_state.info["crashed"]
+        return ~final_state.info["failed"]
 
     # --- behaviour policies ------------------------------------------------------------------
     @property

@@ -9,9 +9,11 @@ with uniform noise of ±0.1 on the joint positions and N(0, 0.1²) joint velocit
 Action ``f32[8]`` in ``[-1, 1]``: motor torques, in the asset's actuator order
 (hip_4, ankle_4, hip_1, ankle_1, hip_2, ankle_2, hip_3, ankle_3).
 
-Observation ``f32[27]``, as Brax's ant: joint positions without the torso's x and y (torso height,
-torso quaternion, eight hinge angles), then all joint velocities (torso linear and angular
-velocity, eight hinge velocities).
+Observation ``f32[30]``: Brax's ant's 27 — joint positions without the torso's x and y (torso
+height, torso quaternion, eight hinge angles), then all joint velocities (torso linear and
+angular velocity, eight hinge velocities) — then the torso's x and y displacement over the last
+step / (dt * 3 m/s) and whether the episode has failed (0 or 1). Every feature is a function of
+the step's action and the observation it led to (``features_from_transition``).
 
 Features, per step, each in ``[-1, 1]`` (see ``envs/base.py`` for the convention):
 
@@ -23,9 +25,12 @@ Features, per step, each in ``[-1, 1]`` (see ``envs/base.py`` for the convention
   ``[0.2, 1.0]`` m, as in Brax);
 * ``comfort``: ``-mean(action ** 2)``, the control effort.
 
-``done`` is 1 when the ant is unhealthy, as in Brax. Success for a user: the torso's final
-displacement from its start, projected on the direction of that user's (velocity_x, velocity_y)
-weights, exceeds ``success_distance`` (1 m by default).
+**Failure.** An unhealthy ant (Brax's criterion) has fallen: unlike Brax the episode does not end.
+From the next step on it is in an absorbing failure state until its fixed horizon — the world is
+frozen and every step's features are ``velocity = 0``, ``safety = comfort = -1`` — so falling early
+never pays for a user who weighs safety. ``done`` is never set. Success for a user: the ant did
+not fall, and the torso's final displacement from its start, projected on the direction of that
+user's (velocity_x, velocity_y) weights, exceeds ``success_distance`` (1 m by default).
 """
 
 from __future__ import annotations
@@ -85,19 +90,23 @@ class Locomotion(FeatureEnv):
         self.episode_length = episode_length
         self.success_distance = success_distance
         self.feature_names = ("velocity_x", "velocity_y", "safety", "comfort")
+        self.failure_features = jnp.array([0.0, 0.0, -1.0, -1.0], jnp.float32)
 
     # --- world -------------------------------------------------------------------------------
     def _healthy(self, pipeline_state) -> jax.Array:
         z = pipeline_state.x.pos[0, 2]
         return (z >= HEALTHY_Z_RANGE[0]) & (z <= HEALTHY_Z_RANGE[1])
 
-    def tilt(self, pipeline_state) -> jax.Array:
-        """Angle (rad) between the torso's z-axis and the world's vertical."""
-        up = math.rotate(jnp.array([0.0, 0.0, 1.0]), pipeline_state.x.rot[0])
-        return jnp.arccos(jnp.clip(up[2], -1.0, 1.0))
-
-    def _obs(self, pipeline_state) -> jax.Array:
-        return jnp.concatenate([pipeline_state.q[2:], pipeline_state.qd])
+    def _obs(self, pipeline_state, step_velocity, failed) -> jax.Array:
+        """Brax's ant observation, the step's torso velocity (/ 3 m/s) and the failure flag."""
+        return jnp.concatenate(
+            [
+                pipeline_state.q[2:],
+                pipeline_state.qd,
+                step_velocity / VELOCITY_SCALE,
+                failed.astype(jnp.float32)[None],
+            ]
+        )
 
     def reset(self, rng: jax.Array) -> State:
         k_q, k_qd = jax.random.split(rng)
@@ -110,23 +119,30 @@ class Locomotion(FeatureEnv):
         q = self.sys.init_q.at[7:].add(hinge_noise)
         qd = RESET_NOISE * jax.random.normal(k_qd, (self.sys.qd_size(),))
         pipeline_state = self.pipeline_init(q, qd)
+        failed = jnp.zeros((), bool)
         info = self._init_info(
-            {"t": jnp.zeros((), jnp.int32), "start_xy": pipeline_state.x.pos[0, :2]}
+            {
+                "t": jnp.zeros((), jnp.int32),
+                "start_xy": pipeline_state.x.pos[0, :2],
+                "failed": failed,
+            }
         )
         zero = jnp.zeros(())
-        return State(pipeline_state, self._obs(pipeline_state), zero, zero, {}, info)
+        obs = self._obs(pipeline_state, jnp.zeros(2), failed)
+        return State(pipeline_state, obs, zero, zero, {}, info)
 
     def step(self, state: State, action: jax.Array) -> State:
         action = jnp.clip(action, -1.0, 1.0)
         pipeline_state = self.pipeline_step(state.pipeline_state, action)
-        info = {**state.info, "t": state.info["t"] + 1}
+        failed = state.info["failed"] | ~self._healthy(pipeline_state)
+        info = {**state.info, "t": state.info["t"] + 1, "failed": failed}
+        velocity = (pipeline_state.x.pos[0, :2] - state.pipeline_state.x.pos[0, :2]) / self.dt
         next_state = state.replace(
             pipeline_state=pipeline_state,
-            obs=self._obs(pipeline_state),
-            done=1.0 - self._healthy(pipeline_state).astype(jnp.float32),
+            obs=self._obs(pipeline_state, velocity, failed),
             info=info,
         )
-        return self._finish_step(state, action, next_state)
+        return self._absorb(state, self._finish_step(state, action, next_state))
 
     # --- features ----------------------------------------------------------------------------
     def features(self, state: State, action: jax.Array, next_state: State) -> jax.Array:
@@ -137,6 +153,28 @@ class Locomotion(FeatureEnv):
         comfort = -jnp.mean(jnp.square(jnp.clip(action, -1.0, 1.0)))
         return jnp.concatenate([velocity, jnp.stack([safety, comfort])])
 
+    def features_from_transition(
+        self, prev_obs: jax.Array, action: jax.Array, obs: jax.Array
+    ) -> jax.Array:
+        """f32[4] features of one step from the action and the observations around it: the
+        same numbers as :meth:`features` computes from the physics state."""
+        velocity = jnp.clip(obs[27:29], -1.0, 1.0)
+        z, quat = obs[0], obs[1:5]
+        up = math.rotate(jnp.array([0.0, 0.0, 1.0]), quat / jnp.linalg.norm(quat))
+        tilt = jnp.arccos(jnp.clip(up[2], -1.0, 1.0))
+        upright = -jnp.clip(tilt / (jnp.pi / 2), 0.0, 1.0)
+        healthy = (z >= HEALTHY_Z_RANGE[0]) & (z <= HEALTHY_Z_RANGE[1])
+        safety = jnp.where(healthy, upright, -1.0)
+        comfort = -jnp.mean(jnp.square(jnp.clip(action, -1.0, 1.0)))
+        phi = jnp.concatenate([velocity, jnp.stack([safety, comfort])])
+        # A step that starts in the failure state is an absorbing step.
+        return jnp.where(prev_obs[29] > 0.5, self.failure_features, phi)
+
+    def tilt(self, pipeline_state) -> jax.Array:
+        """Angle (rad) between the torso's z-axis and the world's vertical."""
+        up = math.rotate(jnp.array([0.0, 0.0, 1.0]), pipeline_state.x.rot[0])
+        return jnp.arccos(jnp.clip(up[2], -1.0, 1.0))
+
     @property
     def default_weights(self) -> jax.Array:
         return self.weights({"velocity_x": 1.0, "safety": 0.5, "comfort": 0.1})
@@ -145,10 +183,12 @@ class Locomotion(FeatureEnv):
         return state.pipeline_state.x.pos[0, :2]
 
     def success(self, final_state: State, weights: jax.Array) -> jax.Array:
-        """The torso moved at least ``success_distance`` along the user's (x, y) direction."""
+        """The ant did not fall and its torso moved at least ``success_distance`` along the
+        user's (x, y) direction."""
         direction = weights[:2] / (jnp.linalg.norm(weights[:2]) + 1e-8)
         displacement = self.position(final_state) - final_state.info["start_xy"]
-        return jnp.dot(displacement, direction) > self.success_distance
+        moved = jnp.dot(displacement, direction) > self.success_distance
+        return moved & ~final_state.info["failed"]
 
     # --- behaviour policies ------------------------------------------------------------------
     @property

@@ -98,3 +98,72 @@ def test_behaviour_policy_covers_every_goal_and_the_hazard(navigation):
     safety = navigation.feature_names.index("safety")
     entered_hazard = (np.asarray(traj.features[..., safety]) < 0).any(1).mean()
     assert 0.05 < entered_hazard < 0.8
+
+
+# --- every registered task: rewards are learnable from transitions, failures never pay -----------
+def _rollouts(env, policy, n=32, seed=0):
+    traj = collect(env, jax.random.PRNGKey(seed), n, policy=policy)
+    prev = jnp.concatenate([traj.initial_obs[:, None], traj.obs[:, :-1]], axis=1)
+    return traj, prev
+
+
+def _idle(env):
+    """Carries on without acting (the ant stands, the car keeps its speed and lane)."""
+    return envs.BehaviourPolicy(
+        init=lambda key: (), act=lambda params, state, key: jnp.zeros(env.action_size)
+    )
+
+
+@pytest.mark.parametrize("name", envs.names())
+def test_every_feature_is_a_function_of_the_transition(name):
+    """Realisability: a reward model reading (obs before, action, obs after) — the default
+    ``inputs="transition"`` — can represent theta · phi for every theta, because every feature
+    is that function of its input (on behaviour and random-action rollouts)."""
+    env = envs.make(name)
+    noisy = envs.BehaviourPolicy(
+        init=lambda key: (),
+        act=lambda params, state, key: jax.random.uniform(key, (env.action_size,), minval=-1),
+    )
+    for policy in (None, noisy):
+        traj, prev = _rollouts(env, policy)
+        recomputed = jax.jit(jax.vmap(jax.vmap(env.features_from_transition)))(
+            prev, traj.actions, traj.obs
+        )
+        np.testing.assert_allclose(recomputed, traj.features, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in envs.names() if envs.make(n).failure_features is not None]
+)
+def test_failing_early_never_pays(name):
+    """A task that can fail keeps a failed episode in an absorbing state with the worst features
+    until the horizon (no early termination), so for random users who weigh safety (and the
+    other features with their intended signs) an episode that fails at step t has a lower true
+    return than the same prefix followed by carrying on safely (idling)."""
+    env = envs.make(name)
+    safety = env.feature_names.index("safety")
+    traj, _ = _rollouts(env, None, n=128)
+    assert bool(traj.alive.all())  # fixed horizon: nothing terminates early
+    absorbing = np.asarray((traj.features == env.failure_features).all(-1))
+    failed = absorbing.any(1)
+    assert failed.any(), "the behaviour data should contain failures"
+    idle, _ = _rollouts(env, _idle(env), n=32, seed=1)
+    idle_absorbing = np.asarray((idle.features == env.failure_features).all(-1)).any(1)
+    safe_steps = np.asarray(idle.features)[~idle_absorbing]  # [N_safe, T, F] episodes never failing
+    assert len(safe_steps) > 0
+
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0.0, 1.0, (256, env.num_features))
+    theta[:, safety] = rng.uniform(0.05, 1.0, 256)
+    phi = np.asarray(traj.features)[failed]  # [N_fail, T, F]
+    first_absorbing = absorbing[failed].argmax(1)
+    for i, t_abs in enumerate(first_absorbing):
+        t_fail = t_abs - 1  # the step that failed; the absorbing state starts after it
+        prefix = phi[i, :t_fail].sum(0)
+        fail_return = theta @ (prefix + phi[i, t_fail:].sum(0))
+        safe = safe_steps[i % len(safe_steps), t_fail:].sum(0)
+        safe_return = theta @ (prefix + safe)
+        assert np.all(fail_return < safe_return), (i, t_fail)
+    # Per step too: an absorbing step is worse than any safe idle step, for every such user.
+    worst_safe = (theta @ safe_steps.reshape(-1, env.num_features).T).min(1)
+    assert np.all(theta @ np.asarray(env.failure_features) < worst_safe)

@@ -126,12 +126,18 @@ def test_highway_forcing_braking_costs_courtesy():
     assert close.done == 0.0
 
 
-def test_highway_collision_sets_done_and_safety_minus_one():
+def test_highway_collision_fails_into_an_absorbing_state_until_the_horizon():
     env, step = _one_car_highway()
     state = step(_scene(ego_y=0.0, ego_v=25.0, car_dx=3.0, car_dy=0.5, car_v=15.0), jnp.zeros(2))
     assert _named(env, state)["safety"] == -1.0
-    assert state.done == 1.0 and bool(state.info["crashed"])
+    assert state.done == 0.0 and bool(state.info["failed"]) and state.obs[7] == 1.0
     assert not env.success(state, env.default_weights)
+    # Later steps: the world is frozen, every feature at its worst, whatever the action.
+    for action in (jnp.array([1.0, 0.0]), jnp.array([-1.0, 1.0])):
+        after = step(state, action)
+        np.testing.assert_array_equal(after.info["features"], env.failure_features)
+        np.testing.assert_array_equal(after.obs, state.obs)
+        assert after.done == 0.0 and after.info["t"] == state.info["t"] + 1
 
 
 def test_highway_driving_faster_increases_efficiency():
@@ -147,16 +153,18 @@ def test_highway_driving_faster_increases_efficiency():
     assert env.success(faster, env.default_weights)
 
 
-def test_highway_leaving_the_road_sets_done():
+def test_highway_leaving_the_road_fails():
     env, step = _one_car_highway()
     state = _scene(ego_y=LANE_WIDTH, ego_v=20.0, car_dx=90.0, car_dy=-LANE_WIDTH, car_v=20.0)
-    done = []
+    failed, law = [], []
     for _ in range(15):  # 2.5 m/s to the left: off the road (edge + 1 m) after 12 steps
         state = step(state, jnp.array([0.0, 1.0]))
-        done.append(float(state.done))
-    assert done[:11] == [0.0] * 11 and done[-1] == 1.0
-    assert _named(env, state)["law"] < -0.4
-    assert bool(state.info["crashed"]) and not env.success(state, env.default_weights)
+        failed.append(bool(state.info["failed"]))
+        law.append(_named(env, state)["law"])
+        assert state.done == 0.0
+    assert failed[:11] == [False] * 11 and failed[-1]
+    assert max(law[10:]) < -0.4
+    assert not env.success(state, env.default_weights)
 
 
 def test_highway_behaviour_policy_is_diverse():

@@ -26,3 +26,26 @@ class _SourceEnvsFinder(importlib.abc.MetaPathFinder):
 
 if not (Path(__file__).parent / "envs").is_dir() and (_SOURCE_ENVS / "__init__.py").is_file():
     sys.meta_path.append(_SourceEnvsFinder())
+
+
+def _import_mujoco_quietly() -> None:
+    """Imports MuJoCo's optional Warp bridge with its stdout captured: without the optional
+    ``warp`` package it prints "Failed to import warp" (twice) on every import of Brax, which is
+    noise for a CPU or CUDA run that never uses Warp. Any other output is passed through."""
+    import contextlib
+    import io
+
+    captured = io.StringIO()
+    # An old MuJoCo without the bridge has nothing to silence.
+    with contextlib.redirect_stdout(captured), contextlib.suppress(ImportError):
+        import mujoco.mjx.warp  # noqa: F401
+    rest = [
+        ln
+        for ln in captured.getvalue().splitlines()
+        if "import warp" not in ln and "import mujoco_warp" not in ln
+    ]
+    if rest:
+        print("\n".join(rest))
+
+
+_import_mujoco_quietly()

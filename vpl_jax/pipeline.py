@@ -26,7 +26,9 @@ target labels with :func:`score_relabellings`.
 Methods (names as in results): ``oracle`` (PPO on ``theta · phi`` with ``z = theta``), any model
 without a user latent (``btl``, ``btl_ensemble``: one reward for everyone, an unconditioned
 policy), a latent model (``vpl``: reward ``r(s, z)``), and ``vpl_spo`` (VPL's reward scaled to a
-win probability against reference states). Rewards read observations (``inputs="obs"``).
+win probability against reference states). A policy's learned reward reads the step input of the
+model's kind (``model.inputs``; by default the whole transition, see :func:`~vpl_jax.rewards.
+step_inputs`).
 """
 
 from __future__ import annotations
@@ -201,11 +203,11 @@ def policy_env(method: str, env: FeatureEnv, model, inputs: dict) -> P.LatentRew
         return P.LatentReward(env, P.table_sampler(inputs["theta"]), P.oracle_reward)
     params = inputs["params"]
     if is_unconditioned(method, model):
-        reward = P.learned_reward(lambda obs, z: model.reward(params, obs))
+        reward = P.learned_reward(lambda x, z: model.reward(params, x), model.inputs)
         return P.LatentReward(env, P.no_latent(), reward)
     sampler = P.posterior_sampler(inputs["mean"], inputs["std"])
     if method != "vpl_spo":
-        reward = P.learned_reward(lambda obs, z: model.reward(params, obs, z))
+        reward = P.learned_reward(lambda x, z: model.reward(params, x, z), model.inputs)
         return P.LatentReward(env, sampler, reward)
     # VPL-SPO: the reference states' rewards depend only on z, so they are computed once per
     # episode (at reset) and a step costs one reward evaluation.
@@ -213,7 +215,8 @@ def policy_env(method: str, env: FeatureEnv, model, inputs: dict) -> P.LatentRew
         env,
         sampler,
         lambda state, z: R.scale_rewards(
-            model.reward(params, state.obs, z), state.info["reward_context"]
+            model.reward(params, P.reward_inputs(state, model.inputs), z),
+            state.info["reward_context"],
         ),
         episode_context=lambda z: R.reference_rewards(model, params, inputs["references"], z),
     )
@@ -309,11 +312,6 @@ class PolicyTrainer:
         if chunk_updates < 1:
             raise ValueError(f"chunk_updates={chunk_updates}: must be >= 1")
         check_policy_config(config, env)
-        if method != "oracle" and model is not None and model.inputs != "obs":
-            raise ValueError(
-                f"method {method!r}: a policy's reward reads observations, but this "
-                f"{type(model).__name__} reads {model.inputs!r}"
-            )
         self.env, self.method, self.model = env, method, model
         self.config, self.chunk_updates = config, chunk_updates
         self._acting: P.PPO | None = None

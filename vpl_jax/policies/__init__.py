@@ -29,6 +29,7 @@ from vpl_jax.policies.wrappers import (
     oracle_reward,
     posterior_sampler,
     prior_sampler,
+    reward_inputs,
     table_sampler,
     wrap_for_training,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "oracle_reward",
     "posterior_sampler",
     "prior_sampler",
+    "reward_inputs",
     "table_sampler",
     "tanh_gaussian",
     "wrap_for_training",

@@ -9,12 +9,16 @@ variants go through it:
 =================  =============================================  ================================
 variant            ``z_sampler``                                  ``reward_fn``
 =================  =============================================  ================================
-BTL                :func:`no_latent` (``z: f32[0]``)              ``learned_reward(r(obs))``
-VPL, VPL+scaling   :func:`table_sampler` of training users'       ``learned_reward(r(obs, z))``
+BTL                :func:`no_latent` (``z: f32[0]``)              ``learned_reward(r(x))``
+VPL, VPL+scaling   :func:`table_sampler` of training users'       ``learned_reward(r(x, z))``
                    posterior means, :func:`posterior_sampler`,    (scaled or not)
                    or :func:`prior_sampler`
 oracle             :func:`table_sampler` of true ``theta``        :func:`oracle_reward`
 =================  =============================================  ================================
+
+``x`` is the step's reward-model input of the model's kind (``"transition"``: the observation
+before the step, the action and the observation after it; see :func:`~vpl_jax.rewards.
+step_inputs`): the reward function sees the whole transition, not only the state it led to.
 
 Samplers and reward functions are pure; they may close over traced arrays (e.g. a per-seed reward
 model's parameters inside ``jax.vmap``), so one trainer can be ``vmap``-ed over reward models.
@@ -37,6 +41,8 @@ import jax.numpy as jnp
 from brax.envs.base import Env, State, Wrapper
 from brax.envs.wrappers.training import EpisodeWrapper
 
+from vpl_jax.rewards.batch import step_inputs
+
 ZSampler = Callable[[jax.Array], jax.Array]  # key -> f32[Z]
 RewardFn = Callable[[State, jax.Array], jax.Array]  # (next_state, z f32[Z]) -> f32[]
 
@@ -55,8 +61,10 @@ class LatentReward(Wrapper):
     """Draws ``z`` per episode, appends it to the observation, rewards ``reward_fn(next, z)``.
 
     ``reward_fn`` sees the inner environment's next state: ``next_state.obs`` is the observation
-    *without* ``z`` (what a learned reward ``r(obs, z)`` was trained on) and
-    ``next_state.info["features"]`` the task's features. The task's own reward is kept in
+    *without* ``z`` (what a learned reward was trained on), ``next_state.info["features"]`` the
+    task's features, and — for this call only, not in the returned state —
+    ``next_state.info["prev_obs"]`` (the observation before the step, without ``z``) and
+    ``next_state.info["action"]``, so a reward can read the whole transition. The task's own reward is kept in
     ``metrics["task_reward"]``; ``z`` lives in ``info["latent"]``.
 
     ``episode_context(z) -> pytree``, if given, is computed once per episode at reset and kept in
@@ -102,7 +110,8 @@ class LatentReward(Wrapper):
         z = state.info["latent"]
         inner = state.replace(obs=state.obs[..., : self._inner_obs_size])
         next_state = self.env.step(inner, action)
-        reward = self.reward_fn(next_state, z)
+        transition = {**next_state.info, "prev_obs": inner.obs, "action": action}
+        reward = self.reward_fn(next_state.replace(info=transition), z)
         chex.assert_shape(reward, next_state.reward.shape)
         return next_state.replace(
             obs=jnp.concatenate([next_state.obs, z], axis=-1),
@@ -209,7 +218,18 @@ def oracle_reward(next_state: State, z: jax.Array) -> jax.Array:
     return jnp.dot(z, next_state.info["features"])
 
 
-def learned_reward(r: Callable[[jax.Array, jax.Array], jax.Array]) -> RewardFn:
-    """Adapts a learned reward ``r(obs: f32[O], z: f32[Z]) -> f32[]`` to a ``RewardFn``; ``obs``
-    is the observation the step led to, without ``z``."""
-    return lambda next_state, z: r(next_state.obs, z)
+def learned_reward(
+    r: Callable[[jax.Array, jax.Array], jax.Array], inputs: str = "obs"
+) -> RewardFn:
+    """Adapts a learned reward ``r(x: f32[D], z: f32[Z]) -> f32[]`` to a ``RewardFn`` of
+    :class:`LatentReward`, where ``x`` is the step's reward-model input of kind ``inputs``
+    (:func:`~vpl_jax.rewards.step_inputs`; observations without ``z``). ``"obs"`` gives ``r``
+    the observation the step led to."""
+    return lambda next_state, z: r(reward_inputs(next_state, inputs), z)
+
+
+def reward_inputs(next_state: State, inputs: str) -> jax.Array:
+    """f32[D]: the reward-model input of kind ``inputs`` of the step a ``reward_fn`` of
+    :class:`LatentReward` is called on (observations without ``z``)."""
+    info = next_state.info
+    return step_inputs(inputs, next_state.obs, info["action"], info["features"], info["prev_obs"])

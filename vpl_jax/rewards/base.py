@@ -30,7 +30,7 @@ what acquisition functions evaluate for many posterior samples.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import distrax
 import jax
@@ -107,7 +107,11 @@ def check_fields(model_name: str, checks: dict[str, tuple[bool, str]], values: A
     """Raises ``ValueError`` naming the first field whose check failed and its allowed values.
 
     ``checks`` maps a field name to ``(ok, allowed)``; ``values`` holds the fields (the model).
+    A model with an ``inputs`` field also has it checked against :data:`Inputs`.
     """
+    if hasattr(values, "inputs"):
+        kinds = get_args(Inputs)
+        checks = {"inputs": (values.inputs in kinds, f"one of {list(kinds)}"), **checks}
     for name, (ok, allowed) in checks.items():
         if not ok:
             raise ValueError(

@@ -7,9 +7,17 @@
   a model's ``loss``/``predict``/``posterior`` see. :func:`gather_pairs` builds it on device and is
   jittable, so the trainer gathers each minibatch inside its ``scan``.
 
-A model's per-step input ``x: f32[D]`` is chosen by its ``inputs`` field (:data:`Inputs`): the
-observation after the step (``"obs"``, D = O), the observation and the action that led to it
-(``"obs_action"``, D = O + A), or the task's features (``"features"``, D = F; LinearBayes).
+A model's per-step input ``x: f32[D]`` is chosen by its ``inputs`` field (:data:`Inputs`):
+
+* ``"transition"`` (the default of the learned models): the observation before the step, the
+  action and the observation after it, D = 2 O + A. Every task feature is a function of it
+  (``FeatureEnv.features_from_transition``), so ``theta · phi`` is learnable for every user;
+* ``"obs"``: the observation after the step, D = O. Not every feature is a function of it
+  (highway's jerk and navigation's control effort are not);
+* ``"obs_action"``: the observation after the step and the action that led to it, D = O + A;
+* ``"features"``: the task's own per-step features, D = F — the *known-features* baseline
+  (LinearBayes always reads them; a learned model reading them is told the answer's basis).
+
 :func:`step_inputs` builds it the same way for datasets and for a policy's reward wrapper.
 
 Axes: U users, B users in a minibatch, Q pairs per user (K context, M held-out), S segments in
@@ -31,7 +39,9 @@ from vpl_jax.data.dataset import stratified_holdout
 if TYPE_CHECKING:
     from vpl_jax.data import PreferenceDataset, Queries, Segments
 
-Inputs = Literal["obs", "obs_action", "features"]
+Inputs = Literal["transition", "obs", "obs_action", "features"]
+#: What a learned reward model reads unless told otherwise.
+DEFAULT_INPUTS: Inputs = "transition"
 Part = Literal["all", "context", "heldout"]
 
 
@@ -45,21 +55,30 @@ def step_inputs(
     obs: jax.Array | None = None,
     actions: jax.Array | None = None,
     features: jax.Array | None = None,
+    prev_obs: jax.Array | None = None,
 ) -> jax.Array:
     """f32[..., D]: the per-step reward-model input of kind ``inputs``.
 
     Args:
-      inputs: ``"obs"``, ``"obs_action"`` or ``"features"``.
+      inputs: ``"transition"``, ``"obs"``, ``"obs_action"`` or ``"features"``.
       obs: f32[..., O] observation after the step.
-      actions: f32[..., A] the action that led to it (``"obs_action"`` only).
+      actions: f32[..., A] the action that led to it (``"transition"``, ``"obs_action"``).
       features: f32[..., F] the task's per-step features (``"features"`` only).
+      prev_obs: f32[..., O] observation before the step (``"transition"`` only).
     """
     _check_choice("inputs", inputs, get_args(Inputs))
-    needed = {"obs": ("obs",), "obs_action": ("obs", "actions"), "features": ("features",)}
-    given = {"obs": obs, "actions": actions, "features": features}
+    needed = {
+        "transition": ("prev_obs", "actions", "obs"),
+        "obs": ("obs",),
+        "obs_action": ("obs", "actions"),
+        "features": ("features",),
+    }
+    given = {"obs": obs, "actions": actions, "features": features, "prev_obs": prev_obs}
     missing = [n for n in needed[inputs] if given[n] is None]
     if missing:
         raise ValueError(f"inputs={inputs!r} needs {missing}")
+    if inputs == "transition":
+        return jnp.concatenate([prev_obs, actions, obs], axis=-1)
     if inputs == "obs":
         return obs
     if inputs == "obs_action":
@@ -73,7 +92,7 @@ class SegmentBank:
 
     inputs: jax.Array
     alive: jax.Array
-    kind: str = struct.field(pytree_node=False, default="obs")  # an :data:`Inputs` value
+    kind: str = struct.field(pytree_node=False, default=DEFAULT_INPUTS)  # an :data:`Inputs` value
 
     @property
     def num_segments(self) -> int:
@@ -173,9 +192,11 @@ class UserPairs:
         return self.replace(mask=self.mask & keep)
 
 
-def segment_bank(segments: Segments, inputs: Inputs = "obs") -> SegmentBank:
+def segment_bank(segments: Segments, inputs: Inputs = DEFAULT_INPUTS) -> SegmentBank:
     """The :class:`SegmentBank` of a dataset's segments with per-step inputs of kind ``inputs``."""
-    x = step_inputs(inputs, segments.obs, segments.actions, segments.features)
+    x = step_inputs(
+        inputs, segments.obs, segments.actions, segments.features, segments.previous_obs
+    )
     return SegmentBank(inputs=jnp.asarray(x, jnp.float32), alive=segments.alive, kind=inputs)
 
 
@@ -202,14 +223,18 @@ def gather_pairs(
     )
 
 
-def pair_batch(dataset: PreferenceDataset, queries: Queries, inputs: Inputs = "obs") -> PairBatch:
+def pair_batch(
+    dataset: PreferenceDataset, queries: Queries, inputs: Inputs = DEFAULT_INPUTS
+) -> PairBatch:
     """The :class:`PairBatch` of ``queries`` (e.g. ``dataset.context``) over the dataset's
     segments."""
     bank = segment_bank(dataset.segments, inputs)
     return gather_pairs(bank, queries.pairs, queries.labels, queries.mask)
 
 
-def user_pairs(dataset: PreferenceDataset, part: Part = "all", inputs: Inputs = "obs") -> UserPairs:
+def user_pairs(
+    dataset: PreferenceDataset, part: Part = "all", inputs: Inputs = DEFAULT_INPUTS
+) -> UserPairs:
     """Every user's labelled pairs of ``dataset`` as :class:`UserPairs`.
 
     Args:

@@ -20,7 +20,7 @@ from vpl_jax.rewards.base import (
     sum_over_steps,
     valid_widths,
 )
-from vpl_jax.rewards.batch import Inputs, PairBatch
+from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, strict_accuracy
 from vpl_jax.rewards.networks import MLP, normalize
 
@@ -31,7 +31,8 @@ class BTL:
 
     Attributes:
       hidden: widths of the reward MLP's hidden layers.
-      inputs: per-step input kind (``"obs"`` or ``"obs_action"``).
+      inputs: per-step input kind (:data:`~vpl_jax.rewards.batch.Inputs`; default
+        ``"transition"``, from which every task feature is a function).
       normalize_inputs: standardise inputs with statistics of the first training batch.
       dtype: computation dtype of the networks ("float32", or "bfloat16" to halve memory
         traffic on accelerators); params, returns and likelihoods stay float32.
@@ -42,7 +43,7 @@ class BTL:
     """
 
     hidden: tuple[int, ...] = (64, 64)
-    inputs: Inputs = "obs"
+    inputs: Inputs = DEFAULT_INPUTS
     normalize_inputs: bool = True
     dtype: str = "float32"
     discount: float = 1.0

@@ -33,7 +33,7 @@ from vpl_jax.rewards.base import (
     sum_over_steps,
     valid_widths,
 )
-from vpl_jax.rewards.batch import Inputs, PairBatch
+from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs, PairBatch
 from vpl_jax.rewards.likelihood import (
     cross_entropy,
     logit_from_log_probs,
@@ -64,7 +64,7 @@ class DPLMeanVariance:
 
     hidden: tuple[int, ...] = (64, 64)
     min_std: float = 1e-3
-    inputs: Inputs = "obs"
+    inputs: Inputs = DEFAULT_INPUTS
     normalize_inputs: bool = True
     dtype: str = "float32"
 
@@ -139,7 +139,7 @@ class DPLCategorical:
     hidden: tuple[int, ...] = (64, 64)
     num_atoms: int = 10
     entropy_coeff: float = 0.01
-    inputs: Inputs = "obs"
+    inputs: Inputs = DEFAULT_INPUTS
     normalize_inputs: bool = True
     dtype: str = "float32"
 

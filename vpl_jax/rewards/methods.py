@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import get_args
 
 import numpy as np
 
 from vpl_jax.rewards.base import RewardModel, is_int, valid_widths
+from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs
 from vpl_jax.rewards.btl import BTL
 from vpl_jax.rewards.dpl import DPLCategorical, DPLMeanVariance
 from vpl_jax.rewards.ensemble import Ensemble
@@ -34,6 +36,12 @@ class ModelSizes:
       kl_weight: VPL's KL weight (beta of the ELBO).
       kl_warmup_steps: optimiser steps over which VPL's KL weight rises linearly from 0.
       ensemble_size: BTL ensemble members.
+      inputs: what every learned reward network reads per step (BTL, DPL, ensemble members,
+        VPL's encoder and decoder; LinearBayes always reads the task's features):
+        ``"transition"`` (default; the observation before the step, the action and the
+        observation after it — every task feature is a function of it, so every user's reward
+        is learnable), ``"obs"`` (the observation after the step), ``"obs_action"`` (it and the
+        action), or ``"features"`` (the task's own features: the *known-features* baseline).
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -42,6 +50,7 @@ class ModelSizes:
     kl_weight: float = 1.0
     kl_warmup_steps: int = 0
     ensemble_size: int = 5
+    inputs: Inputs = DEFAULT_INPUTS
 
     def validate(self) -> ModelSizes:
         """Raises ``ValueError`` naming the first bad field (``sizes.<field>``) and its allowed
@@ -67,6 +76,7 @@ class ModelSizes:
                 is_int(self.ensemble_size) and self.ensemble_size >= 1,
                 "an int >= 1",
             ),
+            ("inputs", self.inputs in get_args(Inputs), f"one of {list(get_args(Inputs))}"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -79,15 +89,18 @@ def _is_number(value) -> bool:
 
 
 def make_model(method: str, sizes: ModelSizes = ModelSizes()) -> RewardModel:
-    """The reward model of ``method`` (one of :data:`REWARD_METHODS`)."""
+    """The reward model of ``method`` (one of :data:`REWARD_METHODS`), with ``sizes`` checked
+    first (:meth:`ModelSizes.validate`: a bad size raises naming the field)."""
+    sizes.validate()
+    inputs = sizes.inputs
     if method == "btl":
-        return BTL(hidden=sizes.hidden)
+        return BTL(hidden=sizes.hidden, inputs=inputs)
     if method == "btl_ensemble":
-        return Ensemble(member=BTL(hidden=sizes.hidden), size=sizes.ensemble_size)
+        return Ensemble(member=BTL(hidden=sizes.hidden, inputs=inputs), size=sizes.ensemble_size)
     if method == "dpl_meanvar":
-        return DPLMeanVariance(hidden=sizes.hidden)
+        return DPLMeanVariance(hidden=sizes.hidden, inputs=inputs)
     if method == "dpl_categorical":
-        return DPLCategorical(hidden=sizes.hidden)
+        return DPLCategorical(hidden=sizes.hidden, inputs=inputs)
     if method == "linear_bayes":
         return LinearBayes(max_context=sizes.context_size)
     if method == "vpl":
@@ -98,6 +111,7 @@ def make_model(method: str, sizes: ModelSizes = ModelSizes()) -> RewardModel:
             max_context=sizes.context_size,
             kl_weight=sizes.kl_weight,
             kl_warmup_steps=sizes.kl_warmup_steps,
+            inputs=inputs,
         )
     raise ValueError(f"unknown reward method {method!r}; allowed: {list(REWARD_METHODS)}")
 

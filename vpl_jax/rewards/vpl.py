@@ -47,7 +47,7 @@ from vpl_jax.rewards.base import (
     sum_over_steps,
     valid_widths,
 )
-from vpl_jax.rewards.batch import Inputs, PairBatch
+from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, strict_accuracy
 from vpl_jax.rewards.networks import MLP, Pooling, SetEncoder, normalize
 
@@ -71,7 +71,8 @@ class VPL:
         (``max_context`` None: up to all the user's labelled pairs). Set ``max_context`` to the
         test-time K.
       num_samples: samples of z per user for the expected log-likelihood.
-      inputs: per-step input kind (``"obs"`` or ``"obs_action"``).
+      inputs: per-step input kind (:data:`~vpl_jax.rewards.batch.Inputs`; default
+        ``"transition"``, from which every task feature is a function).
       normalize_inputs: standardise inputs with statistics of the first training batch.
       dtype: computation dtype of the networks ("float32", or "bfloat16" to halve memory
         traffic on accelerators); params, returns and likelihoods stay float32.
@@ -91,7 +92,7 @@ class VPL:
     min_context: int = 1
     max_context: int | None = None
     num_samples: int = 1
-    inputs: Inputs = "obs"
+    inputs: Inputs = DEFAULT_INPUTS
     normalize_inputs: bool = True
     dtype: str = "float32"
     discount: float = 1.0
