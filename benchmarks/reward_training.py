@@ -37,7 +37,7 @@ def synthetic_pairs(key, args) -> R.UserPairs:
     k_bank, k_pairs, k_w = jax.random.split(key, 3)
     s, h, d = args.segments, args.horizon, args.obs_dim
     inputs = jax.random.normal(k_bank, (s, h, d))
-    bank = R.SegmentBank(inputs=inputs, alive=jnp.ones((s, h), bool), kind="obs")
+    bank = R.SegmentBank(inputs=inputs, alive=jnp.ones((s, h), bool), kind=R.DEFAULT_INPUTS)
     pairs = jax.random.randint(k_pairs, (args.users, args.pairs_per_user, 2), 0, s)
     type_id = jnp.arange(args.users) % 2
     w = jax.random.normal(k_w, (d,))

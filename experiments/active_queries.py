@@ -63,7 +63,7 @@ CRITERION_MODELS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.ExperimentConfig):
+class Config(harness.PopulationStudy):
     tasks: tuple[str, ...] = ("navigation", "highway")
     """Tasks to run (navigation, highway, locomotion)."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b", "goal_c", "goal_d")

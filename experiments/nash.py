@@ -110,8 +110,10 @@ class Config(harness.ExperimentConfig):
     """Training of the preference model."""
     reward_train: R.TrainConfig = R.TrainConfig(num_epochs=40, users_per_batch=32, patience=15)
     """Training of BTL's and VPL's reward models."""
-    sizes: R.ModelSizes = R.ModelSizes()
-    """Reward-network sizes (VPL's context size is set to data.context_size)."""
+    sizes: R.ModelSizes = R.ModelSizes(inputs="obs")
+    """Reward-network sizes (VPL's context size is set to data.context_size). The rewards read
+    observations (inputs='obs'): RLHF's PPO and VPL's mode scores evaluate them on the states of
+    rollouts, and the cycle types weigh only goal progress, a function of the state."""
     reference_goals: str = "aaaabc"
     """The reference (SFT) policy's lottery: the goal of each equal arc of the noise circle."""
     demo_episodes: int = 512
@@ -198,6 +200,11 @@ class Config(harness.ExperimentConfig):
             )
         for train in (self.preference_train, self.reward_train):
             train.validate()
+        if self.sizes.inputs != "obs":
+            raise harness.ConfigError(
+                f"sizes.inputs={self.sizes.inputs!r}: the Nash study scores rollouts' states, "
+                "so its rewards read 'obs'"
+            )
         harness.reward_models(
             self.sizes, reward_methods(self.methods), self.data.context_size, "data.context_size"
         )
@@ -231,7 +238,7 @@ PRESETS = {
         preference=N.PreferenceModel(hidden=(256, 256), embed_dim=64),
         preference_train=R.TrainConfig(num_epochs=300, users_per_batch=64, patience=40),
         reward_train=R.TrainConfig(num_epochs=300, users_per_batch=64, patience=40),
-        sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16),
+        sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16, inputs="obs"),
         demo_episodes=4096,
         vpl_mode_rollouts=256,
         nash_ppo=P.PPOConfig(

@@ -28,7 +28,7 @@ from vpl_jax.plotting import plt
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.ExperimentConfig):
+class Config(harness.PopulationStudy):
     tasks: tuple[str, ...] = ("navigation", "highway")
     """Tasks to run (navigation, highway, locomotion)."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b")

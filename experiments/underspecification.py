@@ -42,7 +42,7 @@ METHODS = ("btl", "vpl", "vpl_spo", "oracle")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.ExperimentConfig):
+class Config(harness.PopulationStudy):
     tasks: tuple[str, ...] = ("navigation",)
     """Tasks to run: navigation (opposite goals), highway (aggressive vs cautious)."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b")

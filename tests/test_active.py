@@ -292,7 +292,7 @@ def test_bad_inputs_name_the_problem(nav_dataset, models):
         run("mutual_info_theta")
     with pytest.raises(ValueError, match=r"exceeds the pool of Q = 24"):
         run(num_rounds=25)
-    with pytest.raises(ValueError, match=r"kind 'features' but the model consumes 'obs'"):
+    with pytest.raises(ValueError, match=r"kind 'features' but the model consumes 'transition'"):
         run(c=pool(nav_dataset, LINEAR_BAYES))
     with pytest.raises(ValueError, match=r"shortlist=1: must be >= batch_size=2"):
         run(A.Acquisition("entropy", batch_size=2, shortlist=1))
@@ -401,7 +401,7 @@ def test_information_gain_identifies_users_faster_than_random(four_goal_vpl):
     dataset, model, params = four_goal_vpl
     _, test = dataset.split()
     belief = A.make_belief(model, 32)
-    args = (params, A.candidates(dataset, "obs"), test.users,
+    args = (params, A.candidates(dataset, model.inputs), test.users,
             R.user_pairs(test, "heldout").batch(), jax.random.PRNGKey(2))  # fmt: skip
     curves = {
         criterion: np.nanmean(A.elicit_users(belief, criterion, *args, num_rounds=3).accuracy, 0)

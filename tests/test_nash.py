@@ -77,7 +77,7 @@ def cyclic_pairs(key, num_users=24, pairs_per_user=48, noise=0.3) -> UserPairs:
     per_cluster = 64
     cluster = jnp.repeat(jnp.arange(3), per_cluster)
     x = centres[cluster] + noise * jax.random.normal(k_seg, (3 * per_cluster, 2))
-    bank = SegmentBank(inputs=x[:, None, :], alive=jnp.ones((3 * per_cluster, 1), bool))
+    bank = SegmentBank(inputs=x[:, None, :], alive=jnp.ones((3 * per_cluster, 1), bool), kind="obs")
     pairs = jax.random.randint(k_pairs, (num_users, pairs_per_user, 2), 0, 3 * per_cluster)
     ca, cb = cluster[pairs[..., 0]], cluster[pairs[..., 1]]
     labels = CYCLIC[ca, cb]
@@ -98,7 +98,7 @@ def test_preference_model_learns_a_cycle_that_bradley_terry_cannot():
     accuracy = {}
     models = {
         "preference": N.PreferenceModel(hidden=(32, 32), embed_dim=8),
-        "btl": R.make_model("btl", R.ModelSizes(hidden=(32, 32))),
+        "btl": R.make_model("btl", R.ModelSizes(hidden=(32, 32), inputs="obs")),
     }
     for name, model in models.items():
         params, _ = R.fit(model, config, jax.random.PRNGKey(2), train)

@@ -52,7 +52,7 @@ def take_pairs(batch: R.PairBatch, index) -> R.PairBatch:
     return jax.tree.map(lambda x: jnp.take(x, jnp.asarray(index), axis=1), batch)
 
 
-def random_user_pairs(key, num_users=7, num_pairs=6, kind="obs") -> R.UserPairs:
+def random_user_pairs(key, num_users=7, num_pairs=6, kind=R.DEFAULT_INPUTS) -> R.UserPairs:
     """UserPairs over a random bank, every pair labelled, labels in {0, 1}; two user types."""
     ks = jax.random.split(key, 4)
     bank = R.SegmentBank(
@@ -78,7 +78,15 @@ def test_pair_batch_gathers_the_datasets_segments(nav_dataset):
     fa, fb = gather_features(nav_dataset.segments, nav_dataset.context.pairs)
     chex.assert_trees_all_equal((batch.inputs_a, batch.inputs_b), (fa, fb))
     chex.assert_trees_all_equal(batch.labels, nav_dataset.context.labels)
-    obs = R.pair_batch(nav_dataset, nav_dataset.heldout)
+    transition = R.pair_batch(nav_dataset, nav_dataset.heldout)  # the default kind
+    chex.assert_shape(transition.inputs_a, (16, 16, 10, 8 + 2 + 8))  # U, M, H, O + A + O
+    seg = nav_dataset.segments
+    a, b = nav_dataset.heldout.pairs[..., 0], nav_dataset.heldout.pairs[..., 1]
+    expected = jnp.concatenate([seg.previous_obs, seg.actions, seg.obs], -1)
+    chex.assert_trees_all_equal(
+        (transition.inputs_a, transition.inputs_b), (expected[a], expected[b])
+    )
+    obs = R.pair_batch(nav_dataset, nav_dataset.heldout, "obs")
     chex.assert_shape(obs.inputs_a, (16, 16, 10, 8))  # U, M, H, O
 
 
@@ -419,7 +427,8 @@ def test_bad_training_inputs_are_rejected_before_compiling(train_pairs):
     x = train_pairs.bank.inputs
     wider = _bank(train_pairs, jnp.concatenate([x, x[..., :1]], axis=-1))
     with pytest.raises(
-        ValueError, match=r"valid.bank.inputs has D \(inputs per step\) = 9 but train"
+        ValueError,
+        match=rf"valid.bank.inputs has D \(inputs per step\) = {x.shape[-1] + 1} but train",
     ):
         R.fit(model, config, key, train_pairs, wider)
     nan = _bank(train_pairs, x.at[3, 2, 1].set(jnp.nan))
@@ -436,7 +445,7 @@ def test_bad_training_inputs_are_rejected_before_compiling(train_pairs):
     )
     with pytest.raises(ValueError, match=r"train has 0 pairs per user \(K or Q = 0\)"):
         R.fit(model, config, key, empty)
-    with pytest.raises(ValueError, match=r"kind 'obs' but the model consumes 'features'"):
+    with pytest.raises(ValueError, match=r"kind 'transition' but the model consumes 'features'"):
         R.fit(R.LinearBayes(), config, key, train_pairs)
     with pytest.raises(ValueError, match="patience=3 needs validation data"):
         R.fit(model, dataclasses.replace(config, patience=3), key, train_pairs)
@@ -551,9 +560,10 @@ def test_bad_evaluation_inputs_are_rejected(nav_dataset):
         R.evaluate(model, params, no_context, heldout)
     x = context.bank.inputs
     wide = jnp.concatenate([x, x[..., :2]], axis=-1)
-    with pytest.raises(ValueError, match=r"heldout.bank.inputs has D \(inputs per step\) = 10"):
+    d = wide.shape[-1]
+    with pytest.raises(ValueError, match=rf"heldout.bank.inputs has D \(inputs per step\) = {d}"):
         R.evaluate(model, params, context, _bank(heldout, wide))
-    with pytest.raises(ValueError, match=r"inputs \(D=10 per step, H=10\) do not fit the params"):
+    with pytest.raises(ValueError, match=rf"inputs \(D={d} per step, H=10\) do not fit the params"):
         R.evaluate(model, params, _bank(context, wide), _bank(heldout, wide))
     with pytest.raises(ValueError, match="same users in the same order"):
         R.evaluate(model, params, context, heldout.select(np.arange(heldout.num_users)[::-1]))

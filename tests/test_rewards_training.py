@@ -143,7 +143,7 @@ def test_vmapped_training_over_seeds_equals_separate_runs(nav_dataset):
 
 
 @pytest.mark.parametrize(
-    ("model", "inputs"), [(TINY_VPL, "obs"), (R.LinearBayes(max_context=4), "features")]
+    ("model", "inputs"), [(TINY_VPL, "transition"), (R.LinearBayes(max_context=4), "features")]
 )
 def test_training_takes_typed_keys_and_matches_their_raw_form(nav_dataset, model, inputs):
     fit_users, valid_users = R.validation_split(nav_dataset)

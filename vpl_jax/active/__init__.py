@@ -6,6 +6,8 @@
   about one user, as weighted particles over a candidate pool;
 * :mod:`~vpl_jax.active.elicitation` — the criteria by name, one selection round, and the
   elicitation loop (one ``lax.scan`` per user, every user × seed under one ``jit``);
+* :mod:`~vpl_jax.active.features` — candidates and simulated users from a plain feature matrix
+  and a theta matrix (no task, no dataset), for a LinearBayes belief;
 * :mod:`~vpl_jax.active.uncertainty` — posterior spread against error, and calibration.
 
 ::
@@ -17,6 +19,16 @@
     trace = elicit_users(belief, "info_gain", params, cands, test.users, heldout, key,
                          num_rounds=8, seeds=True, exclude=test.heldout.pairs)
     trace.accuracy                                  # f32[S, U, 9]: after 0..8 queries
+
+From plain features ``f32[N, F]`` and true weights ``theta: f32[U, F]`` (no held-out set: only
+the alignment with theta is measured)::
+
+    model = LinearBayes.for_beta(2.0)
+    cands = candidates_from_features(features)
+    users = users_from_theta(theta, HumanModel.create(beta=2.0))
+    trace = elicit_users(make_belief(model), "mutual_info_theta", model.prior_params(F), cands,
+                         users, None, key, num_rounds=10)
+    trace.alignment                                 # f32[U, 11]
 """
 
 from vpl_jax.active.acquisition import (
@@ -51,6 +63,7 @@ from vpl_jax.active.elicitation import (
     score_candidates,
     select_queries,
 )
+from vpl_jax.active.features import candidates_from_features, users_from_theta
 from vpl_jax.active.uncertainty import Calibration, calibration_curve, spread_error_correlation
 
 __all__ = [
@@ -67,6 +80,7 @@ __all__ = [
     "calibration_curve",
     "candidate_logits",
     "candidates",
+    "candidates_from_features",
     "criteria_for",
     "disagreement",
     "elicit",
@@ -82,5 +96,6 @@ __all__ = [
     "select_batch",
     "select_queries",
     "spread_error_correlation",
+    "users_from_theta",
     "volume_removal",
 ]

@@ -55,8 +55,9 @@ class Candidates:
         judges them by.
       pairs: i32[Q, 2] the candidate pairs (a, b) as indices into those S segments.
       segment_ids: i32[S] the index of each of those segments in the dataset's segments (what
-        :func:`candidates` records, so that pairs given in dataset indices — e.g. held-out
-        pairs to exclude — can be matched); None for a pool not built from a dataset.
+        :func:`candidates` records) or in the rows of a feature matrix
+        (:func:`~vpl_jax.active.features.candidates_from_features`), so that pairs given in
+        those indices — e.g. held-out pairs to exclude — can be matched; None if unknown.
     """
 
     bank: SegmentBank
@@ -97,16 +98,24 @@ def candidates(dataset, inputs: str, pool=None) -> Candidates:
     pool = np.asarray(dataset.pool if pool is None else pool)
     if pool.ndim != 2 or pool.shape[1] != 2 or pool.shape[0] < 1:
         raise ValueError(f"candidate pool must be i32[Q, 2] with Q >= 1, got shape {pool.shape}")
-    _, first = np.unique(np.sort(pool, axis=1), axis=0, return_index=True)
-    pool = pool[np.sort(first)]
-    used, local = np.unique(pool, return_inverse=True)
+    used, local = index_pool(pool)
     segments = jax.tree.map(lambda x: x[used], dataset.segments)
     return Candidates(
         bank=segment_bank(segments, inputs),
         features=jnp.asarray(segments.features, jnp.float32),
-        pairs=jnp.asarray(local.reshape(pool.shape), jnp.int32),
+        pairs=jnp.asarray(local, jnp.int32),
         segment_ids=jnp.asarray(used, jnp.int32),
     )
+
+
+def index_pool(pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(used: i64[S], local: i64[Q', 2])`` for a pool ``pool: i[Q, 2]`` of segment indices:
+    the segments it uses (sorted) and its pairs re-indexed into them, each unordered pair once
+    (its first occurrence, in pool order). Host-side."""
+    _, first = np.unique(np.sort(pool, axis=1), axis=0, return_index=True)
+    pool = pool[np.sort(first)]
+    used, local = np.unique(pool, return_inverse=True)
+    return used, local.reshape(pool.shape)
 
 
 def excluded_candidates(cands: Candidates, pairs: jax.Array) -> jax.Array:

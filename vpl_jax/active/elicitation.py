@@ -22,11 +22,11 @@ under the N particles — two candidates that every particle judges alike are re
 
 **The loop** (:func:`elicit`) for one user: the context is a fixed buffer of R·b slots with a
 mask, empty at first (so the first posterior is the prior); each of R rounds records the held-out
-accuracy, the belief's spread and (LinearBayes) the alignment with the true theta, scores the
-pool, picks b unasked candidates, asks the simulated user (their human model,
-:func:`~vpl_jax.users.pair_label_distribution` and :func:`~vpl_jax.users.sample_label`) and writes
-the answers into the buffer. The R rounds are one ``lax.scan``; :func:`elicit_users` runs it for
-every user × seed under one ``jit`` (a ``vmap`` in chunks of users, to bound memory).
+accuracy (without a held-out set: NaN), the belief's spread and (LinearBayes) the alignment with
+the true theta, scores the pool, picks b unasked candidates, asks the simulated user (their human
+model, :func:`~vpl_jax.users.pair_label_distribution` and :func:`~vpl_jax.users.sample_label`) and
+writes the answers into the buffer. The R rounds are one ``lax.scan``; :func:`elicit_users` runs
+it for every user × seed under one ``jit`` (a ``vmap`` in chunks of users, to bound memory).
 
 Randomness: round t uses ``fold_in(key, t)``, split into a key for the particles/random scores
 and one for the user's answers.
@@ -265,12 +265,14 @@ class Trace:
     Per-round fields have R + 1 entries: after 0, b, 2b, …, R·b queries.
 
     Attributes:
-      accuracy: f32[R+1] held-out accuracy (strict labels; NaN if the user has none).
+      accuracy: f32[R+1] held-out accuracy (strict labels; NaN if the user has none, or
+        without a held-out set).
       spread: f32[R+1] the belief's uncertainty (posterior variance averaged over latent dims;
-        the ensemble's member variance of ``P(a ≻ b)`` on the held-out pairs).
+        the ensemble's member variance of ``P(a ≻ b)`` on the held-out pairs, NaN without them).
       alignment: f32[R+1] cosine of the posterior mean with the true theta (LinearBayes; NaN
         for the other models).
-      heldout_probs: f32[R+1, M] the predicted ``P(a ≻ b)`` of each held-out pair.
+      heldout_probs: f32[R+1, M] the predicted ``P(a ≻ b)`` of each held-out pair; None
+        without a held-out set.
       latent_mean: f32[R+1, Z] the posterior mean of the user's latent (VPL's z, LinearBayes'
         theta) — what a latent-conditioned policy would act on; None for an ensemble (no
         user latent).
@@ -296,11 +298,17 @@ def heldout_accuracy(logits: jax.Array, targets: PairBatch) -> jax.Array:
     return jnp.where(num > 0, jnp.sum(correct & strict) / jnp.maximum(num, 1), jnp.nan)
 
 
-def _measure(belief: Belief, params, context: PairBatch, heldout: PairBatch, theta: jax.Array):
+def _measure(
+    belief: Belief, params, context: PairBatch, heldout: PairBatch | None, theta: jax.Array
+):
+    latent = isinstance(belief, LatentBelief)
+    mean = belief.mean(params, context) if latent else None
+    alignment = cosine(mean, theta) if belief.latent_is_theta else jnp.float32(jnp.nan)
+    if heldout is None:  # a latent model's spread needs no targets; the ensemble's does
+        spread = belief.spread(params, context, None) if latent else jnp.float32(jnp.nan)
+        return jnp.float32(jnp.nan), spread, alignment, None, mean
     logits = belief.predict(params, context, heldout)
     spread = belief.spread(params, context, heldout)
-    mean = belief.mean(params, context) if isinstance(belief, LatentBelief) else None
-    alignment = cosine(mean, theta) if belief.latent_is_theta else jnp.float32(jnp.nan)
     return heldout_accuracy(logits, heldout), spread, alignment, jax.nn.sigmoid(logits), mean
 
 
@@ -322,7 +330,7 @@ def elicit(
     params: Params,
     cands: Candidates,
     user: User,
-    heldout: PairBatch,
+    heldout: PairBatch | None,
     key: jax.Array,
     num_rounds: int,
     excluded: jax.Array | None = None,
@@ -336,14 +344,16 @@ def elicit(
       params: the trained model's params (one seed).
       cands: the candidate pool (the model's inputs and the task features).
       user: the unbatched simulated user (true ``theta: f32[F]`` and human model).
-      heldout: ``PairBatch[M]``, the user's held-out pairs with their labels.
+      heldout: ``PairBatch[M]``, the user's held-out pairs with their labels; None: no
+        held-out accuracy (NaN) — e.g. only the alignment with the true theta is wanted.
       key: PRNG key of this user's run.
       num_rounds: R (static); needs ``R·b`` askable candidates.
       excluded: ``bool[Q]`` candidates never to ask this user — their held-out pairs, which
         would otherwise be answered and then scored (:func:`excluded_for_users`).
     """
     chex.assert_rank(user.theta, 1)
-    chex.assert_rank(heldout.labels, 1)
+    if heldout is not None:
+        chex.assert_rank(heldout.labels, 1)
     chex.assert_shape(cands.pairs, (None, 2))
     b = acq.batch_size
     num_slots = num_rounds * b
@@ -394,7 +404,7 @@ def check_elicitation_inputs(
     params: Params,
     cands: Candidates,
     users: User,
-    heldout: PairBatch,
+    heldout: PairBatch | None,
     num_rounds: int,
     seeds: bool,
 ) -> None:
@@ -415,7 +425,7 @@ def check_elicitation_inputs(
             f"candidates hold inputs of kind {cands.bank.kind!r} but the model consumes "
             f"{belief.model.inputs!r}; build them with candidates(dataset, {belief.model.inputs!r})"
         )
-    if heldout.labels.ndim != 2 or heldout.labels.shape[0] != num_users:
+    if heldout is not None and (heldout.labels.ndim != 2 or heldout.labels.shape[0] != num_users):
         raise ValueError(
             f"heldout must be PairBatch[U, M] for the U = {num_users} users, got labels of "
             f"shape {heldout.labels.shape}"
@@ -429,7 +439,8 @@ def check_elicitation_inputs(
 
     def predict(p):
         context = cands.batch(jnp.zeros(1, jnp.int32), jnp.zeros(1), jnp.ones(1, bool))
-        return belief.predict(p, context, jax.tree.map(lambda x: x[0], heldout))
+        targets = context if heldout is None else jax.tree.map(lambda x: x[0], heldout)
+        return belief.predict(p, context, targets)
 
     try:
         jax.eval_shape(predict, one)
@@ -502,7 +513,7 @@ def elicit_users(
     params: Params,
     cands: Candidates,
     users: User,
-    heldout: PairBatch,
+    heldout: PairBatch | None,
     key: jax.Array,
     *,
     num_rounds: int,
@@ -517,8 +528,12 @@ def elicit_users(
       acq: an :class:`Acquisition`, or just a criterion's name (one query per round).
       params: trained params; with a leading seed axis S if ``seeds``.
       cands: the candidate pool (:func:`~vpl_jax.active.beliefs.candidates`).
-      users: batched users (leading axis U), e.g. ``test.users`` of a dataset.
-      heldout: ``PairBatch[U, M]``, e.g. ``user_pairs(test, "heldout", model.inputs).batch()``.
+      users: batched users (leading axis U on ``theta``), e.g. ``test.users`` of a dataset or
+        :func:`~vpl_jax.active.features.users_from_theta`; scalar human-model fields are shared
+        by every user (:meth:`~vpl_jax.users.HumanModel.broadcast`).
+      heldout: ``PairBatch[U, M]``, e.g. ``user_pairs(test, "heldout", model.inputs).batch()``;
+        None: no held-out set — ``accuracy`` is NaN and ``heldout_probs`` None, while the spread
+        and (LinearBayes) the alignment with the users' true theta are still recorded.
       key: PRNG key; every (seed, user) gets its own.
       num_rounds: R rounds of ``acq.batch_size`` queries.
       users_per_chunk: (seed, user) runs vmapped at once (bounds memory; None: all at once).
@@ -530,6 +545,9 @@ def elicit_users(
       a :class:`Trace` with leading axes [S, U] (``seeds``) or [U].
     """
     acq = Acquisition(acq) if isinstance(acq, str) else acq
+    if np.ndim(users.theta) != 2:
+        raise ValueError(f"users.theta must be f32[U, F], got shape {np.shape(users.theta)}")
+    users = users.replace(human=users.human.broadcast(users.theta.shape[0]))
     check_elicitation_inputs(belief, acq, params, cands, users, heldout, num_rounds, seeds)
     excluded = None
     if exclude is not None:

@@ -36,8 +36,10 @@ from vpl_jax.harness.progress import chunks, progress
 from vpl_jax.harness.results import CRITERIA, METHODS, RunResults, load_metrics
 from vpl_jax.harness.tasks import (
     TYPE_FIELDS,
+    PopulationStudy,
     check_type_fields,
     check_user_types,
+    load_registrations,
     reward_models,
     supported_tasks,
     task_env,
@@ -52,6 +54,7 @@ __all__ = [
     "TYPE_FIELDS",
     "ConfigError",
     "ExperimentConfig",
+    "PopulationStudy",
     "RunResults",
     "check_choice",
     "check_choices",
@@ -62,6 +65,7 @@ __all__ = [
     "check_user_types",
     "chunks",
     "load_metrics",
+    "load_registrations",
     "parse",
     "progress",
     "reward_models",

@@ -1,25 +1,41 @@
 """Tasks, populations and reward models named by an experiment's config, the same way in every
 experiment.
 
-A population study's config has ``tasks``, one ``<task>_types`` field per task it supports (the
-user types, in equal shares), ``beta`` (every user's Boltzmann rationality) and, for navigation,
-``num_goals``; :func:`task_env` and :func:`task_population` turn such a config into the task and
-its population. :func:`reward_models` builds the reward models of a config's ``sizes`` (its
-``validate`` calls it, so a bad size fails before anything compiles).
+A population study's config subclasses :class:`PopulationStudy` and declares ``tasks``, one
+``<task>_types`` field per task it supports (the default population: those user types in equal
+shares), ``beta`` (every user's Boltzmann rationality) and, for navigation, ``num_goals``.
+:class:`PopulationStudy` adds what every such experiment accepts on its command line:
+
+* ``--population SPEC ...``: per task, any population in one syntax
+  (:mod:`vpl_jax.users.spec`: types with shares, equal shares, or a Gaussian over theta);
+* ``--register FILE.py|MODULE ...``: code imported first, which registers user types
+  (``register_user_type``) and task variants (``envs.register``), so ``--tasks`` and
+  ``--population`` can name them; a variant inherits its parent task's user types;
+* ``--weight-noise X``: every mixture type's relative spread of individual weights.
+
+:func:`task_env` and :func:`task_population` turn such a config into the task and its population.
+:func:`reward_models` builds the reward models of a config's ``sizes`` (its ``validate`` calls
+it, so a bad size fails before anything compiles).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
+import importlib.util
+import math
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from vpl_jax import envs
 from vpl_jax import rewards as R
-from vpl_jax.harness.config import ConfigError
-from vpl_jax.users import Population, get_user_type
+from vpl_jax.harness.config import ConfigError, ExperimentConfig, check_float
+from vpl_jax.users import Population, get_user_type, parse_population, population_from_spec
 
-#: The config field holding each task's user types.
+#: The config field holding each (root) task's user types.
 TYPE_FIELDS = {
     "navigation": "navigation_types",
     "highway": "highway_types",
@@ -27,14 +43,71 @@ TYPE_FIELDS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class PopulationStudy(ExperimentConfig):
+    """Fields of every experiment that draws simulated users of registered tasks."""
+
+    register: tuple[str, ...] = ()
+    """Python files (path/to/file.py) or modules (package.module) imported first; they register
+    user types (vpl_jax.users.register_user_type) and task variants (vpl_jax.envs.register)."""
+    population: tuple[str, ...] = ()
+    """Per task, its population (replaces <task>_types): TASK:TYPE=SHARE,... (shares sum to 1),
+    TASK:TYPE,... (equal shares) or TASK:gaussian:FEATURE=MEAN,...[:std=S] (theta ~ N)."""
+    weight_noise: float | None = None
+    """Every user type's relative spread of individual users' weights (None: each type's own)."""
+
+    def validate(self):
+        super().validate()
+        load_registrations(self.register)
+        if self.weight_noise is not None:
+            check_float(self, "weight_noise", minimum=0.0)
+        return self
+
+
+@functools.cache
+def _import(entry: str) -> None:
+    """Imports a registration file or module once per process (a second registration of the
+    same names would be an error)."""
+    if entry.endswith(".py"):
+        path = Path(entry).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file {entry!r}")
+        name = f"_vpl_jax_registered_{abs(hash(str(path)))}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    else:
+        importlib.import_module(entry)
+
+
+def load_registrations(entries: Sequence[str]) -> None:
+    """Imports each of ``entries`` (the ``register`` field); a file or module that fails to
+    import raises :class:`ConfigError` naming it and the error."""
+    for entry in entries:
+        try:
+            _import(entry)
+        except Exception as e:  # any failure of user code is a bad value of this field
+            raise ConfigError(
+                f"register={entry!r}: failed to import: {type(e).__name__}: {e}"
+            ) from e
+
+
+def root_task(task: str) -> str:
+    """The task ``task`` derives from at the root of its lineage (itself if not a variant)."""
+    return envs.lineage(task)[-1]
+
+
 def supported_tasks(config_cls: type) -> list[str]:
-    """The tasks whose ``<task>_types`` field ``config_cls`` declares."""
+    """The registered tasks (variants too) whose root task's ``<task>_types`` field
+    ``config_cls`` declares."""
     fields = getattr(config_cls, "__dataclass_fields__", {})
-    return [task for task, field in TYPE_FIELDS.items() if field in fields]
+    return [t for t in envs.names() if TYPE_FIELDS.get(root_task(t)) in fields]
 
 
 def task_env(config: Any, task: str) -> envs.FeatureEnv:
-    """The task (navigation with ``config.num_goals`` goals), built once per argument set."""
+    """The task (navigation with ``config.num_goals`` goals; a variant as registered), built
+    once per argument set."""
     if task == "navigation":
         return envs.make(task, num_goals=config.num_goals)
     return envs.make(task)
@@ -54,21 +127,59 @@ def check_user_types(name: str, types: Sequence[str], task: str) -> None:
         raise ConfigError(f"{name}={list(types)}: user types must not repeat")
 
 
+def _population_specs(config: Any) -> dict[str, str]:
+    """``{task: spec}`` of the ``population`` field, checked: valid syntax, a task the config
+    runs, one spec per task."""
+    specs: dict[str, str] = {}
+    tasks = list(getattr(config, "tasks", ()))
+    for spec in getattr(config, "population", ()):
+        try:
+            task = parse_population(spec).task
+        except ValueError as e:
+            raise ConfigError(f"population: {e}") from None
+        if task not in tasks:
+            raise ConfigError(f"population={spec!r}: task {task!r} is not one of tasks={tasks}")
+        if task in specs:
+            raise ConfigError(f"population: task {task!r} is given two populations")
+        specs[task] = spec
+    return specs
+
+
 def check_type_fields(config: Any) -> None:
     """Checks every ``<task>_types`` field ``config`` declares (:func:`check_user_types`), also
-    those of tasks it does not run now."""
-    for task in supported_tasks(type(config)):
-        check_user_types(TYPE_FIELDS[task], getattr(config, TYPE_FIELDS[task]), task)
+    those of tasks it does not run now, and the syntax of its ``population`` specs."""
+    for task, field in TYPE_FIELDS.items():
+        if hasattr(config, field):
+            check_user_types(field, getattr(config, field), task)
+    _population_specs(config)
 
 
 def task_population(config: Any, task: str) -> Population:
-    """An equal mixture of ``config.<task>_types``, every user with ``beta = config.beta``.
-    Unknown or repeated user types raise :class:`ConfigError` naming the field (and the known
-    types)."""
+    """The population of ``task``: its ``--population`` spec if given, else an equal mixture of
+    ``config.<root task>_types``; every user with ``beta = config.beta`` (and the config's
+    ``weight_noise``, if set). A bad spec, unknown or repeated user types, or a task without user
+    types raise :class:`ConfigError` naming the field."""
     env = task_env(config, task)
-    types = getattr(config, TYPE_FIELDS[task])
-    check_user_types(TYPE_FIELDS[task], types, task)
-    return Population.mixture(task, env.feature_names, types, overrides={"beta": config.beta})
+    beta = getattr(config, "beta", math.inf)
+    noise = getattr(config, "weight_noise", None)
+    spec = _population_specs(config).get(task)
+    if spec is None:
+        field = TYPE_FIELDS.get(root_task(task))
+        if field is None or not hasattr(config, field):
+            raise ConfigError(
+                f"tasks: task {task!r} has no default population here; give one "
+                f"with --population {task}:TYPE=SHARE,..."
+            )
+        types = getattr(config, field)
+        check_user_types(field, types, task)
+        spec = f"{task}:{','.join(types)}"
+        name = field
+    else:
+        name = "population"
+    try:
+        return population_from_spec(spec, env.feature_names, beta=beta, weight_noise=noise)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
 
 
 def reward_models(

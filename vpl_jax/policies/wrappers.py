@@ -64,8 +64,8 @@ class LatentReward(Wrapper):
     *without* ``z`` (what a learned reward was trained on), ``next_state.info["features"]`` the
     task's features, and — for this call only, not in the returned state —
     ``next_state.info["prev_obs"]`` (the observation before the step, without ``z``) and
-    ``next_state.info["action"]``, so a reward can read the whole transition. The task's own reward is kept in
-    ``metrics["task_reward"]``; ``z`` lives in ``info["latent"]``.
+    ``next_state.info["action"]``, so a reward can read the whole transition. The task's own
+    reward is kept in ``metrics["task_reward"]``; ``z`` lives in ``info["latent"]``.
 
     ``episode_context(z) -> pytree``, if given, is computed once per episode at reset and kept in
     ``info["reward_context"]``, where ``reward_fn`` can read it: for reward terms that depend on
@@ -218,9 +218,7 @@ def oracle_reward(next_state: State, z: jax.Array) -> jax.Array:
     return jnp.dot(z, next_state.info["features"])
 
 
-def learned_reward(
-    r: Callable[[jax.Array, jax.Array], jax.Array], inputs: str = "obs"
-) -> RewardFn:
+def learned_reward(r: Callable[[jax.Array, jax.Array], jax.Array], inputs: str = "obs") -> RewardFn:
     """Adapts a learned reward ``r(x: f32[D], z: f32[Z]) -> f32[]`` to a ``RewardFn`` of
     :class:`LatentReward`, where ``x`` is the step's reward-model input of kind ``inputs``
     (:func:`~vpl_jax.rewards.step_inputs`; observations without ``z``). ``"obs"`` gives ``r``

@@ -19,6 +19,7 @@ Data: :func:`user_pairs` turns a :class:`~vpl_jax.data.PreferenceDataset` into
 
 from vpl_jax.rewards.base import LatentRewardModel, RewardModel, is_latent
 from vpl_jax.rewards.batch import (
+    DEFAULT_INPUTS,
     Inputs,
     PairBatch,
     SegmentBank,
@@ -65,6 +66,7 @@ from vpl_jax.rewards.vpl import VPL
 
 __all__ = [
     "BTL",
+    "DEFAULT_INPUTS",
     "REWARD_METHODS",
     "VPL",
     "DPLCategorical",

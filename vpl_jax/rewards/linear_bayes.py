@@ -15,6 +15,13 @@ the training users by the same encode-a-subset, predict-all objective as VPL (an
 estimate of the population); without it the prior stays ``N(0, prior_std^2 I)``. Cosine
 similarity between the posterior mean and the true theta (``evaluation.theta_alignment``) says
 how well a user's weights are recovered.
+
+**The scale of theta.** The likelihood has no temperature: a Boltzmann user with rationality
+beta answers ``sigmoid(beta theta_u · (Phi_a - Phi_b))``, so the model's theta is
+``beta theta_u`` — the same direction (alignment is unchanged), beta times longer. A prior over the
+users' weights ``theta_u ~ N(0, s^2 I)`` is therefore ``N(0, (beta s)^2 I)`` over the model's
+theta: :meth:`LinearBayes.for_beta` sets ``prior_std`` so, and without training
+:meth:`LinearBayes.prior_params` are the params of that prior.
 """
 
 from __future__ import annotations
@@ -80,15 +87,38 @@ class LinearBayes:
         }
         check_fields("LinearBayes", checks, self)
 
-    def init(self, key: jax.Array, batch: PairBatch) -> Params:
-        del key
-        f = batch.input_dim
+    @classmethod
+    def for_beta(cls, beta: float, theta_std: float = 1.0, **fields) -> LinearBayes:
+        """A LinearBayes whose prior matches Boltzmann users of known rationality ``beta``
+        (``P(a ≻ b) = sigmoid(beta theta_u · (Phi_a - Phi_b))``) with weights
+        ``theta_u ~ N(0, theta_std^2 I)``: ``prior_std = beta * theta_std``, the scale of the
+        model's theta = ``beta theta_u`` (module docstring). ``fields``: the other fields.
+
+        Raises ``ValueError`` unless ``beta`` and ``theta_std`` are finite and > 0.
+        """
+        for name, value in (("beta", beta), ("theta_std", theta_std)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"LinearBayes.for_beta {name}={value!r}: must be finite and > 0")
+        if "prior_std" in fields:
+            raise ValueError("LinearBayes.for_beta sets prior_std = beta * theta_std; drop it")
+        return cls(prior_std=beta * theta_std, **fields)
+
+    def prior_params(self, num_features: int) -> Params:
+        """The params of the untrained prior ``N(0, prior_std^2 I)`` over ``num_features``
+        weights — what :meth:`init` returns, without a batch (e.g. to elicit from plain
+        features with no training data)."""
+        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features={num_features!r}: must be an integer >= 1")
         return {
             "prior": {
-                "mean": jnp.zeros(f),
-                "log_std": jnp.full(f, math.log(self.prior_std)),
+                "mean": jnp.zeros(num_features),
+                "log_std": jnp.full(num_features, math.log(self.prior_std)),
             }
         }
+
+    def init(self, key: jax.Array, batch: PairBatch) -> Params:
+        del key
+        return self.prior_params(batch.input_dim)
 
     def _prior_moments(self, params):
         p = params["prior"]

@@ -20,12 +20,14 @@ from vpl_jax.users.population import (
     register_user_type,
     user_types,
 )
+from vpl_jax.users.spec import PopulationSpec, parse_population, population_from_spec
 from vpl_jax.users.values import segment_endpoints, segment_values
 
 __all__ = [
     "HumanModel",
     "LabelDistribution",
     "Population",
+    "PopulationSpec",
     "User",
     "UserType",
     "boltzmann",
@@ -34,6 +36,8 @@ __all__ = [
     "label_distribution",
     "label_pairs",
     "pair_label_distribution",
+    "parse_population",
+    "population_from_spec",
     "register_user_type",
     "sample_label",
     "segment_endpoints",

@@ -29,6 +29,7 @@ All functions take one unbatched user and one pair; batch with ``vmap``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -81,6 +82,26 @@ class HumanModel:
             equal_threshold=jnp.float32(equal_threshold),
             regret_weight=jnp.float32(regret_weight),
         )
+
+    def broadcast(self, num_users: int) -> HumanModel:
+        """The same human model with every field f32[U] for ``num_users = U`` users: a scalar
+        field is shared by all of them, a field already f32[U] is kept. E.g. U users with known
+        rationality: ``HumanModel.create(beta=2.0).broadcast(U)``.
+
+        Raises ``ValueError`` naming a field that is neither a scalar nor f32[U].
+        """
+        if isinstance(num_users, bool) or not isinstance(num_users, int) or num_users < 1:
+            raise ValueError(f"num_users={num_users!r}: must be an integer >= 1")
+        fields = {}
+        for field in dataclasses.fields(self):
+            value = jnp.asarray(getattr(self, field.name), jnp.float32)
+            if value.shape not in ((), (num_users,)):
+                raise ValueError(
+                    f"human model field {field.name} has shape {value.shape}: must be a scalar "
+                    f"or f32[U] for the U = {num_users} users"
+                )
+            fields[field.name] = jnp.broadcast_to(value, (num_users,))
+        return self.replace(**fields)
 
 
 def check_partial_return(human: HumanModel, where: str) -> None:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from vpl_jax import envs
 from vpl_jax.users.human import HumanModel
 
 
@@ -105,7 +106,11 @@ _USER_TYPES: dict[str, dict[str, UserType]] = {}
 
 
 def register_user_type(task: str, user_type: UserType, *, overwrite: bool = False) -> UserType:
-    """Adds ``user_type`` to the registry of ``task``; returns it (usable as a decorator target)."""
+    """Adds ``user_type`` to the registry of ``task``; returns it (usable as a decorator target).
+
+    Variants of ``task`` (``envs.register(..., parent=task)``) see it too."""
+    if not isinstance(user_type, UserType):
+        raise TypeError(f"register_user_type needs a UserType, got {type(user_type).__name__}")
     types = _USER_TYPES.setdefault(task, {})
     if user_type.name in types and not overwrite:
         raise ValueError(f"user type {user_type.name!r} is already registered for task {task!r}")
@@ -114,13 +119,22 @@ def register_user_type(task: str, user_type: UserType, *, overwrite: bool = Fals
 
 
 def user_types(task: str) -> dict[str, UserType]:
-    """The registered user types of ``task`` by name."""
-    return dict(_USER_TYPES.get(task, {}))
+    """The user types of ``task`` by name: its own and those of the tasks it is a variant of
+    (``envs.lineage``; a variant's own type shadows its parent's of the same name)."""
+    try:
+        chain = envs.lineage(task)
+    except ValueError:  # a task name that is not (or not yet) registered: its own types only
+        chain = (task,)
+    types: dict[str, UserType] = {}
+    for ancestor in reversed(chain):
+        types.update(_USER_TYPES.get(ancestor, {}))
+    return types
 
 
 def get_user_type(task: str, name: str) -> UserType:
-    """The registered type ``name`` of ``task``; unknown names raise with the known ones."""
-    types = _USER_TYPES.get(task, {})
+    """The registered type ``name`` of ``task`` (or of a task it derives from); unknown names
+    raise with the known ones."""
+    types = user_types(task)
     if name not in types:
         raise ValueError(
             f"unknown user type {name!r} for task {task!r}; known types: {sorted(types)}"
@@ -160,6 +174,7 @@ class Population:
         feature_names: Sequence[str],
         shares: Mapping[str, float] | Sequence[str],
         overrides: Mapping[str, float] | None = None,
+        weight_noise: float | None = None,
     ) -> Population:
         """A finite mixture of registered user types.
 
@@ -169,13 +184,15 @@ class Population:
           shares: ``{type_name: share}`` (normalised to sum to 1), or a list of names for
             equal shares.
           overrides: human-model fields applied to every type (e.g. ``{"beta": 2.0}``).
+          weight_noise: if given, every type's ``weight_noise`` (relative spread of individual
+            users' weights around the type's).
         """
         if not isinstance(shares, Mapping):
             shares = {name: 1.0 for name in shares}
         if not shares:
             raise ValueError("population shares must name at least one user type")
         values = np.array(list(shares.values()), np.float64)
-        if np.any(values < 0) or values.sum() <= 0:
+        if not np.all(np.isfinite(values)) or np.any(values < 0) or values.sum() <= 0:
             raise ValueError(f"population shares must be >= 0 and not all 0, got {dict(shares)}")
         types = [get_user_type(task, name) for name in shares]
         if overrides:
@@ -186,6 +203,10 @@ class Population:
                     f"unknown human-model override(s) {bad}; allowed: {sorted(allowed)}"
                 )
             types = [dataclasses.replace(t, **overrides) for t in types]
+        if weight_noise is not None:
+            if not math.isfinite(weight_noise) or weight_noise < 0:
+                raise ValueError(f"weight_noise={weight_noise}: must be a finite number >= 0")
+            types = [dataclasses.replace(t, weight_noise=weight_noise) for t in types]
         mean = np.stack([t.theta(feature_names) for t in types])
         std = np.stack([t.weight_noise * np.abs(t.theta(feature_names)) for t in types])
         humans = [t.human_model() for t in types]
