@@ -32,11 +32,11 @@ class Config(harness.PopulationStudy):
     tasks: tuple[str, ...] = ("navigation", "highway")
     """Tasks to run (navigation, highway, locomotion)."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b")
-    """User types of the navigation population (equal shares)."""
+    """User types of the navigation population, in equal shares (--population gives any other)."""
     highway_types: tuple[str, ...] = ("aggressive", "cautious")
-    """User types of the highway population (equal shares)."""
+    """User types of the highway population, in equal shares (--population gives any other)."""
     locomotion_types: tuple[str, ...] = ("forward", "backward")
-    """User types of the locomotion population (equal shares)."""
+    """User types of the locomotion population, in equal shares (--population gives any other)."""
     num_goals: int = 2
     """Goals of the navigation arena (goal_c needs 3, goal_d 4)."""
     beta: float = math.inf

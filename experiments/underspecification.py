@@ -46,9 +46,9 @@ class Config(harness.PopulationStudy):
     tasks: tuple[str, ...] = ("navigation",)
     """Tasks to run: navigation (opposite goals), highway (aggressive vs cautious)."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b")
-    """User types of the navigation population (equal shares)."""
+    """User types of the navigation population, in equal shares (--population gives any other)."""
     highway_types: tuple[str, ...] = ("aggressive", "cautious")
-    """User types of the highway population (equal shares)."""
+    """User types of the highway population, in equal shares (--population gives any other)."""
     num_goals: int = 2
     """Goals of the navigation arena."""
     beta: float = math.inf
@@ -68,11 +68,11 @@ class Config(harness.PopulationStudy):
     ppo: P.PPOConfig = P.PPOConfig()
     """PPO (the same for every method; whether rewards are centred is set per task by
     center_reward_tasks)."""
-    center_reward_tasks: tuple[str, ...] = ("navigation",)
-    """Tasks whose PPO rewards are centred by their running mean. Safe where episodes have a
-    fixed length (a constant shift changes no ranking of policies), and needed for VPL-SPO's
-    win probabilities (about 0.5 plus a small signal); not for tasks that end early, where a
-    shift changes what ending early is worth."""
+    center_reward_tasks: tuple[str, ...] = ("navigation", "highway")
+    """Tasks whose PPO rewards are centred by their running mean. Safe because every task's
+    episodes have a fixed length (failures are absorbing states, never early ends), so a
+    constant shift changes no ranking of policies; needed for VPL-SPO's win probabilities
+    (about 0.5 plus a small signal)."""
     num_reference_states: int = 256
     """States of the data that VPL-SPO's win probability is measured against."""
     num_eval_episodes: int = 16

@@ -1,8 +1,10 @@
 """The offline pipeline as library calls: preference data -> reward -> policy -> per-user scores.
 
     trainer = PolicyTrainer(env, "vpl", model, PPOConfig(center_rewards=True))
-    result = offline(key, env, dataset, model, "vpl", TrainConfig(), trainer)
+    result = offline(key, dataset, model, "vpl", TrainConfig(), trainer, num_eval_episodes=8)
     result.heldout_accuracy, result.policy.true_return      # test users' numbers
+
+(``tests/test_misspecification.py`` calls ``offline`` with these arguments at a tiny size.)
 
 Pieces, in the order they run:
 

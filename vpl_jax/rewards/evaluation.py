@@ -35,7 +35,9 @@ class Evaluation:
       log_likelihood: f32[U], mean ``log p(y | context)`` per labelled held-out pair (NaN if
         none).
       type_accuracy: f32[T], mean of ``accuracy`` over each type's users that have a value
-        (NaN: none has).
+        (NaN: none has). Column t is type id t, i.e. ``UserPairs.type_names[t]`` — the
+        population's ``type_names`` order (``dataset.meta.type_names``); with seeds or context
+        sizes asked for, those axes lead: f32[S, T] or f32[K + 1, T].
       type_log_likelihood: f32[T], likewise.
       type_id: i32[U], each user's type.
     """
