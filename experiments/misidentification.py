@@ -62,11 +62,12 @@ TASK = "navigation"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.ExperimentConfig):
+class Config(harness.PopulationStudy):
+    tasks = (TASK,)  # not a field: the deviations and the narrow data are navigation's
     tensorboard: tyro.conf.Suppress[bool] = False
     """Not offered here: the iterate loop's trainings keep no training curves."""
-    user_types: tuple[str, ...] = ("goal_a", "cautious")
-    """Navigation user types (equal shares)."""
+    navigation_types: tuple[str, ...] = ("goal_a", "cautious")
+    """Navigation user types, in equal shares (--population gives any other)."""
     num_goals: int = 2
     """Goals of the navigation arena."""
     beta: float = math.inf
@@ -161,11 +162,9 @@ def task_env(config: Config) -> envs.FeatureEnv:
 
 
 def population(config: Config) -> Population:
-    env = task_env(config)
-    harness.check_user_types("user_types", config.user_types, TASK)
-    return Population.mixture(
-        TASK, env.feature_names, config.user_types, overrides={"beta": config.beta}
-    )
+    """``--population`` if given, else ``navigation_types`` in equal shares; every user with
+    ``beta``."""
+    return harness.task_population(config, TASK)
 
 
 def reward_models(config: Config) -> dict[str, R.RewardModel]:

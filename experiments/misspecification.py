@@ -74,9 +74,10 @@ METHODS = ("linear_bayes", "btl", "vpl")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.ExperimentConfig):
-    user_types: tuple[str, ...] = ("goal_a", "cautious")
-    """Navigation user types (equal shares)."""
+class Config(harness.PopulationStudy):
+    tasks = (TASK,)  # not a field: the deviations and the narrow data are navigation's
+    navigation_types: tuple[str, ...] = ("goal_a", "cautious")
+    """Navigation user types, in equal shares (--population gives any other)."""
     num_goals: int = 2
     """Goals of the navigation arena."""
     methods: tuple[str, ...] = METHODS
@@ -177,8 +178,8 @@ def task_env(config: Config) -> envs.FeatureEnv:
 
 
 def population(config: Config) -> Population:
-    harness.check_user_types("user_types", config.user_types, TASK)
-    return Population.mixture(TASK, task_env(config).feature_names, config.user_types)
+    """``--population`` if given, else ``navigation_types`` in equal shares."""
+    return harness.task_population(config, TASK)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -239,9 +239,9 @@ EXPERIMENT_BAD_INPUTS = [
     ("reward_accuracy", ["--highway-types", "cautious", "cautious"], "highway_types=['cautious',"),
     ("active_queries", ["--locomotion-types", "left", "left"], "locomotion_types=['left', 'left']"),
     ("active_queries", ["--navigation-types"], "navigation_types: give at least one user type"),
-    ("misidentification", ["--user-types", "goal_a", "goal_a"], "user types must not repeat"),
-    ("misspecification", ["--user-types", "goal_a", "goal_a"], "user types must not repeat"),
-    ("misspecification", ["--user-types", "goal_z"], "user_types: unknown user type 'goal_z'"),
+    ("misidentification", ["--navigation-types", "goal_a", "goal_a"], "user types must not repeat"),
+    ("misspecification", ["--navigation-types", "goal_a", "goal_a"], "user types must not repeat"),
+    ("misspecification", ["--navigation-types", "goal_z"], "navigation_types: unknown user type 'goal_z'"),
     # PPO of the pipeline's policies must run on the episodes they are evaluated on.
     ("underspecification", ["--ppo.action-repeat", "2"], "ppo.action_repeat=2: must be 1"),
     ("misspecification", ["--ppo.episode-length", "7"], "ppo.episode_length=7: must be unset"),

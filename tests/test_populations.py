@@ -141,6 +141,32 @@ def test_experiments_take_populations_user_type_files_and_variants(
     assert harness.task_population(config, variant).type_names == config.highway_types
 
 
+@pytest.mark.parametrize("experiment", ["misspecification", "misidentification"])
+def test_navigation_studies_take_populations_and_reject_other_tasks(
+    experiment, load_experiment, capsys
+):
+    module = load_experiment(experiment)
+    argv = ["--population", "navigation:goal_a=0.8,goal_b=0.2", "--weight-noise", "0.2"]
+    pop = module.population(harness.parse(module.Config, module.PRESETS, argv))
+    assert pop.type_names == ("goal_a", "goal_b")
+    np.testing.assert_allclose(pop.shares, [0.8, 0.2], rtol=1e-6)
+    gaussian = ["--population", "navigation:gaussian:progress_a=1,safety=0.5:std=0.2"]
+    pop = module.population(harness.parse(module.Config, module.PRESETS, gaussian))
+    assert pop.type_names == ("gaussian",)
+    # The default is navigation_types in equal shares.
+    assert module.population(harness.parse(module.Config, module.PRESETS, [])).type_names == (
+        "goal_a",
+        "cautious",
+    )
+    for bad, message in [
+        (["--population", "highway:cautious=1"], "task 'highway' is not one of tasks=['navigation"),
+        (["--population", "navigation:goal_a=0.5,goal_b=0.6"], "population: population"),
+    ]:
+        with pytest.raises(SystemExit):
+            harness.parse(module.Config, module.PRESETS, bad)
+        assert message in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def broken_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("plugins") / "broken.py"
