@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vpl_jax.harness.checkpoint import Checkpointer, CheckpointError, run_chunked
+from vpl_jax.harness.checkpoint import Checkpointer, CheckpointError, _is_key, run_chunked
 
 
 def _init():
@@ -124,3 +124,49 @@ def test_killed_process_resumes_to_identical_metrics(tmp_path):
     subprocess.run([sys.executable, str(script), str(ckpt), "0"], env=env, check=True)
     _, reference = run_chunked(_init, _chunk, 12, 2)
     np.testing.assert_array_equal(np.load(ckpt / "final.npy"), reference)
+
+
+@pytest.mark.parametrize("method", ["oracle", "btl", "vpl"])
+def test_real_ppo_states_of_every_method_save_and_resume_identically(
+    method, navigation, nav_dataset, tmp_path
+):
+    """The PPO state the pipeline checkpoints, for each kind of method: the oracle (conditioned
+    on theta), an unconditioned reward (BTL: an empty latent, f32[..., 0]) and a latent reward
+    (VPL); PPO without a rollout hook has an empty ``hook_state``. Orbax refuses zero-size
+    arrays, so saving these crashed at the first checkpoint."""
+    from vpl_jax import policies as P
+    from vpl_jax import rewards as R
+    from vpl_jax.pipeline import PolicyTrainer, policy_inputs
+
+    ppo = P.PPOConfig(
+        total_timesteps=6 * 16 * 10, num_envs=16, num_steps=10, num_minibatches=2,
+        update_epochs=1, hidden_sizes=(16,), center_rewards=True,
+    )  # fmt: skip
+    model = {"oracle": None, "btl": R.BTL(hidden=(16,)), "vpl": R.VPL(decoder_hidden=(16,))}[method]
+    params = None
+    if model is not None:
+        pairs = R.user_pairs(nav_dataset, "all", model.inputs)
+        params = model.init(jax.random.PRNGKey(1), pairs.batch(jnp.arange(4)))
+    inputs = jax.tree.map(lambda x: x[None], policy_inputs(method, model, params, nav_dataset))
+    keys = jax.random.PRNGKey(2)[None]
+    trainer = PolicyTrainer(navigation, method, model, ppo, chunk_updates=2)
+    reference, ref_history = trainer.train(keys, inputs)
+
+    chunk, calls = trainer._chunk, {"n": 0}
+
+    def dying(states, inp, n):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the checkpoint at update 4
+            raise Interrupt
+        return chunk(states, inp, n)
+
+    trainer._chunk = dying
+    with pytest.raises(Interrupt):
+        trainer.train(keys, inputs, checkpointer=Checkpointer(tmp_path, {"m": method}, every=2))
+    trainer._chunk = chunk
+    state, history = trainer.train(
+        keys, inputs, checkpointer=Checkpointer(tmp_path, {"m": method}, every=2)
+    )
+    jax.tree.map(np.testing.assert_array_equal, history, ref_history)
+    raw = functools.partial(jax.tree.map, lambda x: jax.random.key_data(x) if _is_key(x) else x)
+    jax.tree.map(np.testing.assert_array_equal, raw(state), raw(reference))

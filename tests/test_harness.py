@@ -241,7 +241,7 @@ EXPERIMENT_BAD_INPUTS = [
     ("active_queries", ["--navigation-types"], "navigation_types: give at least one user type"),
     ("misidentification", ["--navigation-types", "goal_a", "goal_a"], "user types must not repeat"),
     ("misspecification", ["--navigation-types", "goal_a", "goal_a"], "user types must not repeat"),
-    ("misspecification", ["--navigation-types", "goal_z"], "navigation_types: unknown user type 'goal_z'"),
+    ("misspecification", ["--navigation-types", "goal_z"], "navigation_types: unknown user"),
     # PPO of the pipeline's policies must run on the episodes they are evaluated on.
     ("underspecification", ["--ppo.action-repeat", "2"], "ppo.action_repeat=2: must be 1"),
     ("misspecification", ["--ppo.episode-length", "7"], "ppo.episode_length=7: must be unset"),

@@ -129,13 +129,29 @@ def _is_key(x) -> bool:
     return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _is_empty(x) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype") and 0 in tuple(x.shape)
+
+
 def _to_savable(state: State) -> State:
-    """Typed PRNG keys are stored as their raw data."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+    """Typed PRNG keys are stored as their raw data; zero-size arrays (which orbax refuses,
+    e.g. PPO's ``hook_state`` without a hook or BTL's empty latent) as one placeholder element:
+    they hold no data, and restore as the template's own empty array."""
+
+    def savable(x):
+        if _is_key(x):
+            x = jax.random.key_data(x)
+        if _is_empty(x):
+            return np.zeros((1,), x.dtype)
+        return x
+
+    return jax.tree.map(savable, state)
 
 
 def _from_savable(saved: State, template: State) -> State:
     def back(x, t):
+        if _is_empty(t):
+            return t
         if _is_key(t):
             return jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
         return x
