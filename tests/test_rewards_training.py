@@ -3,6 +3,7 @@ type where BTL averages them, the baselines learning, and the trainer's guarante
 seeds equal separate runs, pure early stopping)."""
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -224,3 +225,39 @@ def test_chunked_training_equals_one_call_and_resumes_from_a_checkpoint(nav_data
         checkpointer=Checkpointer(tmp_path, {"run": 1}, every=2),
     )
     chex.assert_trees_all_close(resumed, reference, atol=1e-6)
+
+
+# --- degenerate data and diverged training stop (they trained silently before) ------------------
+def test_all_pairs_skipped_stops_before_training(nav_dataset):
+    train = R.user_pairs(nav_dataset.split()[0], "all")
+    skipped = train.replace(mask=np.zeros(train.mask.shape, bool))
+    with pytest.raises(ValueError, match=r"train has no labelled pair: all .* skipped or masked"):
+        R.fit(TINY_VPL, TINY, jax.random.PRNGKey(0), skipped)
+    with pytest.raises(ValueError, match="valid has no labelled pair"):
+        R.fit(TINY_VPL, TINY, jax.random.PRNGKey(0), train, skipped)
+
+
+def test_all_equal_answers_warn(nav_dataset):
+    train = R.user_pairs(nav_dataset.split()[0], "all")
+    equal = train.replace(labels=np.full(train.labels.shape, 0.5, np.float32))
+    with pytest.warns(UserWarning, match=r"every one of its .* labelled pairs is an 'equal'"):
+        R.fit(R.BTL(hidden=(8,)), TINY, jax.random.PRNGKey(0), equal)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_diverged_training_raises_instead_of_returning_initial_params(nav_dataset, chunked):
+    train = R.user_pairs(nav_dataset.split()[0], "all")
+    wild = dataclasses.replace(TINY, learning_rate=1e30, max_grad_norm=None)
+    fit = functools.partial(R.fit_chunked, chunk_epochs=1) if chunked else R.fit
+    with pytest.raises(R.TrainingDivergedError, match="reward training diverged: the loss is"):
+        fit(R.BTL(hidden=(8,)), wild, jax.random.split(jax.random.PRNGKey(0), 2), train)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("learning_rate", float("inf")), ("learning_rate", float("nan")), ("weight_decay", -1.0),
+     ("max_grad_norm", float("inf")), ("learning_rate", "1e-3")],
+)  # fmt: skip
+def test_train_config_rejects_non_finite_and_wrongly_typed_numbers(field, value):
+    with pytest.raises(ValueError, match=f"train config field {field}="):
+        dataclasses.replace(R.TrainConfig(), **{field: value}).validate()

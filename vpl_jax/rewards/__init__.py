@@ -56,6 +56,7 @@ from vpl_jax.rewards.scaling import (
 from vpl_jax.rewards.trainer import (
     History,
     TrainConfig,
+    TrainingDivergedError,
     TrainState,
     fit,
     fit_chunked,
@@ -85,6 +86,7 @@ __all__ = [
     "SegmentBank",
     "TrainConfig",
     "TrainState",
+    "TrainingDivergedError",
     "UserPairs",
     "context_size_curve",
     "evaluate",

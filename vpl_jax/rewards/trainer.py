@@ -28,10 +28,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -81,15 +83,20 @@ class TrainConfig:
                 isinstance(self.users_per_batch, int) and self.users_per_batch >= 1,
                 "int >= 1",
             ),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "> 0 or None"),
+            ("learning_rate", _finite(self.learning_rate) and self.learning_rate > 0, "finite > 0"),
+            ("weight_decay", _finite(self.weight_decay) and self.weight_decay >= 0, "finite >= 0"),
+            (
+                "max_grad_norm",
+                self.max_grad_norm is None
+                or (_finite(self.max_grad_norm) and self.max_grad_norm > 0),
+                "finite > 0 or None",
+            ),
             (
                 "patience",
                 self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
                 "int >= 1 or None",
             ),
-            ("min_delta", self.min_delta >= 0, ">= 0"),
+            ("min_delta", _finite(self.min_delta) and self.min_delta >= 0, "finite >= 0"),
             ("monitor", self.monitor in MONITORS, f"one of {list(MONITORS)}"),
         ]
         for name, ok, allowed in checks:
@@ -104,6 +111,11 @@ class TrainConfig:
         clip = [] if self.max_grad_norm is None else [optax.clip_by_global_norm(self.max_grad_norm)]
         adam = optax.adamw(self.learning_rate, weight_decay=self.weight_decay, mask=_decay_mask)
         return optax.chain(*clip, adam)
+
+
+def _finite(x) -> bool:
+    """A real number (int or float, not bool) that is finite."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _decay_mask(params: Params) -> Params:
@@ -335,6 +347,9 @@ def check_training_inputs(
             f"train config field patience={config.patience} needs validation data (valid=...); "
             "use patience=None to train without early stopping"
         )
+    check_labelled(train, "train")
+    if valid is not None:
+        check_labelled(valid, "valid")
     users = jnp.arange(min(config.users_per_batch, train.num_users))
 
     def metric_names(key, data):
@@ -348,6 +363,45 @@ def check_training_inputs(
             f"train config field monitor={config.monitor!r} is not a metric of "
             f"{type(model).__name__}; allowed: {sorted(names)}"
         )
+
+
+class TrainingDivergedError(ValueError):
+    """A reward model's training loss became NaN or inf: its params are not a trained model."""
+
+
+def check_labelled(data: UserPairs, name: str) -> None:
+    """Raises ``ValueError`` when ``data`` has no labelled pair at all (every pair skipped or
+    masked: the loss would be exactly 0 and nothing would train); warns when every labelled pair
+    is an "equal" answer (0.5), which trains but leaves strict accuracy undefined (NaN)."""
+    mask = np.asarray(data.mask)
+    if not mask.any():
+        raise ValueError(
+            f"{name} has no labelled pair: all {mask.size} pairs are skipped or masked "
+            "(nothing to train on; check the users' skip_threshold, or the data)"
+        )
+    labels = np.asarray(data.labels)[mask]
+    if np.all(labels == 0.5):
+        warnings.warn(
+            f"{name}: every one of its {labels.size} labelled pairs is an 'equal' answer (0.5); "
+            "the model learns only that returns tie, and strict accuracy is undefined (NaN)",
+            stacklevel=3,
+        )
+
+
+def check_converged(history: History) -> None:
+    """Raises :class:`TrainingDivergedError` when a training loss (of any seed, in any epoch)
+    is NaN or inf. One host read after training; nothing inside the jitted loop waits for it."""
+    loss = np.asarray(history.train["loss"])
+    bad = ~np.isfinite(loss)
+    if not bad.any():
+        return
+    where = np.argwhere(bad)[0]
+    seed = f"seed {where[0]}, " if loss.ndim == 2 else ""
+    epoch = where[-1]
+    raise TrainingDivergedError(
+        f"reward training diverged: the loss is {loss[tuple(where)]} from {seed}epoch {epoch} "
+        "on; lower train.learning_rate, set train.max_grad_norm, or check the data"
+    )
 
 
 def make_train(
@@ -403,7 +457,9 @@ def fit(
     """
     check_training_inputs(model, config, train, valid)
     key = as_raw_keys(key)
-    return _fit(model, config, key, train, valid, seeds=is_key_batch(key))
+    params, history = _fit(model, config, key, train, valid, seeds=is_key_batch(key))
+    check_converged(history)
+    return params, history
 
 
 def fit_chunked(
@@ -442,4 +498,8 @@ def fit_chunked(
     records = jax.tree.map(jnp.asarray, records)
     if seeds:
         records = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), records)
-    return vmap(lambda s, r: finish(config, s, r, validated=valid is not None))(state, records)
+    params, history = vmap(lambda s, r: finish(config, s, r, validated=valid is not None))(
+        state, records
+    )
+    check_converged(history)
+    return params, history
