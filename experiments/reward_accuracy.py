@@ -46,11 +46,11 @@ class Config(harness.PopulationStudy):
     num_seeds: int = 3
     """Training seeds per model, trained in one vmap."""
     data: DatasetConfig = DatasetConfig(
-        num_users=64, context_size=8, heldout_size=32, pool_size=2048, num_episodes=256
+        num_users=480, context_size=8, heldout_size=64, pool_size=2048, num_episodes=256
     )
     """Dataset sizes (users, K context and M held-out pairs per user, query pool, episodes)."""
-    train: R.TrainConfig = R.TrainConfig(num_epochs=120, users_per_batch=16)
-    """Reward-model training."""
+    train: R.TrainConfig = R.TrainConfig(num_epochs=200, users_per_batch=16)
+    """Reward-model training (VPL's validation loss flattens after about 150 epochs here)."""
     sizes: R.ModelSizes = R.ModelSizes()
     """Network sizes shared by the models (VPL's context_size is set to data.context_size)."""
     validation_fraction: float = 0.2

@@ -304,3 +304,30 @@ def test_regret_users_are_rejected_where_labels_ignore_values(navigation):
     )
     with pytest.raises(ValueError, match=r"build_dataset labels by .*regret_weight up to 0.5"):
         build_dataset(jax.random.PRNGKey(0), navigation, population, DatasetConfig())
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: UserType("t", {"safety": float("nan")}), "weights must map feature names to"),
+        (lambda: UserType("t", {"safety": float("inf")}), "weights must map feature names to"),
+        (lambda: UserType("t", {"safety": "1"}), "weights must map feature names to"),
+        (lambda: UserType("t", {"safety": 1.0}, weight_noise=float("nan")), "weight_noise=nan"),
+        (lambda: UserType("t", {"safety": 1.0}, weight_noise=-0.1), "weight_noise=-0.1"),
+    ],
+)
+def test_non_finite_user_weights_are_rejected(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_population_api_rejects_repeats_and_non_finite_values(navigation):
+    names = navigation.feature_names
+    with pytest.raises(ValueError, match=r"user type\(s\) \['goal_a'\] repeat"):
+        Population.mixture("navigation", names, ["goal_a", "goal_a", "goal_b"])
+    with pytest.raises(ValueError, match="shares must be >= 0"):
+        Population.mixture("navigation", names, {"goal_a": float("nan"), "goal_b": 1.0})
+    with pytest.raises(ValueError, match="weight_noise=inf"):
+        Population.mixture("navigation", names, ["goal_a"], weight_noise=float("inf"))
+    with pytest.raises(ValueError, match="std must be finite"):
+        Population.continuous("navigation", names, {"safety": 1.0}, float("nan"))

@@ -49,6 +49,15 @@ class User:
         return self.replace(human=human)
 
 
+def _is_real(x) -> bool:
+    """A finite int or float (not a bool, not NaN or inf)."""
+    return (
+        isinstance(x, int | float | np.floating | np.integer)
+        and not isinstance(x, bool)
+        and (math.isfinite(x))
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class UserType:
     """A named kind of user.
@@ -77,8 +86,17 @@ class UserType:
     def __post_init__(self):
         if not self.name.isidentifier():
             raise ValueError(f"user type name must be an identifier, got {self.name!r}")
-        if self.weight_noise < 0:
-            raise ValueError(f"user type {self.name}: weight_noise must be >= 0")
+        if not _is_real(self.weight_noise) or not self.weight_noise >= 0:
+            raise ValueError(
+                f"user type {self.name}: weight_noise={self.weight_noise!r}: must be a finite "
+                "number >= 0"
+            )
+        bad = {k: v for k, v in dict(self.weights).items() if not _is_real(v)}
+        if bad or not all(isinstance(k, str) for k in self.weights):
+            raise ValueError(
+                f"user type {self.name}: weights must map feature names to finite numbers; "
+                f"bad: {bad or dict(self.weights)}"
+            )
         self.human_model()  # validates the human-model fields
 
     def human_model(self) -> HumanModel:
@@ -188,7 +206,14 @@ class Population:
             users' weights around the type's).
         """
         if not isinstance(shares, Mapping):
-            shares = {name: 1.0 for name in shares}
+            names = list(shares)
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(
+                    f"population shares: user type(s) {repeated} repeat; name each type once "
+                    "(give unequal shares as a mapping {type: share})"
+                )
+            shares = {name: 1.0 for name in names}
         if not shares:
             raise ValueError("population shares must name at least one user type")
         values = np.array(list(shares.values()), np.float64)
@@ -238,8 +263,8 @@ class Population:
             sigma = UserType(name, std).theta(feature_names)
         else:
             sigma = np.full_like(mu, float(std))
-        if np.any(sigma < 0):
-            raise ValueError("continuous population std must be >= 0")
+        if not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
+            raise ValueError(f"continuous population std must be finite and >= 0, got {std}")
         human = human if human is not None else HumanModel.create()
         return cls(
             task=task,
