@@ -124,7 +124,7 @@ def main(config: Config, results: harness.RunResults) -> str:
             if (Path(config.results_dir) / n / config.run_name / "metrics.json").exists()
         ]
         for name in names:  # the wall time each experiment recorded itself
-            wall = harness.load_metrics(Path(config.results_dir) / name / config.run_name)
+            wall = harness.load_timing(Path(config.results_dir) / name / config.run_name)
             results.add(method=name, task="all", metric="wall_time_s", value=wall["wall_time_s"])
             lines.append(f"- `{name}`: {wall['wall_time_s']:.0f} s (recorded by the run)")
     page = _index_page(preset, config.run_name, Path(config.results_dir), names)

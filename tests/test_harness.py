@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import math
+import time
 import types
 
 import numpy as np
@@ -51,6 +52,8 @@ def test_preset_then_overrides():
         (["--seed", str(2**63)], "seed=9223372036854775808: must be <= 4294967295"),
         (["--learning-rate", "inf"], "learning_rate=inf: must be a finite number"),
         (["--learning-rate", "nan"], "learning_rate=nan: must be a number"),
+        (["--results-dir", ""], "results_dir='': give a folder"),
+        (["--results-dir", "pyproject.toml/sub"], "'pyproject.toml' is a file"),
     ],
 )
 def test_bad_values_exit_with_a_message_naming_the_field(argv, message, capsys):
@@ -58,6 +61,23 @@ def test_bad_values_exit_with_a_message_naming_the_field(argv, message, capsys):
         harness.parse(ToyConfig, PRESETS, argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_same_seed_runs_write_byte_identical_metrics(tmp_path):
+    config = dataclasses.replace(ToyConfig(), results_dir=str(tmp_path))
+
+    def main(cfg, results):
+        time.sleep(0.05)  # the runs take different times; that must not reach metrics.json
+        value = np.random.default_rng(cfg.seed).uniform()
+        results.add(method="m", task=cfg.task, metric="x", value=value)
+        return ""
+
+    written = []
+    for name in ("a", "b"):
+        harness.run_experiment("toy", ToyConfig, {"cpu": config}, main, argv=["--run-name", name])
+        written.append((tmp_path / "toy" / name / "metrics.json").read_bytes())
+        assert harness.load_timing(tmp_path / "toy" / name)["wall_time_s"] >= 0.05
+    assert written[0] == written[1]
 
 
 def test_results_are_tidy_and_complete(tmp_path):
@@ -213,6 +233,10 @@ EXPERIMENT_BAD_INPUTS = [
         "PPOConfig.learning_rate must be a finite",
     ),
     ("misidentification", ["--ppo.ent-coef", "nan"], "PPOConfig.ent_coef must be a finite"),
+    ("underspecification", ["--ppo.vf-coef", "-1"], "PPOConfig.vf_coef must be >= 0, got -1"),
+    ("misspecification", ["--ppo.ent-coef", "-0.1"], "PPOConfig.ent_coef must be >= 0"),
+    ("underspecification", ["--ppo.init-log-std", "50"], "init_log_std must be in [-10, 2]"),
+    ("underspecification", ["--ppo.hidden-sizes", "0"], "hidden_sizes must be one or more ints"),
     ("nash", ["--demo-noise", "inf"], "demo_noise=inf: must be a finite number"),
     ("nash", ["--rlhf-return-std", "inf"], "rlhf_return_std=inf: must be a finite number"),
     ("nash", ["--direct.beta", "inf"], "direct.beta=inf: must be a finite number"),

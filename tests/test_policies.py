@@ -1,6 +1,8 @@
 """PPO's pieces: the squashed-Gaussian log-density, GAE, the latent and auto-reset wrappers, and
 the trainer's determinism under ``vmap`` over seeds and chunking."""
 
+import re
+
 import chex
 import distrax
 import jax
@@ -199,3 +201,14 @@ def test_policy_trainer_rejects_episodes_its_policies_are_not_evaluated_on(navig
     with pytest.raises(ValueError, match=rf"episode_length {navigation.episode_length}"):
         PolicyTrainer(navigation, "oracle", None, PPOConfig(episode_length=10))
     PolicyTrainer(navigation, "oracle", None, PPOConfig(episode_length=navigation.episode_length))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("num_envs", 2.5, "num_envs must be an int >= 1, got 2.5"),
+     ("hidden_sizes", (16, 0), "hidden_sizes must be one or more ints >= 1"),
+     ("vf_coef", -0.5, "vf_coef must be >= 0"), ("init_log_std", 50.0, "init_log_std must be in")],
+)  # fmt: skip
+def test_ppo_config_rejects_wrong_types_and_harmful_values(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(f"PPOConfig.{message}")):
+        PPOConfig(**{field: value})

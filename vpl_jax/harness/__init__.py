@@ -33,7 +33,7 @@ from vpl_jax.harness.config import (
     parse,
 )
 from vpl_jax.harness.progress import chunks, progress
-from vpl_jax.harness.results import CRITERIA, METHODS, RunResults, load_metrics
+from vpl_jax.harness.results import CRITERIA, METHODS, RunResults, load_metrics, load_timing
 from vpl_jax.harness.tasks import (
     TYPE_FIELDS,
     PopulationStudy,
@@ -66,6 +66,7 @@ __all__ = [
     "chunks",
     "load_metrics",
     "load_registrations",
+    "load_timing",
     "parse",
     "progress",
     "reward_models",

@@ -17,9 +17,11 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import tyro
@@ -58,6 +60,7 @@ class ExperimentConfig:
                 "(no slashes or spaces), starting with a letter or digit"
             )
         check_int(self, "seed", minimum=0, maximum=MAX_SEED)
+        check_results_dir(self.results_dir)
         for field in dataclasses.fields(self):
             check_finite(field.name, getattr(self, field.name))
         return self
@@ -67,6 +70,20 @@ class ExperimentConfig:
         ``metrics.json``, so the file is valid JSON."""
         config = json_safe(dataclasses.asdict(self))
         return json.dumps(config, indent=2, sort_keys=True, default=str, allow_nan=False)
+
+
+def check_results_dir(results_dir: str) -> None:
+    """``results_dir`` names a folder that exists or can be created (not empty, not a file)."""
+    if not results_dir.strip():
+        raise ConfigError("results_dir='': give a folder (e.g. results)")
+    path = Path(results_dir)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"results_dir={results_dir!r}: {str(parent)!r} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"results_dir={results_dir!r}: {str(parent)!r} is not writable")
+            return
 
 
 def json_safe(value: Any) -> Any:

@@ -167,16 +167,23 @@ class RunResults:
         return paths
 
     def write(self, notes: str = "") -> Path:
-        """Writes ``metrics.json``, ``metrics.csv`` and ``summary.md``; returns the run folder."""
+        """Writes ``metrics.json``, ``metrics.csv``, ``summary.md`` and ``timing.json``; returns the
+        run folder.
+
+        ``metrics.json`` holds results only, so two runs of the same config and seed on the same
+        device write byte-identical files; the wall time goes to ``timing.json``.
+        """
         payload = {
             "experiment": self.experiment,
             "preset": self.config.preset,
             "seed": self.config.seed,
-            "wall_time_s": round(time.time() - self._start, 2),
             "rows": self.rows,
         }
         with atomic_write(self.path / "metrics.json") as f:
             json.dump(payload, f, indent=1)
+            f.write("\n")
+        with atomic_write(self.path / "timing.json") as f:
+            json.dump({"wall_time_s": round(time.time() - self._start, 2)}, f)
             f.write("\n")
         columns = list(_REQUIRED) + sorted({k for r in self.rows for k in r} - set(_REQUIRED))
         with atomic_write(self.path / "metrics.csv") as f:
@@ -226,6 +233,12 @@ class RunResults:
         if notes:
             lines += [notes.rstrip(), ""]
         return "\n".join(lines)
+
+
+def load_timing(path: str | Path) -> dict[str, Any]:
+    """Reads a run folder's ``timing.json`` (``{"wall_time_s": ...}``)."""
+    with open(Path(path) / "timing.json", encoding="utf-8") as f:
+        return json.load(f)
 
 
 def load_metrics(path: str | Path) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from brax.envs.base import Env, State
 from brax.training.acme import running_statistics
@@ -138,8 +139,17 @@ class PPOConfig:
     def __post_init__(self):
         for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs",
                      "num_minibatches", "action_repeat"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"PPOConfig.{name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"PPOConfig.{name} must be an int >= 1, got {value!r}")
+        if (
+            not isinstance(self.hidden_sizes, tuple | list)
+            or not self.hidden_sizes
+            or not all(_is_int(w) and w >= 1 for w in self.hidden_sizes)
+        ):
+            raise ValueError(
+                f"PPOConfig.hidden_sizes must be one or more ints >= 1, got {self.hidden_sizes!r}"
+            )
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"PPOConfig.num_minibatches ({self.num_minibatches}) must divide "
@@ -159,6 +169,13 @@ class PPOConfig:
         for name in ("learning_rate", "clip_eps", "max_grad_norm", "obs_clip", "reward_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("ent_coef", "vf_coef"):  # a negative weight maximises the loss term
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
+        # exp(-10)..exp(2): beyond, the initial policy is deterministic or its squashed actions
+        # saturate at the bounds (an initial std of e^50 is a coin flip between -1 and 1).
+        if not -10.0 <= self.init_log_std <= 2.0:
+            raise ValueError(f"PPOConfig.init_log_std must be in [-10, 2], got {self.init_log_std}")
         activation(self.activation)  # validates the name
 
     @property
@@ -174,6 +191,10 @@ class PPOConfig:
     def num_updates(self) -> int:
         """Updates in a full ``train`` run."""
         return max(1, self.total_timesteps // self.env_steps_per_update)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 class RunnerState(NamedTuple):
