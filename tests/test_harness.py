@@ -233,6 +233,20 @@ EXPERIMENT_BAD_INPUTS = [
         "PPOConfig.learning_rate must be a finite",
     ),
     ("misidentification", ["--ppo.ent-coef", "nan"], "PPOConfig.ent_coef must be a finite"),
+    ("reward_accuracy", ["--data.num-users", "2"], "data.num_users=2: no user type gets two"),
+    ("underspecification", ["--data.num-users", "4"], "data.num_users=4: no user type gets two"),
+    (
+        "reward_accuracy",
+        [
+            "--tasks",
+            "highway",
+            "--data.num-users",
+            "12",
+            "--population",
+            "highway:aggressive=0.97,cautious=0.03",
+        ],
+        "data.num_users=12: user type(s) ['cautious'] get no test user",
+    ),  # fmt: skip
     ("underspecification", ["--ppo.vf-coef", "-1"], "PPOConfig.vf_coef must be >= 0, got -1"),
     ("misspecification", ["--ppo.ent-coef", "-0.1"], "PPOConfig.ent_coef must be >= 0"),
     ("underspecification", ["--ppo.init-log-std", "50"], "init_log_std must be in [-10, 2]"),

@@ -222,6 +222,35 @@ def stratified_holdout(type_id: np.ndarray, fraction: float, hold_singletons: bo
     return held
 
 
+def split_counts(population, config: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test): i64[T]`` users per type that :func:`build_dataset` will draw and split
+    for ``population`` (type counts are deterministic, so this needs no data)."""
+    counts = population.counts(config.num_users)
+    type_id = np.repeat(np.arange(len(counts)), counts)
+    is_test = stratified_holdout(type_id, config.test_fraction, True)
+    test = np.bincount(type_id[is_test], minlength=len(counts))
+    return counts - test, test
+
+
+def check_users_per_type(population, config: DatasetConfig, field: str = "num_users") -> None:
+    """Raises ``ValueError`` naming ``field`` (the dataset's num_users) unless every type of
+    ``population`` gets a test user and some type two training users (one to fit on, one to
+    validate): otherwise per-type scores are undefined, or training fails late."""
+    train, test = split_counts(population, config)
+    names = population.type_names
+    empty = [n for n, k in zip(names, test, strict=True) if k == 0]
+    if empty:
+        raise ValueError(
+            f"{field}={config.num_users}: user type(s) {empty} get no test user at shares "
+            f"{np.round(population.shares, 3).tolist()}; give more users"
+        )
+    if train.max(initial=0) < 2:
+        raise ValueError(
+            f"{field}={config.num_users}: no user type gets two training users (one to fit, one "
+            f"to validate; train users per type {train.tolist()}); give more users"
+        )
+
+
 def gather_features(segments: Segments, pairs: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Features of both segments of each pair: ``pairs: i32[..., 2]`` -> two f32[..., H, F]."""
     return segments.features[pairs[..., 0]], segments.features[pairs[..., 1]]

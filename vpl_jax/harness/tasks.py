@@ -32,6 +32,7 @@ from typing import Any
 
 from vpl_jax import envs
 from vpl_jax import rewards as R
+from vpl_jax.data.dataset import DatasetConfig, check_users_per_type
 from vpl_jax.harness.config import ConfigError, ExperimentConfig, check_float
 from vpl_jax.users import Population, get_user_type, parse_population, population_from_spec
 
@@ -177,9 +178,15 @@ def task_population(config: Any, task: str) -> Population:
     else:
         name = "population"
     try:
-        return population_from_spec(spec, env.feature_names, beta=beta, weight_noise=noise)
+        population = population_from_spec(spec, env.feature_names, beta=beta, weight_noise=noise)
     except ValueError as e:
         raise ConfigError(f"{name}: {e}") from None
+    if isinstance(getattr(config, "data", None), DatasetConfig):
+        try:
+            check_users_per_type(population, config.data, "data.num_users")
+        except ValueError as e:
+            raise ConfigError(f"{e} (task {task!r})") from None
+    return population
 
 
 def reward_models(
