@@ -1,6 +1,7 @@
 """Preference data: rollouts, segments, pairs, per-user datasets, save/load."""
 
 import dataclasses
+import re
 
 import chex
 import jax
@@ -111,6 +112,30 @@ def test_load_rejects_corrupt_and_mismatched_files(nav_dataset, tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(DatasetFileError, match="no header"):
         load_dataset(tmp_path / "other.npz")
+
+
+def test_load_rejects_malformed_headers_and_bad_values(nav_dataset, tmp_path):
+    path = save_dataset(nav_dataset, tmp_path / "ds.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        keys = npz.files
+    theta = next(k for k in keys if k.endswith("theta"))
+    labels = next(k for k in keys if "context" in k and k.endswith("labels"))
+    features = next(k for k in keys if k.endswith("features"))
+    cases = [
+        ("__header__", lambda h: np.asarray("{not json"), "malformed header"),
+        ("__header__", lambda h: np.asarray("[1, 2]"), "malformed header"),
+        (theta, lambda x: np.where(np.arange(x.size).reshape(x.shape) == 0, np.nan, x),
+         "users.theta contains NaN or inf"),
+        (features, lambda x: x + np.inf, "segments.features contains NaN or inf"),
+        (labels, lambda x: np.full_like(x, 7.0), "context.labels must be in [0, 1]"),
+    ]  # fmt: skip
+    for i, (key, change, message) in enumerate(cases):
+        with np.load(path, allow_pickle=False) as npz:
+            flat = {k: npz[k] for k in npz.files}
+        flat[key] = change(flat[key])
+        np.savez(tmp_path / f"bad{i}.npz", **flat)
+        with pytest.raises(DatasetFileError, match=re.escape(message)):
+            load_dataset(tmp_path / f"bad{i}.npz")
 
 
 def test_load_rejects_other_format_versions(nav_dataset, tmp_path, monkeypatch):

@@ -246,7 +246,7 @@ EXPERIMENT_BAD_INPUTS = [
             "highway:aggressive=0.97,cautious=0.03",
         ],
         "data.num_users=12: user type(s) ['cautious'] get no test user",
-    ),  # fmt: skip
+    ),
     ("underspecification", ["--ppo.vf-coef", "-1"], "PPOConfig.vf_coef must be >= 0, got -1"),
     ("misspecification", ["--ppo.ent-coef", "-0.1"], "PPOConfig.ent_coef must be >= 0"),
     ("underspecification", ["--ppo.init-log-std", "50"], "init_log_std must be in [-10, 2]"),

@@ -138,6 +138,20 @@ class PreferenceDataset:
                 raise DatasetFileError(f"dataset {name} indexes segments outside 0..{num_seg - 1}")
         if np.asarray(self.users.type_id).max(initial=0) >= len(self.meta.type_names):
             raise DatasetFileError("dataset users.type_id exceeds the number of type names")
+        for name, values in (
+            ("users.theta", self.users.theta),
+            ("segments.features", self.segments.features),
+            ("segments.obs", self.segments.obs),
+        ):
+            if not np.all(np.isfinite(np.asarray(values))):
+                raise DatasetFileError(f"dataset field {name} contains NaN or inf")
+        for name, q in (("context", self.context), ("heldout", self.heldout)):
+            labels = np.asarray(q.labels)[np.asarray(q.mask)]
+            if not np.all(np.isfinite(labels) & (labels >= 0) & (labels <= 1)):
+                raise DatasetFileError(
+                    f"dataset field {name}.labels must be in [0, 1] where labelled "
+                    "(1 = a preferred, 0 = b, 0.5 = equal)"
+                )
         return self
 
 
@@ -418,13 +432,21 @@ def load_dataset(path: str | os.PathLike) -> PreferenceDataset:
         raise DatasetFileError(f"dataset file {path} is corrupt or not a dataset: {e}") from e
     if "__header__" not in flat:
         raise DatasetFileError(f"dataset file {path} has no header; not written by save_dataset")
-    header = json.loads(str(flat.pop("__header__")))
+    try:
+        header = json.loads(str(flat.pop("__header__")))
+        if not isinstance(header, dict):
+            raise ValueError(f"the header is a {type(header).__name__}, not an object")
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise DatasetFileError(f"dataset file {path} has a malformed header: {e}") from e
     version = header.pop("format_version", None)
     if version != FORMAT_VERSION:
         raise DatasetFileError(
             f"dataset file {path} has format version {version}; this code reads {FORMAT_VERSION}"
         )
-    meta = DatasetMeta(**{k: tuple(v) if isinstance(v, list) else v for k, v in header.items()})
+    try:
+        meta = DatasetMeta(**{k: tuple(v) if isinstance(v, list) else v for k, v in header.items()})
+    except TypeError as e:  # unknown or missing header fields
+        raise DatasetFileError(f"dataset file {path} has a malformed header: {e}") from e
     skeleton = _skeleton(meta)
     expected = set(_flatten(serialization.to_state_dict(skeleton)))
     if set(flat) != expected:
