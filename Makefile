@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/python experiments/underspecification.py --preset $(PRESET) --run-name quickstart
+	$(BIN)/python experiments/underspecification.py --preset $(PRESET) --run-name quickstart --overwrite
 
 test: setup
 	$(BIN)/ruff check .

@@ -387,7 +387,7 @@ def train_ppo(config: Config, ppo: P.PPO, total: int, key, results, case: str, m
     if config.checkpoint_every:
         checkpointer = Checkpointer(
             results.path / "checkpoints" / f"{case}_{method}",
-            {"config": config.to_json(), "case": case, "method": method},
+            {"config": config.results_json(), "case": case, "method": method},
             every=config.checkpoint_every,
         )
     return run_chunked(

@@ -111,6 +111,8 @@ def main(config: Config, results: harness.RunResults) -> str:
         ]  # fmt: skip
         if config.tensorboard and name not in NO_TENSORBOARD:
             cmd.append("--tensorboard")
+        if config.overwrite:
+            cmd.append("--overwrite")
         print(f"[reproduce] {' '.join(cmd[1:])}", flush=True)
         start = time.time()
         subprocess.run(cmd, check=True)

@@ -168,7 +168,7 @@ def checkpointer(config: Config, results, name: str, every: int) -> Checkpointer
     """Checkpoints of one training in the run folder (None when ``every`` is 0)."""
     if not every:
         return None
-    return Checkpointer(results.path / "checkpoints" / name, config.to_json(), every=every)
+    return Checkpointer(results.path / "checkpoints" / name, config.results_json(), every=every)
 
 
 # --- rewards --------------------------------------------------------------------------------------

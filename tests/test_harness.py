@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import time
 import types
 
@@ -78,6 +79,70 @@ def test_same_seed_runs_write_byte_identical_metrics(tmp_path):
         written.append((tmp_path / "toy" / name / "metrics.json").read_bytes())
         assert harness.load_timing(tmp_path / "toy" / name)["wall_time_s"] >= 0.05
     assert written[0] == written[1]
+
+
+def _toy_run(tmp_path, name, argv=(), figure=None):
+    config = dataclasses.replace(ToyConfig(), results_dir=str(tmp_path))
+
+    def main(cfg, results):
+        results.add(method="m", task=cfg.task, metric="x", value=1.0)
+        if figure:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots()
+            ax.plot([0, 1])
+            results.figure(fig, figure)
+        return ""
+
+    argv = ["--run-name", name, *argv]
+    return harness.run_experiment("toy", ToyConfig, {"cpu": config}, main, argv=argv)
+
+
+def test_a_completed_run_is_refused_unless_overwritten_and_overwrite_leaves_nothing_old(
+    tmp_path, capsys
+):
+    folder = tmp_path / "toy" / "r"
+    _toy_run(tmp_path, "r", figure="old_figure")
+    before = (folder / "metrics.json").read_bytes()
+    config_before = (folder / "config.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        _toy_run(tmp_path, "r", ["--num-users", "9"])
+    assert exit_info.value.code == 2
+    assert "holds a completed run; pass --overwrite" in capsys.readouterr().err
+    # The refused run touched nothing: the old config still sits beside the old metrics.
+    assert (folder / "metrics.json").read_bytes() == before
+    assert (folder / "config.json").read_bytes() == config_before
+    _toy_run(tmp_path, "r", ["--num-users", "9", "--overwrite"])
+    assert json.loads((folder / "config.json").read_text())["num_users"] == 9
+    assert not list(folder.glob("old_figure.*"))  # no figure of the replaced run stays behind
+    assert not (folder / ".lock").exists()
+
+
+def test_an_interrupted_run_resumes_in_its_folder_and_a_live_one_is_locked(tmp_path, capsys):
+    folder = tmp_path / "toy" / "r"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")  # an interrupted run: no metrics.json
+    (folder / ".lock").write_text("999999999")  # left by a killed process (no such pid)
+    _toy_run(tmp_path, "r")
+    assert (folder / "metrics.json").exists() and not (folder / ".lock").exists()
+    other = tmp_path / "toy" / "live"
+    other.mkdir(parents=True)
+    (other / ".lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(SystemExit):
+        _toy_run(tmp_path, "live")
+    assert "is in use by process" in capsys.readouterr().err
+
+
+def test_checkpoint_fingerprints_ignore_where_and_how_a_run_is_recorded():
+    base = ToyConfig()
+    moved = dataclasses.replace(
+        base, results_dir="./elsewhere", run_name="other", tensorboard=True, overwrite=True
+    )
+    assert base.results_json() == moved.results_json()
+    assert base.results_json() != dataclasses.replace(base, seed=1).results_json()
 
 
 def test_results_are_tidy_and_complete(tmp_path):

@@ -19,6 +19,7 @@ An experiment script is a frozen config dataclass, a dict of presets and a ``mai
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -33,7 +34,15 @@ from vpl_jax.harness.config import (
     parse,
 )
 from vpl_jax.harness.progress import chunks, progress
-from vpl_jax.harness.results import CRITERIA, METHODS, RunResults, load_metrics, load_timing
+from vpl_jax.harness.results import (
+    CRITERIA,
+    METHODS,
+    RunFolderError,
+    RunResults,
+    claim_run_folder,
+    load_metrics,
+    load_timing,
+)
 from vpl_jax.harness.tasks import (
     TYPE_FIELDS,
     PopulationStudy,
@@ -55,6 +64,7 @@ __all__ = [
     "ConfigError",
     "ExperimentConfig",
     "PopulationStudy",
+    "RunFolderError",
     "RunResults",
     "check_choice",
     "check_choices",
@@ -64,6 +74,7 @@ __all__ = [
     "check_type_fields",
     "check_user_types",
     "chunks",
+    "claim_run_folder",
     "load_metrics",
     "load_registrations",
     "load_timing",
@@ -94,8 +105,14 @@ def run_experiment(
         config_cls, presets, argv, prog=f"experiments/{name}.py", description=description
     )
     results = RunResults(name, config)
-    results.write_config()
-    notes = main(config, results)
-    path = results.write(notes or "")
+    try:
+        lock = claim_run_folder(results.path, config.overwrite)
+    except RunFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    with lock:
+        results.write_config()
+        notes = main(config, results)
+        path = results.write(notes or "")
     print(f"results written to {path}/")
     return results

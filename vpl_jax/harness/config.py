@@ -51,6 +51,9 @@ class ExperimentConfig:
     """Root folder for results."""
     tensorboard: bool = False
     """Also log training curves to <run folder>/tensorboard (needs tensorboardX)."""
+    overwrite: bool = False
+    """Replace a completed run of the same name (its folder is deleted first). Without it, a
+    completed run is never overwritten; an interrupted one resumes from its checkpoints."""
 
     def validate(self: C) -> C:
         """Checks every field; raises :class:`ConfigError` naming the first bad one."""
@@ -64,6 +67,19 @@ class ExperimentConfig:
         for field in dataclasses.fields(self):
             check_finite(field.name, getattr(self, field.name))
         return self
+
+    #: Fields that say where and how a run is recorded, not what it computes: two configs that
+    #: differ only here give the same numbers, so checkpoints of one resume the other.
+    BOOKKEEPING = ("preset", "run_name", "results_dir", "tensorboard", "overwrite")
+
+    def results_json(self) -> str:
+        """The config as JSON without its :attr:`BOOKKEEPING` fields: what a checkpoint's
+        fingerprint hashes, so resuming with ``--results-dir ./results`` for ``results`` (or
+        with TensorBoard on) is not refused."""
+        config = json.loads(self.to_json())
+        for name in self.BOOKKEEPING:
+            config.pop(name, None)
+        return json.dumps(config, sort_keys=True)
 
     def to_json(self) -> str:
         """The config as JSON; non-finite floats (``beta = inf``) are written as ``null``, as in

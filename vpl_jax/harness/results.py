@@ -20,7 +20,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -233,6 +235,84 @@ class RunResults:
         if notes:
             lines += [notes.rstrip(), ""]
         return "\n".join(lines)
+
+
+class RunFolderError(RuntimeError):
+    """A run folder holds a completed run (and no ``--overwrite``), or another live run."""
+
+
+class _RunLock:
+    """``<run folder>/.lock`` holding this process's pid while a run writes there."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def claim_run_folder(path: str | Path, overwrite: bool = False) -> _RunLock:
+    """Makes ``path`` this run's folder, before anything is written or compiled.
+
+    * A folder with a ``metrics.json`` holds a completed run: refused unless ``overwrite``,
+      which deletes the folder first (so no figure of the old run stays behind).
+    * A folder without one is an interrupted run: kept, so its checkpoints resume (they refuse
+      a different config themselves).
+    * ``.lock`` holds the pid of the run writing there; a second live run is refused, and a
+      lock left by a killed process is taken over.
+
+    Returns the lock, a context manager that releases it.
+    """
+    path = Path(path)
+    if (path / "metrics.json").exists():
+        if not overwrite:
+            raise RunFolderError(
+                f"run folder {path} holds a completed run; pass --overwrite to replace it, or "
+                "choose another --run-name"
+            )
+        lock = path / ".lock"
+        if lock.exists() and _pid_of(lock) not in (None, os.getpid()) and _alive(_pid_of(lock)):
+            raise RunFolderError(f"run folder {path} is in use by process {_pid_of(lock)}")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    lock = path / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = _pid_of(lock)
+            if pid is not None and pid != os.getpid() and _alive(pid):
+                raise RunFolderError(
+                    f"run folder {path} is in use by process {pid} (another run of the same "
+                    "name); wait for it or choose another --run-name"
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a killed run
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return _RunLock(lock)
+    raise RunFolderError(f"run folder {path}: could not take {lock}")
+
+
+def _pid_of(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def load_timing(path: str | Path) -> dict[str, Any]:
