@@ -71,10 +71,32 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
         run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {"lr": 0.2}, every=2))
 
 
-def test_corrupt_checkpoint_is_an_error_not_a_restart(tmp_path):
+def _steps(folder):
+    return sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path):
+    _, reference = run_chunked(_init, _chunk, 6, 2)
+    calls = {"n": 0}
+
+    def dying_chunk(state, n):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the checkpoints at updates 2 and 4
+            raise Interrupt
+        return _chunk(state, n)
+
+    with pytest.raises(Interrupt):
+        run_chunked(_init, dying_chunk, 6, 2, Checkpointer(tmp_path, {}, every=2))
+    shutil.rmtree(_steps(tmp_path)[-1] / "state")  # step 4 damaged; step 2 intact
+    with pytest.warns(UserWarning, match="resumed from checkpoint step 2, the newest intact one"):
+        _, history = run_chunked(_init, _chunk, 6, 2, Checkpointer(tmp_path, {}, every=2))
+    np.testing.assert_array_equal(history, reference)
+
+
+def test_corrupt_checkpoints_with_no_intact_step_are_an_error_not_a_restart(tmp_path):
     run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {}, every=2))
-    latest = max((p for p in tmp_path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    shutil.rmtree(latest / "state")
+    for step in _steps(tmp_path):
+        shutil.rmtree(step / "state")
     with pytest.raises(CheckpointError, match="delete the folder"):
         run_chunked(_init, _chunk, 4, 2, Checkpointer(tmp_path, {}, every=2))
 

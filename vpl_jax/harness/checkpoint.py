@@ -9,13 +9,15 @@ run ends with exactly the metrics of an uninterrupted one.
 
 Orbax writes each checkpoint to a temporary folder and renames it when complete, so a run killed
 mid-save leaves the previous checkpoint intact. A checkpoint written by a different config, or one
-that cannot be read, raises :class:`CheckpointError`; a run never silently starts over.
+that cannot be read, raises :class:`CheckpointError`; a run never silently starts over. When the
+newest step is damaged but an older one is intact, the run resumes from that one and warns.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,10 @@ State = Any
 
 class CheckpointError(RuntimeError):
     """A checkpoint is corrupt or belongs to a different run configuration."""
+
+
+class _Unreadable(CheckpointError):
+    """One saved step cannot be restored (damaged, or of another state); an older may be."""
 
 
 def fingerprint(config: Any) -> str:
@@ -88,15 +94,35 @@ class Checkpointer:
         ``history_template(step)`` gives the history's abstract structure after ``step`` updates
         (without it the history comes back as saved, with lists for tuples).
         """
-        step = self._manager.latest_step()
-        if step is None:
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
             return None
+        failures, damaged = [], []
+        for step in steps:
+            try:
+                state, saved_step, history = self._restore_step(step, template, history_template)
+            except _Unreadable as e:  # fall back to the newest intact step
+                failures.append(str(e))
+                damaged.append(step)
+                continue
+            if failures:
+                for bad in damaged:  # the resumed run writes these steps again
+                    self._manager.delete(bad)
+                warnings.warn(
+                    f"resumed from checkpoint step {saved_step}, the newest intact one "
+                    f"(deleted the damaged steps {damaged}): " + "; ".join(failures),
+                    stacklevel=2,
+                )
+            return state, saved_step, history
+        raise CheckpointError(failures[0])
+
+    def _restore_step(self, step, template, history_template):
         where = self.directory / str(step)
         try:
             meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
             meta = meta.meta
         except Exception as e:  # orbax raises many types for unreadable files
-            raise CheckpointError(
+            raise _Unreadable(
                 f"checkpoint {where} cannot be read ({type(e).__name__}: {e}); "
                 "delete the folder to start over"
             ) from e
@@ -117,8 +143,8 @@ class Checkpointer:
                 ),
             )
         except Exception as e:
-            raise CheckpointError(
-                f"checkpoint {where} does not match this run's state "
+            raise _Unreadable(
+                f"checkpoint {where} does not match this run's state or is damaged "
                 f"({type(e).__name__}: {e}); delete the folder to start over"
             ) from e
         state = _from_savable(restored.state, template)
