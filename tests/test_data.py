@@ -150,8 +150,10 @@ def test_load_rejects_other_format_versions(nav_dataset, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"context_size": 500}, "context_size"),
+        ({"context_size": 500}, "pool_size=512: must be >= context_size"),
+        ({"pool_size": 1}, r"pool_size=1: must be >= context_size \+ heldout_size \(K \+ M = 8"),
         ({"context_size": 0}, "context_size"),
+        ({"num_users": True}, "num_users=True: must be an integer"),
         ({"num_users": -3}, "num_users"),
         ({"segment_horizon": 100}, "segment_horizon"),
         ({"test_fraction": 1.0}, "test_fraction"),

@@ -191,17 +191,19 @@ class DatasetConfig:
         )
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"dataset field {name}={value!r}: must be an integer >= 1")
         if self.num_users < 2:
             raise ValueError(f"dataset field num_users={self.num_users}: must be >= 2")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"dataset field test_fraction={self.test_fraction}: must be in (0, 1)")
         if self.context_size + self.heldout_size > self.pool_size:
+            total = self.context_size + self.heldout_size
             raise ValueError(
-                f"dataset field context_size={self.context_size} (K) plus heldout_size="
-                f"{self.heldout_size} exceeds pool_size={self.pool_size}: K must be <= "
-                f"{self.pool_size - self.heldout_size}"
+                f"dataset field pool_size={self.pool_size}: must be >= context_size + "
+                f"heldout_size (K + M = {self.context_size} + {self.heldout_size} = {total}), "
+                f"the distinct pairs each user labels; raise pool_size to {total} or more, or "
+                "lower context_size or heldout_size"
             )
         length = self.episode_length
         if env is not None and length is None:
