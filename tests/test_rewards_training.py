@@ -261,3 +261,15 @@ def test_a_diverged_training_raises_instead_of_returning_initial_params(nav_data
 def test_train_config_rejects_non_finite_and_wrongly_typed_numbers(field, value):
     with pytest.raises(ValueError, match=f"train config field {field}="):
         dataclasses.replace(R.TrainConfig(), **{field: value}).validate()
+
+
+def test_evaluate_with_params_of_another_size_or_model_names_the_mismatch(nav_dataset):
+    train, test = nav_dataset.split()
+    context = R.user_pairs(test, "context")
+    heldout = R.user_pairs(test, "heldout")
+    params, _ = R.fit(TINY_VPL, TINY, jax.random.PRNGKey(0), R.user_pairs(train, "all"))
+    wider = dataclasses.replace(TINY_VPL, decoder_hidden=(32,))
+    with pytest.raises(ValueError, match=r"params\[.*\] has shape .* but this VPL expects"):
+        R.evaluate(wider, params, context, heldout)
+    with pytest.raises(ValueError, match="params do not belong to this BTL"):
+        R.evaluate(R.BTL(hidden=(16,)), params, context, heldout)

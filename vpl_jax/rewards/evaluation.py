@@ -119,6 +119,32 @@ def _evaluate(model, params, context, heldout, seeds, num_types):
     return jax.vmap(metrics)(params) if seeds else metrics(params)
 
 
+def check_params_fit(model: RewardModel, params: Params, data: UserPairs) -> None:
+    """Raises ``ValueError`` unless ``params`` have the structure and shapes that ``model``
+    initialises on ``data`` (params of another size, or of another model, would otherwise fail
+    deep inside flax). Abstract: nothing is computed."""
+    users = jnp.arange(min(2, data.num_users))
+    expected = jax.eval_shape(lambda k: model.init(k, data.batch(users)), jax.random.PRNGKey(0))
+    got_paths = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+    want_paths = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
+    name = type(model).__name__
+    if set(got_paths) != set(want_paths):
+        missing = sorted(jax.tree_util.keystr(p) for p in set(want_paths) - set(got_paths))
+        extra = sorted(jax.tree_util.keystr(p) for p in set(got_paths) - set(want_paths))
+        raise ValueError(
+            f"params do not belong to this {name}: missing {missing[:4]}, unexpected "
+            f"{extra[:4]} (params of another model or configuration?)"
+        )
+    for path, want in want_paths.items():
+        got = np.shape(got_paths[path])
+        if tuple(got) != tuple(want.shape):
+            raise ValueError(
+                f"params{jax.tree_util.keystr(path)} has shape {tuple(got)} but this {name} "
+                f"expects {tuple(want.shape)} on these inputs (D={data.bank.input_dim}); params "
+                "of another size (hidden widths, latent_dim) or trained on other data?"
+            )
+
+
 def check_evaluation_inputs(
     model: RewardModel, params: Params, context: UserPairs, heldout: UserPairs, seeds: bool
 ) -> None:
@@ -134,6 +160,7 @@ def check_evaluation_inputs(
             "hold the same users in the same order"
         )
     one = jax.tree.map(lambda x: x[0], params) if seeds else params
+    check_params_fit(model, one, context)
     try:
         jax.eval_shape(lambda p, c, h: heldout_logits(model, p, c, h), one, context, heldout)
     except (TypeError, ValueError) as e:
