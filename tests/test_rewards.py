@@ -19,6 +19,7 @@ MODELS = {
     "btl": R.BTL(**SMALL),
     "vpl": R.VPL(**SMALL_VPL),
     "vpl_attention": R.VPL(**SMALL_VPL, pooling="attention", num_heads=2),
+    "vpl_basis": R.VPL(**SMALL_VPL, decoder="basis"),
     "dpl_mean_variance": R.DPLMeanVariance(**SMALL),
     "dpl_categorical": R.DPLCategorical(**SMALL, num_atoms=5),
     "ensemble": R.Ensemble(R.BTL(**SMALL), size=2),
@@ -618,3 +619,22 @@ def test_users_without_labelled_heldout_pairs_get_nan_metrics():
     np.testing.assert_allclose(ev.type_log_likelihood[0], np.mean(log_lik[[0, 4]]), rtol=1e-6)
     np.testing.assert_allclose(ev.type_log_likelihood[1], np.mean(log_lik[[1, 3, 5]]), rtol=1e-6)
     np.testing.assert_allclose(ev.type_accuracy[1], np.mean(accuracy[[1, 5]]), rtol=1e-6)
+
+
+def test_vpl_decoder_choice_is_validated_and_the_basis_decoder_is_linear_in_its_weights():
+    with pytest.raises(ValueError, match="decoder"):
+        R.VPL(decoder="bilinear")
+    with pytest.raises(ValueError, match=r"sizes.vpl_decoder='x': must be one of \['mlp', 'basis'"):
+        R.make_model("vpl", R.ModelSizes(vpl_decoder="x"))
+    model = MODELS["vpl_basis"]
+    batch = random_batch(jax.random.PRNGKey(3))
+    params = init(model, batch, 4)
+    x = batch.inputs_a[0, 0]  # [H, D]
+    z = jax.random.normal(jax.random.PRNGKey(4), (model.latent_dim,))
+    # r(x, z) = g(x) . w(z): doubling the last layer of w doubles every step's reward.
+    last = params["decoder"]["params"]["weights"]["Dense_1"]
+    doubled = jax.tree.map(lambda v: v, params)
+    doubled["decoder"]["params"]["weights"]["Dense_1"] = jax.tree.map(lambda v: 2 * v, last)
+    chex.assert_trees_all_close(
+        model.reward(doubled, x, z), 2 * model.reward(params, x, z), rtol=1e-5, atol=1e-6
+    )

@@ -67,6 +67,13 @@ def test_vpl_recovers_each_user_type_where_btl_averages(two_goals, vpl_two_goals
     assert np.min(btl_acc) <= 0.7, btl_acc
 
 
+def test_vpl_with_a_shared_basis_decoder_recovers_each_user_type(two_goals):
+    model = dataclasses.replace(VPL_MODEL, decoder="basis")
+    _, _, evaluation, _, _ = fit_and_evaluate(model, two_goals)
+    acc = np.asarray(evaluation.type_accuracy)
+    assert np.all(acc >= 0.9), acc
+
+
 def test_with_one_user_type_btl_and_vpl_both_learn(one_goal):
     for model in (R.BTL(), VPL_MODEL):
         _, _, result, _, _ = fit_and_evaluate(model, one_goal)

@@ -18,7 +18,7 @@ from vpl_jax.rewards.btl import BTL
 from vpl_jax.rewards.dpl import DPLCategorical, DPLMeanVariance
 from vpl_jax.rewards.ensemble import Ensemble
 from vpl_jax.rewards.linear_bayes import LinearBayes
-from vpl_jax.rewards.vpl import VPL
+from vpl_jax.rewards.vpl import DECODERS, VPL
 
 #: Method names with a reward model, in the order figures show them.
 REWARD_METHODS = ("btl", "btl_ensemble", "dpl_meanvar", "dpl_categorical", "linear_bayes", "vpl")
@@ -42,6 +42,8 @@ class ModelSizes:
         observation after it — every task feature is a function of it, so every user's reward
         is learnable), ``"obs"`` (the observation after the step), ``"obs_action"`` (it and the
         action), or ``"features"`` (the task's own features: the *known-features* baseline).
+      vpl_decoder: VPL's reward network: ``"mlp"`` of [x, z], or ``"basis"``, r = g(x) · w(z)
+        with a basis g shared by all users (see :class:`~vpl_jax.rewards.VPL`).
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -51,6 +53,7 @@ class ModelSizes:
     kl_warmup_steps: int = 0
     ensemble_size: int = 5
     inputs: Inputs = DEFAULT_INPUTS
+    vpl_decoder: str = "mlp"
 
     def validate(self) -> ModelSizes:
         """Raises ``ValueError`` naming the first bad field (``sizes.<field>``) and its allowed
@@ -77,6 +80,7 @@ class ModelSizes:
                 "an int >= 1",
             ),
             ("inputs", self.inputs in get_args(Inputs), f"one of {list(get_args(Inputs))}"),
+            ("vpl_decoder", self.vpl_decoder in DECODERS, f"one of {list(DECODERS)}"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -112,6 +116,7 @@ def make_model(method: str, sizes: ModelSizes = ModelSizes()) -> RewardModel:
             kl_weight=sizes.kl_weight,
             kl_warmup_steps=sizes.kl_warmup_steps,
             inputs=inputs,
+            decoder=sizes.vpl_decoder,
         )
     raise ValueError(f"unknown reward method {method!r}; allowed: {list(REWARD_METHODS)}")
 

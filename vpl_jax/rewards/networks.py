@@ -46,6 +46,25 @@ def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
     return jnp.sum(x * m, axis=axis) / jnp.maximum(jnp.sum(m, axis=axis), 1.0)
 
 
+class BasisDecoder(nn.Module):
+    """r(x, z) = g(x) · w(z): a per-step basis ``g(x): f32[..., B]`` shared by every user, and
+    per-user weights ``w(z)`` on it — the structure of a linear reward ``theta · phi(x)`` over
+    learned features, so every user's data teaches the basis and z only has to pick weights.
+
+    ``x: f32[..., D]``, ``z: f32[..., Z]`` (same leading axes) -> ``f32[...]``.
+    """
+
+    hidden: Sequence[int] = (64, 64)
+    basis_dim: int = 64
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, z: jax.Array) -> jax.Array:
+        basis = MLP((*self.hidden, self.basis_dim), dtype=self.dtype, name="basis")(x)
+        weights = MLP((self.hidden[-1], self.basis_dim), dtype=self.dtype, name="weights")(z)
+        return jnp.sum(basis * weights, axis=-1) / jnp.sqrt(self.basis_dim)
+
+
 # --- input standardisation -----------------------------------------------------------------------
 def fit_normalizer(x: jax.Array, alive: jax.Array) -> dict[str, jax.Array]:
     """``{"mean", "inv_std"}: f32[D]`` over the live steps of ``x: f32[..., H, D]``.

@@ -49,7 +49,10 @@ from vpl_jax.rewards.base import (
 )
 from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, strict_accuracy
-from vpl_jax.rewards.networks import MLP, Pooling, SetEncoder, normalize
+from vpl_jax.rewards.networks import MLP, BasisDecoder, Pooling, SetEncoder, normalize
+
+#: VPL's decoders r(x, z).
+DECODERS = ("mlp", "basis")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +66,10 @@ class VPL:
       pooling: ``"mean"`` (masked mean of pair embeddings) or ``"attention"`` (one masked
         self-attention block over the set, then the masked mean).
       num_heads: attention heads (``pooling="attention"`` only).
-      decoder_hidden: hidden widths of the reward MLP r(x, z).
+      decoder_hidden: hidden widths of the reward network r(x, z).
+      decoder: ``"mlp"`` (an MLP of the concatenation [x, z]) or ``"basis"`` (r = g(x) · w(z): a
+        basis of per-step features shared by all users, weighted per user;
+        :class:`~vpl_jax.rewards.networks.BasisDecoder`).
       learned_prior: learn the prior's mean and scale instead of N(0, I).
       kl_weight: beta, weight of the KL term at the end of the warm-up (1 = the ELBO).
       kl_warmup_steps: optimiser steps over which beta rises linearly from 0 (0: constant).
@@ -86,6 +92,7 @@ class VPL:
     pooling: Pooling = "mean"
     num_heads: int = 4
     decoder_hidden: tuple[int, ...] = (64, 64)
+    decoder: str = "mlp"
     learned_prior: bool = False
     kl_weight: float = 1.0
     kl_warmup_steps: int = 0
@@ -109,6 +116,7 @@ class VPL:
             "encoder_hidden": (valid_widths(self.encoder_hidden), "widths that are ints >= 1"),
             "decoder_hidden": (valid_widths(self.decoder_hidden), "widths that are ints >= 1"),
             "pooling": (self.pooling in ("mean", "attention"), "'mean' or 'attention'"),
+            "decoder": (self.decoder in DECODERS, f"one of {list(DECODERS)}"),
             "num_heads": (
                 self.num_heads >= 1 and (not attention or self.embed_dim % self.num_heads == 0),
                 f">= 1, and dividing embed_dim={self.embed_dim} with pooling='attention'",
@@ -135,8 +143,17 @@ class VPL:
             dtype=self.dtype,
         )
 
-    def _decoder(self) -> MLP:
+    def _decoder(self) -> MLP | BasisDecoder:
+        if self.decoder == "basis":
+            return BasisDecoder(
+                self.decoder_hidden, basis_dim=self.decoder_hidden[-1], dtype=self.dtype
+            )
         return MLP((*self.decoder_hidden, 1), dtype=self.dtype)
+
+    def _decode(self, decoder_params, x: jax.Array, z: jax.Array) -> jax.Array:
+        if self.decoder == "basis":
+            return self._decoder().apply(decoder_params, x, z)
+        return self._decoder().apply(decoder_params, jnp.concatenate([x, z], -1))[..., 0]
 
     def init(self, key: jax.Array, batch: PairBatch) -> Params:
         k_enc, k_dec = jax.random.split(key)
@@ -145,7 +162,7 @@ class VPL:
             "encoder": self._encoder().init(
                 k_enc, b.inputs_a, b.inputs_b, b.alive_a, b.alive_b, b.labels, b.mask
             ),
-            "decoder": self._decoder().init(k_dec, jnp.zeros((1, b.input_dim + self.latent_dim))),
+            "decoder": self._init_decoder(k_dec, b.input_dim),
         }
         if self.learned_prior:
             zeros = jnp.zeros(self.latent_dim)
@@ -153,6 +170,12 @@ class VPL:
         if self.normalize_inputs:
             params["input_norm"] = input_statistics(batch)
         return params
+
+    def _init_decoder(self, key: jax.Array, input_dim: int) -> Params:
+        if self.decoder == "basis":
+            x, z = jnp.zeros((1, input_dim)), jnp.zeros((1, self.latent_dim))
+            return self._decoder().init(key, x, z)
+        return self._decoder().init(key, jnp.zeros((1, input_dim + self.latent_dim)))
 
     # --- the reward ----------------------------------------------------------------------------
     def reward(self, params: Params, x: jax.Array, z: jax.Array | None = None) -> jax.Array:
@@ -162,7 +185,7 @@ class VPL:
             raise ValueError("VPL.reward needs a latent z: f32[..., Z] (e.g. a posterior mean)")
         x = normalize(params.get("input_norm"), x)
         z = jnp.broadcast_to(z, (*x.shape[:-1], self.latent_dim))
-        return self._decoder().apply(params["decoder"], jnp.concatenate([x, z], -1))[..., 0]
+        return self._decode(params["decoder"], x, z)
 
     def segment_return(self, params, x, alive, z=None) -> jax.Array:
         """f32[...]: ``sum_t alive_t r(x_t, z)`` for ``x: f32[..., H, D]``, ``z: f32[..., Z]``."""
