@@ -44,12 +44,12 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from vpl_jax.checks import valid_widths
 from vpl_jax.rewards.base import (
     Params,
     check_fields,
     input_statistics,
     sample_context,
-    valid_widths,
 )
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, pair_metrics

@@ -57,11 +57,11 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from brax.envs.base import Env, State
 from brax.training.acme import running_statistics
 
+from vpl_jax.checks import is_int, valid_widths
 from vpl_jax.policies.networks import (
     ActorCritic,
     activation,
@@ -140,12 +140,12 @@ class PPOConfig:
         for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs",
                      "num_minibatches", "action_repeat"):  # fmt: skip
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"PPOConfig.{name} must be an int >= 1, got {value!r}")
         if (
             not isinstance(self.hidden_sizes, tuple | list)
             or not self.hidden_sizes
-            or not all(_is_int(w) and w >= 1 for w in self.hidden_sizes)
+            or not valid_widths(self.hidden_sizes)
         ):
             raise ValueError(
                 f"PPOConfig.hidden_sizes must be one or more ints >= 1, got {self.hidden_sizes!r}"
@@ -191,10 +191,6 @@ class PPOConfig:
     def num_updates(self) -> int:
         """Updates in a full ``train`` run."""
         return max(1, self.total_timesteps // self.env_steps_per_update)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 class RunnerState(NamedTuple):

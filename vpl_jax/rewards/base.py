@@ -35,7 +35,6 @@ from typing import Any, Protocol, get_args
 import distrax
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.networks import fit_normalizer
@@ -87,20 +86,6 @@ def check_discount(model_name: str, discount: float) -> None:
     """Raises ``ValueError`` unless the assumed labeller discount is in (0, 1]."""
     if not 0.0 < discount <= 1.0:
         raise ValueError(f"{model_name} discount={discount}: must be in (0, 1] (1: partial return)")
-
-
-def is_int(value) -> bool:
-    """Whether ``value`` is an integer (Python or numpy), not a bool."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def valid_widths(hidden) -> bool:
-    """Whether ``hidden`` is a sequence of MLP hidden widths, each an int >= 1 (may be empty)."""
-    try:
-        widths = tuple(hidden)
-    except TypeError:
-        return False
-    return all(is_int(w) and w >= 1 for w in widths)
 
 
 def check_fields(model_name: str, checks: dict[str, tuple[bool, str]], values: Any) -> None:

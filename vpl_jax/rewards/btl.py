@@ -12,13 +12,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vpl_jax.checks import valid_widths
 from vpl_jax.rewards.base import (
     Params,
     check_discount,
     check_fields,
     input_statistics,
     sum_over_steps,
-    valid_widths,
 )
 from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, strict_accuracy

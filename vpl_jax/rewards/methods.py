@@ -7,12 +7,10 @@ turns a name into a model so that every experiment builds, e.g., ``vpl`` the sam
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import get_args
 
-import numpy as np
-
-from vpl_jax.rewards.base import RewardModel, is_int, valid_widths
+from vpl_jax.checks import is_finite_number, is_int, valid_widths
+from vpl_jax.rewards.base import RewardModel
 from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs
 from vpl_jax.rewards.btl import BTL
 from vpl_jax.rewards.dpl import DPLCategorical, DPLMeanVariance
@@ -64,9 +62,7 @@ class ModelSizes:
             ("context_size", is_int(self.context_size) and self.context_size >= 1, "an int >= 1"),
             (
                 "kl_weight",
-                _is_number(self.kl_weight)
-                and math.isfinite(self.kl_weight)
-                and self.kl_weight >= 0,
+                is_finite_number(self.kl_weight) and self.kl_weight >= 0,
                 "a finite number >= 0",
             ),
             (
@@ -86,10 +82,6 @@ class ModelSizes:
             if not ok:
                 raise ValueError(f"sizes.{name}={getattr(self, name)!r}: must be {allowed}")
         return self
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def make_model(method: str, sizes: ModelSizes = ModelSizes()) -> RewardModel:

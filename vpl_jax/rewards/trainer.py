@@ -37,6 +37,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from vpl_jax.checks import is_finite_number
 from vpl_jax.rewards.base import Params, RewardModel, metric_weights
 from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
 
@@ -83,12 +84,20 @@ class TrainConfig:
                 isinstance(self.users_per_batch, int) and self.users_per_batch >= 1,
                 "int >= 1",
             ),
-            ("learning_rate", _finite(self.learning_rate) and self.learning_rate > 0, "finite > 0"),
-            ("weight_decay", _finite(self.weight_decay) and self.weight_decay >= 0, "finite >= 0"),
+            (
+                "learning_rate",
+                is_finite_number(self.learning_rate) and self.learning_rate > 0,
+                "finite > 0",
+            ),
+            (
+                "weight_decay",
+                is_finite_number(self.weight_decay) and self.weight_decay >= 0,
+                "finite >= 0",
+            ),
             (
                 "max_grad_norm",
                 self.max_grad_norm is None
-                or (_finite(self.max_grad_norm) and self.max_grad_norm > 0),
+                or (is_finite_number(self.max_grad_norm) and self.max_grad_norm > 0),
                 "finite > 0 or None",
             ),
             (
@@ -96,7 +105,7 @@ class TrainConfig:
                 self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
                 "int >= 1 or None",
             ),
-            ("min_delta", _finite(self.min_delta) and self.min_delta >= 0, "finite >= 0"),
+            ("min_delta", is_finite_number(self.min_delta) and self.min_delta >= 0, "finite >= 0"),
             ("monitor", self.monitor in MONITORS, f"one of {list(MONITORS)}"),
         ]
         for name, ok, allowed in checks:
@@ -111,11 +120,6 @@ class TrainConfig:
         clip = [] if self.max_grad_norm is None else [optax.clip_by_global_norm(self.max_grad_norm)]
         adam = optax.adamw(self.learning_rate, weight_decay=self.weight_decay, mask=_decay_mask)
         return optax.chain(*clip, adam)
-
-
-def _finite(x) -> bool:
-    """A real number (int or float, not bool) that is finite."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _decay_mask(params: Params) -> Params:

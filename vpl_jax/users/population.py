@@ -26,6 +26,7 @@ import numpy as np
 from flax import struct
 
 from vpl_jax import envs
+from vpl_jax.checks import is_finite_number
 from vpl_jax.users.human import HumanModel
 
 
@@ -47,15 +48,6 @@ class User:
             lambda x: jnp.broadcast_to(x, jnp.shape(self.type_id)), HumanModel.create()
         )
         return self.replace(human=human)
-
-
-def _is_real(x) -> bool:
-    """A finite int or float (not a bool, not NaN or inf)."""
-    return (
-        isinstance(x, int | float | np.floating | np.integer)
-        and not isinstance(x, bool)
-        and (math.isfinite(x))
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +78,12 @@ class UserType:
     def __post_init__(self):
         if not self.name.isidentifier():
             raise ValueError(f"user type name must be an identifier, got {self.name!r}")
-        if not _is_real(self.weight_noise) or not self.weight_noise >= 0:
+        if not is_finite_number(self.weight_noise) or not self.weight_noise >= 0:
             raise ValueError(
                 f"user type {self.name}: weight_noise={self.weight_noise!r}: must be a finite "
                 "number >= 0"
             )
-        bad = {k: v for k, v in dict(self.weights).items() if not _is_real(v)}
+        bad = {k: v for k, v in dict(self.weights).items() if not is_finite_number(v)}
         if bad or not all(isinstance(k, str) for k in self.weights):
             raise ValueError(
                 f"user type {self.name}: weights must map feature names to finite numbers; "

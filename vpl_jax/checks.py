@@ -1,0 +1,32 @@
+"""Type predicates for config validation, shared by every package (a leaf: imports nothing of
+the project)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer (Python or numpy), not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """Whether ``value`` is a real number (Python or numpy int or float), not a bool."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """Whether ``value`` is a real number (:func:`is_number`) that is neither NaN nor inf."""
+    return is_number(value) and math.isfinite(value)
+
+
+def valid_widths(hidden) -> bool:
+    """Whether ``hidden`` is a sequence of MLP hidden widths, each an int >= 1 (may be empty)."""
+    try:
+        widths = tuple(hidden)
+    except TypeError:
+        return False
+    return all(is_int(w) and w >= 1 for w in widths)
