@@ -255,14 +255,22 @@ class _RunLock:
         return False
 
 
-def _alive(pid: int) -> bool:
+def _live_holder(lock: Path) -> int | None:
+    """The pid in ``lock`` if another process that is still running holds it, else None (no
+    lock, an unreadable one, ours, or one left by a killed process)."""
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        return pid
+    return pid
 
 
 def claim_run_folder(path: str | Path, overwrite: bool = False) -> _RunLock:
@@ -278,41 +286,32 @@ def claim_run_folder(path: str | Path, overwrite: bool = False) -> _RunLock:
     Returns the lock, a context manager that releases it.
     """
     path = Path(path)
+    lock = path / ".lock"
+    holder = _live_holder(lock)
+    if holder is not None:
+        raise RunFolderError(
+            f"run folder {path} is in use by process {holder} (another run of the same name); "
+            "wait for it or choose another --run-name"
+        )
     if (path / "metrics.json").exists():
         if not overwrite:
             raise RunFolderError(
                 f"run folder {path} holds a completed run; pass --overwrite to replace it, or "
                 "choose another --run-name"
             )
-        lock = path / ".lock"
-        if lock.exists() and _pid_of(lock) not in (None, os.getpid()) and _alive(_pid_of(lock)):
-            raise RunFolderError(f"run folder {path} is in use by process {_pid_of(lock)}")
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
-    lock = path / ".lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pid = _pid_of(lock)
-            if pid is not None and pid != os.getpid() and _alive(pid):
-                raise RunFolderError(
-                    f"run folder {path} is in use by process {pid} (another run of the same "
-                    "name); wait for it or choose another --run-name"
-                ) from None
-            lock.unlink(missing_ok=True)  # left by a killed run
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return _RunLock(lock)
-    raise RunFolderError(f"run folder {path}: could not take {lock}")
-
-
-def _pid_of(lock: Path) -> int | None:
+    lock.unlink(missing_ok=True)  # left by a killed run (a live holder was refused above)
     try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return None
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:  # another run took it since
+        raise RunFolderError(
+            f"run folder {path} is in use by process {_live_holder(lock)} (another run of the "
+            "same name); wait for it or choose another --run-name"
+        ) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return _RunLock(lock)
 
 
 def load_timing(path: str | Path) -> dict[str, Any]:
