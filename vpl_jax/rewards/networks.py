@@ -51,7 +51,8 @@ class BasisDecoder(nn.Module):
     per-user weights ``w(z)`` on it — the structure of a linear reward ``theta · phi(x)`` over
     learned features, so every user's data teaches the basis and z only has to pick weights.
 
-    ``x: f32[..., D]``, ``z: f32[..., Z]`` (same leading axes) -> ``f32[...]``.
+    ``x: f32[..., D]``, ``z: f32[..., Z]`` (same leading axes) -> ``f32[..., 1]`` (as an
+    :class:`MLP` with one output).
     """
 
     hidden: Sequence[int] = (64, 64)
@@ -62,7 +63,7 @@ class BasisDecoder(nn.Module):
     def __call__(self, x: jax.Array, z: jax.Array) -> jax.Array:
         basis = MLP((*self.hidden, self.basis_dim), dtype=self.dtype, name="basis")(x)
         weights = MLP((self.hidden[-1], self.basis_dim), dtype=self.dtype, name="weights")(z)
-        return jnp.sum(basis * weights, axis=-1) / jnp.sqrt(self.basis_dim)
+        return jnp.sum(basis * weights, axis=-1, keepdims=True) / jnp.sqrt(self.basis_dim)
 
 
 # --- input standardisation -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vpl_jax.checks import valid_widths
 from vpl_jax.rewards.base import (
     Params,
     check_discount,
@@ -45,7 +46,6 @@ from vpl_jax.rewards.base import (
     input_statistics,
     sample_context,
     sum_over_steps,
-    valid_widths,
 )
 from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, strict_accuracy
@@ -150,10 +150,9 @@ class VPL:
             )
         return MLP((*self.decoder_hidden, 1), dtype=self.dtype)
 
-    def _decode(self, decoder_params, x: jax.Array, z: jax.Array) -> jax.Array:
-        if self.decoder == "basis":
-            return self._decoder().apply(decoder_params, x, z)
-        return self._decoder().apply(decoder_params, jnp.concatenate([x, z], -1))[..., 0]
+    def _decoder_inputs(self, x: jax.Array, z: jax.Array) -> tuple[jax.Array, ...]:
+        """The decoder's arguments: ``(x, z)`` for the basis decoder, ``([x, z],)`` for the MLP."""
+        return (x, z) if self.decoder == "basis" else (jnp.concatenate([x, z], -1),)
 
     def init(self, key: jax.Array, batch: PairBatch) -> Params:
         k_enc, k_dec = jax.random.split(key)
@@ -162,7 +161,10 @@ class VPL:
             "encoder": self._encoder().init(
                 k_enc, b.inputs_a, b.inputs_b, b.alive_a, b.alive_b, b.labels, b.mask
             ),
-            "decoder": self._init_decoder(k_dec, b.input_dim),
+            "decoder": self._decoder().init(
+                k_dec,
+                *self._decoder_inputs(jnp.zeros((1, b.input_dim)), jnp.zeros((1, self.latent_dim))),
+            ),
         }
         if self.learned_prior:
             zeros = jnp.zeros(self.latent_dim)
@@ -170,12 +172,6 @@ class VPL:
         if self.normalize_inputs:
             params["input_norm"] = input_statistics(batch)
         return params
-
-    def _init_decoder(self, key: jax.Array, input_dim: int) -> Params:
-        if self.decoder == "basis":
-            x, z = jnp.zeros((1, input_dim)), jnp.zeros((1, self.latent_dim))
-            return self._decoder().init(key, x, z)
-        return self._decoder().init(key, jnp.zeros((1, input_dim + self.latent_dim)))
 
     # --- the reward ----------------------------------------------------------------------------
     def reward(self, params: Params, x: jax.Array, z: jax.Array | None = None) -> jax.Array:
@@ -185,7 +181,7 @@ class VPL:
             raise ValueError("VPL.reward needs a latent z: f32[..., Z] (e.g. a posterior mean)")
         x = normalize(params.get("input_norm"), x)
         z = jnp.broadcast_to(z, (*x.shape[:-1], self.latent_dim))
-        return self._decode(params["decoder"], x, z)
+        return self._decoder().apply(params["decoder"], *self._decoder_inputs(x, z))[..., 0]
 
     def segment_return(self, params, x, alive, z=None) -> jax.Array:
         """f32[...]: ``sum_t alive_t r(x_t, z)`` for ``x: f32[..., H, D]``, ``z: f32[..., Z]``."""
