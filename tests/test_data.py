@@ -14,6 +14,7 @@ from vpl_jax.data import (
     build_dataset,
     collect,
     cut_segments,
+    first_occurrences,
     gather_features,
     load_dataset,
     sample_pairs,
@@ -58,6 +59,13 @@ def test_sample_pairs_are_distinct_and_in_range():
     assert len(np.unique(pairs[:, 1] - pairs[:, 0])) > 1
 
 
+def test_first_occurrences_marks_repeats_in_either_order():
+    pairs = np.array([[2, 0], [1, 3], [0, 2], [3, 1], [0, 1], [2, 0]], np.int32)
+    expected = [True, True, False, False, True, False]
+    np.testing.assert_array_equal(first_occurrences(pairs), expected)
+    np.testing.assert_array_equal(jax.jit(first_occurrences)(pairs), expected)
+
+
 def test_dataset_shapes_split_and_unique_queries(nav_dataset):
     ds = nav_dataset
     chex.assert_shape(ds.context.pairs, (16, 8, 2))
@@ -72,6 +80,29 @@ def test_dataset_shapes_split_and_unique_queries(nav_dataset):
     train, test = ds.split()
     assert train.num_users + test.num_users == ds.num_users
     assert not np.any(np.asarray(train.is_test)) and np.all(np.asarray(test.is_test))
+
+
+def test_context_and_heldout_never_share_a_pair_in_either_order(navigation):
+    """A pool over few segments repeats pairs, as (a, b) and as (b, a); no user is asked the same
+    comparison twice, so none is both in their context and held out."""
+    # 4 episodes of 2 segments: 8 segments, 28 distinct pairs, so a pool of 64 repeats many.
+    config = DatasetConfig(num_users=4, context_size=4, heldout_size=8, pool_size=64,
+                           num_episodes=4, segment_horizon=20)  # fmt: skip
+    population = Population.mixture("navigation", navigation.feature_names, ["goal_a", "goal_b"])
+    ds = build_dataset(jax.random.PRNGKey(0), navigation, population, config)
+    assert len({tuple(sorted(p)) for p in np.asarray(ds.pool).tolist()}) < config.pool_size
+    queries = np.sort(np.concatenate([ds.context.pairs, ds.heldout.pairs], axis=1), axis=-1)
+    for u in range(ds.num_users):
+        assert len({tuple(p) for p in queries[u].tolist()}) == queries.shape[1]
+
+
+def test_pool_with_too_few_distinct_pairs_is_rejected(navigation):
+    # 8 segments have 28 distinct pairs; 24 random ones repeat some, leaving fewer than K + M.
+    config = DatasetConfig(num_users=4, context_size=8, heldout_size=16, pool_size=24,
+                           num_episodes=4, segment_horizon=20)  # fmt: skip
+    population = Population.mixture("navigation", navigation.feature_names, ["goal_a", "goal_b"])
+    with pytest.raises(ValueError, match=r"pool_size=24: .* distinct pairs \(either order\)"):
+        build_dataset(jax.random.PRNGKey(0), navigation, population, config)
 
 
 def test_dataset_labels_follow_each_users_true_reward(nav_dataset):
@@ -152,6 +183,10 @@ def test_load_rejects_other_format_versions(nav_dataset, tmp_path, monkeypatch):
     [
         ({"context_size": 500}, "pool_size=512: must be >= context_size"),
         ({"pool_size": 1}, r"pool_size=1: must be >= context_size \+ heldout_size \(K \+ M = 8"),
+        (
+            {"num_episodes": 2, "segment_horizon": 20, "context_size": 4, "heldout_size": 4},
+            r"pool_size=512: the 4 segments have only 6 distinct pairs",
+        ),
         ({"context_size": 0}, "context_size"),
         ({"num_users": True}, "num_users=True: must be an integer"),
         ({"num_users": -3}, "num_users"),

@@ -14,7 +14,7 @@ from vpl_jax.data.dataset import (
     save_dataset,
 )
 from vpl_jax.data.rollouts import Trajectories, collect, rollout_episode
-from vpl_jax.data.segments import Segments, cut_segments, sample_pairs
+from vpl_jax.data.segments import Segments, cut_segments, first_occurrences, sample_pairs
 
 __all__ = [
     "DatasetConfig",
@@ -27,6 +27,7 @@ __all__ = [
     "build_dataset",
     "collect",
     "cut_segments",
+    "first_occurrences",
     "gather_features",
     "generate",
     "label_queries",

@@ -2,8 +2,9 @@
 
 A :class:`PreferenceDataset` holds one bank of segments and, for each of U users, K labelled
 *context* pairs (what the user tells the model about themselves) and M labelled *held-out* pairs
-(for evaluation). Pairs are indices into the segment bank, drawn per user without repetition from
-one shared *query pool* of P candidate pairs (which active query selection also draws from).
+(for evaluation). Pairs are indices into the segment bank, drawn per user from one shared *query
+pool* of P random candidate pairs (which active query selection also draws from) so that no
+comparison is asked twice, in either order: none is both in a user's context and held out.
 Users are split into train and test users (``is_test``), stratified by user type.
 
 Shapes (S segments, H steps, O obs, A actions, F features, U users, K context, M held-out, P pool):
@@ -39,7 +40,7 @@ from flax import serialization, struct
 
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.rollouts import collect
-from vpl_jax.data.segments import Segments, cut_segments, sample_pairs
+from vpl_jax.data.segments import Segments, cut_segments, first_occurrences, sample_pairs
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
 from vpl_jax.users import HumanModel, Population, User, check_partial_return, label_pairs
 
@@ -164,7 +165,8 @@ class DatasetConfig:
       test_fraction: share of each user type held out as test users.
       context_size: K, labelled context pairs per user.
       heldout_size: M, labelled held-out pairs per user.
-      pool_size: P, candidate pairs shared by all users (K + M <= P).
+      pool_size: P, random candidate pairs shared by all users; they must hold K + M distinct
+        pairs (in either order), so P >= K + M.
       num_episodes: behaviour-policy episodes rolled out for the segment bank.
       episode_length: steps per episode (None: the task's default).
       segment_horizon: H, steps per segment (1 .. episode length).
@@ -216,8 +218,17 @@ class DatasetConfig:
                     f"dataset field segment_horizon={self.segment_horizon}: must be in "
                     f"1..{length} (the episode length)"
                 )
-            if self.num_episodes * (length // self.segment_horizon) < 2:
+            num_segments = self.num_episodes * (length // self.segment_horizon)
+            if num_segments < 2:
                 raise ValueError("dataset fields num_episodes/segment_horizon give < 2 segments")
+            total = self.context_size + self.heldout_size
+            if num_segments * (num_segments - 1) // 2 < total:
+                raise ValueError(
+                    f"dataset field pool_size={self.pool_size}: the {num_segments} segments have "
+                    f"only {num_segments * (num_segments - 1) // 2} distinct pairs, fewer than "
+                    f"the K + M = {total} distinct pairs each user labels; raise num_episodes, "
+                    "or lower segment_horizon, context_size or heldout_size"
+                )
         return self
 
 
@@ -324,6 +335,15 @@ def build_dataset(
         )
     check_partial_return(population.human, "build_dataset")
     segments, users, context, heldout, pool = generate(key, env, population, config, policy)
+    distinct = int(jnp.sum(first_occurrences(pool)))
+    total = config.context_size + config.heldout_size
+    if distinct < total:
+        raise ValueError(
+            f"dataset field pool_size={config.pool_size}: the pool's random pairs of "
+            f"{segments.num_segments} segments hold only {distinct} distinct pairs (either "
+            f"order), fewer than the K + M = {total} each user labels; raise pool_size or "
+            "num_episodes, or lower context_size or heldout_size"
+        )
     is_test = stratified_holdout(np.asarray(users.type_id), config.test_fraction, True)
     meta = DatasetMeta(
         task=task if task is not None else population.task,
@@ -359,9 +379,12 @@ def generate(
     pool = sample_pairs(k_pool, segments.num_segments, config.pool_size)
     users = population.sample(k_users, config.num_users)
     k, m = config.context_size, config.heldout_size
-    # Each user's K + M queries are distinct pairs of the pool: the top K + M of i.i.d. uniform
-    # scores is a uniformly random subset, in O(P) per user (choice without replacement sorts).
+    # Each user's K + M queries are distinct pairs in either order, so none is both context and
+    # held out: the top K + M of i.i.d. uniform scores over the first occurrence of each pair in
+    # the pool (repeats score -1, below all of them) is a uniformly random subset of its
+    # distinct pairs, in O(P) per user. build_dataset checks that there are K + M of them.
     scores = jax.random.uniform(k_pick, (config.num_users, config.pool_size))
+    scores = jnp.where(first_occurrences(pool), scores, -1.0)
     picks = jax.lax.top_k(scores, k + m)[1]
     queries = label_queries(k_label, users, segments, pool[picks])
     context = jax.tree.map(lambda x: x[:, :k], queries)

@@ -73,3 +73,14 @@ def sample_pairs(key: jax.Array, num_segments: int, num_pairs: int) -> jax.Array
     # b = a + offset (mod S) with offset in 1..S-1 guarantees b != a without rejection.
     b = (a + jax.random.randint(k_b, (num_pairs,), 1, num_segments)) % num_segments
     return jnp.stack([a, b], axis=-1).astype(jnp.int32)
+
+
+def first_occurrences(pairs: jax.Array) -> jax.Array:
+    """bool[P]: whether each of ``pairs: i32[P, 2]`` is the first in ``pairs`` of its unordered
+    pair ``{a, b}`` — False for a later repeat, as ``(a, b)`` or as ``(b, a)``. Jittable."""
+    lo, hi = jnp.min(pairs, axis=-1), jnp.max(pairs, axis=-1)
+    # Sorted by (lo, hi, position), each group of equal pairs starts with its first occurrence.
+    order = jnp.lexsort((jnp.arange(pairs.shape[0]), hi, lo))
+    lo, hi = lo[order], hi[order]
+    repeat = jnp.concatenate([jnp.zeros(1, bool), (lo[1:] == lo[:-1]) & (hi[1:] == hi[:-1])])
+    return jnp.zeros(pairs.shape[0], bool).at[order].set(~repeat)
