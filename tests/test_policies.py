@@ -1,6 +1,7 @@
 """PPO's pieces: the squashed-Gaussian log-density, GAE, the latent and auto-reset wrappers, and
 the trainer's determinism under ``vmap`` over seeds and chunking."""
 
+import dataclasses
 import re
 
 import chex
@@ -9,8 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from brax.envs.base import Env, State
 
 from vpl_jax.policies import (
+    ActorCritic,
     LatentReward,
     PPOConfig,
     generalized_advantages,
@@ -20,6 +23,7 @@ from vpl_jax.policies import (
     no_latent,
     oracle_reward,
     prior_sampler,
+    table_sampler,
     tanh_gaussian,
     wrap_for_training,
 )
@@ -212,3 +216,78 @@ def test_policy_trainer_rejects_episodes_its_policies_are_not_evaluated_on(navig
 def test_ppo_config_rejects_wrong_types_and_harmful_values(field, value, message):
     with pytest.raises(ValueError, match=re.escape(f"PPOConfig.{message}")):
         PPOConfig(**{field: value})
+
+
+# --- the standard deviation as a function of the latent -----------------------------------------
+class OneStep(Env):
+    """One step, nothing to observe: the reward is all in the action (see ``noise_averse``)."""
+
+    episode_length = 1
+
+    def reset(self, rng):
+        del rng
+        zero = jnp.zeros(())
+        return State(None, jnp.zeros(1), zero, zero, {}, {})
+
+    def step(self, state, action):
+        return state.replace(reward=jnp.zeros(()), done=jnp.zeros(()))
+
+    @property
+    def observation_size(self):
+        return 1
+
+    @property
+    def action_size(self):
+        return 1
+
+    @property
+    def backend(self):
+        return "none"
+
+
+def noise_averse(next_state, z):
+    """User z = 1 is punished for any action away from 0; user z = 0 does not care."""
+    return -4.0 * z[0] * jnp.sum(next_state.info["action"] ** 2)
+
+
+@pytest.fixture(scope="module")
+def one_step_runs():
+    env = LatentReward(OneStep(), table_sampler(jnp.array([[0.0], [1.0]])), noise_averse)
+    config = PPOConfig(
+        total_timesteps=64 * 8 * 150, num_envs=64, num_steps=8, ent_coef=0.02, init_log_std=0.0
+    )
+    runs = {}
+    for state_dependent in (False, True):
+        ppo = make_train(env, dataclasses.replace(config, state_dependent_std=state_dependent))
+        runner_state, _ = jax.jit(ppo.train)(jax.random.PRNGKey(0))
+        runs[state_dependent] = (ppo, ppo.policy_params(runner_state))
+    return runs
+
+
+def test_state_dependent_std_starts_at_init_log_std_for_every_input():
+    net = ActorCritic(action_size=3, hidden_sizes=(8,), init_log_std=-0.7, state_dependent_std=True)
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros(4))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+    mean, log_std, _ = net.apply(params, obs)
+    chex.assert_shape([mean, log_std], (5, 3))
+    np.testing.assert_allclose(log_std, -0.7)
+    # and it is a function of the input once trained: its kernel gets a gradient
+    grad = jax.grad(lambda p: net.apply(p, obs)[1].sum())(params)
+    assert np.abs(np.asarray(grad["params"]["log_std"]["kernel"])).sum() > 0
+
+
+def test_latent_conditioned_std_serves_a_noise_averse_user_a_shared_one_cannot(one_step_runs):
+    def std_and_reward(state_dependent):
+        ppo, policy = one_step_runs[state_dependent]
+        obs = jnp.array([[0.0, 0.0], [0.0, 1.0]])  # z = 0, z = 1
+        dist = ppo.distribution(policy, obs)
+        actions = dist.sample(seed=jax.random.PRNGKey(3), sample_shape=(4096,))
+        return dist.distribution.stddev()[:, 0], -4.0 * jnp.mean(actions[:, 1, 0] ** 2)
+
+    shared_std, shared_reward = std_and_reward(False)
+    own_std, own_reward = std_and_reward(True)
+    np.testing.assert_allclose(shared_std[0], shared_std[1])  # one std for both users
+    # The noise-averse user gets a much narrower policy than the indifferent one, whose
+    # entropy bonus keeps it wide; with one shared std the two pull against each other.
+    assert own_std[1] < 0.5 * own_std[0], own_std
+    assert own_reward > shared_reward + 0.1, (own_reward, shared_reward)

@@ -47,13 +47,13 @@ from vpl_jax.nash.policy import (
     noise_nodes,
     noise_sampler,
     on_circle,
-    policy_network,
     pre_squash,
     stratified_modes,
     trajectory_log_prob,
     uniform_log_weights,
 )
 from vpl_jax.nash.preference import PreferenceModel
+from vpl_jax.policies.ppo import policy_network
 
 __all__ = [
     "CloneConfig",

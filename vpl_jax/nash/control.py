@@ -62,11 +62,18 @@ from vpl_jax.nash.policy import (
     gaussian_log_prob,
     mode_of,
     noise_nodes,
-    policy_network,
     uniform_log_weights,
 )
 from vpl_jax.nash.preference import PreferenceModel
-from vpl_jax.policies.ppo import PPO, PolicyParams, PPOConfig, RunnerState, Transition, make_train
+from vpl_jax.policies.ppo import (
+    PPO,
+    PolicyParams,
+    PPOConfig,
+    RunnerState,
+    Transition,
+    make_train,
+    policy_network,
+)
 from vpl_jax.policies.wrappers import LatentReward, observation_size
 
 
@@ -209,7 +216,7 @@ def make_nash_md(
     Args:
       env: the raw task (unwrapped); the mode's noise input is added here.
       model, model_params: the population preference model (``latent_dim = 0``, obs inputs).
-      reference_params: μ, params of :func:`~vpl_jax.nash.policy.policy_network` for
+      reference_params: μ, params of :func:`~vpl_jax.policies.ppo.policy_network` for
         ``ppo_config`` (raw observations with the noise input appended), uniform over the
         ``config.num_modes`` modes :func:`~vpl_jax.nash.policy.noise_nodes`; PPO starts from it.
       ppo_config: PPO's hyperparameters (see :func:`nash_ppo_config` for what must hold).

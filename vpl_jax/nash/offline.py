@@ -104,7 +104,7 @@ def train_direct(
     f32[num_steps])``, the learned lottery and the loss per step.
 
     Args:
-      network: the policy network (:func:`~vpl_jax.nash.policy.policy_network`).
+      network: the policy network (:func:`~vpl_jax.policies.ppo.policy_network`).
       reference_params: μ's params (uniform over the modes), also π's starting point.
       obs: f32[S, T, O] the observation before each step of S recorded trajectories (no noise
         input; e.g. ``Segments.previous_obs`` of whole episodes).

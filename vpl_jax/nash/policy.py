@@ -58,7 +58,6 @@ import jax.numpy as jnp
 import optax
 
 from vpl_jax.policies.networks import ActorCritic
-from vpl_jax.policies.ppo import PPOConfig
 
 #: Size of the per-episode noise input ``(cos φ, sin φ)``.
 NOISE_SIZE = 2
@@ -85,17 +84,6 @@ def noise_nodes(num_nodes: int) -> jax.Array:
     if num_nodes < 1:
         raise ValueError(f"num_nodes must be >= 1, got {num_nodes}")
     return on_circle(2 * jnp.pi * (jnp.arange(num_nodes) + 0.5) / num_nodes)
-
-
-def policy_network(config: PPOConfig, action_size: int) -> ActorCritic:
-    """The actor-critic network PPO builds for ``config`` (so its params can be trained here
-    and handed to PPO, and back)."""
-    return ActorCritic(
-        action_size=action_size,
-        hidden_sizes=tuple(config.hidden_sizes),
-        activation=config.activation,
-        init_log_std=config.init_log_std,
-    )
 
 
 def gaussian(network: ActorCritic, params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -17,6 +17,7 @@ from vpl_jax.policies.ppo import (
     Transition,
     generalized_advantages,
     make_train,
+    policy_network,
 )
 from vpl_jax.policies.wrappers import (
     AutoResetWrapper,
@@ -56,6 +57,7 @@ __all__ = [
     "no_latent",
     "observation_size",
     "oracle_reward",
+    "policy_network",
     "posterior_sampler",
     "prior_sampler",
     "reward_inputs",

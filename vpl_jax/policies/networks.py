@@ -4,8 +4,13 @@ The policy samples a pre-squash action ``u ~ N(mean(s), diag(std²))`` and acts 
 ``a = tanh(u)``, so actions always lie in the tasks' ``[-1, 1]`` box. Its log-density is the
 change-of-variables formula ``log pi(a|s) = log N(u) - sum log|d tanh(u)/du|``; we evaluate it at
 the stored ``u`` rather than at ``atanh(a)``, because ``atanh`` of a float32 action that rounded to
-±1 is infinite. The standard deviation is a learned, state-independent parameter (PureJaxRL's
-continuous-action PPO); the critic is a separate MLP on the same input.
+±1 is infinite. The standard deviation is either a learned, state-independent parameter
+(PureJaxRL's continuous-action PPO) or, with ``state_dependent_std``, a second head of the actor,
+a function of the observation *and the latent z* (Brax's PPO is state-dependent too). A policy
+conditioned on z serves users who want different amounts of exploration — a commuter's
+aggressive driving tolerates noisy acceleration, a comfort-minded user's reward punishes every
+jolt — and one shared standard deviation makes the majority set it for everyone. The critic is
+a separate MLP on the same input.
 """
 
 from __future__ import annotations
@@ -44,14 +49,17 @@ def activation(name: str):
 class ActorCritic(nn.Module):
     """Separate actor and critic MLPs on one (already normalised) observation.
 
-    ``__call__(obs: f32[..., O]) -> (mean f32[..., A], log_std f32[A], value f32[...])``: the
-    pre-squash Gaussian's mean and log standard deviation, and the state value.
+    ``__call__(obs: f32[..., O]) -> (mean f32[..., A], log_std, value f32[...])``: the
+    pre-squash Gaussian's mean and log standard deviation (f32[A], or f32[..., A] with
+    ``state_dependent_std``), and the state value. The state-dependent head starts at
+    ``init_log_std`` for every state (zero kernel), so both variants begin as the same policy.
     """
 
     action_size: int
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     init_log_std: float = 0.0
+    state_dependent_std: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -68,9 +76,17 @@ class ActorCritic(nn.Module):
         for width in self.hidden_sizes:
             x = act(nn.Dense(width, kernel_init=hidden, bias_init=zeros)(x))
         mean = nn.Dense(self.action_size, kernel_init=_init(0.01), bias_init=zeros)(x)
-        log_std = self.param(
-            "log_std", nn.initializers.constant(self.init_log_std), (self.action_size,)
-        )
+        if self.state_dependent_std:
+            log_std = nn.Dense(
+                self.action_size,
+                kernel_init=zeros,
+                bias_init=nn.initializers.constant(self.init_log_std),
+                name="log_std",
+            )(x)
+        else:
+            log_std = self.param(
+                "log_std", nn.initializers.constant(self.init_log_std), (self.action_size,)
+            )
 
         v = obs
         for width in self.hidden_sizes:
@@ -82,7 +98,7 @@ class ActorCritic(nn.Module):
 def tanh_gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Transformed:
     """The policy's action distribution: ``tanh`` of ``N(mean, diag(exp(log_std)²))``.
 
-    ``mean: f32[..., A]``, ``log_std: f32[A]`` (broadcast over the batch axes).
+    ``mean: f32[..., A]``, ``log_std: f32[A]`` or ``f32[..., A]`` (broadcast against ``mean``).
     """
     std = jnp.broadcast_to(jnp.exp(log_std), mean.shape)
     return distrax.Transformed(distrax.MultivariateNormalDiag(mean, std), TANH)

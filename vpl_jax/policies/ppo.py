@@ -95,6 +95,9 @@ class PPOConfig:
       hidden_sizes: widths of the actor's and the critic's hidden layers.
       activation: hidden activation, one of tanh, relu, swish, elu.
       init_log_std: initial log standard deviation of the pre-squash Gaussian.
+      state_dependent_std: the standard deviation is a head of the actor (a function of the
+        observation and the latent z) instead of one learned vector for every state and user;
+        see :mod:`vpl_jax.policies.networks` for why a latent-conditioned policy needs it.
       normalize_observations: normalise observations (not the latent) by running statistics.
       obs_clip: clip normalised observations to ``[-obs_clip, obs_clip]``.
       reward_scale: multiplies rewards before GAE (values are learned on this scale).
@@ -127,6 +130,7 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     init_log_std: float = -0.5
+    state_dependent_std: bool = False
     normalize_observations: bool = True
     obs_clip: float = 10.0
     reward_scale: float = 1.0
@@ -291,6 +295,18 @@ def generalized_advantages(
     return advantages
 
 
+def policy_network(config: PPOConfig, action_size: int) -> ActorCritic:
+    """The actor-critic network PPO builds for ``config`` (also for params trained elsewhere,
+    e.g. behaviour-cloned references, and handed to PPO)."""
+    return ActorCritic(
+        action_size=action_size,
+        hidden_sizes=tuple(config.hidden_sizes),
+        activation=config.activation,
+        init_log_std=config.init_log_std,
+        state_dependent_std=config.state_dependent_std,
+    )
+
+
 def make_train(
     env: Env,
     config: PPOConfig,
@@ -315,12 +331,7 @@ def make_train(
     num_latent = latent_size(env)
     num_normalised = obs_size - num_latent
     action_size = env.action_size
-    network = ActorCritic(
-        action_size=action_size,
-        hidden_sizes=tuple(config.hidden_sizes),
-        activation=config.activation,
-        init_log_std=config.init_log_std,
-    )
+    network = policy_network(config, action_size)
     num_updates = config.num_updates
     schedule = (
         optax.linear_schedule(
