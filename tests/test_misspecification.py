@@ -17,6 +17,7 @@ from vpl_jax.iterate import (
     iterate,
     misidentification_gap,
     normalized_return,
+    pad_context,
     round_key,
     select_queries,
 )
@@ -330,6 +331,17 @@ def test_information_gain_asks_where_the_belief_is_split():
         jax.random.PRNGKey(1), model, params, "info_gain", empty, bank, offered, 1, 64
     )
     assert int(pick[0, 0]) == 1
+
+
+def test_padding_the_context_leaves_the_input_normaliser_alone(nav_dataset):
+    """The loop pads every user's context to its final size; a model initialised on the padded
+    context standardises its inputs exactly as on the real pairs."""
+    padded = nav_dataset.replace(context=pad_context(nav_dataset, nav_dataset.context_size + 8))
+    params = [
+        jax.jit(SMALL_BTL.init)(jax.random.PRNGKey(0), R.user_pairs(d, "context").batch())
+        for d in (nav_dataset, padded)
+    ]
+    chex.assert_trees_all_close(params[0]["input_norm"], params[1]["input_norm"], rtol=1e-6)
 
 
 def test_normalized_return_and_gap_by_hand():

@@ -11,6 +11,7 @@ import pytest
 
 from vpl_jax import rewards as R
 from vpl_jax.data import gather_features
+from vpl_jax.rewards.base import input_statistics
 from vpl_jax.rewards.likelihood import bradley_terry_nll, cross_entropy, probit_log_probs
 
 SMALL = {"hidden": (16, 16)}
@@ -220,6 +221,30 @@ def test_masked_pairs_do_not_change_the_loss(name):
     key, step = jax.random.PRNGKey(6), jnp.asarray(0)
     chex.assert_trees_all_close(
         loss(params, batch, key, step), loss(params, changed, key, step), atol=1e-5
+    )
+
+
+def test_input_statistics_come_from_the_labelled_pairs_only():
+    batch = random_batch(jax.random.PRNGKey(3))
+    # Skipped and padded pairs can hold anything: here inputs a thousand times as large.
+    changed = batch.replace(
+        inputs_a=jnp.where(batch.mask[..., None, None], batch.inputs_a, 1e3 * batch.inputs_a),
+        inputs_b=jnp.where(batch.mask[..., None, None], batch.inputs_b, 1e3 * batch.inputs_b),
+    )
+    labelled = np.asarray(batch.mask)
+    x = np.concatenate([np.asarray(batch.inputs_a)[labelled], np.asarray(batch.inputs_b)[labelled]])
+    alive = np.concatenate(
+        [np.asarray(batch.alive_a)[labelled], np.asarray(batch.alive_b)[labelled]]
+    )
+    steps = x[alive]  # [N, D]: the live steps of both segments of every labelled pair
+    expected = {"mean": steps.mean(0), "inv_std": 1.0 / steps.std(0)}
+    for b in (batch, changed):
+        chex.assert_trees_all_close(jax.jit(input_statistics)(b), expected, rtol=1e-5)
+    # With no labelled pair at all, every pair's segments describe the inputs.
+    unlabelled = batch.replace(mask=jnp.zeros_like(batch.mask))
+    everything = batch.replace(mask=jnp.ones_like(batch.mask))
+    chex.assert_trees_all_close(
+        input_statistics(unlabelled), input_statistics(everything), rtol=1e-6
     )
 
 

@@ -158,17 +158,16 @@ def add_segments(bank: Segments, new: Segments, start: int, capacity: int) -> Se
     )
 
 
-def pad_context(key: jax.Array, dataset: PreferenceDataset, capacity: int) -> Queries:
-    """The users' context padded to ``capacity`` pairs per user. Padding is masked out; its
-    pairs are drawn from the dataset's pool so that input statistics computed over a batch's
-    pairs still describe real segments."""
+def pad_context(dataset: PreferenceDataset, capacity: int) -> Queries:
+    """The users' context padded to ``capacity`` pairs per user. Padding is masked out (pair
+    ``(0, 0)``, label 0.5), so nothing reads it — the input statistics included
+    (:func:`~vpl_jax.rewards.base.input_statistics` weighs pairs by the mask)."""
     context = dataset.context
-    extra = capacity - dataset.context_size
-    index = jax.random.randint(key, (dataset.num_users, extra), 0, dataset.pool.shape[0])
+    shape = (dataset.num_users, capacity - dataset.context_size)
     return Queries(
-        pairs=jnp.concatenate([context.pairs, dataset.pool[index]], axis=1),
-        labels=jnp.concatenate([context.labels, jnp.full(index.shape, 0.5)], axis=1),
-        mask=jnp.concatenate([context.mask, jnp.zeros(index.shape, bool)], axis=1),
+        pairs=jnp.concatenate([context.pairs, jnp.zeros((*shape, 2), context.pairs.dtype)], axis=1),
+        labels=jnp.concatenate([context.labels, jnp.full(shape, 0.5)], axis=1),
+        mask=jnp.concatenate([context.mask, jnp.zeros(shape, bool)], axis=1),
     )
 
 
@@ -305,9 +304,7 @@ def iterate(
     if round0 is not None and (round0.round, round0.n_queries) != (0, 0):
         raise ValueError(f"round0 must be a round 0, got round {round0.round}")
     for r in range(num_rounds + 1):
-        k_roll, k_onpolicy, k_offer, k_select, k_label, k_pad = jax.random.split(
-            _loop_key(key, r), 6
-        )
+        k_roll, k_onpolicy, k_offer, k_select, k_label = jax.random.split(_loop_key(key, r), 5)
         if r == 0 and round0 is not None:
             round_result = round0
             stop = filled + round0.segments.num_segments
@@ -348,7 +345,7 @@ def iterate(
             break
 
         if r == 0:
-            current = current.replace(context=pad_context(k_pad, current, context_capacity))
+            current = current.replace(context=pad_context(current, context_capacity))
         n = config.schedule[r]
         offered = new_pairs(k_offer, current.num_users, config.offered_per_user, filled, stop)
         context = R.user_pairs(current, "context", model.inputs)

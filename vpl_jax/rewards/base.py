@@ -177,7 +177,10 @@ def sample_context(
 
 
 def input_statistics(batch: PairBatch) -> dict[str, jax.Array]:
-    """Standardisation statistics ``{"mean", "inv_std"}: f32[D]`` over both segments' live steps."""
+    """Standardisation statistics ``{"mean", "inv_std"}: f32[D]`` over the live steps of both
+    segments of the labelled pairs (``batch.mask``): skipped and padding pairs, whatever they
+    point at, do not shape the normaliser. A batch with no labelled pair uses all of its pairs."""
+    labelled = jnp.where(jnp.any(batch.mask), batch.mask, True)[..., None]  # bool[..., Q, 1]
     x = jnp.stack([batch.inputs_a, batch.inputs_b])
-    alive = jnp.stack([batch.alive_a, batch.alive_b])
+    alive = jnp.stack([batch.alive_a & labelled, batch.alive_b & labelled])
     return fit_normalizer(x, alive)
