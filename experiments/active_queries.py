@@ -47,6 +47,7 @@ from vpl_jax import active, harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
+from vpl_jax.keys import named_key
 from vpl_jax.plotting import band, plt
 
 #: Reward models with a belief about each user, in the order figures show them.
@@ -464,7 +465,9 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
     todo = runs(config)
     models = list(dict.fromkeys(m for m, _ in todo))
     traces, reports, policy = {}, {}, {}
-    for model_name, k_model in zip(models, jax.random.split(k_train, len(models)), strict=True):
+    for model_name in models:
+        # Keys by name: leaving a model or criterion out does not change the others' numbers.
+        k_model = named_key(k_train, model_name)
         start = time.time()
         model, params, history = train(config, dataset, model_name, k_model)
         jax.block_until_ready(params)
@@ -480,7 +483,7 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
         for criterion in [c for m, c in todo if m == model_name]:
             start = time.time()
             # The key depends on the criterion only: random asks every model the same queries.
-            k = jax.random.fold_in(k_elicit, harness.CRITERIA.index(criterion))
+            k = named_key(k_elicit, criterion)
             trace = jax.tree.map(np.asarray, elicit(config, dataset, model, params, criterion, k))
             traces[model_name, criterion] = trace
             add_curve_rows(
@@ -513,8 +516,8 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
 def main(config: Config, results: harness.RunResults) -> str:
     n_queries = np.arange(config.num_queries // config.batch_size + 1) * config.batch_size
     per_task, reports, policy, matches = {}, {}, {}, []
-    keys = jax.random.split(jax.random.PRNGKey(config.seed), len(config.tasks))
-    for task, key in zip(config.tasks, keys, strict=True):
+    for task in config.tasks:
+        key = named_key(jax.random.PRNGKey(config.seed), task)
         per_task[task], task_reports, task_policy = run_task(config, task, key, results, n_queries)
         if task_policy:
             policy[task] = task_policy
