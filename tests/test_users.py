@@ -91,6 +91,25 @@ def test_equal_answers_stay_one_half_when_swapped():
     assert bool(mask[0, 0])
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 0.2])
+def test_a_rational_users_tie_is_answered_equal(epsilon):
+    """Two all-zero segments tie: a rational user says "equal" (0.5), never a coin-flip
+    strict preference, whatever their mistake rate."""
+    human = HumanModel.create(epsilon=epsilon).broadcast(64)
+    users = User(theta=jnp.ones((64, F)), human=human, type_id=jnp.zeros(64, jnp.int32))
+    zeros = jnp.zeros((64, 1, 4, F))
+    labels, mask = label_pairs(jax.random.PRNGKey(0), users, zeros, zeros)
+    np.testing.assert_array_equal(labels, 0.5)
+    assert bool(mask.all())
+    assert bool(label_distribution(users.human, jnp.zeros(64), jnp.zeros(64)).equal.all())
+
+
+def test_a_boltzmann_users_tie_is_a_coin_flip():
+    human = HumanModel.create(beta=2.0)
+    dist = label_distribution(human, jnp.float32(0.0), jnp.float32(0.0))
+    assert float(dist.p_a) == 0.5 and not bool(dist.equal)
+
+
 def test_boltzmann_label_frequencies_match_sigmoid():
     beta, n = 1.5, 20_000
     deltas = jnp.array([-1.0, -0.3, 0.0, 0.4, 1.2])

@@ -15,9 +15,12 @@ Given the two scores ``R_a`` and ``R_b`` the label distribution is
 
 * ``skip``: no label at all when both returns are below ``skip_threshold`` (the label's mask is
   False) — the user finds both segments too bad to compare;
-* ``equal``: the label is exactly 0.5 when ``|R_a - R_b| < equal_threshold``;
+* ``equal``: the label is exactly 0.5 when ``|R_a - R_b| < equal_threshold``, and for the
+  rational user (``beta = inf``) also at a tie ``R_a = R_b`` (e.g. two all-zero segments): a
+  deterministic labeller has no preference to state, so it says "equal" rather than flipping a
+  coin that would be counted as a strict preference;
 * otherwise Boltzmann-rational: ``P(a ≻ b) = sigmoid(beta (R_a - R_b))``, with ``beta = inf`` the
-  deterministic rational user (ties give 0.5);
+  deterministic rational user (a finite-beta user's tie is a coin flip, ``P = 0.5``);
 * ``mistake``: with probability ``epsilon`` the answer is flipped, so
   ``P(a ≻ b) = (1 - epsilon) p + epsilon (1 - p)``.
 
@@ -167,10 +170,15 @@ def boltzmann(beta: jax.Array, delta: jax.Array) -> jax.Array:
 def label_distribution(
     human: HumanModel, return_a: jax.Array, return_b: jax.Array
 ) -> LabelDistribution:
-    """Label distribution for one pair from the two (already discounted) returns."""
-    p = boltzmann(human.beta, return_a - return_b)
+    """Label distribution for one pair from the two (already discounted) returns.
+
+    ``equal`` holds within ``equal_threshold`` and, for a rational user (``beta = inf``), at an
+    exact tie: labelled 0.5, as an equal answer, and still counted (not skipped).
+    """
+    delta = return_a - return_b
+    p = boltzmann(human.beta, delta)
     p = (1.0 - human.epsilon) * p + human.epsilon * (1.0 - p)
-    equal = jnp.abs(return_a - return_b) < human.equal_threshold
+    equal = (jnp.abs(delta) < human.equal_threshold) | (jnp.isinf(human.beta) & (delta == 0))
     skip = jnp.maximum(return_a, return_b) < human.skip_threshold
     return LabelDistribution(p_a=p, equal=equal, skip=skip)
 
