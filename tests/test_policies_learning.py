@@ -59,3 +59,33 @@ def test_conditioned_policy_reaches_each_users_own_goal(navigation, trained_orac
     )
     assert np.all(np.asarray(swapped.success) <= 0.2), swapped.success
     assert np.all(np.asarray(swapped.true_return) < np.asarray(result.true_return) - 5.0)
+
+
+@pytest.mark.slow
+def test_highway_oracle_succeeds_for_every_shipped_and_random_mixed_type():
+    """Success (no crash) agrees with the users' true returns: one oracle policy trained on the
+    true rewards of every shipped highway type and of random mixed-weight types (every feature
+    weighted, safety positive) keeps each of them on the road."""
+    from vpl_jax import envs
+    from vpl_jax.users import user_types
+
+    highway = envs.make("highway")
+    names = highway.feature_names
+    # every registered highway type that weighs safety (the shipped ones, and any a test added)
+    shipped = jnp.stack(
+        [
+            theta
+            for theta in (jnp.asarray(t.theta(names)) for t in user_types("highway").values())
+            if theta[names.index("safety")] > 0
+        ]
+    )
+    assert shipped.shape[0] >= 4
+    mixed = jax.random.uniform(jax.random.PRNGKey(5), (4, len(names)), minval=0.1, maxval=1.0)
+    thetas = jnp.concatenate([shipped, mixed])
+    env = LatentReward(highway, table_sampler(thetas), oracle_reward)
+    ppo = make_train(env, PPOConfig(total_timesteps=400_000, state_dependent_std=True))
+    runner_state, _ = jax.jit(ppo.train)(jax.random.PRNGKey(0))
+    result = evaluate(
+        highway, ppo.act, ppo.policy_params(runner_state), thetas, thetas, jax.random.PRNGKey(1), 16
+    )
+    assert np.all(np.asarray(result.success) >= 0.9), result.success
