@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PRESET ?= cpu
 
-.PHONY: setup demo test lint reproduce
+.PHONY: setup demo test test-fast lint reproduce
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	VPL_JAX_PROGRESS=0 $(BIN)/python -m pytest
+
+# The fast tier, for iterating: every test not marked slow (learning runs, experiment CLIs).
+test-fast: setup
+	VPL_JAX_PROGRESS=0 $(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -97,7 +97,9 @@ class PPOConfig:
       init_log_std: initial log standard deviation of the pre-squash Gaussian.
       state_dependent_std: the standard deviation is a head of the actor (a function of the
         observation and the latent z) instead of one learned vector for every state and user;
-        see :mod:`vpl_jax.policies.networks` for why a latent-conditioned policy needs it.
+        see :mod:`vpl_jax.policies.networks` for why a latent-conditioned policy needs it (on
+        highway's mixed-weight populations it lifts the oracle's minority returns by 5-11;
+        on navigation's two goals it costs about 1-3 of ~33). ``False`` is PureJaxRL's.
       normalize_observations: normalise observations (not the latent) by running statistics.
       obs_clip: clip normalised observations to ``[-obs_clip, obs_clip]``.
       reward_scale: multiplies rewards before GAE (values are learned on this scale).
@@ -130,7 +132,7 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     init_log_std: float = -0.5
-    state_dependent_std: bool = False
+    state_dependent_std: bool = True
     normalize_observations: bool = True
     obs_clip: float = 10.0
     reward_scale: float = 1.0
