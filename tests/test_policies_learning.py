@@ -17,6 +17,8 @@ from vpl_jax.policies import (
 )
 from vpl_jax.users import get_user_type
 
+pytestmark = pytest.mark.slow  # every test here trains PPO for minutes
+
 
 @pytest.fixture(scope="module")
 def trained_oracle(navigation):
@@ -61,7 +63,6 @@ def test_conditioned_policy_reaches_each_users_own_goal(navigation, trained_orac
     assert np.all(np.asarray(swapped.true_return) < np.asarray(result.true_return) - 5.0)
 
 
-@pytest.mark.slow
 def test_highway_oracle_succeeds_for_every_shipped_and_random_mixed_type():
     """Success (no crash) agrees with the users' true returns: one oracle policy trained on the
     true rewards of every shipped highway type and of random mixed-weight types (every feature
