@@ -52,7 +52,7 @@ class ActorCritic(nn.Module):
     ``__call__(obs: f32[..., O]) -> (mean f32[..., A], log_std, value f32[...])``: the
     pre-squash Gaussian's mean and log standard deviation (f32[A], or f32[..., A] with
     ``state_dependent_std``), and the state value. The state-dependent head starts at
-    ``init_log_std`` for every state (zero kernel), so both variants begin as the same policy.
+    ``init_log_std`` for every state (zero kernel), so both variants begin with the same std.
     """
 
     action_size: int
