@@ -29,7 +29,7 @@ Success for a user: the episode ends within ``goal_radius`` of the goal that use
 False beliefs: every feature is a function of the observations before and after a step, the
 action and the *world* (:class:`NavigationWorld`: where the hazard is, and where the bystander is
 relative to where it is observed). ``features_from_obs`` with a user's believed world gives the
-features that user perceives (see :mod:`vpl_jax.users.beliefs`).
+features that user perceives (see :mod:`vpl_jax.data.beliefs`).
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ class Config(harness.PopulationStudy):
     """Boltzmann rationality of every simulated user (inf: rational answers)."""
     models: tuple[str, ...] = MODELS
     """Reward models to train and elicit with (vpl, linear_bayes, btl_ensemble)."""
-    criteria: tuple[str, ...] = harness.CRITERIA
+    criteria: tuple[str, ...] = active.CRITERIA
     """Acquisition criteria to compare (each runs with the models in CRITERION_MODELS)."""
     num_queries: int = 12
     """Queries asked of each test user (num_queries / batch_size rounds)."""
@@ -125,7 +125,7 @@ class Config(harness.PopulationStudy):
         harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
         harness.check_choices("models", self.models, MODELS)
-        harness.check_choices("criteria", self.criteria, harness.CRITERIA)
+        harness.check_choices("criteria", self.criteria, active.CRITERIA)
         for name in ("num_queries", "batch_size", "num_samples", "num_seeds", "users_per_chunk"):
             harness.check_int(self, name, minimum=1)
         harness.check_int(self, "num_goals", minimum=2, maximum=6)

@@ -45,7 +45,7 @@ from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, build_dataset
 from vpl_jax.iterate import (
-    CRITERIA,
+    LOOP_CRITERIA,
     IterateConfig,
     RoundResult,
     has_belief,
@@ -74,7 +74,7 @@ class Config(harness.PopulationStudy):
     """Boltzmann rationality of the users (inf: rational)."""
     methods: tuple[str, ...] = ("btl_ensemble", "vpl")
     """Reward models (btl: random queries only; it has no belief for information gain)."""
-    criteria: tuple[str, ...] = CRITERIA
+    criteria: tuple[str, ...] = LOOP_CRITERIA
     """Query criteria of the iterate loop."""
     avoid_hazard: float = 1.0
     """Share of the narrow data's episodes that steer around the hazard."""
@@ -107,7 +107,7 @@ class Config(harness.PopulationStudy):
                 "keeps none)"
             )
         harness.check_choices("methods", self.methods, METHODS)
-        harness.check_choices("criteria", self.criteria, CRITERIA)
+        harness.check_choices("criteria", self.criteria, LOOP_CRITERIA)
         if self.iterate.criterion != IterateConfig.criterion:
             raise harness.ConfigError(
                 f"iterate.criterion={self.iterate.criterion!r}: set by criteria, which runs the "

@@ -15,7 +15,7 @@ by the same users with a deviation of growing size from the Boltzmann partial-re
   true rewards (:func:`vpl_jax.policies.critic_values`, :func:`vpl_jax.users.segment_values`);
 * ``belief`` — a false belief: the user thinks the hazard is ``deviation`` metres to the right
   of where it is and judges segments by the features of that world
-  (:mod:`vpl_jax.users.beliefs`).
+  (:mod:`vpl_jax.data.beliefs`).
 
 Every reward model assumes Boltzmann partial-return labels (``human_model = boltzmann``). The
 inferred-reward error is measured on the test users: ``alignment`` (LinearBayes: cosine between
@@ -44,6 +44,7 @@ from vpl_jax import envs, harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, label_queries
+from vpl_jax.data.beliefs import believed_features
 from vpl_jax.envs.navigation import NavigationWorld
 from vpl_jax.pipeline import (
     PolicyTrainer,
@@ -56,7 +57,6 @@ from vpl_jax.pipeline import (
 )
 from vpl_jax.plotting import plt
 from vpl_jax.users import Population, User, segment_values
-from vpl_jax.users.beliefs import believed_features
 
 TASK = "navigation"
 KINDS = ("beta", "gamma", "epsilon", "regret", "belief")

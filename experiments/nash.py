@@ -66,9 +66,9 @@ from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, collect
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.envs.base import BehaviourPolicy
-from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
 from vpl_jax.nash.policy import NOISE_SIZE
 from vpl_jax.plotting import plt
+from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
 from vpl_jax.users import Population
 
 METHODS = ("btl", "vpl", "nash_md", "self_play", "ipo", "dpo")

@@ -35,8 +35,8 @@ from vpl_jax import harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
-from vpl_jax.harness.checkpoint import Checkpointer
 from vpl_jax.plotting import draw_arena, plot_paths, plt
+from vpl_jax.runtime.checkpoint import Checkpointer
 
 METHODS = ("btl", "vpl", "vpl_spo", "oracle")
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vpl_jax.harness.checkpoint import Checkpointer, CheckpointError, _is_key, run_chunked
+from vpl_jax.runtime.checkpoint import Checkpointer, CheckpointError, _is_key, run_chunked
 
 
 def _init():
@@ -116,7 +116,7 @@ _SCRIPT = textwrap.dedent(
     import sys, time, jax, jax.numpy as jnp, numpy as np
     sys.path.insert(0, {tests!r})
     from test_checkpoint import _init, _chunk
-    from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
+    from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
 
     def slow_chunk(state, n):
         time.sleep(float(sys.argv[2]))

@@ -30,7 +30,7 @@ from vpl_jax.pipeline import (
 )
 from vpl_jax.rewards.base import sum_over_steps
 from vpl_jax.users import HumanModel, User, segment_score, segment_values
-from vpl_jax.users.beliefs import believed_features
+from vpl_jax.data.beliefs import believed_features
 
 SMALL_BTL = R.BTL(hidden=(16,))
 TINY_TRAIN = R.TrainConfig(num_epochs=3, users_per_batch=4)

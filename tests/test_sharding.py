@@ -13,7 +13,7 @@ _SCRIPT = textwrap.dedent(
     from vpl_jax import envs, rewards as R
     from vpl_jax import policies as P
     from vpl_jax.data import DatasetConfig, build_dataset
-    from vpl_jax.harness import sharding
+    from vpl_jax.runtime import sharding
     from vpl_jax.users import Population
 
     assert len(jax.devices()) == 4, jax.devices()
@@ -70,7 +70,7 @@ def test_uneven_batches_are_refused():
     import jax.numpy as jnp
     import pytest
 
-    from vpl_jax.harness import sharding
+    from vpl_jax.runtime import sharding
 
     mesh = sharding.batch_mesh(jax.devices()[:1] * 1)
     sharding.shard_batch(jnp.zeros((3, 2)), mesh)  # one device: anything divides

@@ -273,7 +273,7 @@ def test_regret_labels_equal_partial_return_labels_when_values_are_constant():
 
 def test_features_in_the_true_world_equal_the_task_features(navigation):
     from vpl_jax.data import collect, cut_segments
-    from vpl_jax.users.beliefs import believed_features
+    from vpl_jax.data.beliefs import believed_features
 
     segments = cut_segments(collect(navigation, jax.random.PRNGKey(5), 4), 8)
     index = jnp.arange(segments.num_segments)
@@ -283,7 +283,7 @@ def test_features_in_the_true_world_equal_the_task_features(navigation):
 
 def test_a_user_who_misplaces_the_hazard_perceives_other_safety(navigation):
     from vpl_jax.data import collect, cut_segments
-    from vpl_jax.users.beliefs import believed_pair_features
+    from vpl_jax.data.beliefs import believed_pair_features
 
     segments = cut_segments(collect(navigation, jax.random.PRNGKey(6), 16), 10)
     safety = navigation.feature_names.index("safety")

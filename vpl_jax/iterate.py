@@ -49,8 +49,8 @@ from vpl_jax.data.segments import Segments
 from vpl_jax.pipeline import PipelineResult, PolicyTrainer, is_unconditioned, offline
 from vpl_jax.users import check_partial_return
 
-#: Query-selection criteria the loop supports (names as in results).
-CRITERIA = ("random", "info_gain")
+#: The criteria of :data:`vpl_jax.active.CRITERIA` the loop implements.
+LOOP_CRITERIA = ("random", "info_gain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +80,10 @@ class IterateConfig:
 
     def validate(self, model: R.RewardModel | None = None) -> IterateConfig:
         """Raises ``ValueError`` naming the first bad field and the allowed values."""
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"iterate criterion={self.criterion!r}: allowed values are {CRITERIA}")
+        if self.criterion not in LOOP_CRITERIA:
+            raise ValueError(
+                f"iterate criterion={self.criterion!r}: allowed values are {LOOP_CRITERIA}"
+            )
         for name in ("episodes_per_round", "offered_per_user", "num_samples", "onpolicy_pairs",
                      "num_eval_episodes"):  # fmt: skip
             value = getattr(self, name)

@@ -49,9 +49,9 @@ from vpl_jax.data.dataset import PreferenceDataset
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.data.segments import Segments, cut_segments
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
-from vpl_jax.harness.checkpoint import Checkpointer, run_chunked
 from vpl_jax.rewards.batch import check_user_pairs
 from vpl_jax.rewards.trainer import check_training_inputs, train_run
+from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
 
 
 # --- rewards --------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Scoring a candidate pool for one user, choosing the next queries, and the elicitation loop.
 
-**Criteria** (names as in results, :data:`CRITERIA`), all computed from a belief's particles
+**Criteria** (:data:`CRITERIA`, by the names results record), all computed from a belief's particles
 (:mod:`vpl_jax.active.beliefs`), higher is better:
 
 * ``info_gain`` — ``I(y; z | C, q) = H[E_z p(y|z,q)] - E_z H[p(y|z,q)]`` with z sampled from
@@ -62,10 +62,19 @@ from vpl_jax.active.beliefs import (
     excluded_candidates,
     particle_probs,
 )
-from vpl_jax.harness.results import CRITERIA  # the criteria's names in results
 from vpl_jax.rewards import PairBatch
 from vpl_jax.rewards.base import Params
 from vpl_jax.users import User, check_partial_return, pair_label_distribution, sample_label
+
+#: Active query-selection criteria, by the names results record (see the module docstring).
+CRITERIA = (
+    "info_gain",
+    "random",
+    "entropy",
+    "disagreement",
+    "mutual_info_theta",
+    "volume_removal",
+)
 
 
 def criteria_for(belief: Belief) -> tuple[str, ...]:

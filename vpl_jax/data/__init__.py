@@ -1,5 +1,6 @@
 """Preference data: rollouts, segments, query pairs, labels, per-user datasets."""
 
+from vpl_jax.data.beliefs import believed_features, believed_pair_features
 from vpl_jax.data.dataset import (
     DatasetConfig,
     DatasetFileError,
@@ -24,6 +25,8 @@ __all__ = [
     "Queries",
     "Segments",
     "Trajectories",
+    "believed_features",
+    "believed_pair_features",
     "build_dataset",
     "collect",
     "cut_segments",

@@ -293,7 +293,7 @@ def label_queries(
     """Asks each user about their pairs (``pairs: i32[U, Q, 2]``) with their human model.
 
     Users judge ``segments.features``: for users with a false belief, pass segments whose
-    features were computed in the believed world (:mod:`vpl_jax.users.beliefs`).
+    features were computed in the believed world (:mod:`vpl_jax.data.beliefs`).
     ``values: f32[U, S, 2]`` are each user's optimal values ``(V*(start), V*(end))`` of every
     segment (:func:`vpl_jax.users.segment_values`), for regret-based users.
     """

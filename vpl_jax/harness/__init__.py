@@ -1,4 +1,4 @@
-"""The research harness: configs and CLI, tidy results and figures, progress, checkpoints.
+"""The research harness: configs and CLI, tidy results and figures (progress from runtime).
 
 An experiment script is a frozen config dataclass, a dict of presets and a ``main``::
 
@@ -33,10 +33,7 @@ from vpl_jax.harness.config import (
     check_int,
     parse,
 )
-from vpl_jax.harness.progress import chunks, progress
 from vpl_jax.harness.results import (
-    CRITERIA,
-    METHODS,
     RunFolderError,
     RunResults,
     claim_run_folder,
@@ -54,12 +51,11 @@ from vpl_jax.harness.tasks import (
     task_env,
     task_population,
 )
+from vpl_jax.runtime.progress import chunks, progress
 
 C = TypeVar("C", bound=ExperimentConfig)
 
 __all__ = [
-    "CRITERIA",
-    "METHODS",
     "TYPE_FIELDS",
     "ConfigError",
     "ExperimentConfig",

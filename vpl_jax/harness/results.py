@@ -11,8 +11,9 @@
 * figures as PNG and PDF, and ``summary.md`` (a table of every metric by method and user type,
   followed by the experiment's own notes).
 
-Method names are short snake_case and the same everywhere (see :data:`METHODS`); acquisition
-criteria are in :data:`CRITERIA`. Every file is written atomically.
+Method names are short snake_case and the same everywhere (the reward methods are
+:data:`vpl_jax.rewards.REWARD_METHODS`, the acquisition criteria :data:`vpl_jax.active.CRITERIA`).
+Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -33,30 +34,6 @@ import numpy as np
 from vpl_jax.atomic import atomic_write
 from vpl_jax.harness.config import ExperimentConfig, json_safe
 
-#: Reward-model and policy methods, by their names in results.
-METHODS = (
-    "btl",
-    "vpl",
-    "vpl_spo",
-    "dpl_meanvar",
-    "dpl_categorical",
-    "linear_bayes",
-    "btl_ensemble",
-    "oracle",
-    "nash_md",
-    "self_play",
-    "ipo",
-    "dpo",
-)
-#: Active query selection criteria, by their names in results.
-CRITERIA = (
-    "info_gain",
-    "random",
-    "entropy",
-    "disagreement",
-    "mutual_info_theta",
-    "volume_removal",
-)
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED = ("method", "task", "user_type", "metric", "value", "seed")
 

@@ -478,10 +478,10 @@ def fit_chunked(
     desc: str = "reward model",
 ) -> tuple[Params, History]:
     """:func:`fit` in jitted chunks of ``chunk_epochs`` epochs, with a progress bar between
-    chunks and, given a :class:`~vpl_jax.harness.checkpoint.Checkpointer`, checkpoints and
+    chunks and, given a :class:`~vpl_jax.runtime.checkpoint.Checkpointer`, checkpoints and
     resume. Gives exactly the result of :func:`fit` (epoch randomness does not depend on the
     chunking)."""
-    from vpl_jax.harness.checkpoint import run_chunked
+    from vpl_jax.runtime.checkpoint import run_chunked
 
     check_training_inputs(model, config, train, valid)
     key = as_raw_keys(key)

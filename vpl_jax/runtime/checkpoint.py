@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vpl_jax.harness.progress import chunks, progress
+from vpl_jax.runtime.progress import chunks, progress
 
 State = Any
 
