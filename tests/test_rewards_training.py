@@ -197,7 +197,7 @@ def test_early_stopping_freezes_updates_and_returns_the_best_params(nav_dataset)
 
 
 def test_chunked_training_equals_one_call_and_resumes_from_a_checkpoint(nav_dataset, tmp_path):
-    from vpl_jax.harness.checkpoint import Checkpointer
+    from vpl_jax.runtime.checkpoint import Checkpointer
 
     model = TINY_VPL
     config = dataclasses.replace(TINY, num_epochs=6)
@@ -280,3 +280,22 @@ def test_evaluate_with_params_of_another_size_or_model_names_the_mismatch(nav_da
         R.evaluate(wider, params, context, heldout)
     with pytest.raises(ValueError, match="params do not belong to this BTL"):
         R.evaluate(R.BTL(hidden=(16,)), params, context, heldout)
+
+
+def test_chunked_training_takes_the_data_as_arguments_not_as_captured_constants(nav_dataset):
+    """fit_chunked's jitted chunk receives the datasets as arguments: a second dataset of the
+    same shapes reuses the compiled chunk (a closure over the data compiled a new one per call
+    and baked the data into the program as constants)."""
+    from vpl_jax.rewards import trainer
+
+    config = dataclasses.replace(TINY, num_epochs=2)
+    fit_users, valid_users = R.validation_split(nav_dataset)
+    train, valid = R.user_pairs(fit_users), R.user_pairs(valid_users)
+    key = jax.random.PRNGKey(0)
+    R.fit_chunked(TINY_VPL, config, key, train, valid, chunk_epochs=2)
+    compiled = trainer._chunked_epochs._cache_size()
+    flipped = train.replace(labels=1.0 - train.labels)  # same shapes, other data
+    params, _ = R.fit_chunked(TINY_VPL, config, key, flipped, valid, chunk_epochs=2)
+    assert trainer._chunked_epochs._cache_size() == compiled
+    reference, _ = R.fit(TINY_VPL, config, key, flipped, valid)
+    chex.assert_trees_all_close(params, reference, atol=1e-6)  # and it trained on the new data

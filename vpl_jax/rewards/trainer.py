@@ -466,6 +466,23 @@ def fit(
     return params, history
 
 
+@functools.partial(jax.jit, static_argnames=("model", "config", "seeds"))
+def _chunked_init(model, config, key, train, seeds: bool):
+    init = lambda k: init_state(model, config, k, train)  # noqa: E731
+    return jax.vmap(init)(key) if seeds else init(key)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "config", "n", "seeds"))
+def _chunked_epochs(model, config, state, train, valid, n: int, seeds: bool):
+    """``n`` epochs of :func:`fit_chunked` (records lead with the epoch axis, then seeds)."""
+    run = lambda s: train_epochs(model, config, s, train, valid, n)  # noqa: E731
+    if not seeds:
+        return run(state)
+    state, records = jax.vmap(run)(state)
+    # run_chunked concatenates along the leading axis: put epochs first
+    return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), records)
+
+
 def fit_chunked(
     model: RewardModel,
     config: TrainConfig,
@@ -481,23 +498,21 @@ def fit_chunked(
     chunks and, given a :class:`~vpl_jax.runtime.checkpoint.Checkpointer`, checkpoints and
     resume. Gives exactly the result of :func:`fit` (epoch randomness does not depend on the
     chunking)."""
-    from vpl_jax.runtime.checkpoint import run_chunked
+    from vpl_jax.runtime.checkpoint import run_chunked  # lazy: orbax is slow to import
 
     check_training_inputs(model, config, train, valid)
     key = as_raw_keys(key)
     seeds = is_key_batch(key)
     vmap = jax.vmap if seeds else (lambda f: f)
-    init = jax.jit(vmap(lambda k: init_state(model, config, k, train)))
-
-    @functools.partial(jax.jit, static_argnums=1)
-    def chunk(state, n):
-        state, records = vmap(lambda s: train_epochs(model, config, s, train, valid, n))(state)
-        if seeds:  # run_chunked concatenates along the leading axis: put epochs first
-            records = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), records)
-        return state, records
-
+    # The datasets are arguments of the jitted functions, never constants captured by a closure:
+    # one compilation serves every dataset of the same shapes, and no data is baked into the HLO.
     state, records = run_chunked(
-        lambda: init(key), chunk, config.num_epochs, chunk_epochs, checkpointer, desc
+        lambda: _chunked_init(model, config, key, train, seeds),
+        lambda state, n: _chunked_epochs(model, config, state, train, valid, n, seeds),
+        config.num_epochs,
+        chunk_epochs,
+        checkpointer,
+        desc,
     )
     records = jax.tree.map(jnp.asarray, records)
     if seeds:
