@@ -2,6 +2,8 @@
 the correct human model recovers what the assumed one gets wrong, and the iterate loop's round 0
 is the offline pipeline."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from vpl_jax import harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import Segments, label_queries
+from vpl_jax.data.beliefs import believed_features
 from vpl_jax.iterate import (
     IterateConfig,
     iterate,
@@ -30,7 +33,6 @@ from vpl_jax.pipeline import (
 )
 from vpl_jax.rewards.base import sum_over_steps
 from vpl_jax.users import HumanModel, User, segment_score, segment_values
-from vpl_jax.data.beliefs import believed_features
 
 SMALL_BTL = R.BTL(hidden=(16,))
 TINY_TRAIN = R.TrainConfig(num_epochs=3, users_per_batch=4)
@@ -329,6 +331,36 @@ def test_information_gain_asks_where_the_belief_is_split():
     offered = jnp.array([[[0, 1], [2, 0], [1, 0]]], jnp.int32)
     pick = select_queries(
         jax.random.PRNGKey(1), model, params, "info_gain", empty, bank, offered, 1, 64
+    )
+    assert int(pick[0, 0]) == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearMembers(R.Ensemble):
+    """An ensemble whose members are fixed linear rewards ``x . params[e]`` (one step each)."""
+
+    def member_logits(self, params, batch):
+        def ret(x):
+            return jnp.einsum("...hd,ed->e...", x, params)
+
+        return ret(batch.inputs_a) - ret(batch.inputs_b)
+
+
+def test_ensemble_information_gain_weighs_members_by_the_users_answers():
+    """Four members; the user's answers rule out members 2 and 3. Pair B (1, 1, 0, 0) splits the
+    uniform ensemble best, but the user's surviving members agree on it; pair A (1, 0, 1, 1)
+    splits exactly the members still in play. The loop must ask A (it asked B when it weighted
+    the members uniformly, unlike vpl_jax.active's belief)."""
+    members = 10.0 * jnp.array([[1, 1, 0], [1, -1, 0], [-1, 0, 1], [-1, 0, -1]], jnp.float32)
+    feats = jnp.array([[[0, 0, 0]], [[1, 0, 0]], [[-1, 2, 0]]], jnp.float32)  # [S, H=1, 3]
+    bank = R.SegmentBank(inputs=feats, alive=jnp.ones((3, 1), bool), kind="features")
+    answers = jnp.array([[1, 0]] * 4, jnp.int32)  # segment 1 over 0, four times
+    context = R.gather_pairs(bank, answers, jnp.ones(4), jnp.ones(4, bool))
+    context = jax.tree.map(lambda x: x[None], context)  # one user
+    offered = jnp.array([[[1, 0], [2, 0]]], jnp.int32)  # B, A
+    model = LinearMembers(size=4)
+    pick = select_queries(
+        jax.random.PRNGKey(0), model, members, "info_gain", context, bank, offered, 1
     )
     assert int(pick[0, 0]) == 1
 

@@ -16,8 +16,8 @@ al., 2017; imitation's ``PreferenceComparisons``) alternate between the agent an
 3. offer every user ``offered_per_user`` random pairs (a new segment against any segment) and
    ask them the ``schedule[r]`` best by the criterion — ``random``, or ``info_gain``: the mutual
    information between the answer and what the model believes about the user (BALD over VPL
-   posterior samples of ``z``, or over a BTL ensemble's members;
-   :func:`vpl_jax.active.acquisition.information_gain`);
+   posterior samples of ``z``, or over a BTL ensemble's members weighted by the user's answers:
+   :mod:`vpl_jax.active`'s beliefs and :func:`~vpl_jax.active.acquisition.information_gain`);
 4. label them with each user's own human model, append them to the users' context, and run the
    pipeline again — reward from scratch on all the data so far, PPO from scratch on it.
 
@@ -44,6 +44,7 @@ import numpy as np
 
 from vpl_jax import rewards as R
 from vpl_jax.active.acquisition import information_gain
+from vpl_jax.active.beliefs import make_belief
 from vpl_jax.data.dataset import PreferenceDataset, Queries, label_queries
 from vpl_jax.data.segments import Segments
 from vpl_jax.pipeline import PipelineResult, PolicyTrainer, is_unconditioned, offline
@@ -192,16 +193,6 @@ def new_pairs(key: jax.Array, num_users: int, num_pairs: int, start: int, stop: 
 
 
 # --- query selection ------------------------------------------------------------------------------
-def particle_logits(model, params, context, targets, key, num_samples: int) -> jax.Array:
-    """f32[N, Q]: one user's logits of ``targets: PairBatch[Q]`` under N particles of the
-    model's belief — samples of ``q(z | context)`` (latent models, N = ``num_samples``) or the
-    members of an ensemble (N = E; the context is not read)."""
-    if isinstance(model, R.Ensemble):
-        return model.member_logits(params, targets)
-    z = model.posterior(params, context).sample(seed=key, sample_shape=(num_samples,))
-    return jax.vmap(lambda z_n: model.pair_logits(params, targets, z_n))(z)
-
-
 @functools.partial(jax.jit, static_argnames=("model", "criterion", "num_pick", "num_samples"))
 def select_queries(
     key: jax.Array,
@@ -216,6 +207,11 @@ def select_queries(
 ) -> jax.Array:
     """i32[U, n]: for every user the indices of the ``num_pick`` offered pairs to ask.
 
+    Information gain is :mod:`vpl_jax.active`'s: over the particles and weights of the model's
+    belief about the user (:func:`~vpl_jax.active.make_belief`) — ``num_samples`` samples of
+    ``q(z | context)`` for a latent model, a BTL ensemble's members weighted by how well each
+    explains the user's answers so far.
+
     Args:
       key: PRNG key.
       model, params: the current reward model.
@@ -228,13 +224,14 @@ def select_queries(
     """
     keys = jax.random.split(key, offered.shape[0])
     dummy = jnp.zeros(offered.shape[1])
+    belief = None if criterion == "random" else make_belief(model, num_samples)
 
     def scores(k, ctx, pairs):
-        if criterion == "random":
+        if belief is None:
             return jax.random.uniform(k, pairs.shape[:1])
         targets = R.gather_pairs(bank, pairs, dummy, dummy.astype(bool))
-        logits = particle_logits(model, params, ctx, targets, k, num_samples)
-        return information_gain(jax.nn.sigmoid(logits))
+        z, w = belief.particles(params, ctx, k)
+        return information_gain(jax.nn.sigmoid(belief.pair_logits(params, targets, z)), w)
 
     batched = jax.lax.map(lambda a: scores(*a), (keys, context, offered), batch_size=64)
     return jax.lax.top_k(batched, num_pick)[1]

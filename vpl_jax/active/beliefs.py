@@ -15,6 +15,7 @@ Interface (one unbatched user; ``vmap`` over users and seeds outside):
 
 * ``particles(params, context, key) -> (z: f32[N, ...], w: f32[N])`` — samples and weights;
 * ``returns(params, bank, z) -> f32[N, S]`` — every particle's return of every candidate segment;
+* ``pair_logits(params, targets, z) -> f32[N, M]`` — every particle's logit of target pairs;
 * ``predict(params, context, targets) -> f32[M]`` — the logit of ``P(a ≻ b)`` of target pairs;
 * ``spread(params, context, targets) -> f32[]`` — the belief's uncertainty: the posterior variance
   averaged over latent dims (latent models), or the members' weighted variance of ``P(a ≻ b)``
@@ -169,6 +170,10 @@ class LatentBelief:
             z
         )
 
+    def pair_logits(self, params: Params, targets: PairBatch, z: jax.Array) -> jax.Array:
+        """f32[N, M]: each sample's logit of ``P(a ≻ b)`` of ``targets: PairBatch[M]``."""
+        return jax.vmap(lambda zi: self.model.pair_logits(params, targets, zi))(z)
+
     def predict(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
         """f32[M]: the model's own prediction (VPL: posterior mean z; LinearBayes: the probit
         posterior predictive) — the same as :func:`~vpl_jax.rewards.evaluate` scores."""
@@ -221,6 +226,10 @@ class EnsembleBelief:
             params, bank.inputs, bank.alive
         )
         return every[z]
+
+    def pair_logits(self, params: Params, targets: PairBatch, z: jax.Array) -> jax.Array:
+        """f32[N, M]: member ``z[n]``'s logit of ``P(a ≻ b)`` of ``targets: PairBatch[M]``."""
+        return self.model.member_logits(params, targets)[z]
 
     def _member_probs(self, params, context, targets):
         w = self.weights(params, context)
