@@ -5,8 +5,10 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -417,3 +419,39 @@ def test_reproduce_passes_tensorboard_to_the_experiments_that_log_curves(
     reproduce.main(config, harness.RunResults("reproduce", config))
     flags = {cmd[1].rsplit("/", 1)[-1]: "--tensorboard" in cmd for cmd in commands}
     assert flags == {"reward_accuracy.py": True, "misidentification.py": False}
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "examples").glob("*.py")), ids=lambda p: p.stem
+)
+def test_every_example_registers_the_population_its_docstring_runs(path):
+    """Each file in examples/ imports through --register and the --population its usage line
+    gives builds: every type it names is registered, every feature is the task's."""
+    from vpl_jax import envs
+    from vpl_jax.users.spec import parse_population, population_from_spec
+
+    harness.load_registrations([str(path)])
+    doc = path.read_text().split('"""')[1]
+    specs = re.findall(r"--population\s+(\S+)", doc)
+    assert specs, f"{path.name}: its docstring shows no --population"
+    for spec in specs:
+        task = parse_population(spec).task
+        population = population_from_spec(spec, envs.make(task).feature_names)
+        assert population.num_types == len(spec.split(":", 1)[1].split(","))
+
+
+def test_a_registration_file_given_by_two_spellings_is_imported_once(tmp_path, monkeypatch):
+    (tmp_path / "twice.py").write_text(
+        "from vpl_jax.users import UserType, register_user_type\n"
+        "register_user_type('navigation', UserType('twice_spelled', {'goal_a': 1.0}))\n"
+    )
+    from vpl_jax.users import population
+
+    # A registry of its own, so the test type is gone afterwards.
+    monkeypatch.setattr(
+        population, "_USER_TYPES", {k: dict(v) for k, v in population._USER_TYPES.items()}
+    )
+    monkeypatch.chdir(tmp_path)
+    harness.load_registrations(["twice.py"])
+    assert "twice_spelled" in population.user_types("navigation")
+    harness.load_registrations([str(tmp_path / "twice.py"), "./twice.py"])  # was: registered again

@@ -67,10 +67,10 @@ class PopulationStudy(ExperimentConfig):
 
 @functools.cache
 def _import(entry: str) -> None:
-    """Imports a registration file or module once per process (a second registration of the
-    same names would be an error)."""
+    """Imports a registration file (by its resolved path) or module once per process (a second
+    registration of the same names would be an error)."""
     if entry.endswith(".py"):
-        path = Path(entry).resolve()
+        path = Path(entry)
         if not path.is_file():
             raise FileNotFoundError(f"no such file {entry!r}")
         name = f"_vpl_jax_registered_{abs(hash(str(path)))}"
@@ -87,7 +87,8 @@ def load_registrations(entries: Sequence[str]) -> None:
     import raises :class:`ConfigError` naming it and the error."""
     for entry in entries:
         try:
-            _import(entry)
+            # One file under two spellings (relative, absolute, via a symlink) is imported once.
+            _import(str(Path(entry).resolve()) if entry.endswith(".py") else entry)
         except Exception as e:  # any failure of user code is a bad value of this field
             raise ConfigError(
                 f"register={entry!r}: failed to import: {type(e).__name__}: {e}"
