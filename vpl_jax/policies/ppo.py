@@ -437,7 +437,7 @@ def make_train(
             key, k_act = jax.random.split(key)
             dist, value = apply(params, obs_stats, env_state.obs)
             u = dist.distribution.sample(seed=k_act)
-            next_state = jax.vmap(train_env.step)(env_state, jnp.tanh(u))
+            next_state = train_env.step_batch(env_state, jnp.tanh(u))
             transition = Transition(
                 obs=env_state.obs,
                 pre_squash=u,

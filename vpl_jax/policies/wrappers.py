@@ -27,7 +27,9 @@ model's parameters inside ``jax.vmap``), so one trainer can be ``vmap``-ed over 
 environment (same start, same ``info``; the step counter in ``info["t"]`` and the latent would
 carry over), whereas ours resets with a fresh key, so every episode draws a new start and a new
 ``z``. It also records the observation the episode ended in (``info["final_obs"]``), so PPO can
-bootstrap the value of truncated episodes.
+bootstrap the value of truncated episodes. Over a batch of environments, :meth:`AutoResetWrapper.
+step_batch` runs those resets only on steps where an episode ended (Brax's wrapper gets the same
+saving by never resetting).
 """
 
 from __future__ import annotations
@@ -140,15 +142,40 @@ class AutoResetWrapper(Wrapper):
         return state
 
     def step(self, state: State, action: jax.Array) -> State:
+        """One environment's step; under ``vmap`` every environment runs a reset every step
+        (``jnp.where`` keeps it only where an episode ended). Prefer :meth:`step_batch`."""
         key, k_reset = jax.random.split(state.info["reset_key"])
+        next_state = self._inner_step(state, action, key)
+        return self._reset_done(next_state, self.env.reset(k_reset))
+
+    def step_batch(self, state: State, action: jax.Array) -> State:
+        """The step of a batch of environments (leading axis B), equal to ``vmap(step)``, that
+        runs the batch's resets only on steps where some episode ended (a ``lax.cond`` on
+        the batch: with fixed horizons, once per episode instead of every step). Under an
+        outer ``vmap`` (e.g. over seeds) the cond becomes a select and resets run every step
+        again; results are the same either way."""
+        keys = jax.vmap(jax.random.split)(state.info["reset_key"])
+        key, k_reset = keys[:, 0], keys[:, 1]
+        next_state = jax.vmap(self._inner_step)(state, action, key)
+
+        def reset(next_state):
+            fresh = jax.vmap(self.env.reset)(k_reset)
+            return jax.vmap(self._reset_done)(next_state, fresh)
+
+        return jax.lax.cond(jnp.any(next_state.done > 0), reset, lambda s: s, next_state)
+
+    def _inner_step(self, state: State, action: jax.Array, key: jax.Array) -> State:
         # The returned state carries the finished step's ``done``; tasks that only ever set
         # ``done`` on failure would pass it on, so clear it first (as Brax's wrapper does).
         next_state = self.env.step(state.replace(done=jnp.zeros_like(state.done)), action)
         next_state.info["reset_key"] = key
         next_state.info["final_obs"] = next_state.obs
+        return next_state
 
-        fresh = self.env.reset(k_reset)
-        fresh.info["reset_key"] = key
+    def _reset_done(self, next_state: State, fresh: State) -> State:
+        """``next_state``, or where its episode ended the ``fresh`` episode's first state with
+        the finished transition's reward, done, metrics and ``TRANSITION_INFO``."""
+        fresh.info["reset_key"] = next_state.info["reset_key"]
         fresh.info["final_obs"] = next_state.obs
         for name in self.TRANSITION_INFO:
             if name in next_state.info:
