@@ -18,13 +18,17 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/python experiments/underspecification.py --preset $(PRESET) --run-name quickstart --overwrite
 
+# Test workers: one per core (XLA's CPU compiler, most of a test's time, is single-threaded);
+# each test file runs whole on one worker, so its tests share their compiled programs.
+WORKERS ?= auto
+
 test: setup
 	$(BIN)/ruff check .
-	VPL_JAX_PROGRESS=0 $(BIN)/python -m pytest
+	VPL_JAX_PROGRESS=0 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 
 # The fast tier, for iterating: every test not marked slow (learning runs, experiment CLIs).
 test-fast: setup
-	VPL_JAX_PROGRESS=0 $(BIN)/python -m pytest -m "not slow"
+	VPL_JAX_PROGRESS=0 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
