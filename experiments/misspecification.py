@@ -281,10 +281,7 @@ def score_points(model, params, datasets, rational: PreferenceDataset) -> dict[s
         _, mean = score_relabellings(model, params, stacked(tests, "all", model.inputs), targets)
         theta = np.asarray(rational.users.theta)
         mean = np.asarray(mean)
-        cos = np.sum(mean * theta, -1) / np.maximum(
-            np.linalg.norm(mean, axis=-1) * np.linalg.norm(theta, axis=-1), 1e-12
-        )
-        out["alignment"] = cos.mean(axis=1)
+        out["alignment"] = np.asarray(R.cosine(mean, theta)).mean(axis=1)
     return out
 
 

@@ -272,8 +272,3 @@ def particle_probs(belief: Belief, params: Params, context: PairBatch, cands: Ca
     logits = candidate_logits(belief.returns(params, cands.bank, z), cands.pairs)
     chex.assert_shape(logits, (w.shape[0], cands.num_candidates))
     return jax.nn.sigmoid(logits), logits, w
-
-
-def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
-    """f32[]: cosine similarity of two vectors (0 if either is 0)."""
-    return jnp.dot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-12)

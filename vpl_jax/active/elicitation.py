@@ -58,12 +58,12 @@ from vpl_jax.active.beliefs import (
     Candidates,
     EnsembleBelief,
     LatentBelief,
-    cosine,
     excluded_candidates,
     particle_probs,
 )
-from vpl_jax.rewards import PairBatch
+from vpl_jax.rewards import PairBatch, cosine
 from vpl_jax.rewards.base import Params
+from vpl_jax.rewards.likelihood import strict_accuracy
 from vpl_jax.users import User, check_partial_return, pair_label_distribution, sample_label
 
 #: Active query-selection criteria, by the names results record (see the module docstring).
@@ -301,10 +301,7 @@ class Trace:
 
 def heldout_accuracy(logits: jax.Array, targets: PairBatch) -> jax.Array:
     """f32[]: share of the strict (y != 0.5) labelled targets predicted right; NaN if none."""
-    strict = targets.mask & (targets.labels != 0.5)
-    correct = (logits > 0) == (targets.labels > 0.5)
-    num = jnp.sum(strict)
-    return jnp.where(num > 0, jnp.sum(correct & strict) / jnp.maximum(num, 1), jnp.nan)
+    return strict_accuracy(logits, targets.labels, targets.mask, empty=jnp.nan)
 
 
 def _measure(

@@ -53,8 +53,8 @@ from vpl_jax.rewards.base import (
 )
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.likelihood import bradley_terry_nll, pair_metrics
+from vpl_jax.rewards.likelihood import masked_mean as pooled_mean
 from vpl_jax.rewards.networks import MLP, SetEncoder, normalize
-from vpl_jax.rewards.networks import masked_mean as pooled_mean
 
 
 @dataclasses.dataclass(frozen=True)

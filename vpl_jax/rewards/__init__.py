@@ -38,12 +38,14 @@ from vpl_jax.rewards.evaluation import (
     Evaluation,
     LatentProjection,
     context_size_curve,
+    cosine,
     evaluate,
     heldout_logits,
     latent_projection,
     posterior_moments,
     theta_alignment,
 )
+from vpl_jax.rewards.likelihood import masked_mean, strict_accuracy
 from vpl_jax.rewards.linear_bayes import LinearBayes
 from vpl_jax.rewards.methods import REWARD_METHODS, ModelSizes, make_model, with_discount
 from vpl_jax.rewards.scaling import (
@@ -89,6 +91,7 @@ __all__ = [
     "TrainingDivergedError",
     "UserPairs",
     "context_size_curve",
+    "cosine",
     "evaluate",
     "fit",
     "fit_chunked",
@@ -98,6 +101,7 @@ __all__ = [
     "latent_projection",
     "make_model",
     "make_train",
+    "masked_mean",
     "pair_batch",
     "posterior_moments",
     "reference_inputs",
@@ -106,6 +110,7 @@ __all__ = [
     "scaled_reward",
     "segment_bank",
     "step_inputs",
+    "strict_accuracy",
     "theta_alignment",
     "train_run",
     "user_pairs",

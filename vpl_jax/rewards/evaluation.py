@@ -1,8 +1,9 @@
 """Evaluating reward models on test users: each user's K context pairs -> predictions of that
 user's M held-out pairs.
 
-For a latent model the context is encoded (VPL: the posterior mean of z; LinearBayes: the
-posterior predictive), for the others it is ignored. Metrics per user, averaged per user type
+For a latent model the context is encoded (accuracy — VPL: the posterior mean of z;
+LinearBayes: the posterior predictive; log-likelihood — the posterior predictive for both), for
+the others it is ignored. Metrics per user, averaged per user type
 (each user of a type weighs the same), plus the latent-space views: posterior moments per user
 and a 2-D PCA projection of the posterior means with the users' type ids (the data of the
 latent-space figure).
@@ -23,7 +24,7 @@ from flax import struct
 
 from vpl_jax.rewards.base import Params, RewardModel, is_latent
 from vpl_jax.rewards.batch import UserPairs, check_same_inputs, check_user_pairs
-from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean
+from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, strict_accuracy
 
 
 @struct.dataclass
@@ -32,7 +33,8 @@ class Evaluation:
 
     Attributes:
       accuracy: f32[U], share of each user's strict held-out labels predicted (NaN if none).
-      log_likelihood: f32[U], mean ``log p(y | context)`` per labelled held-out pair (NaN if
+      log_likelihood: f32[U], mean posterior-predictive ``log p(y | context)`` per labelled
+        held-out pair (:func:`heldout_log_probs`: comparable across methods; NaN if
         none).
       type_accuracy: f32[T], mean of ``accuracy`` over each type's users that have a value
         (NaN: none has). Column t is type id t, i.e. ``UserPairs.type_names[t]`` — the
@@ -67,6 +69,44 @@ def heldout_logits(
     return jax.lax.map(one_user, jnp.arange(context.num_users), batch_size=users_per_chunk)
 
 
+#: Samples of q(z | context) in the Monte-Carlo posterior predictive of a latent model.
+PREDICTIVE_SAMPLES = 64
+
+
+def heldout_log_probs(
+    model: RewardModel,
+    params: Params,
+    context: UserPairs,
+    heldout: UserPairs,
+    users_per_chunk: int | None = 256,
+) -> jax.Array:
+    """f32[U, M]: each held-out answer's posterior-predictive log-probability given the user's
+    context, ``log p(y | context) = log E_{z ~ q(z | context)} p(y | z)``, the same quantity for
+    every model so that log-likelihoods compare across methods:
+
+    * LinearBayes: its probit-approximated predictive (``predict``);
+    * other latent models (VPL): a Monte-Carlo estimate over :data:`PREDICTIVE_SAMPLES` samples
+      of q(z | context), with a fixed key per user (evaluation stays deterministic) — not the
+      plug-in ``p(y | E[z])``, which ignores the posterior's spread;
+    * models without a user latent: ``p(y)`` (an ensemble's is its members' mean).
+    """
+    labels = heldout.labels
+    if not is_latent(model) or hasattr(model, "predictive_logits"):
+        logits = heldout_logits(model, params, context, heldout, users_per_chunk)
+        return -bradley_terry_nll(logits, labels)
+
+    def one_user(u):
+        ctx, targets = context.batch(u[None]), heldout.batch(u[None])
+        q = model.posterior(params, ctx)
+        key = jax.random.fold_in(jax.random.PRNGKey(0), u)
+        z = q.sample(seed=key, sample_shape=(PREDICTIVE_SAMPLES,))  # [N, 1, Z]
+        logits = jax.vmap(lambda zi: model.pair_logits(params, targets, zi))(z)  # [N, 1, M]
+        log_p = -bradley_terry_nll(logits, targets.labels[None])
+        return (jax.nn.logsumexp(log_p, axis=0) - jnp.log(PREDICTIVE_SAMPLES))[0]
+
+    return jax.lax.map(one_user, jnp.arange(context.num_users), batch_size=users_per_chunk)
+
+
 def _per_type(values: jax.Array, type_id: jax.Array, num_types: int) -> jax.Array:
     one_hot = jax.nn.one_hot(type_id, num_types) * ~jnp.isnan(values)[:, None]
     total = jnp.sum(one_hot * jnp.nan_to_num(values)[:, None], axis=0)
@@ -87,16 +127,10 @@ def evaluation_metrics(
     """
     logits = heldout_logits(model, params, context, heldout)
     labels, mask = heldout.labels, heldout.mask
-    strict = mask & (labels != 0.5)
-    correct = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
-    num_strict = jnp.sum(strict, axis=-1)
-    accuracy = jnp.where(
-        num_strict > 0, jnp.sum(correct * strict, -1) / jnp.maximum(num_strict, 1), jnp.nan
-    )
+    accuracy = strict_accuracy(logits, labels, mask, axis=-1, empty=jnp.nan)
     num_labelled = jnp.sum(mask, axis=-1)
-    log_lik = jnp.where(
-        num_labelled > 0, -jax.vmap(masked_mean)(bradley_terry_nll(logits, labels), mask), jnp.nan
-    )
+    log_p = heldout_log_probs(model, params, context, heldout)
+    log_lik = jnp.where(num_labelled > 0, masked_mean(log_p, mask, axis=-1), jnp.nan)
     num_types = len(heldout.type_names) if num_types is None else num_types
     return Evaluation(
         accuracy=accuracy,
@@ -277,7 +311,10 @@ def theta_alignment(
         raise ValueError(
             f"true_theta has shape {true_theta.shape} but the posterior means have {mean.shape}"
         )
-    num = jnp.sum(mean * true_theta, axis=-1)
-    return num / jnp.maximum(
-        jnp.linalg.norm(mean, axis=-1) * jnp.linalg.norm(true_theta, axis=-1), 1e-12
-    )
+    return cosine(mean, true_theta)
+
+
+def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
+    """f32[...]: cosine similarity of ``a`` and ``b`` along their last axis (0 if either is 0)."""
+    norms = jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1)
+    return jnp.sum(a * b, axis=-1) / jnp.maximum(norms, 1e-12)

@@ -53,17 +53,32 @@ def logit_from_log_probs(log_p_a: jax.Array, log_p_b: jax.Array) -> jax.Array:
     return log_p_a - log_p_b
 
 
-def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of ``x`` over the entries where ``mask`` is True (0 when none is)."""
-    mask = mask.astype(x.dtype)
-    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+def masked_mean(x: jax.Array, mask: jax.Array, axis: int | None = None) -> jax.Array:
+    """Mean of ``x`` over ``axis`` (None: every entry) where ``mask`` is True; 0 where nothing is.
+
+    ``mask`` has the shape of ``x`` or one axis less, broadcast over the trailing axis of ``x``
+    (e.g. ``x: f32[..., N, E]`` pooled over N with ``mask: bool[..., N]`` and ``axis=-2``).
+    """
+    m = mask.astype(x.dtype)
+    if x.ndim == mask.ndim + 1:
+        m = m[..., None]
+    return jnp.sum(x * m, axis=axis) / jnp.maximum(jnp.sum(m, axis=axis), 1.0)
 
 
-def strict_accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
-    """f32[]: share of masked, strict (y != 0.5) pairs whose predicted side matches the label."""
+def strict_accuracy(
+    logits: jax.Array,
+    labels: jax.Array,
+    mask: jax.Array,
+    axis: int | None = None,
+    empty: float = 0.0,
+) -> jax.Array:
+    """Share of the masked, strict (y != 0.5) pairs whose predicted side matches the label, over
+    ``axis`` (None: all pairs; -1: per user of ``[U, M]`` pairs); ``empty`` where there is none
+    (0 for training metrics, NaN for evaluation)."""
     strict = mask & (labels != 0.5)
-    correct = (logits > 0) == (labels > 0.5)
-    return masked_mean(correct.astype(jnp.float32), strict)
+    correct = ((logits > 0) == (labels > 0.5)) & strict
+    num = jnp.sum(strict, axis=axis)
+    return jnp.where(num > 0, jnp.sum(correct, axis=axis) / jnp.maximum(num, 1), empty)
 
 
 def pair_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:

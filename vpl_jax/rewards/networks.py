@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vpl_jax.rewards.likelihood import masked_mean
+
 Pooling = Literal["mean", "attention"]
 
 
@@ -31,19 +33,6 @@ class MLP(nn.Module):
             if i < len(self.features) - 1:
                 x = self.activation(x)
         return x.astype(jnp.float32)
-
-
-def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
-    """Mean of ``x`` over ``axis`` where ``mask`` is True (broadcast over trailing axes of x);
-    0 where nothing is.
-
-    ``x: f32[..., N, E]`` with ``mask: bool[..., N]`` and ``axis=-2``, or ``x: f32[..., N]``
-    with ``axis=-1``.
-    """
-    m = mask.astype(x.dtype)
-    if x.ndim == mask.ndim + 1:
-        m = m[..., None]
-    return jnp.sum(x * m, axis=axis) / jnp.maximum(jnp.sum(m, axis=axis), 1.0)
 
 
 class BasisDecoder(nn.Module):
