@@ -455,3 +455,39 @@ def test_a_registration_file_given_by_two_spellings_is_imported_once(tmp_path, m
     harness.load_registrations(["twice.py"])
     assert "twice_spelled" in population.user_types("navigation")
     harness.load_registrations([str(tmp_path / "twice.py"), "./twice.py"])  # was: registered again
+
+
+def test_data_warnings_are_shown_and_recorded_in_the_results(tmp_path):
+    """A legitimate but suspicious input warns (it does not stop the run) and the run's
+    metrics.json and summary.md say so; a run without one has no warnings entry."""
+    import warnings
+
+    from vpl_jax.checks import DataWarning
+    from vpl_jax.rewards.trainer import check_labelled
+
+    config = ToyConfig(results_dir=str(tmp_path))
+
+    def main(cfg, results):
+        # Every labelled pair 'equal': training is legitimate, accuracy undefined.
+        check_labelled(
+            types.SimpleNamespace(mask=np.ones((2, 3), bool), labels=np.full((2, 3), 0.5)),
+            "train",
+        )
+        warnings.warn("not a data warning", UserWarning, stacklevel=1)
+        results.add(method="m", task=cfg.task, metric="x", value=1.0)
+        return ""
+
+    with pytest.warns(UserWarning) as shown:
+        harness.run_experiment("toy", ToyConfig, {"cpu": config}, main, argv=["--run-name", "w"])
+    assert any(issubclass(w.category, DataWarning) for w in shown)
+    folder = tmp_path / "toy" / "w"
+    recorded = json.loads((folder / "metrics.json").read_text())["warnings"]
+    assert len(recorded) == 1 and "'equal' answer" in recorded[0]
+    assert "## Warnings" in (folder / "summary.md").read_text()
+
+    def quiet(cfg, results):
+        results.add(method="m", task=cfg.task, metric="x", value=1.0)
+        return ""
+
+    harness.run_experiment("toy", ToyConfig, {"cpu": config}, quiet, argv=["--run-name", "q"])
+    assert "warnings" not in json.loads((tmp_path / "toy" / "q" / "metrics.json").read_text())

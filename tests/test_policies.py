@@ -3,6 +3,7 @@ the trainer's determinism under ``vmap`` over seeds and chunking."""
 
 import dataclasses
 import re
+import warnings
 
 import chex
 import distrax
@@ -268,6 +269,19 @@ def test_policy_trainer_rejects_episodes_its_policies_are_not_evaluated_on(navig
     with pytest.raises(ValueError, match=rf"episode_length {navigation.episode_length}"):
         PolicyTrainer(navigation, "oracle", None, PPOConfig(episode_length=10))
     PolicyTrainer(navigation, "oracle", None, PPOConfig(episode_length=navigation.episode_length))
+
+
+def test_unnormalised_rewards_at_an_extreme_scale_warn():
+    from vpl_jax.checks import DataWarning
+
+    with pytest.warns(DataWarning, match="reward_scale=1e"):
+        PPOConfig(reward_scale=1e6, normalize_rewards=False)
+    with pytest.warns(DataWarning, match="reward_scale=0.001"):
+        PPOConfig(reward_scale=1e-3, normalize_rewards=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        PPOConfig(reward_scale=1e6)  # normalised: the scale cancels
+        PPOConfig(reward_scale=10.0, normalize_rewards=False)
 
 
 @pytest.mark.parametrize(

@@ -30,3 +30,9 @@ def valid_widths(hidden) -> bool:
     except TypeError:
         return False
     return all(is_int(w) and w >= 1 for w in widths)
+
+
+class DataWarning(UserWarning):
+    """Input or data that is legitimate but suspicious (every label 'equal', rewards at a scale
+    PPO cannot learn from unnormalised): the run goes on, the warning is shown, and
+    :func:`vpl_jax.harness.run_experiment` records it in the run's results."""

@@ -19,10 +19,13 @@ An experiment script is a frozen config dataclass, a dict of presets and a ``mai
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from vpl_jax.checks import DataWarning
 from vpl_jax.harness.config import (
     ConfigError,
     ExperimentConfig,
@@ -84,6 +87,22 @@ __all__ = [
 ]
 
 
+@contextlib.contextmanager
+def _recording_data_warnings(into: list[str]):
+    """Shows warnings as usual and appends each :class:`DataWarning`'s message to ``into``."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def record(message, category, *args, **kwargs):
+            if issubclass(category, DataWarning) and str(message) not in into:
+                into.append(str(message))
+            show(message, category, *args, **kwargs)
+
+        warnings.showwarning = record
+        warnings.simplefilter("always", DataWarning)
+        yield
+
+
 def run_experiment(
     name: str,
     config_cls: type[C],
@@ -97,16 +116,19 @@ def run_experiment(
     ``main(config, results)`` adds rows and figures and may return markdown notes for
     ``summary.md``. The resolved config is written before ``main`` starts, the metrics after.
     """
-    config = parse(
-        config_cls, presets, argv, prog=f"experiments/{name}.py", description=description
-    )
+    recorded: list[str] = []
+    with _recording_data_warnings(recorded):
+        config = parse(
+            config_cls, presets, argv, prog=f"experiments/{name}.py", description=description
+        )
     results = RunResults(name, config)
+    results.warnings = recorded
     try:
         lock = claim_run_folder(results.path, config.overwrite)
     except RunFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    with lock:
+    with lock, _recording_data_warnings(recorded):
         results.write_config()
         notes = main(config, results)
         path = results.write(notes or "")

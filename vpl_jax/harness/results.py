@@ -4,7 +4,8 @@
 
 * ``config.json`` — the resolved config (non-finite floats, such as ``beta = inf``, as
   ``null``, as in ``metrics.json``);
-* ``metrics.json`` — ``{"experiment", "preset", "seed", "rows": [...]}`` where each row is
+* ``metrics.json`` — ``{"experiment", "preset", "seed", "rows": [...]}`` (plus ``"warnings"``,
+  the messages of any :class:`~vpl_jax.checks.DataWarning` the run raised) where each row is
   ``{"method", "task", "user_type", "metric", "value", "seed", ...}`` plus optional fields such as
   ``n_queries``, ``deviation`` or ``round``;
 * ``metrics.csv`` — the same rows;
@@ -52,6 +53,7 @@ class RunResults:
         self.path = Path(config.results_dir) / experiment / config.run_name
         self.rows: list[dict[str, Any]] = []
         self.figures: list[str] = []
+        self.warnings: list[str] = []  # DataWarnings raised during the run (run_experiment)
         self._start = time.time()
 
     def write_config(self) -> Path:
@@ -158,6 +160,8 @@ class RunResults:
             "seed": self.config.seed,
             "rows": self.rows,
         }
+        if self.warnings:
+            payload["warnings"] = self.warnings
         with atomic_write(self.path / "metrics.json") as f:
             json.dump(payload, f, indent=1)
             f.write("\n")
@@ -207,6 +211,8 @@ class RunResults:
                     + " |"
                 )
             lines.append("")
+        if self.warnings:
+            lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
         if self.figures:
             lines += ["## Figures", ""] + [f"![{n}]({n}.png)" for n in self.figures] + [""]
         if notes:

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from vpl_jax.checks import is_finite_number
+from vpl_jax.checks import DataWarning, is_finite_number
 from vpl_jax.rewards.base import Params, RewardModel, metric_weights
 from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
 
@@ -388,6 +388,7 @@ def check_labelled(data: UserPairs, name: str) -> None:
         warnings.warn(
             f"{name}: every one of its {labels.size} labelled pairs is an 'equal' answer (0.5); "
             "the model learns only that returns tie, and strict accuracy is undefined (NaN)",
+            DataWarning,
             stacklevel=3,
         )
 
