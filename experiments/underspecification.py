@@ -158,10 +158,9 @@ PRESETS = {
 
 
 def reward_methods(methods) -> list[str]:
-    """The reward models ``methods`` need: BTL's, and VPL's for vpl and vpl_spo."""
-    needed = {"btl"} & set(methods)
-    needed |= {"vpl"} if {"vpl", "vpl_spo"} & set(methods) else set()
-    return sorted(needed)
+    """The reward models ``methods`` need (each policy method's registered reward)."""
+    needed = {pipeline.POLICY_METHODS[m].reward for m in methods}
+    return sorted(needed - {None})
 
 
 def checkpointer(config: Config, results, name: str, every: int) -> Checkpointer | None:
@@ -217,10 +216,11 @@ def train_rewards(
 def per_seed(method: str, config: Config, rewards: dict, fn):
     """``fn(model, params)`` for every seed (leading axis S): vmapped over the reward's seeds,
     broadcast for the oracle (no learned reward)."""
-    if method == "oracle":
+    reward_method = pipeline.POLICY_METHODS[method].reward
+    if reward_method is None:  # the oracle
         out = fn(None, None)
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (config.num_seeds, *x.shape)), out)
-    reward = rewards["vpl" if method.startswith("vpl") else method]
+    reward = rewards[reward_method]
     return jax.vmap(lambda params: fn(reward["model"], params))(reward["params"])
 
 
@@ -229,8 +229,9 @@ def policy_inputs(method: str, config: Config, rewards: dict, dataset, key) -> d
     reward's params and, for latent models, the training users' posteriors z is drawn from
     (:func:`vpl_jax.pipeline.policy_inputs`)."""
     references = None
-    if method == "vpl_spo":
-        bank = R.segment_bank(dataset.segments, rewards["vpl"]["model"].inputs)
+    entry = pipeline.POLICY_METHODS[method]
+    if entry.reference_scaled:
+        bank = R.segment_bank(dataset.segments, rewards[entry.reward]["model"].inputs)
         references = R.reference_inputs(key, bank, config.num_reference_states)
     return per_seed(
         method,
@@ -356,7 +357,7 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
         config.methods, jax.random.split(k_policies, len(config.methods)), strict=True
     ):
         start = time.time()
-        model = rewards.get("vpl" if method.startswith("vpl") else method, {}).get("model")
+        model = rewards.get(pipeline.POLICY_METHODS[method].reward, {}).get("model")
         inputs = policy_inputs(method, config, rewards, dataset, k_refs)
         trainer, states = train_policy(config, env, method, model, inputs, k, results, task)
         z = per_seed(  # f32[S, U, Z]: what each test user's policy is conditioned on

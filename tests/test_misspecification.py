@@ -43,8 +43,7 @@ TINY_PPO = P.PPOConfig(
 
 
 def cosine(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.asarray(R.cosine(jnp.asarray(a), jnp.asarray(b)))
 
 
 def one_user(theta, **human) -> User:
@@ -427,3 +426,32 @@ def test_presets_are_valid(load_experiment):
         experiment = load_experiment(name)
         for preset in experiment.PRESETS.values():
             preset.validate()
+
+
+# --- the policy-method registry -------------------------------------------------------------------
+def test_a_registered_policy_method_is_one_entry_and_acts_as_its_twin(nav_dataset, monkeypatch):
+    """A new method is one registry entry: 'vpl_twin' (VPL's reward, posterior z) gets exactly
+    VPL's policy inputs and test latents; unknown names follow their model; bad entries and a
+    latent method without a latent model are refused."""
+    from vpl_jax import pipeline
+
+    monkeypatch.setattr(pipeline, "POLICY_METHODS", dict(pipeline.POLICY_METHODS))
+    pipeline.register_policy_method(pipeline.PolicyMethod("vpl_twin", "vpl", "posterior"))
+    model = R.VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
+    pairs = R.user_pairs(nav_dataset, "all", model.inputs)
+    params = model.init(jax.random.PRNGKey(0), pairs.batch(jnp.arange(4)))
+    for fn in (pipeline.policy_inputs, pipeline.test_latents):
+        chex.assert_trees_all_equal(
+            fn("vpl_twin", model, params, nav_dataset), fn("vpl", model, params, nav_dataset)
+        )
+    assert pipeline.policy_method("dpl_meanvar", R.DPLMeanVariance()).latent == "none"
+    assert pipeline.policy_method("linear_bayes", R.LinearBayes()).latent == "posterior"
+    assert pipeline.is_unconditioned("btl", SMALL_BTL)
+    with pytest.raises(ValueError, match="conditions on a user posterior"):
+        pipeline.policy_method("vpl", SMALL_BTL)
+    with pytest.raises(ValueError, match="already registered"):
+        pipeline.register_policy_method(pipeline.PolicyMethod("vpl", "vpl", "posterior"))
+    with pytest.raises(ValueError, match="latent='goal'"):
+        pipeline.PolicyMethod("x", "vpl", "goal")
+    with pytest.raises(ValueError, match="only the true reward"):
+        pipeline.PolicyMethod("x", "btl", "theta")

@@ -47,7 +47,13 @@ from vpl_jax.active.acquisition import information_gain
 from vpl_jax.active.beliefs import make_belief
 from vpl_jax.data.dataset import PreferenceDataset, Queries, label_queries
 from vpl_jax.data.segments import Segments
-from vpl_jax.pipeline import PipelineResult, PolicyTrainer, is_unconditioned, offline
+from vpl_jax.pipeline import (
+    PipelineResult,
+    PolicyTrainer,
+    is_unconditioned,
+    offline,
+    policy_method,
+)
 from vpl_jax.users import check_partial_return
 
 #: The criteria of :data:`vpl_jax.active.CRITERIA` the loop implements.
@@ -290,8 +296,8 @@ def iterate(
     """
     config.validate(model)
     check_partial_return(dataset.users.human, "the iterate loop")
-    if method == "oracle":
-        raise ValueError("the iterate loop learns a reward; method 'oracle' has none")
+    if policy_method(method, model).reward is None:
+        raise ValueError(f"the iterate loop learns a reward; method {method!r} has none")
     horizon = dataset.segments.horizon
     per_episode = trainer.env.episode_length // horizon
     new_per_round = config.episodes_per_round * per_episode

@@ -25,10 +25,13 @@ Relabelled data — one set of pairs labelled P ways, e.g. by users with P diffe
 — trains in one compiled ``vmap`` with :func:`fit_relabellings` and is scored against shared
 target labels with :func:`score_relabellings`.
 
-Methods (names as in results): ``oracle`` (PPO on ``theta · phi`` with ``z = theta``), any model
-without a user latent (``btl``, ``btl_ensemble``: one reward for everyone, an unconditioned
-policy), a latent model (``vpl``: reward ``r(s, z)``), and ``vpl_spo`` (VPL's reward scaled to a
-win probability against reference states). A policy's learned reward reads the step input of the
+Methods (names as in results) are entries of :data:`POLICY_METHODS` (:class:`PolicyMethod`:
+which reward, what ``z`` is, whether the reward is scaled): ``oracle`` (PPO on ``theta · phi``
+with ``z = theta``), ``btl`` (one reward for everyone, an unconditioned policy), ``vpl`` (reward
+``r(s, z)``), ``vpl_spo`` (VPL's reward scaled to a win probability against reference states);
+any other reward method's name is that model, conditioned on its posterior if it has one
+(``btl_ensemble``, ``dpl_meanvar``: unconditioned). A new method is one
+:func:`register_policy_method` call. A policy's learned reward reads the step input of the
 model's kind (``model.inputs``; by default the whole transition, see :func:`~vpl_jax.rewards.
 step_inputs`).
 """
@@ -150,7 +153,6 @@ def undiscounted(model: R.RewardModel) -> R.RewardModel:
 def _score_relabellings(model, params, context, targets):
     plain = undiscounted(model)
     batch = targets.batch()
-    strict = batch.mask & (batch.labels != 0.5)
 
     def one(p, labels, mask):
         mean = None
@@ -159,9 +161,8 @@ def _score_relabellings(model, params, context, targets):
             logits = plain.pair_logits(p, batch, mean)
         else:
             logits = plain.pair_logits(p, batch)
-        correct = ((logits > 0) == (batch.labels > 0.5)) & strict
-        accuracy = jnp.sum(correct, -1) / jnp.maximum(jnp.sum(strict, -1), 1)
-        return jnp.where(jnp.any(strict, -1), accuracy, jnp.nan), mean
+        accuracy = R.strict_accuracy(logits, batch.labels, batch.mask, axis=-1, empty=jnp.nan)
+        return accuracy, mean
 
     return jax.vmap(one)(params, context.labels, context.mask)
 
@@ -189,9 +190,84 @@ def score_relabellings(
 
 
 # --- policies -------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PolicyMethod:
+    """What a policy method trains on and what its policy is conditioned on (one registry entry;
+    a new method is one :func:`register_policy_method` call).
+
+    Attributes:
+      name: the method's name in results.
+      reward: the reward method whose model it trains on (one of
+        :data:`~vpl_jax.rewards.REWARD_METHODS`), or None for the true reward (the oracle).
+      latent: what the policy's ``z`` is — ``"theta"``: the user's true weights (the reward is
+        ``theta · phi``); ``"posterior"``: drawn per episode from a training user's posterior,
+        a test user's posterior mean at evaluation; ``"none"``: nothing (one reward for all).
+      reference_scaled: the reward is the latent model's, scaled per user to a win probability
+        against reference states (VPL-SPO; needs ``references`` in :func:`policy_inputs`).
+    """
+
+    name: str
+    reward: str | None
+    latent: str
+    reference_scaled: bool = False
+
+    LATENTS = ("theta", "posterior", "none")
+
+    def __post_init__(self):
+        if self.latent not in self.LATENTS:
+            raise ValueError(
+                f"PolicyMethod {self.name!r}: latent={self.latent!r}, allowed: {list(self.LATENTS)}"
+            )
+        if (self.reward is None) != (self.latent == "theta"):
+            raise ValueError(
+                f"PolicyMethod {self.name!r}: only the true reward (reward=None) is conditioned "
+                f"on theta, got reward={self.reward!r} with latent={self.latent!r}"
+            )
+        if self.reference_scaled and self.latent != "posterior":
+            raise ValueError(f"PolicyMethod {self.name!r}: reference scaling needs a latent reward")
+
+
+POLICY_METHODS: dict[str, PolicyMethod] = {}
+
+
+def register_policy_method(method: PolicyMethod, *, overwrite: bool = False) -> PolicyMethod:
+    """Adds ``method`` to :data:`POLICY_METHODS` (an existing name only with ``overwrite``)."""
+    if method.name in POLICY_METHODS and not overwrite:
+        raise ValueError(f"policy method {method.name!r} is already registered")
+    POLICY_METHODS[method.name] = method
+    return method
+
+
+for _method in (
+    PolicyMethod("oracle", reward=None, latent="theta"),
+    PolicyMethod("btl", reward="btl", latent="none"),
+    PolicyMethod("vpl", reward="vpl", latent="posterior"),
+    PolicyMethod("vpl_spo", reward="vpl", latent="posterior", reference_scaled=True),
+):
+    register_policy_method(_method)
+
+
+def policy_method(method: str, model: R.RewardModel | None = None) -> PolicyMethod:
+    """The registered :class:`PolicyMethod` of ``method``; a name that is not registered is the
+    reward method of that name, its policy conditioned on the posterior if ``model`` infers a
+    user latent and on nothing otherwise (``btl_ensemble``, ``dpl_meanvar``, ...). Raises
+    ``ValueError`` when ``model`` cannot serve the method (a latent method without a latent
+    model)."""
+    entry = POLICY_METHODS.get(method)
+    if entry is None:
+        latent = "posterior" if model is not None and R.is_latent(model) else "none"
+        entry = PolicyMethod(method, reward=method, latent=latent)
+    if entry.latent == "posterior" and (model is None or not R.is_latent(model)):
+        raise ValueError(
+            f"policy method {method!r} conditions on a user posterior, which "
+            f"{type(model).__name__} has not"
+        )
+    return entry
+
+
 def is_unconditioned(method: str, model: R.RewardModel | None) -> bool:
     """Whether ``method``'s policy ignores the user (one reward for everyone)."""
-    return method != "oracle" and not R.is_latent(model)
+    return policy_method(method, model).latent == "none"
 
 
 def policy_env(method: str, env: FeatureEnv, model, inputs: dict) -> P.LatentReward:
@@ -201,14 +277,15 @@ def policy_env(method: str, env: FeatureEnv, model, inputs: dict) -> P.LatentRew
     unconditioned reward; ``{"params", "mean", "std"}`` (the training users' posteriors) for a
     latent one; plus ``"references"`` (reference states) for ``vpl_spo``.
     """
-    if method == "oracle":
+    entry = policy_method(method, model)
+    if entry.latent == "theta":
         return P.LatentReward(env, P.table_sampler(inputs["theta"]), P.oracle_reward)
     params = inputs["params"]
-    if is_unconditioned(method, model):
+    if entry.latent == "none":
         reward = P.learned_reward(lambda x, z: model.reward(params, x), model.inputs)
         return P.LatentReward(env, P.no_latent(), reward)
     sampler = P.posterior_sampler(inputs["mean"], inputs["std"])
-    if method != "vpl_spo":
+    if not entry.reference_scaled:
         reward = P.learned_reward(lambda x, z: model.reward(params, x, z), model.inputs)
         return P.LatentReward(env, sampler, reward)
     # VPL-SPO: the reference states' rewards depend only on z, so they are computed once per
@@ -237,16 +314,17 @@ def policy_inputs(
     ``references: f32[N, D]`` are VPL-SPO's reference states (:func:`~vpl_jax.rewards.
     reference_inputs`).
     """
+    entry = policy_method(method, model)
     train, _ = dataset.split()
-    if method == "oracle":
+    if entry.latent == "theta":
         return {"theta": train.users.theta}
-    if is_unconditioned(method, model):
+    if entry.latent == "none":
         return {"params": params}
     mean, var = R.posterior_moments(model, params, R.user_pairs(train, "context", model.inputs))
     inputs = {"params": params, "mean": mean, "std": jnp.sqrt(var)}
-    if method == "vpl_spo":
+    if entry.reference_scaled:
         if references is None:
-            raise ValueError("method vpl_spo needs reference states (references=...)")
+            raise ValueError(f"method {method} needs reference states (references=...)")
         inputs["references"] = references
     return inputs
 
@@ -254,10 +332,11 @@ def policy_inputs(
 def test_latents(method: str, model, params, dataset: PreferenceDataset) -> jax.Array:
     """f32[U_test, Z]: what the policy is conditioned on for each test user — the true
     ``theta`` (oracle), the posterior mean given their context (latent models) or nothing."""
+    entry = policy_method(method, model)
     _, test = dataset.split()
-    if method == "oracle":
+    if entry.latent == "theta":
         return test.users.theta
-    if is_unconditioned(method, model):
+    if entry.latent == "none":
         return jnp.zeros((test.num_users, 0))
     mean, _ = R.posterior_moments(model, params, R.user_pairs(test, "context", model.inputs))
     return mean
@@ -470,7 +549,7 @@ def offline(
     k_reward, k_policy, k_eval = jax.random.split(key, 3)
     reward = None
     params = None
-    if method != "oracle":
+    if policy_method(method, model).reward is not None:
         reward = fit_reward(model, reward_train, k_reward, dataset)
         params = reward.params
     inputs = policy_inputs(method, model, params, dataset)
