@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +47,7 @@ class TestInformationGain(chex.TestCase):
 
 @settings(deadline=None, max_examples=30)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 20), q=st.integers(1, 10))
+@pytest.mark.slow
 def test_scores_are_non_negative_and_swap_invariant(seed, n, q):
     p = jax.random.uniform(jax.random.PRNGKey(seed), (n, q))
     for score in SCORES:

@@ -74,6 +74,7 @@ SWAP_CASES = [
 @pytest.mark.parametrize(
     ("model", "criterion"), SWAP_CASES, ids=[f"{m}-{c}" for m, c in SWAP_CASES]
 )
+@pytest.mark.slow
 def test_scores_are_invariant_to_swapping_a_and_b(nav_dataset, models, model, criterion):
     belief, params = models[model]
     cands = pool(nav_dataset, belief.model)
@@ -181,6 +182,7 @@ def reference_elicitation(model, params, cands, user, heldout, key, num_rounds, 
     return np.array(asked), np.array(labels), np.array(accuracy), np.stack(means)
 
 
+@pytest.mark.slow
 def test_elicitation_loop_matches_a_python_loop(nav_dataset):
     """Every (seed, user) of the jitted, vmapped loop equals the plain loop with its key."""
     params = jax.tree.map(
@@ -397,6 +399,7 @@ def four_goal_vpl():
     return dataset, model, params
 
 
+@pytest.mark.slow
 def test_information_gain_identifies_users_faster_than_random(four_goal_vpl):
     dataset, model, params = four_goal_vpl
     _, test = dataset.split()

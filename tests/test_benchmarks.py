@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_reward_training_benchmark_prints_throughput_and_step_cost():
     args = "--users 8 --pairs-per-user 4 --segments 32 --horizon 3 --obs-dim 2 --hidden 8"
     args += " --latent-dim 2 --max-context 2 --epochs 1 --users-per-batch 4 --seeds 3 --repeats 1"

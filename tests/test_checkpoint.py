@@ -149,6 +149,7 @@ def test_killed_process_resumes_to_identical_metrics(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["oracle", "btl", "vpl"])
+@pytest.mark.slow
 def test_real_ppo_states_of_every_method_save_and_resume_identically(
     method, navigation, nav_dataset, tmp_path
 ):

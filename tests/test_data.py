@@ -23,6 +23,7 @@ from vpl_jax.data import (
 from vpl_jax.users import Population, segment_return
 
 
+@pytest.mark.slow
 def test_collect_shapes_and_determinism(navigation):
     a = collect(navigation, jax.random.PRNGKey(0), 8)
     b = collect(navigation, jax.random.PRNGKey(0), 8)
@@ -35,6 +36,7 @@ def test_collect_shapes_and_determinism(navigation):
 
 
 @pytest.mark.parametrize("horizon", [1, 7, 40])
+@pytest.mark.slow
 def test_cut_segments_keeps_consecutive_steps(navigation, horizon):
     traj = collect(navigation, jax.random.PRNGKey(0), 3)
     seg = cut_segments(traj, horizon)
@@ -46,6 +48,7 @@ def test_cut_segments_keeps_consecutive_steps(navigation, horizon):
     )
 
 
+@pytest.mark.slow
 def test_cut_segments_rejects_horizon_longer_than_episode(navigation):
     traj = collect(navigation, jax.random.PRNGKey(0), 2)
     with pytest.raises(ValueError, match=r"segment horizon must be in 1..40"):
@@ -82,6 +85,7 @@ def test_dataset_shapes_split_and_unique_queries(nav_dataset):
     assert not np.any(np.asarray(train.is_test)) and np.all(np.asarray(test.is_test))
 
 
+@pytest.mark.slow
 def test_context_and_heldout_never_share_a_pair_in_either_order(navigation):
     """A pool over few segments repeats pairs, as (a, b) and as (b, a); no user is asked the same
     comparison twice, so none is both in their context and held out."""
@@ -96,6 +100,7 @@ def test_context_and_heldout_never_share_a_pair_in_either_order(navigation):
         assert len({tuple(p) for p in queries[u].tolist()}) == queries.shape[1]
 
 
+@pytest.mark.slow
 def test_pool_with_too_few_distinct_pairs_is_rejected(navigation):
     # 8 segments have 28 distinct pairs; 24 random ones repeat some, leaving fewer than K + M.
     config = DatasetConfig(num_users=4, context_size=8, heldout_size=16, pool_size=24,

@@ -12,6 +12,7 @@ from vpl_jax.envs import navigation as nav
 
 
 @pytest.mark.parametrize("name", ["navigation", "highway", "locomotion"])
+@pytest.mark.slow
 def test_task_resets_and_steps_under_jit_and_vmap(name):
     env = envs.make(name)
     batch = 4
@@ -52,6 +53,7 @@ def _goal_seeker(env, goal_index):
     )
 
 
+@pytest.mark.slow
 def test_navigation_goal_seeker_earns_progress_toward_its_goal(navigation):
     key = jax.random.PRNGKey(0)
     to_a = collect(navigation, key, 8, policy=_goal_seeker(navigation, 0))
@@ -64,6 +66,7 @@ def test_navigation_goal_seeker_earns_progress_toward_its_goal(navigation):
     assert np.all(np.linalg.norm(final_a - np.asarray(navigation.goals[0]), axis=-1) < 0.2)
 
 
+@pytest.mark.slow
 def test_navigation_success_is_reaching_the_users_goal(navigation):
     key = jax.random.PRNGKey(3)
     policy = _goal_seeker(navigation, 1)
@@ -89,6 +92,7 @@ def test_navigation_hazard_and_bystander_features_fire(navigation):
     assert phi[names.index("comfort")] == pytest.approx(-1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_behaviour_policy_covers_every_goal_and_the_hazard(navigation):
     traj = collect(navigation, jax.random.PRNGKey(0), 256)
     final = np.asarray(traj.positions[:, -1])
@@ -115,6 +119,7 @@ def _idle(env):
 
 
 @pytest.mark.parametrize("name", envs.names())
+@pytest.mark.slow
 def test_every_feature_is_a_function_of_the_transition(name):
     """Realisability: a reward model reading (obs before, action, obs after) — the default
     ``inputs="transition"`` — can represent theta · phi for every theta, because every feature
@@ -135,6 +140,7 @@ def test_every_feature_is_a_function_of_the_transition(name):
 @pytest.mark.parametrize(
     "name", [n for n in envs.names() if envs.make(n).failure_features is not None]
 )
+@pytest.mark.slow
 def test_failing_early_never_pays(name):
     """A task that can fail keeps a failed episode in an absorbing state with the worst features
     until the horizon (no early termination), so for random users who weigh safety (and the

@@ -54,6 +54,7 @@ def _check_features(env: FeatureEnv, features: jax.Array) -> None:
 
 
 @pytest.mark.parametrize("name", ["highway", "locomotion"])
+@pytest.mark.slow
 def test_reset_and_step_under_jit_and_vmap(name):
     env, reset, step, _, _ = _task(name)
     state = reset(jax.random.split(jax.random.PRNGKey(0), BATCH))

@@ -122,6 +122,7 @@ def test_the_checker_sees_an_upward_edge():
     assert runtime_imports(lazy) == []
 
 
+@pytest.mark.slow
 def test_every_subpackage_imports_alone_in_a_fresh_interpreter():
     names = sorted({n for n in module_files() if n.count(".") == 1})
     # One interpreter per subpackage, all at once (each is mostly waiting on imports).

@@ -90,6 +90,7 @@ def test_regret_labels_by_hand():
         assert float(answers.labels[0, 0]) == label, weight
 
 
+@pytest.mark.slow
 def test_regret_labels_equal_partial_return_labels_when_the_optimal_value_is_constant(
     nav_dataset,
 ):
@@ -294,6 +295,7 @@ def test_rational_users_keep_their_weights_and_drop_their_deviations(nav_dataset
 
 
 # --- relabelled data ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fitting_many_labellings_at_once_equals_fitting_each(nav_dataset):
     fit_users, valid_users = R.validation_split(nav_dataset)
     train, valid = R.user_pairs(fit_users, "all"), R.user_pairs(valid_users, "all")
@@ -382,6 +384,7 @@ def test_normalized_return_and_gap_by_hand():
         normalized_return(1.0, 0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_round_zero_of_the_iterate_loop_is_the_offline_pipeline(navigation, nav_dataset):
     key = jax.random.PRNGKey(6)
     loop = IterateConfig(schedule=(2,), episodes_per_round=2, offered_per_user=4,

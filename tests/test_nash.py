@@ -91,6 +91,7 @@ def cyclic_pairs(key, num_users=24, pairs_per_user=48, noise=0.3) -> UserPairs:
     )
 
 
+@pytest.mark.slow
 def test_preference_model_learns_a_cycle_that_bradley_terry_cannot():
     train = cyclic_pairs(jax.random.PRNGKey(0))
     test = cyclic_pairs(jax.random.PRNGKey(1), num_users=8)
@@ -266,6 +267,7 @@ def choice_game():
     return env, ppo_config, network, reference
 
 
+@pytest.mark.slow
 def test_nash_md_on_ppo_finds_the_cycle_lottery_from_a_one_sided_reference(choice_game):
     env, ppo_config, network, reference = choice_game
     uniform = N.uniform_log_weights(6)

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
 from vpl_jax.nash.gaussian import geometric_mixture
@@ -64,6 +65,7 @@ def test_dpo_and_ipo_losses_by_hand():
     np.testing.assert_allclose(ipo_loss(h, 0.5, tau=0.25), 0.5 * 0.25 + 0.5 * 12.25, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_preference_model_names_bad_fields_and_averages_kl_over_real_users():
     import pytest
 

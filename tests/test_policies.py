@@ -69,6 +69,7 @@ def test_gae_batches_over_environments():
         chex.assert_trees_all_close(batched[:, b], single, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_latent_reward_redraws_z_at_every_auto_reset(navigation):
     sampler = prior_sampler(navigation.num_features)
     # A per-episode context (here sum(z)), computed at reset and read by the reward.
@@ -212,6 +213,7 @@ TINY = PPOConfig(
 )
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_separate_chunked_runs_and_repeat_exactly(navigation):
     """The task's own reward, no latent: also the path ``benchmarks/ppo_ant.py`` takes."""
     ppo = make_train(navigation, TINY)
@@ -240,6 +242,7 @@ def test_vmapped_seeds_equal_separate_chunked_runs_and_repeat_exactly(navigation
     chex.assert_trees_all_equal(again, state)
 
 
+@pytest.mark.slow
 def test_rewards_of_any_scale_train_alike(navigation):
     """Learned rewards come at arbitrary scales; return normalisation divides the scale out.
 
@@ -353,6 +356,7 @@ def test_state_dependent_std_starts_at_init_log_std_for_every_input():
     assert np.abs(np.asarray(grad["params"]["log_std"]["kernel"])).sum() > 0
 
 
+@pytest.mark.slow
 def test_latent_conditioned_std_serves_a_noise_averse_user_a_shared_one_cannot(one_step_runs):
     def std_and_reward(state_dependent):
         ppo, policy = one_step_runs[state_dependent]

@@ -80,6 +80,7 @@ def test_gaussian_population_draws_theta_around_its_mean():
     assert pop.type_names == ("gaussian",)
 
 
+@pytest.mark.slow
 def test_a_task_variant_inherits_its_parents_user_types_and_is_recorded():
     name = "highway_variant_for_tests"
     if name not in envs.names():

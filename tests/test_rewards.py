@@ -73,6 +73,7 @@ def random_user_pairs(key, num_users=7, num_pairs=6, kind=R.DEFAULT_INPUTS) -> R
 
 
 # --- batches -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_pair_batch_gathers_the_datasets_segments(nav_dataset):
     batch = jax.jit(R.pair_batch, static_argnames="inputs")(
         nav_dataset, nav_dataset.context, inputs="features"
@@ -322,6 +323,7 @@ def test_posterior_and_reward_shapes():
 
 
 @pytest.mark.parametrize("name", ["vpl_attention", "dpl_mean_variance"])
+@pytest.mark.slow
 def test_bfloat16_computation_keeps_float32_params_and_close_losses(name):
     model = MODELS[name]
     half = dataclasses.replace(model, dtype="bfloat16")
@@ -598,6 +600,7 @@ def test_bad_evaluation_inputs_are_rejected(nav_dataset):
 
 
 # --- validation and evaluation metrics ------------------------------------------------------------
+@pytest.mark.slow
 def test_validation_metrics_do_not_depend_on_the_chunk_size():
     from vpl_jax.rewards.trainer import _validation_metrics
 

@@ -58,6 +58,7 @@ def vpl_two_goals(two_goals):
     return fit_and_evaluate(VPL_MODEL, two_goals)
 
 
+@pytest.mark.slow
 def test_vpl_recovers_each_user_type_where_btl_averages(two_goals, vpl_two_goals):
     _, _, btl, _, _ = fit_and_evaluate(R.BTL(), two_goals)
     _, _, vpl, _, _ = vpl_two_goals
@@ -67,6 +68,7 @@ def test_vpl_recovers_each_user_type_where_btl_averages(two_goals, vpl_two_goals
     assert np.min(btl_acc) <= 0.7, btl_acc
 
 
+@pytest.mark.slow
 def test_vpl_with_a_shared_basis_decoder_recovers_each_user_type(two_goals):
     model = dataclasses.replace(VPL_MODEL, decoder="basis")
     _, _, evaluation, _, _ = fit_and_evaluate(model, two_goals)
@@ -74,6 +76,7 @@ def test_vpl_with_a_shared_basis_decoder_recovers_each_user_type(two_goals):
     assert np.all(acc >= 0.9), acc
 
 
+@pytest.mark.slow
 def test_with_one_user_type_btl_and_vpl_both_learn(one_goal):
     for model in (R.BTL(), VPL_MODEL):
         _, _, result, _, _ = fit_and_evaluate(model, one_goal)
@@ -106,6 +109,7 @@ def test_vpl_latent_separates_types_and_sharpens_with_context(vpl_two_goals):
     [R.DPLMeanVariance(), R.DPLCategorical(), R.Ensemble(R.BTL(), size=3)],
     ids=["dpl_mean_variance", "dpl_categorical", "ensemble"],
 )
+@pytest.mark.slow
 def test_baselines_learn_a_single_user_type(one_goal, model):
     config = dataclasses.replace(TRAIN, num_epochs=60)
     _, history, result, _, _ = fit_and_evaluate(model, one_goal, config)
@@ -139,6 +143,7 @@ TINY_VPL = R.VPL(latent_dim=2, embed_dim=16, encoder_hidden=(16,), decoder_hidde
 TINY = R.TrainConfig(num_epochs=3, users_per_batch=4)
 
 
+@pytest.mark.slow
 def test_vmapped_training_over_seeds_equals_separate_runs(nav_dataset):
     train = R.user_pairs(nav_dataset.split()[0], "all")
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -153,6 +158,7 @@ def test_vmapped_training_over_seeds_equals_separate_runs(nav_dataset):
 @pytest.mark.parametrize(
     ("model", "inputs"), [(TINY_VPL, "transition"), (R.LinearBayes(max_context=4), "features")]
 )
+@pytest.mark.slow
 def test_training_takes_typed_keys_and_matches_their_raw_form(nav_dataset, model, inputs):
     fit_users, valid_users = R.validation_split(nav_dataset)
     train, valid = R.user_pairs(fit_users, "all", inputs), R.user_pairs(valid_users, "all", inputs)
@@ -196,6 +202,7 @@ def test_early_stopping_freezes_updates_and_returns_the_best_params(nav_dataset)
     assert not np.isclose(valid_nll[0], valid_nll[1])
 
 
+@pytest.mark.slow
 def test_chunked_training_equals_one_call_and_resumes_from_a_checkpoint(nav_dataset, tmp_path):
     from vpl_jax.runtime.checkpoint import Checkpointer
 
@@ -282,6 +289,7 @@ def test_evaluate_with_params_of_another_size_or_model_names_the_mismatch(nav_da
         R.evaluate(R.BTL(hidden=(16,)), params, context, heldout)
 
 
+@pytest.mark.slow
 def test_chunked_training_takes_the_data_as_arguments_not_as_captured_constants(nav_dataset):
     """fit_chunked's jitted chunk receives the datasets as arguments: a second dataset of the
     same shapes reuses the compiled chunk (a closure over the data compiled a new one per call

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 _SCRIPT = textwrap.dedent(
     """
@@ -51,6 +52,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_seeds_equal_the_single_device_run(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(_SCRIPT)

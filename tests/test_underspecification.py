@@ -34,6 +34,7 @@ def small_config(experiment, tmp_path, **changes):
     return config.validate()
 
 
+@pytest.mark.slow
 def test_vpl_reaches_each_users_goal_where_btl_averages(experiment, tmp_path):
     """Through the command line, in a fresh process: what a user runs, and isolated from the
     compiled state the rest of the suite accumulates (XLA's CPU compiler crashed here on a

@@ -271,6 +271,7 @@ def test_regret_labels_equal_partial_return_labels_when_values_are_constant():
     chex.assert_trees_all_equal(plain, with_values)
 
 
+@pytest.mark.slow
 def test_features_in_the_true_world_equal_the_task_features(navigation):
     from vpl_jax.data import collect, cut_segments
     from vpl_jax.data.beliefs import believed_features
@@ -281,6 +282,7 @@ def test_features_in_the_true_world_equal_the_task_features(navigation):
     np.testing.assert_allclose(perceived, segments.features, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_user_who_misplaces_the_hazard_perceives_other_safety(navigation):
     from vpl_jax.data import collect, cut_segments
     from vpl_jax.data.beliefs import believed_pair_features
