@@ -121,69 +121,6 @@ def test_latent_reward_redraws_z_at_every_auto_reset(navigation):
     np.testing.assert_array_equal(final[~done], np.asarray(after.obs)[~done])
 
 
-class Dice(Env):
-    """Starts at a random point (so resets depend on their keys) and moves by the action; counts
-    the resets that actually run (a host callback inside ``reset``)."""
-
-    def __init__(self, counter: list):
-        self.counter = counter
-
-    def reset(self, rng):
-        jax.debug.callback(lambda: self.counter.append(1))
-        zero = jnp.zeros(())
-        return State(None, jax.random.uniform(rng, (1,)), zero, zero, {}, {})
-
-    def step(self, state, action):
-        return state.replace(obs=state.obs + action, reward=jnp.sum(action), done=jnp.zeros(()))
-
-    @property
-    def observation_size(self):
-        return 1
-
-    @property
-    def action_size(self):
-        return 1
-
-    @property
-    def backend(self):
-        return "none"
-
-
-def test_batched_auto_reset_runs_resets_only_when_an_episode_ends():
-    """step_batch equals vmap(step) step for step, but runs no reset on the steps where no
-    episode ends (it used to run one per environment and step)."""
-    counter: list[int] = []
-    env = wrap_for_training(Dice(counter), 5)
-    num_envs, num_steps = 3, 12
-
-    def run(step_fn, key):
-        state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-
-        def step(state, k):
-            next_state = step_fn(state, jax.random.uniform(k, (num_envs, 1), minval=-1))
-            return next_state, next_state
-
-        return jax.lax.scan(step, state, jax.random.split(key, num_steps))[1]
-
-    key = jax.random.PRNGKey(3)
-    batched = jax.jit(lambda k: run(env.step_batch, k))(key)
-    chex.assert_trees_all_equal(batched, jax.jit(lambda k: run(jax.vmap(env.step), k))(key))
-    assert bool(jnp.any(batched.obs[5] != batched.obs[4]))  # the episodes restarted
-
-    state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-    jax.effects_barrier()
-    counter.clear()
-    step = jax.jit(env.step_batch)
-    action = jnp.zeros((num_envs, 1))
-    for _ in range(4):  # steps 1..4 of 5: no episode ends
-        state = step(state, action)
-    jax.effects_barrier()
-    assert counter == []
-    state = step(state, action)  # step 5 ends every episode
-    jax.effects_barrier()
-    assert counter and bool(np.all(np.asarray(state.info["steps"]) == 0))
-
-
 def test_unconditioned_variant_keeps_the_observation_and_uses_the_learned_reward(navigation):
     goal = navigation.goals[1]
     reward = learned_reward(lambda obs, z: -jnp.linalg.norm(obs[:2] - goal))
@@ -323,6 +260,57 @@ class OneStep(Env):
     @property
     def backend(self):
         return "none"
+
+
+class Dice(OneStep):
+    """Starts at a random point (so resets depend on their keys) and moves by the action; counts
+    the resets that actually run (a host callback inside ``reset``)."""
+
+    def __init__(self, counter: list):
+        self.counter = counter
+
+    def reset(self, rng):
+        jax.debug.callback(lambda: self.counter.append(1))
+        zero = jnp.zeros(())
+        return State(None, jax.random.uniform(rng, (1,)), zero, zero, {}, {})
+
+    def step(self, state, action):
+        return state.replace(obs=state.obs + action, reward=jnp.sum(action), done=jnp.zeros(()))
+
+
+def test_batched_auto_reset_runs_resets_only_when_an_episode_ends():
+    """step_batch equals vmap(step) step for step, but runs no reset on the steps where no
+    episode ends (it used to run one per environment and step)."""
+    counter: list[int] = []
+    env = wrap_for_training(Dice(counter), 5)
+    num_envs, num_steps = 3, 12
+
+    def run(step_fn, key):
+        state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def step(state, k):
+            next_state = step_fn(state, jax.random.uniform(k, (num_envs, 1), minval=-1))
+            return next_state, next_state
+
+        return jax.lax.scan(step, state, jax.random.split(key, num_steps))[1]
+
+    key = jax.random.PRNGKey(3)
+    batched = jax.jit(lambda k: run(env.step_batch, k))(key)
+    chex.assert_trees_all_equal(batched, jax.jit(lambda k: run(jax.vmap(env.step), k))(key))
+    assert bool(jnp.any(batched.obs[5] != batched.obs[4]))  # the episodes restarted
+
+    state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    jax.effects_barrier()
+    counter.clear()
+    step = jax.jit(env.step_batch)
+    action = jnp.zeros((num_envs, 1))
+    for _ in range(4):  # steps 1..4 of 5: no episode ends
+        state = step(state, action)
+    jax.effects_barrier()
+    assert counter == []
+    state = step(state, action)  # step 5 ends every episode
+    jax.effects_barrier()
+    assert counter and bool(np.all(np.asarray(state.info["steps"]) == 0))
 
 
 def noise_averse(next_state, z):

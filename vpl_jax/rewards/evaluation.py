@@ -79,6 +79,7 @@ def heldout_log_probs(
     context: UserPairs,
     heldout: UserPairs,
     users_per_chunk: int | None = 256,
+    logits: jax.Array | None = None,
 ) -> jax.Array:
     """f32[U, M]: each held-out answer's posterior-predictive log-probability given the user's
     context, ``log p(y | context) = log E_{z ~ q(z | context)} p(y | z)``, the same quantity for
@@ -89,11 +90,14 @@ def heldout_log_probs(
       of q(z | context), with a fixed key per user (evaluation stays deterministic) — not the
       plug-in ``p(y | E[z])``, which ignores the posterior's spread;
     * models without a user latent: ``p(y)`` (an ensemble's is its members' mean).
+
+    For those last two the predictive is the model's own prediction: ``logits`` (f32[U, M], from
+    :func:`heldout_logits`), if given, are used instead of computing it again.
     """
-    labels = heldout.labels
     if not is_latent(model) or hasattr(model, "predictive_logits"):
-        logits = heldout_logits(model, params, context, heldout, users_per_chunk)
-        return -bradley_terry_nll(logits, labels)
+        if logits is None:
+            logits = heldout_logits(model, params, context, heldout, users_per_chunk)
+        return -bradley_terry_nll(logits, heldout.labels)
 
     def one_user(u):
         ctx, targets = context.batch(u[None]), heldout.batch(u[None])
@@ -129,7 +133,7 @@ def evaluation_metrics(
     labels, mask = heldout.labels, heldout.mask
     accuracy = strict_accuracy(logits, labels, mask, axis=-1, empty=jnp.nan)
     num_labelled = jnp.sum(mask, axis=-1)
-    log_p = heldout_log_probs(model, params, context, heldout)
+    log_p = heldout_log_probs(model, params, context, heldout, logits=logits)
     log_lik = jnp.where(num_labelled > 0, masked_mean(log_p, mask, axis=-1), jnp.nan)
     num_types = len(heldout.type_names) if num_types is None else num_types
     return Evaluation(
