@@ -43,12 +43,12 @@ import tyro
 from vpl_jax import envs, harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
+from vpl_jax.active import has_belief
 from vpl_jax.data import DatasetConfig, build_dataset
 from vpl_jax.iterate import (
     LOOP_CRITERIA,
     IterateConfig,
     RoundResult,
-    has_belief,
     iterate,
     misidentification_gap,
     normalized_return,

@@ -298,7 +298,7 @@ def test_bad_inputs_name_the_problem(nav_dataset, models):
         run(c=pool(nav_dataset, LINEAR_BAYES))
     with pytest.raises(ValueError, match=r"shortlist=1: must be >= batch_size=2"):
         run(A.Acquisition("entropy", batch_size=2, shortlist=1))
-    with pytest.raises(ValueError, match=r"needs a VPL, LinearBayes or Ensemble"):
+    with pytest.raises(ValueError, match=r"belief \(VPL, LinearBayes, Ensemble\).*got BTL"):
         A.make_belief(R.BTL())
     pairs = test.heldout.pairs
     with pytest.raises(ValueError, match=r"exclude must be i32\[U, M, 2\].*U = 4 users"):
@@ -426,3 +426,24 @@ def test_acquisition_settings_validate():
     with pytest.raises(ValueError, match=r"batch_size=0: must be an integer >= 1"):
         A.Acquisition("random", batch_size=0).validate()
     assert dataclasses.replace(A.Acquisition(), diversity=0.5).validate().diversity == 0.5
+
+
+def test_belief_registry_follows_model_classes(monkeypatch):
+    """make_belief dispatches through active.BELIEFS by class: a subclass inherits its base's
+    belief, a registered family gets its own, and has_belief agrees with make_belief."""
+
+    @dataclasses.dataclass(frozen=True)
+    class MyVPL(R.VPL):
+        pass
+
+    sub = MyVPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
+    assert isinstance(A.make_belief(sub, 3), A.LatentBelief) and A.has_belief(sub)
+    assert A.make_belief(sub, 3).num_samples == 3
+    assert not A.has_belief(R.BTL())
+
+    monkeypatch.setitem(A.BELIEFS, R.BTL, None)  # restored (removed) after the test
+    A.register_belief(R.BTL, lambda model, n: ("btl belief", model, n))
+    assert A.has_belief(R.BTL())
+    assert A.make_belief(R.BTL(), 5) == ("btl belief", R.BTL(), 5)
+    with pytest.raises(TypeError, match="model_type must be a class"):
+        A.register_belief(R.BTL(), A.LatentBelief)

@@ -44,7 +44,7 @@ import numpy as np
 
 from vpl_jax import rewards as R
 from vpl_jax.active.acquisition import information_gain
-from vpl_jax.active.beliefs import make_belief
+from vpl_jax.active.beliefs import has_belief, make_belief
 from vpl_jax.data.dataset import PreferenceDataset, Queries, label_queries
 from vpl_jax.data.segments import Segments
 from vpl_jax.pipeline import (
@@ -108,11 +108,6 @@ class IterateConfig:
                 f"{type(model).__name__} has not; use VPL or a BTL ensemble (btl_ensemble)"
             )
         return self
-
-
-def has_belief(model: R.RewardModel) -> bool:
-    """Whether information gain can be computed for ``model`` (posterior samples or members)."""
-    return R.is_latent(model) or isinstance(model, R.Ensemble)
 
 
 def round_key(key: jax.Array, r: int) -> jax.Array:

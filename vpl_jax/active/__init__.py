@@ -40,14 +40,17 @@ from vpl_jax.active.acquisition import (
     volume_removal,
 )
 from vpl_jax.active.beliefs import (
+    BELIEFS,
     Belief,
     Candidates,
     EnsembleBelief,
     LatentBelief,
     candidate_logits,
     candidates,
+    has_belief,
     make_belief,
     particle_probs,
+    register_belief,
 )
 from vpl_jax.active.elicitation import (
     CRITERIA,
@@ -67,6 +70,7 @@ from vpl_jax.active.features import candidates_from_features, users_from_theta
 from vpl_jax.active.uncertainty import Calibration, calibration_curve, spread_error_correlation
 
 __all__ = [
+    "BELIEFS",
     "CRITERIA",
     "Acquisition",
     "Belief",
@@ -86,12 +90,14 @@ __all__ = [
     "elicit",
     "elicit_users",
     "expected_entropy_reduction",
+    "has_belief",
     "heldout_accuracy",
     "information_gain",
     "make_belief",
     "particle_probs",
     "queries_to_reach",
     "random_scores",
+    "register_belief",
     "score_candidates",
     "select_batch",
     "select_queries",

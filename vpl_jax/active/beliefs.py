@@ -34,6 +34,8 @@ N particles, K context slots, M held-out pairs, Z latent.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import chex
 import jax
@@ -252,17 +254,45 @@ class EnsembleBelief:
 
 Belief = LatentBelief | EnsembleBelief
 
+#: Which belief adapter serves which reward-model class: ``model class -> factory(model,
+#: num_samples) -> Belief``. A model's class and its bases are looked up in order, so a subclass
+#: of VPL gets VPL's belief; :func:`register_belief` adds a new model family.
+BELIEFS: dict[type, Callable[[Any, int], Belief]] = {
+    VPL: LatentBelief,
+    LinearBayes: LatentBelief,
+    Ensemble: lambda model, num_samples: EnsembleBelief(model),
+}
+
+
+def register_belief(model_type: type, factory: Callable[[Any, int], Belief]) -> None:
+    """Makes ``factory(model, num_samples)`` the belief adapter of ``model_type`` (and of its
+    subclasses without an entry of their own)."""
+    if not isinstance(model_type, type):
+        raise TypeError(f"model_type must be a class, got {model_type!r}")
+    BELIEFS[model_type] = factory
+
+
+def belief_factory(model) -> Callable[[Any, int], Belief] | None:
+    """The registered belief factory of ``model``'s class or nearest base (None: no belief)."""
+    return next((BELIEFS[t] for t in type(model).__mro__ if t in BELIEFS), None)
+
+
+def has_belief(model) -> bool:
+    """Whether ``model`` has a belief about a user (so query criteria can rank candidates)."""
+    return belief_factory(model) is not None
+
 
 def make_belief(model, num_samples: int = 32) -> Belief:
-    """The belief adapter of a trained ``model`` (VPL, LinearBayes or Ensemble)."""
-    if isinstance(model, Ensemble):
-        return EnsembleBelief(model)
-    if isinstance(model, VPL | LinearBayes):
-        return LatentBelief(model, num_samples)
-    raise ValueError(
-        f"active query selection needs a VPL, LinearBayes or Ensemble model, got "
-        f"{type(model).__name__} (a model without uncertainty cannot rank queries)"
-    )
+    """The belief adapter of a trained ``model`` (a class in :data:`BELIEFS`: VPL, LinearBayes,
+    Ensemble, or one added with :func:`register_belief`)."""
+    factory = belief_factory(model)
+    if factory is None:
+        known = ", ".join(t.__name__ for t in BELIEFS)
+        raise ValueError(
+            f"active query selection needs a model with a belief ({known}), got "
+            f"{type(model).__name__} (a model without uncertainty cannot rank queries)"
+        )
+    return factory(model, num_samples)
 
 
 def particle_probs(belief: Belief, params: Params, context: PairBatch, cands: Candidates, key):
