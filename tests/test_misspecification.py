@@ -401,6 +401,15 @@ def test_round_zero_of_the_iterate_loop_is_the_offline_pipeline(navigation, nav_
     assert [r.n_queries for r in rounds] == [0, 2]
     new = rounds[0].segments
     assert new.num_segments == 2 * navigation.episode_length // nav_dataset.segments.horizon
+    # Round 1 is a real round: it refitted the reward on the grown data (other params than
+    # round 0's) and rolled out its own policy (new segments, which it is scored on).
+    changed = jax.tree.map(
+        lambda a, b: bool(jnp.any(a != b)),
+        rounds[1].pipeline.reward.params,
+        rounds[0].pipeline.reward.params,
+    )
+    assert any(jax.tree.leaves(changed))
+    assert not np.allclose(rounds[1].segments.features, new.features)
     assert 0.0 <= rounds[1].onpolicy_accuracy <= 1.0
     assert np.isfinite(rounds[1].true_return)
 

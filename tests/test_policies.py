@@ -58,6 +58,35 @@ def test_gae_matches_hand_computation():
         chex.assert_trees_all_close(gae(value, reward, done, last_value, gamma, lam), expected)
 
 
+def test_gae_bootstraps_a_truncated_episode_like_its_continuation():
+    """An episode cut by the time limit at step 2 gets the advantages of the same steps in an
+    episode that goes on past its final observation (whose value is the bootstrap), while a
+    terminated one's future is worth nothing; the next episode is untouched by either."""
+    gamma, lam = 0.9, 0.8
+    value = jnp.array([1.0, -0.5, 2.0, 0.3, 1.5])
+    reward = jnp.array([0.5, 1.0, -1.0, 2.0, 0.0])
+    done = jnp.array([0.0, 0.0, 1.0, 0.0, 0.0])  # the first episode ends with step 2
+    final_value = jnp.array([9.0, 9.0, 3.0, 9.0, 9.0])  # V(obs step 2 ended in) = 3
+    last_value = jnp.array(0.7)
+    cut = generalized_advantages(
+        value, reward, done, last_value, gamma, lam,
+        truncation=done, final_value=final_value,
+    )  # fmt: skip
+    continued = generalized_advantages(
+        value[:3], reward[:3], jnp.zeros(3), final_value[2], gamma, lam
+    )
+    chex.assert_trees_all_close(cut[:3], continued, rtol=1e-6)
+    terminated = generalized_advantages(value, reward, done, last_value, gamma, lam)
+    chex.assert_trees_all_close(terminated[:3], generalized_advantages(
+        value[:3], reward[:3], jnp.zeros(3), jnp.array(0.0), gamma, lam), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        cut[:3] - terminated[:3], gamma * 3.0 * (gamma * lam) ** jnp.arange(2, -1, -1), rtol=1e-5
+    )
+    chex.assert_trees_all_close(cut[3:], terminated[3:])  # the second episode is not bootstrapped
+    with pytest.raises(ValueError, match="truncation and final_value go together"):
+        generalized_advantages(value, reward, done, last_value, gamma, lam, truncation=done)
+
+
 def test_gae_batches_over_environments():
     key = jax.random.PRNGKey(0)
     value, reward = jax.random.normal(key, (2, 5, 3))

@@ -276,6 +276,8 @@ def generalized_advantages(
     last_value: jax.Array,
     gamma: float,
     gae_lambda: float,
+    truncation: jax.Array | None = None,
+    final_value: jax.Array | None = None,
 ) -> jax.Array:
     """GAE (Schulman et al., 2016) along the leading time axis.
 
@@ -284,15 +286,28 @@ def generalized_advantages(
     ``last_value`` and ``done_t`` means step t ended its episode (so ``value_{t+1}`` belongs to
     the next episode and is not used).
 
+    With ``truncation`` and ``final_value``, an episode cut by the time limit at step t
+    (``done_t = truncation_t = 1``) is bootstrapped: its last TD error is
+    ``reward_t + gamma * final_value_t - value_t``, as if the episode went on from its final
+    observation — the same advantages as for the untruncated prefix ending in that observation.
+
     Args:
       value, reward, done: f32[T, ...].
       last_value: f32[...], the value of the observation after the last step.
+      truncation: f32[T, ...] 1 where step t ended its episode by the time limit (None: never).
+      final_value: f32[T, ...] the value of the observation step t ended in, before any reset
+        (read only where ``truncation`` is 1).
 
     Returns:
       f32[T, ...] advantages; the value targets are ``advantages + value``.
     """
     chex.assert_equal_shape([value, reward, done])
     chex.assert_shape(last_value, value.shape[1:])
+    if (truncation is None) != (final_value is None):
+        raise ValueError("truncation and final_value go together (both or neither)")
+    if truncation is not None:
+        chex.assert_equal_shape([value, truncation, final_value])
+        reward = reward + gamma * truncation * final_value
 
     def _gae_step(carry, t):
         gae, next_value = carry
@@ -495,12 +510,19 @@ def make_train(
         # 3. GAE. A truncated episode continues beyond the time limit in the MDP we mean, so its
         # last reward gets gamma * V(final observation); a terminated one's future is worth 0.
         _, last_value = apply(params, obs_stats, env_state.obs)
-        if config.bootstrap_truncation:
-            _, final_value = apply(params, obs_stats, traj.final_obs)
-            reward = reward + config.gamma * traj.truncation * final_value
-
+        truncation = traj.truncation if config.bootstrap_truncation else None
+        final_value = (
+            apply(params, obs_stats, traj.final_obs)[1] if truncation is not None else None
+        )
         advantages = generalized_advantages(
-            traj.value, reward, traj.done, last_value, config.gamma, config.gae_lambda
+            traj.value,
+            reward,
+            traj.done,
+            last_value,
+            config.gamma,
+            config.gae_lambda,
+            truncation=truncation,
+            final_value=final_value,
         )
         targets = advantages + traj.value
 
