@@ -48,7 +48,7 @@ def person_dataset(base: PreferenceDataset, state: dict) -> PreferenceDataset:
     one = base.select_users(np.asarray([0]))
     type_names = tuple(base.meta.type_names) + ("human",)
     users = one.users.replace(
-        theta=np.full_like(np.asarray(one.users.theta), np.nan),
+        theta=np.zeros_like(np.asarray(one.users.theta)),  # unknown: validate refuses NaN
         type_id=np.full_like(np.asarray(one.users.type_id), len(type_names) - 1),
     )
     meta = type(base.meta)(
