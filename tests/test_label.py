@@ -4,8 +4,8 @@ import pytest
 
 pytest.importorskip("flask")
 
-from vpl_jax.data.dataset import load_dataset, save_dataset  # noqa: E402
-from vpl_jax.label import create_app, person_dataset  # noqa: E402
+from vpl_jax.data.dataset import load_dataset, save_dataset
+from vpl_jax.label import create_app, person_dataset
 
 
 def _start(client, person="ann"):

@@ -42,11 +42,13 @@ def person_dataset(base: PreferenceDataset, state: dict) -> PreferenceDataset:
     """One person's answers as a one-user dataset of type ``human`` sharing ``base``'s segments."""
     answers = state["answers"]
     pairs = np.asarray([a["pair"] for a in answers], np.int32).reshape(1, -1, 2)
-    labels = np.asarray([a["label"] if a["label"] is not None else 0.5 for a in answers], np.float32)
+    labels = np.asarray(
+        [a["label"] if a["label"] is not None else 0.5 for a in answers], np.float32
+    )
     mask = np.asarray([a["label"] is not None for a in answers], bool)
     queries = Queries(pairs=pairs, labels=labels[None], mask=mask[None])
     one = base.select_users(np.asarray([0]))
-    type_names = tuple(base.meta.type_names) + ("human",)
+    type_names = (*base.meta.type_names, "human")
     users = one.users.replace(
         theta=np.zeros_like(np.asarray(one.users.theta)),  # unknown: validate refuses NaN
         type_id=np.full_like(np.asarray(one.users.type_id), len(type_names) - 1),
@@ -100,14 +102,18 @@ def create_app(dataset: PreferenceDataset, folder: str | Path, seed: int = 0) ->
         if state["pending"] is None:
             state["pending"] = next_query(state)
         store.save(state)
-        return jsonify({"token": state["token"], "resumed": resumed, "answered": len(state["answers"])})
+        return jsonify(
+            {"token": state["token"], "resumed": resumed, "answered": len(state["answers"])}
+        )
 
     @app.get("/api/<person>/query")
     def query(person):
         state, bad = authorised(person)
         if bad:
             return bad
-        return jsonify({"query": state["pending"], "answered": len(state["answers"]), "answers": list(ANSWERS)})
+        return jsonify(
+            {"query": state["pending"], "answered": len(state["answers"]), "answers": list(ANSWERS)}
+        )
 
     @app.post("/api/<person>/answer")
     def answer(person):
@@ -122,7 +128,9 @@ def create_app(dataset: PreferenceDataset, folder: str | Path, seed: int = 0) ->
         pending = state["pending"]
         if pending is None or body.get("query_id") != pending["id"]:
             return error(409, "that query was not issued to this session (or was already answered)")
-        state["answers"].append({"pair": pending["pair"], "label": ANSWERS[body["answer"]], "answer": body["answer"]})
+        state["answers"].append(
+            {"pair": pending["pair"], "label": ANSWERS[body["answer"]], "answer": body["answer"]}
+        )
         state["pending"] = next_query(state)
         store.save(state)
         return jsonify({"answered": len(state["answers"]), "query": state["pending"]})
