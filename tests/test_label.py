@@ -52,3 +52,68 @@ def test_bad_requests_are_refused_and_nothing_written(nav_dataset, tmp_path):
     assert client.post("/api/session", json={"person": "../x"}).status_code == 400
     assert client.post("/api/session", json={"person": "ann"}).status_code == 403
     assert (tmp_path / "ann.json").read_text() == before
+
+
+def _small_vpl(dataset):
+    import jax
+
+    from vpl_jax.rewards import VPL, user_pairs
+
+    model = VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
+    batch = user_pairs(dataset, "context", model.inputs).batch(jax.numpy.arange(2))
+    return model, model.init(jax.random.PRNGKey(1), batch)
+
+
+def test_a_saved_model_loads_with_its_params_and_a_bad_folder_is_refused(nav_dataset, tmp_path):
+    import json
+
+    import chex
+
+    from vpl_jax.label import ModelFileError, load_model, save_model
+
+    model, params = _small_vpl(nav_dataset)
+    save_model(tmp_path / "m", model, params)
+    loaded, restored = load_model(tmp_path / "m", nav_dataset)
+    assert loaded == model
+    chex.assert_trees_all_close(restored, params)
+    (tmp_path / "m" / "model.json").write_text(json.dumps({"class": "Nope", "fields": {}}))
+    with pytest.raises(ModelFileError, match="Nope"):
+        load_model(tmp_path / "m", nav_dataset)
+    with pytest.raises(ModelFileError, match="cannot read"):
+        load_model(tmp_path / "missing", nav_dataset)
+
+
+def test_info_gain_asks_the_most_informative_unasked_pair(nav_dataset):
+    import jax.numpy as jnp
+
+    from vpl_jax.active import information_gain, particle_probs
+    from vpl_jax.label import QueryChooser
+
+    model, params = _small_vpl(nav_dataset)
+    chooser = QueryChooser(nav_dataset, model, params)
+    assert chooser.queries == "info_gain"
+    answers = []
+    for label in [1.0, 0.0, 0.5, None, 1.0]:
+        pair = chooser.next_pair("ann", answers)
+        context, _, available = chooser.context(answers)
+        key = chooser.key("ann", len(answers))
+        p, _, w = particle_probs(chooser.belief, params, context, chooser.candidates, key)
+        gain = jnp.where(available, information_gain(p, w), -jnp.inf)
+        assert chooser.candidate_of(pair) == int(jnp.argmax(gain))
+        assert tuple(sorted(pair)) not in {tuple(sorted(a["pair"])) for a in answers}
+        answers.append({"pair": pair, "label": label})
+
+
+def test_random_queries_ask_every_pool_pair_once_then_stop(nav_dataset):
+    from vpl_jax.label import QueryChooser
+
+    small = nav_dataset.replace(pool=nav_dataset.pool[:10])
+    chooser = QueryChooser(small)
+    assert chooser.queries == "random"
+    answers = []
+    while (pair := chooser.next_pair("bob", answers)) is not None:
+        answers.append({"pair": pair, "label": 1.0})
+    asked = [tuple(sorted(a["pair"])) for a in answers]
+    assert len(asked) == len(set(asked)) == chooser.candidates.num_candidates
+    with pytest.raises(ValueError, match="needs a trained model"):
+        QueryChooser(small, queries="info_gain")

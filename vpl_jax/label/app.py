@@ -12,6 +12,7 @@ from flask import Flask, jsonify, request
 
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.dataset import PreferenceDataset, Queries
+from vpl_jax.label.queries import QueryChooser
 
 # The answers the page offers, as labels (None: "can't tell", stored masked out).
 ANSWERS = {"a": 1.0, "b": 0.0, "equal": 0.5, "cant_tell": None}
@@ -61,23 +62,30 @@ def person_dataset(base: PreferenceDataset, state: dict) -> PreferenceDataset:
     )
 
 
-def create_app(dataset: PreferenceDataset, folder: str | Path, seed: int = 0) -> Flask:
-    """The Flask app serving ``dataset``'s pool; answers go to ``folder``."""
+def create_app(
+    dataset: PreferenceDataset,
+    folder: str | Path,
+    seed: int = 0,
+    model=None,
+    params=None,
+    queries: str | None = None,
+) -> Flask:
+    """The Flask app serving ``dataset``'s pool; answers go to ``folder``.
+
+    ``model``, ``params``: a trained VPL or LinearBayes (one seed) that chooses the queries and
+    places the person; ``queries``: ``"info_gain"`` or ``"random"`` (None: info_gain with a model,
+    else random; see :class:`~vpl_jax.label.queries.QueryChooser`).
+    """
     app = Flask("vpl_jax.label")
     store = LabelStore(folder)
-    pool = np.asarray(dataset.pool)
-    rng = np.random.default_rng(seed)
+    chooser = QueryChooser(dataset, model, params, queries, seed)
 
     def error(status: int, message: str):
         return jsonify({"error": message}), status
 
     def next_query(state: dict) -> dict | None:
-        asked = {tuple(sorted(a["pair"])) for a in state["answers"]}
-        free = [i for i, p in enumerate(pool) if tuple(sorted(map(int, p))) not in asked]
-        if not free:
-            return None
-        i = int(rng.choice(free))
-        return {"id": secrets.token_hex(8), "pool_index": i, "pair": [int(x) for x in pool[i]]}
+        pair = chooser.next_pair(state["person"], state["answers"])
+        return None if pair is None else {"id": secrets.token_hex(8), "pair": pair}
 
     def authorised(person: str):
         if not _NAME.match(person):
