@@ -117,3 +117,21 @@ def test_random_queries_ask_every_pool_pair_once_then_stop(nav_dataset):
     assert len(asked) == len(set(asked)) == chooser.candidates.num_candidates
     with pytest.raises(ValueError, match="needs a trained model"):
         QueryChooser(small, queries="info_gain")
+
+
+def test_the_page_is_self_contained_and_queries_carry_the_paths(nav_dataset, tmp_path):
+    import re
+
+    client = create_app(nav_dataset, tmp_path).test_client()
+    r = client.get("/")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and r.mimetype == "text/html" and "<canvas" in html
+    assert not re.search(r"<script[^>]*\bsrc=", html), "scripts must be inline (offline)"
+    assert "http://" not in html and "https://" not in html
+    scene = client.get("/api/scene").json
+    assert scene["scene"]["kind"] == "arena" and len(scene["scene"]["goals"]) == 2
+    token = _start(client)
+    q = client.get("/api/ann/query", headers={"X-Token": token}).json["query"]
+    horizon = nav_dataset.segments.positions.shape[1]
+    assert [s["index"] for s in q["segments"]] == q["pair"]
+    assert all(len(s["positions"]) == horizon for s in q["segments"])

@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.dataset import PreferenceDataset, Queries
 from vpl_jax.label.queries import QueryChooser
+from vpl_jax.label.scene import scene, segment_view
 
 # The answers the page offers, as labels (None: "can't tell", stored masked out).
 ANSWERS = {"a": 1.0, "b": 0.0, "equal": 0.5, "cant_tell": None}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PAGE = (resources.files("vpl_jax.label") / "page.html").read_text(encoding="utf-8")
 
 
 class LabelStore:
@@ -79,6 +82,7 @@ def create_app(
     app = Flask("vpl_jax.label")
     store = LabelStore(folder)
     chooser = QueryChooser(dataset, model, params, queries, seed)
+    layout = scene(dataset)
 
     def error(status: int, message: str):
         return jsonify({"error": message}), status
@@ -86,6 +90,12 @@ def create_app(
     def next_query(state: dict) -> dict | None:
         pair = chooser.next_pair(state["person"], state["answers"])
         return None if pair is None else {"id": secrets.token_hex(8), "pair": pair}
+
+    def shown(query: dict | None) -> dict | None:
+        """A pending query as the page gets it: with both segments' paths to animate."""
+        if query is None:
+            return None
+        return {**query, "segments": [segment_view(dataset, i) for i in query["pair"]]}
 
     def authorised(person: str):
         if not _NAME.match(person):
@@ -120,7 +130,11 @@ def create_app(
         if bad:
             return bad
         return jsonify(
-            {"query": state["pending"], "answered": len(state["answers"]), "answers": list(ANSWERS)}
+            {
+                "query": shown(state["pending"]),
+                "answered": len(state["answers"]),
+                "answers": list(ANSWERS),
+            }
         )
 
     @app.post("/api/<person>/answer")
@@ -141,10 +155,23 @@ def create_app(
         )
         state["pending"] = next_query(state)
         store.save(state)
-        return jsonify({"answered": len(state["answers"]), "query": state["pending"]})
+        return jsonify({"answered": len(state["answers"]), "query": shown(state["pending"])})
+
+    @app.get("/api/scene")
+    def scene_():
+        """The task's layout and names (public: nothing about any person)."""
+        return jsonify(
+            {
+                "scene": layout,
+                "feature_names": list(dataset.meta.feature_names),
+                "type_names": list(dataset.meta.type_names),
+                "answers": list(ANSWERS),
+            }
+        )
 
     @app.get("/")
     def page():
-        return "<!doctype html><title>vpl_jax label</title><p>Labelling page: see /api.</p>"
+        """The labelling page: one self-contained HTML file (inline script and style)."""
+        return Response(_PAGE, mimetype="text/html")
 
     return app
