@@ -135,3 +135,47 @@ def test_the_page_is_self_contained_and_queries_carry_the_paths(nav_dataset, tmp
     horizon = nav_dataset.segments.positions.shape[1]
     assert [s["index"] for s in q["segments"]] == q["pair"]
     assert all(len(s["positions"]) == horizon for s in q["segments"])
+
+
+def _answer_as(client, person, token, theta, features, n):
+    """Answers n queries over HTTP as a rational labeller with weights theta."""
+    import numpy as np
+
+    h = {"X-Token": token}
+    for _ in range(n):
+        q = client.get(f"/api/{person}/query", headers=h).json["query"]
+        a, b = (float(np.sum(features[i] @ theta)) for i in q["pair"])
+        answer = "a" if a > b else "b" if b > a else "equal"
+        body = {"query_id": q["id"], "answer": answer}
+        r = client.post(f"/api/{person}/answer", headers=h, json=body)
+        assert r.status_code == 200, r.json
+
+
+def test_the_summary_places_a_simulated_person_with_their_type(nav_dataset, tmp_path):
+    import numpy as np
+
+    from vpl_jax.label.summary import type_thetas
+
+    client = create_app(nav_dataset, tmp_path).test_client()
+    token = _start(client)
+    empty = client.get("/api/ann/summary", headers={"X-Token": token}).json
+    assert empty["theta"]["mean"] == [0.0] * len(nav_dataset.meta.feature_names)
+    assert empty["human_model"]["num_labels"] == 0 and empty["latent"] is None
+    theta = type_thetas(nav_dataset)["goal_a"]
+    features = np.asarray(nav_dataset.segments.features)
+    _answer_as(client, "ann", token, theta, features, 16)
+    s = client.get("/api/ann/summary", headers={"X-Token": token}).json
+    names = s["theta"]["features"]
+    mean = dict(zip(names, s["theta"]["mean"], strict=True))
+    assert mean["progress_a"] > mean["progress_b"] and all(x > 0 for x in s["theta"]["std"])
+    assert s["human_model"]["type"] == "goal_a" and s["human_model"]["epsilon"] == 0.0
+    assert client.get("/api/ann/summary", headers={"X-Token": "x"}).status_code == 403
+
+
+def test_with_vpl_the_summary_places_the_persons_z(nav_dataset, tmp_path):
+    model, params = _small_vpl(nav_dataset)
+    client = create_app(nav_dataset, tmp_path, model=model, params=params).test_client()
+    token = _start(client)
+    latent = client.get("/api/ann/summary", headers={"X-Token": token}).json["latent"]
+    assert len(latent["mean"]) == model.latent_dim and latent["nearest_type"] in latent["share"]
+    assert abs(sum(latent["share"].values()) - 1.0) < 1e-6

@@ -15,6 +15,8 @@ from vpl_jax.atomic import atomic_write
 from vpl_jax.data.dataset import PreferenceDataset, Queries
 from vpl_jax.label.queries import QueryChooser
 from vpl_jax.label.scene import scene, segment_view
+from vpl_jax.label.summary import LatentMap, human_model_summary, theta_posterior
+from vpl_jax.rewards import VPL
 
 # The answers the page offers, as labels (None: "can't tell", stored masked out).
 ANSWERS = {"a": 1.0, "b": 0.0, "equal": 0.5, "cant_tell": None}
@@ -83,6 +85,7 @@ def create_app(
     store = LabelStore(folder)
     chooser = QueryChooser(dataset, model, params, queries, seed)
     layout = scene(dataset)
+    latent_map = LatentMap(dataset, model, params, chooser) if isinstance(model, VPL) else None
 
     def error(status: int, message: str):
         return jsonify({"error": message}), status
@@ -156,6 +159,22 @@ def create_app(
         state["pending"] = next_query(state)
         store.save(state)
         return jsonify({"answered": len(state["answers"]), "query": shown(state["pending"])})
+
+    @app.get("/api/<person>/summary")
+    def summary(person):
+        """What the person's answers so far say about them (:mod:`vpl_jax.label.summary`)."""
+        state, bad = authorised(person)
+        if bad:
+            return bad
+        answers = state["answers"]
+        return jsonify(
+            {
+                "answered": len(answers),
+                "theta": theta_posterior(dataset, answers, model, params),
+                "human_model": human_model_summary(dataset, answers),
+                "latent": None if latent_map is None else latent_map.place(person, answers),
+            }
+        )
 
     @app.get("/api/scene")
     def scene_():
