@@ -37,7 +37,7 @@ def test_the_fit_recovers_beta_and_epsilon_of_simulated_users(beta, epsilon):
     fit = fit_human_model(theta, fa, fb, y, mask)
     assert abs(np.log(fit.beta / beta)) < 0.35, fit
     assert abs(fit.epsilon - epsilon) < 0.05, fit
-    assert fit.num_labels == 2000 and fit.log_likelihood_ratio >= 0
+    assert fit.num_labels == 2000 and fit.log_likelihood_ratio >= 0 and not fit.beta_unbounded
     if epsilon == 0:  # a rational user is not mistaken for a mistaken one
         assert fit.log_likelihood_ratio < 2.0, fit
     else:
@@ -48,6 +48,12 @@ def test_the_fit_finds_a_myopic_users_discount():
     theta, fa, fb, y, mask = simulate(jax.random.PRNGKey(1), 2.0, 0.1, gamma=0.8)
     fit = fit_human_model(theta, fa, fb, y, mask, gammas=(1.0, 0.9, 0.8, 0.7, 0.6))
     assert fit.gamma == pytest.approx(0.8) and abs(np.log(fit.beta / 2.0)) < 0.35, fit
+
+
+def test_a_deterministic_labellers_beta_is_a_lower_bound():
+    theta, fa, fb, y, mask = simulate(jax.random.PRNGKey(3), float("inf"), 0.0, n=50)
+    fit = fit_human_model(theta, fa, fb, y, mask)
+    assert fit.beta_unbounded and fit.epsilon == 0.0, fit
 
 
 def test_equal_and_skipped_answers_are_left_out():

@@ -37,7 +37,10 @@ class HumanModelFit(NamedTuple):
 
     ``beta``, ``epsilon``, ``gamma`` and ``log_likelihood`` of the best model;
     ``rational_beta`` and ``rational_log_likelihood`` of the best ε = 0, γ = 1 model;
-    ``log_likelihood_ratio`` the difference; ``num_labels`` the strict answers used.
+    ``log_likelihood_ratio`` the difference; ``num_labels`` the strict answers used;
+    ``beta_unbounded`` True when the largest β searched explains the answers as well as the best
+    (within 1e-4 nats): θ separates every answer, so β is only bounded below (the answers are
+    those of a deterministic labeller, as far as they go) and ``beta`` is that bound.
     """
 
     beta: float
@@ -48,6 +51,7 @@ class HumanModelFit(NamedTuple):
     rational_log_likelihood: float
     log_likelihood_ratio: float
     num_labels: int
+    beta_unbounded: bool = False
 
 
 @jax.jit
@@ -66,18 +70,20 @@ def _grid_log_likelihood(betas, epsilons, delta, y, w):
     return jax.lax.map(at, epsilons)
 
 
-def _best(delta, y, w, epsilons) -> tuple[float, float, float]:
-    """``(log-likelihood, β, ε)`` maximising over ``epsilons`` and β (coarse, then fine)."""
+def _best(delta, y, w, epsilons) -> tuple[float, float, float, bool]:
+    """``(log-likelihood, β, ε, unbounded)`` maximising over ``epsilons`` and β (coarse, then
+    fine); ``unbounded``: the largest β is (within 1e-4) as good as the best."""
     betas = jnp.asarray(BETAS, jnp.float32)
     ll = np.asarray(_grid_log_likelihood(betas, epsilons, delta, y, w))
     e, b = np.unravel_index(np.argmax(ll), ll.shape)
+    unbounded = bool(ll[:, -1].max() >= ll.max() - 1e-4)
     step = np.log(BETAS[1] / BETAS[0])
     fine = np.exp(np.log(BETAS[b]) + np.linspace(-step, step, 41))
     ll_fine = np.asarray(
         _grid_log_likelihood(jnp.asarray(fine, jnp.float32), epsilons[e : e + 1], delta, y, w)
     )[0]
     i = int(np.argmax(ll_fine))
-    return float(ll_fine[i]), float(fine[i]), float(epsilons[e])
+    return float(ll_fine[i]), float(fine[i]), float(epsilons[e]), unbounded
 
 
 def fit_human_model(
@@ -116,9 +122,9 @@ def fit_human_model(
     best, rational = None, None
     for gamma in gammas:
         delta = returns(theta, features_a, gamma) - returns(theta, features_b, gamma)
-        ll, beta, epsilon = _best(delta, y, w, eps)
+        ll, beta, epsilon, unbounded = _best(delta, y, w, eps)
         if best is None or ll > best[0]:
-            best = (ll, beta, epsilon, float(gamma))
+            best = (ll, beta, epsilon, float(gamma), unbounded)
         if gamma == 1.0:
             rational = _best(delta, y, w, eps[:1])
     return HumanModelFit(
@@ -130,4 +136,5 @@ def fit_human_model(
         rational_log_likelihood=rational[0],
         log_likelihood_ratio=max(best[0] - rational[0], 0.0),
         num_labels=n,
+        beta_unbounded=best[4],
     )
