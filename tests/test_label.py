@@ -179,3 +179,14 @@ def test_with_vpl_the_summary_places_the_persons_z(nav_dataset, tmp_path):
     latent = client.get("/api/ann/summary", headers={"X-Token": token}).json["latent"]
     assert len(latent["mean"]) == model.latent_dim and latent["nearest_type"] in latent["share"]
     assert abs(sum(latent["share"].values()) - 1.0) < 1e-6
+
+
+def test_the_command_refuses_a_remote_host_and_info_gain_without_a_model(tmp_path, capsys):
+    from vpl_jax.label.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--dataset", str(tmp_path / "d.npz"), "--host", "0.0.0.0"])
+    assert "needs --allow-remote" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--dataset", str(tmp_path / "d.npz"), "--queries", "info_gain"])
+    assert "needs --model" in capsys.readouterr().err
