@@ -28,6 +28,7 @@ LAYERS = (
     ("nash",),
     ("pipeline",),
     ("harness", "iterate"),
+    ("label",),  # the labelling app: reads runs (harness), queries with active, fits rewards
     ("vpl_jax",),  # the package's own __init__
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

@@ -1,6 +1,7 @@
 """Simulated users: reward weights over task features, human models, populations."""
 
 from vpl_jax.users import types as _builtin_types  # noqa: F401  (registers the shipped types)
+from vpl_jax.users.fit import HumanModelFit, fit_human_model
 from vpl_jax.users.human import (
     HumanModel,
     LabelDistribution,
@@ -25,6 +26,7 @@ from vpl_jax.users.values import segment_endpoints, segment_values
 
 __all__ = [
     "HumanModel",
+    "HumanModelFit",
     "LabelDistribution",
     "Population",
     "PopulationSpec",
@@ -32,6 +34,7 @@ __all__ = [
     "UserType",
     "boltzmann",
     "check_partial_return",
+    "fit_human_model",
     "get_user_type",
     "label_distribution",
     "label_pairs",

@@ -1,0 +1,192 @@
+"""HTTP tests of the labelling app (vpl_jax.label) through Flask's test client."""
+
+import pytest
+
+pytest.importorskip("flask")
+
+from vpl_jax.data.dataset import load_dataset, save_dataset
+from vpl_jax.label import create_app, person_dataset
+
+
+def _start(client, person="ann"):
+    r = client.post("/api/session", json={"person": person})
+    assert r.status_code == 200, r.json
+    return r.json["token"]
+
+
+def test_answers_are_saved_resumed_and_exported(nav_dataset, tmp_path):
+    client = create_app(nav_dataset, tmp_path).test_client()
+    token = _start(client)
+    h = {"X-Token": token}
+    seen = set()
+    for answer in ["a", "b", "equal", "cant_tell"]:
+        q = client.get("/api/ann/query", headers=h).json["query"]
+        assert tuple(sorted(q["pair"])) not in seen
+        seen.add(tuple(sorted(q["pair"])))
+        r = client.post("/api/ann/answer", headers=h, json={"query_id": q["id"], "answer": answer})
+        assert r.status_code == 200 and r.json["answered"] == len(seen)
+    # A restarted server resumes the session from the file.
+    client = create_app(nav_dataset, tmp_path).test_client()
+    r = client.post("/api/session", json={"person": "ann", "token": token})
+    assert r.json["resumed"] and r.json["answered"] == 4
+    state = __import__("json").loads((tmp_path / "ann.json").read_text())
+    path = save_dataset(person_dataset(nav_dataset, state), tmp_path / "ann.npz")
+    loaded = load_dataset(path)
+    assert loaded.meta.type_names[-1] == "human" and loaded.context.pairs.shape == (1, 4, 2)
+
+
+def test_bad_requests_are_refused_and_nothing_written(nav_dataset, tmp_path):
+    client = create_app(nav_dataset, tmp_path).test_client()
+    token = _start(client)
+    q = client.get("/api/ann/query", headers={"X-Token": token}).json["query"]
+    before = (tmp_path / "ann.json").read_text()
+    bad = [
+        ({"X-Token": "nope"}, {"query_id": q["id"], "answer": "a"}, 403),
+        ({"X-Token": token}, {"query_id": "other", "answer": "a"}, 409),
+        ({"X-Token": token}, {"query_id": q["id"], "answer": "maybe"}, 400),
+    ]
+    for headers, body, status in bad:
+        r = client.post("/api/ann/answer", headers=headers, json=body)
+        assert r.status_code == status and "error" in r.json
+    assert client.post("/api/bob/answer", json={}).status_code == 404
+    assert client.post("/api/session", json={"person": "../x"}).status_code == 400
+    assert client.post("/api/session", json={"person": "ann"}).status_code == 403
+    assert (tmp_path / "ann.json").read_text() == before
+
+
+def _small_vpl(dataset):
+    import jax
+
+    from vpl_jax.rewards import VPL, user_pairs
+
+    model = VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
+    batch = user_pairs(dataset, "context", model.inputs).batch(jax.numpy.arange(2))
+    return model, model.init(jax.random.PRNGKey(1), batch)
+
+
+def test_a_saved_model_loads_with_its_params_and_a_bad_folder_is_refused(nav_dataset, tmp_path):
+    import json
+
+    import chex
+
+    from vpl_jax.label import ModelFileError, load_model, save_model
+
+    model, params = _small_vpl(nav_dataset)
+    save_model(tmp_path / "m", model, params)
+    loaded, restored = load_model(tmp_path / "m", nav_dataset)
+    assert loaded == model
+    chex.assert_trees_all_close(restored, params)
+    (tmp_path / "m" / "model.json").write_text(json.dumps({"class": "Nope", "fields": {}}))
+    with pytest.raises(ModelFileError, match="Nope"):
+        load_model(tmp_path / "m", nav_dataset)
+    with pytest.raises(ModelFileError, match="cannot read"):
+        load_model(tmp_path / "missing", nav_dataset)
+
+
+def test_info_gain_asks_the_most_informative_unasked_pair(nav_dataset):
+    import jax.numpy as jnp
+
+    from vpl_jax.active import information_gain, particle_probs
+    from vpl_jax.label import QueryChooser
+
+    model, params = _small_vpl(nav_dataset)
+    chooser = QueryChooser(nav_dataset, model, params)
+    assert chooser.queries == "info_gain"
+    answers = []
+    for label in [1.0, 0.0, 0.5, None, 1.0]:
+        pair = chooser.next_pair("ann", answers)
+        context, _, available = chooser.context(answers)
+        key = chooser.key("ann", len(answers))
+        p, _, w = particle_probs(chooser.belief, params, context, chooser.candidates, key)
+        gain = jnp.where(available, information_gain(p, w), -jnp.inf)
+        assert chooser.candidate_of(pair) == int(jnp.argmax(gain))
+        assert tuple(sorted(pair)) not in {tuple(sorted(a["pair"])) for a in answers}
+        answers.append({"pair": pair, "label": label})
+
+
+def test_random_queries_ask_every_pool_pair_once_then_stop(nav_dataset):
+    from vpl_jax.label import QueryChooser
+
+    small = nav_dataset.replace(pool=nav_dataset.pool[:10])
+    chooser = QueryChooser(small)
+    assert chooser.queries == "random"
+    answers = []
+    while (pair := chooser.next_pair("bob", answers)) is not None:
+        answers.append({"pair": pair, "label": 1.0})
+    asked = [tuple(sorted(a["pair"])) for a in answers]
+    assert len(asked) == len(set(asked)) == chooser.candidates.num_candidates
+    with pytest.raises(ValueError, match="needs a trained model"):
+        QueryChooser(small, queries="info_gain")
+
+
+def test_the_page_is_self_contained_and_queries_carry_the_paths(nav_dataset, tmp_path):
+    import re
+
+    client = create_app(nav_dataset, tmp_path).test_client()
+    r = client.get("/")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and r.mimetype == "text/html" and "<canvas" in html
+    assert not re.search(r"<script[^>]*\bsrc=", html), "scripts must be inline (offline)"
+    assert "http://" not in html and "https://" not in html
+    scene = client.get("/api/scene").json
+    assert scene["scene"]["kind"] == "arena" and len(scene["scene"]["goals"]) == 2
+    token = _start(client)
+    q = client.get("/api/ann/query", headers={"X-Token": token}).json["query"]
+    horizon = nav_dataset.segments.positions.shape[1]
+    assert [s["index"] for s in q["segments"]] == q["pair"]
+    assert all(len(s["positions"]) == horizon for s in q["segments"])
+
+
+def _answer_as(client, person, token, theta, features, n):
+    """Answers n queries over HTTP as a rational labeller with weights theta."""
+    import numpy as np
+
+    h = {"X-Token": token}
+    for _ in range(n):
+        q = client.get(f"/api/{person}/query", headers=h).json["query"]
+        a, b = (float(np.sum(features[i] @ theta)) for i in q["pair"])
+        answer = "a" if a > b else "b" if b > a else "equal"
+        body = {"query_id": q["id"], "answer": answer}
+        r = client.post(f"/api/{person}/answer", headers=h, json=body)
+        assert r.status_code == 200, r.json
+
+
+def test_the_summary_places_a_simulated_person_with_their_type(nav_dataset, tmp_path):
+    import numpy as np
+
+    from vpl_jax.label.summary import type_thetas
+
+    client = create_app(nav_dataset, tmp_path).test_client()
+    token = _start(client)
+    empty = client.get("/api/ann/summary", headers={"X-Token": token}).json
+    assert empty["theta"]["mean"] == [0.0] * len(nav_dataset.meta.feature_names)
+    assert empty["human_model"]["num_labels"] == 0 and empty["latent"] is None
+    theta = type_thetas(nav_dataset)["goal_a"]
+    features = np.asarray(nav_dataset.segments.features)
+    _answer_as(client, "ann", token, theta, features, 16)
+    s = client.get("/api/ann/summary", headers={"X-Token": token}).json
+    names = s["theta"]["features"]
+    mean = dict(zip(names, s["theta"]["mean"], strict=True))
+    assert mean["progress_a"] > mean["progress_b"] and all(x > 0 for x in s["theta"]["std"])
+    assert s["human_model"]["type"] == "goal_a" and s["human_model"]["epsilon"] == 0.0
+    assert client.get("/api/ann/summary", headers={"X-Token": "x"}).status_code == 403
+
+
+def test_with_vpl_the_summary_places_the_persons_z(nav_dataset, tmp_path):
+    model, params = _small_vpl(nav_dataset)
+    client = create_app(nav_dataset, tmp_path, model=model, params=params).test_client()
+    token = _start(client)
+    latent = client.get("/api/ann/summary", headers={"X-Token": token}).json["latent"]
+    assert len(latent["mean"]) == model.latent_dim and latent["nearest_type"] in latent["share"]
+    assert abs(sum(latent["share"].values()) - 1.0) < 1e-6
+
+
+def test_the_command_refuses_a_remote_host_and_info_gain_without_a_model(tmp_path, capsys):
+    from vpl_jax.label.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--dataset", str(tmp_path / "d.npz"), "--host", "0.0.0.0"])
+    assert "needs --allow-remote" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--dataset", str(tmp_path / "d.npz"), "--queries", "info_gain"])
+    assert "needs --model" in capsys.readouterr().err

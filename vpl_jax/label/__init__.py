@@ -1,0 +1,25 @@
+"""A real person in the loop: a local Flask app that asks a person comparisons and stores answers.
+
+* :mod:`~vpl_jax.label.app` — sessions, validated answers written atomically, the JSON API;
+* :mod:`~vpl_jax.label.queries` — the next comparison, by information gain or at random;
+* :mod:`~vpl_jax.label.model` — save and load the trained model the app serves.
+
+Flask was chosen because it is well kept, tiny, and ships a test client, so every endpoint is
+tested at the HTTP level without a running server.
+"""
+
+from vpl_jax.label.app import ANSWERS, LabelStore, create_app, person_dataset
+from vpl_jax.label.model import ModelFileError, load_model, save_model
+from vpl_jax.label.queries import QUERY_CHOICES, QueryChooser
+
+__all__ = [
+    "ANSWERS",
+    "QUERY_CHOICES",
+    "LabelStore",
+    "ModelFileError",
+    "QueryChooser",
+    "create_app",
+    "load_model",
+    "person_dataset",
+    "save_model",
+]

@@ -1,0 +1,196 @@
+"""The labelling app: sessions, queries from the dataset's pool, validated and atomic answers."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from flask import Flask, Response, jsonify, request
+
+from vpl_jax.atomic import atomic_write
+from vpl_jax.data.dataset import PreferenceDataset, Queries
+from vpl_jax.label.queries import QueryChooser
+from vpl_jax.label.scene import scene, segment_view
+from vpl_jax.label.summary import LatentMap, human_model_summary, theta_posterior
+from vpl_jax.rewards import VPL
+
+# The answers the page offers, as labels (None: "can't tell", stored masked out).
+ANSWERS = {"a": 1.0, "b": 0.0, "equal": 0.5, "cant_tell": None}
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PAGE = (resources.files("vpl_jax.label") / "page.html").read_text(encoding="utf-8")
+
+
+class LabelStore:
+    """Per-person answer files under ``folder`` (``<person>.json``), each written atomically."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, person: str) -> Path:
+        return self.folder / f"{person}.json"
+
+    def load(self, person: str) -> dict:
+        path = self.path(person)
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+        return {"person": person, "token": secrets.token_hex(16), "answers": [], "pending": None}
+
+    def save(self, state: dict) -> None:
+        with atomic_write(self.path(state["person"])) as f:
+            json.dump(state, f)
+
+
+def person_dataset(base: PreferenceDataset, state: dict) -> PreferenceDataset:
+    """One person's answers as a one-user dataset of type ``human`` sharing ``base``'s segments."""
+    answers = state["answers"]
+    pairs = np.asarray([a["pair"] for a in answers], np.int32).reshape(1, -1, 2)
+    labels = np.asarray(
+        [a["label"] if a["label"] is not None else 0.5 for a in answers], np.float32
+    )
+    mask = np.asarray([a["label"] is not None for a in answers], bool)
+    queries = Queries(pairs=pairs, labels=labels[None], mask=mask[None])
+    one = base.select_users(np.asarray([0]))
+    type_names = (*base.meta.type_names, "human")
+    users = one.users.replace(
+        theta=np.zeros_like(np.asarray(one.users.theta)),  # unknown: validate refuses NaN
+        type_id=np.full_like(np.asarray(one.users.type_id), len(type_names) - 1),
+    )
+    meta = type(base.meta)(
+        task=base.meta.task, feature_names=base.meta.feature_names, type_names=type_names
+    )
+    return one.replace(
+        users=users, context=queries, heldout=queries, is_test=np.ones(1, bool), meta=meta
+    )
+
+
+def create_app(
+    dataset: PreferenceDataset,
+    folder: str | Path,
+    seed: int = 0,
+    model=None,
+    params=None,
+    queries: str | None = None,
+) -> Flask:
+    """The Flask app serving ``dataset``'s pool; answers go to ``folder``.
+
+    ``model``, ``params``: a trained VPL or LinearBayes (one seed) that chooses the queries and
+    places the person; ``queries``: ``"info_gain"`` or ``"random"`` (None: info_gain with a model,
+    else random; see :class:`~vpl_jax.label.queries.QueryChooser`).
+    """
+    app = Flask("vpl_jax.label")
+    store = LabelStore(folder)
+    chooser = QueryChooser(dataset, model, params, queries, seed)
+    layout = scene(dataset)
+    latent_map = LatentMap(dataset, model, params, chooser) if isinstance(model, VPL) else None
+
+    def error(status: int, message: str):
+        return jsonify({"error": message}), status
+
+    def next_query(state: dict) -> dict | None:
+        pair = chooser.next_pair(state["person"], state["answers"])
+        return None if pair is None else {"id": secrets.token_hex(8), "pair": pair}
+
+    def shown(query: dict | None) -> dict | None:
+        """A pending query as the page gets it: with both segments' paths to animate."""
+        if query is None:
+            return None
+        return {**query, "segments": [segment_view(dataset, i) for i in query["pair"]]}
+
+    def authorised(person: str):
+        if not _NAME.match(person):
+            return None, error(400, f"person name {person!r} must be 1-64 letters, digits, _ or -")
+        if not store.path(person).is_file():
+            return None, error(404, f"no session for {person!r}; POST /api/session first")
+        state = store.load(person)
+        if request.headers.get("X-Token") != state["token"]:
+            return None, error(403, "wrong or missing session token (X-Token header)")
+        return state, None
+
+    @app.post("/api/session")
+    def session():
+        body = request.get_json(silent=True) or {}
+        person = str(body.get("person", ""))
+        if not _NAME.match(person):
+            return error(400, f"person name {person!r} must be 1-64 letters, digits, _ or -")
+        resumed = store.path(person).is_file()
+        state = store.load(person)
+        if resumed and body.get("token") != state["token"]:
+            return error(403, f"{person!r} exists; resuming needs its token")
+        if state["pending"] is None:
+            state["pending"] = next_query(state)
+        store.save(state)
+        return jsonify(
+            {"token": state["token"], "resumed": resumed, "answered": len(state["answers"])}
+        )
+
+    @app.get("/api/<person>/query")
+    def query(person):
+        state, bad = authorised(person)
+        if bad:
+            return bad
+        return jsonify(
+            {
+                "query": shown(state["pending"]),
+                "answered": len(state["answers"]),
+                "answers": list(ANSWERS),
+            }
+        )
+
+    @app.post("/api/<person>/answer")
+    def answer(person):
+        state, bad = authorised(person)
+        if bad:
+            return bad
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return error(400, "the body must be a JSON object {query_id, answer}")
+        if body.get("answer") not in ANSWERS:
+            return error(400, f"answer must be one of {list(ANSWERS)}, got {body.get('answer')!r}")
+        pending = state["pending"]
+        if pending is None or body.get("query_id") != pending["id"]:
+            return error(409, "that query was not issued to this session (or was already answered)")
+        state["answers"].append(
+            {"pair": pending["pair"], "label": ANSWERS[body["answer"]], "answer": body["answer"]}
+        )
+        state["pending"] = next_query(state)
+        store.save(state)
+        return jsonify({"answered": len(state["answers"]), "query": shown(state["pending"])})
+
+    @app.get("/api/<person>/summary")
+    def summary(person):
+        """What the person's answers so far say about them (:mod:`vpl_jax.label.summary`)."""
+        state, bad = authorised(person)
+        if bad:
+            return bad
+        answers = state["answers"]
+        return jsonify(
+            {
+                "answered": len(answers),
+                "theta": theta_posterior(dataset, answers, model, params),
+                "human_model": human_model_summary(dataset, answers),
+                "latent": None if latent_map is None else latent_map.place(person, answers),
+            }
+        )
+
+    @app.get("/api/scene")
+    def scene_():
+        """The task's layout and names (public: nothing about any person)."""
+        return jsonify(
+            {
+                "scene": layout,
+                "feature_names": list(dataset.meta.feature_names),
+                "type_names": list(dataset.meta.type_names),
+                "answers": list(ANSWERS),
+            }
+        )
+
+    @app.get("/")
+    def page():
+        """The labelling page: one self-contained HTML file (inline script and style)."""
+        return Response(_PAGE, mimetype="text/html")
+
+    return app
