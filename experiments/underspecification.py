@@ -75,6 +75,10 @@ class Config(harness.PopulationStudy):
     (about 0.5 plus a small signal)."""
     num_reference_states: int = 256
     """States of the data that VPL-SPO's win probability is measured against."""
+    user_sampling: str = "uniform"
+    """How a PPO training episode picks its user (oracle, vpl, vpl_spo): uniform, or balanced
+    (weighted inversely to the density of their theta or posterior mean, so every type gets
+    about as many episodes as the majority; see the README's policy section)."""
     num_eval_episodes: int = 16
     """Evaluation episodes per test user (deterministic policy)."""
     chunk_updates: int = 20
@@ -95,6 +99,7 @@ class Config(harness.PopulationStudy):
         harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
         harness.check_choices("methods", self.methods, METHODS)
+        harness.check_choices("user_sampling", (self.user_sampling,), P.USER_SAMPLING)
         harness.check_choices(
             "center_reward_tasks",
             self.center_reward_tasks,
@@ -237,7 +242,9 @@ def policy_inputs(method: str, config: Config, rewards: dict, dataset, key) -> d
         method,
         config,
         rewards,
-        lambda model, params: pipeline.policy_inputs(method, model, params, dataset, references),
+        lambda model, params: pipeline.policy_inputs(
+            method, model, params, dataset, references, config.user_sampling
+        ),
     )
 
 

@@ -17,15 +17,18 @@ from vpl_jax.policies import (
     ActorCritic,
     LatentReward,
     PPOConfig,
+    balanced_log_weights,
     generalized_advantages,
     learned_reward,
     log_prob_of_pre_squash,
     make_train,
     no_latent,
     oracle_reward,
+    posterior_sampler,
     prior_sampler,
     table_sampler,
     tanh_gaussian,
+    user_log_weights,
     wrap_for_training,
 )
 
@@ -389,3 +392,85 @@ def test_latent_conditioned_std_serves_a_noise_averse_user_a_shared_one_cannot(o
     # entropy bonus keeps it wide; with one shared std the two pull against each other.
     assert own_std[1] < 0.5 * own_std[0], own_std
     assert own_reward > shared_reward + 0.1, (own_reward, shared_reward)
+
+
+# --- user sampling ------------------------------------------------------------------------------
+def _clusters(sizes, spread=0.05, seed=0):
+    """Points of well-separated clusters (centres 0, 1, 2, ... on every axis) and their labels."""
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([c + spread * rng.standard_normal((n, 3)) for c, n in enumerate(sizes)])
+    return jnp.asarray(points, jnp.float32), np.repeat(np.arange(len(sizes)), sizes)
+
+
+@pytest.mark.parametrize("sizes", [(70, 20, 10), (50, 45, 5), (10, 10)])
+def test_balanced_weights_give_every_cluster_an_equal_share(sizes):
+    points, label = _clusters(sizes)
+    w = np.exp(np.asarray(balanced_log_weights(points), np.float64))
+    share = np.array([w[label == c].sum() for c in range(len(sizes))]) / w.sum()
+    np.testing.assert_allclose(share, 1 / len(sizes), atol=0.03)
+    # within a cluster the weights are about equal (no user stands for its whole type)
+    assert all(w[label == c].max() / w[label == c].min() < 1.5 for c in range(len(sizes)))
+
+
+def test_balanced_weights_are_permutation_equivariant_and_uniform_for_one_cluster():
+    points, _ = _clusters((30, 10))
+    perm = np.random.default_rng(1).permutation(40)
+    np.testing.assert_allclose(
+        balanced_log_weights(points)[perm], balanced_log_weights(points[perm]), rtol=1e-5
+    )
+    one, _ = _clusters((40,), spread=0.0)  # identical points: nobody is over-represented
+    np.testing.assert_allclose(np.ptp(np.asarray(balanced_log_weights(one))), 0.0, atol=1e-5)
+
+
+def test_samplers_draw_users_by_their_log_weights():
+    table = jnp.arange(4, dtype=jnp.float32)[:, None]
+    log_weights = jnp.log(jnp.array([0.1, 0.2, 0.3, 0.4]))
+    keys = jax.random.split(jax.random.PRNGKey(0), 20000)
+    for sampler in (
+        table_sampler(table, log_weights),
+        posterior_sampler(table, jnp.zeros_like(table), log_weights),
+    ):
+        picks = np.asarray(jax.vmap(sampler)(keys))[:, 0].astype(int)
+        np.testing.assert_allclose(
+            np.bincount(picks, minlength=4) / len(picks), [0.1, 0.2, 0.3, 0.4], atol=0.015
+        )
+    uniform = np.asarray(jax.vmap(table_sampler(table))(keys))[:, 0].astype(int)
+    np.testing.assert_allclose(np.bincount(uniform) / len(uniform), 0.25, atol=0.015)
+
+
+def test_user_sampling_choice_is_checked():
+    with pytest.raises(ValueError, match=r"user_sampling='density'.*uniform.*balanced"):
+        user_log_weights(jnp.zeros((3, 2)), "density")
+    assert user_log_weights(jnp.zeros((3, 2)), "uniform") is None
+
+
+def wants_action_z(next_state, z):
+    """User z wants the action z (a quadratic penalty around it)."""
+    return -jnp.sum((next_state.info["action"] - z) ** 2)
+
+
+@pytest.mark.slow
+def test_balanced_user_sampling_serves_a_minority_that_uniform_sampling_neglects():
+    """A 5 % user who wants the opposite action: with users drawn uniformly, PPO at a small
+    budget has learned the majority and not yet them; drawn balanced, both (3 seeds)."""
+    table = jnp.asarray([[-0.8]] * 19 + [[0.8]] * 1)
+    config = PPOConfig(total_timesteps=64 * 4 * 6, num_envs=64, num_steps=4, init_log_std=-1.0)
+    errors = {}
+    for sampling in ("uniform", "balanced"):
+        env = LatentReward(
+            OneStep(), table_sampler(table, user_log_weights(table, sampling)), wants_action_z
+        )
+        ppo = make_train(env, config)
+        states, _ = jax.jit(jax.vmap(ppo.train))(jax.random.split(jax.random.PRNGKey(0), 3))
+
+        def action_error(state, ppo=ppo):
+            policy = ppo.policy_params(state)
+            z = jnp.array([[-0.8], [0.8]])
+            act = jax.vmap(lambda z: ppo.act(policy, jnp.concatenate([jnp.zeros(1), z])))
+            return jnp.abs(act(z)[:, 0] - z[:, 0])
+
+        errors[sampling] = np.asarray(jax.vmap(action_error)(states)).mean(
+            0
+        )  # [majority, minority]
+    assert errors["balanced"][1] < 0.6 * errors["uniform"][1], errors  # the minority
+    assert errors["balanced"][0] < errors["uniform"][0] + 0.05, errors  # the majority as well

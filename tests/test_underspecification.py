@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vpl_jax import harness
@@ -73,3 +74,22 @@ def test_bad_config_fails_before_compiling(experiment, capsys):
     with pytest.raises(SystemExit):
         harness.parse(experiment.Config, experiment.PRESETS, ["--methods", "rlhf"])
     assert "allowed values are ['btl', 'vpl', 'vpl_spo', 'oracle']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        harness.parse(experiment.Config, experiment.PRESETS, ["--user-sampling", "density"])
+    assert "user_sampling: unknown value(s) ['density']" in capsys.readouterr().err
+
+
+def test_balanced_user_sampling_weighs_each_training_users_latent(nav_dataset):
+    """policy_inputs adds the balanced log-weights of the oracle's theta (and of a latent
+    model's posterior means); uniform adds nothing; an unknown choice names the field."""
+    from vpl_jax import pipeline
+
+    train, _ = nav_dataset.split()
+    uniform = pipeline.policy_inputs("oracle", None, None, nav_dataset)
+    balanced = pipeline.policy_inputs("oracle", None, None, nav_dataset, user_sampling="balanced")
+    assert "log_weights" not in uniform
+    np.testing.assert_allclose(
+        balanced["log_weights"], P.balanced_log_weights(train.users.theta), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="user_sampling='density'"):
+        pipeline.policy_inputs("oracle", None, None, nav_dataset, user_sampling="density")

@@ -279,12 +279,13 @@ def policy_env(method: str, env: FeatureEnv, model, inputs: dict) -> P.LatentRew
     """
     entry = policy_method(method, model)
     if entry.latent == "theta":
-        return P.LatentReward(env, P.table_sampler(inputs["theta"]), P.oracle_reward)
+        sampler = P.table_sampler(inputs["theta"], inputs.get("log_weights"))
+        return P.LatentReward(env, sampler, P.oracle_reward)
     params = inputs["params"]
     if entry.latent == "none":
         reward = P.learned_reward(lambda x, z: model.reward(params, x), model.inputs)
         return P.LatentReward(env, P.no_latent(), reward)
-    sampler = P.posterior_sampler(inputs["mean"], inputs["std"])
+    sampler = P.posterior_sampler(inputs["mean"], inputs["std"], inputs.get("log_weights"))
     if not entry.reference_scaled:
         reward = P.learned_reward(lambda x, z: model.reward(params, x, z), model.inputs)
         return P.LatentReward(env, sampler, reward)
@@ -307,21 +308,32 @@ def policy_inputs(
     params: Any,
     dataset: PreferenceDataset,
     references: jax.Array | None = None,
+    user_sampling: str = "uniform",
 ) -> dict:
     """What ``method``'s training environment needs for one run (see :func:`policy_env`).
 
     For a latent model the training users' posteriors come from their context pairs.
     ``references: f32[N, D]`` are VPL-SPO's reference states (:func:`~vpl_jax.rewards.
-    reference_inputs`).
+    reference_inputs`). ``user_sampling`` (:data:`~vpl_jax.policies.USER_SAMPLING`) is how a
+    training episode picks its user: ``"uniform"``, or ``"balanced"`` — weighted inversely to
+    the density of their true ``theta`` (oracle) or posterior mean (latent models), so a
+    minority type gets as many episodes as the majority (:func:`~vpl_jax.policies.
+    balanced_log_weights`; adds ``"log_weights"``). Unconditioned policies ignore it.
     """
     entry = policy_method(method, model)
+    P.check_user_sampling(user_sampling)
     train, _ = dataset.split()
     if entry.latent == "theta":
-        return {"theta": train.users.theta}
+        inputs = {"theta": train.users.theta}
+        if user_sampling != "uniform":
+            inputs["log_weights"] = P.user_log_weights(train.users.theta, user_sampling)
+        return inputs
     if entry.latent == "none":
         return {"params": params}
     mean, var = R.posterior_moments(model, params, R.user_pairs(train, "context", model.inputs))
     inputs = {"params": params, "mean": mean, "std": jnp.sqrt(var)}
+    if user_sampling != "uniform":
+        inputs["log_weights"] = P.user_log_weights(mean, user_sampling)
     if entry.reference_scaled:
         if references is None:
             raise ValueError(f"method {method} needs reference states (references=...)")
@@ -536,11 +548,13 @@ def offline(
     trainer: PolicyTrainer,
     num_eval_episodes: int,
     desc: str = "PPO",
+    user_sampling: str = "uniform",
 ) -> PipelineResult:
     """Reward on the training users -> PPO on it -> the test users' true returns.
 
     ``trainer`` must be built for the same method and model. Pure in ``key`` (the same key,
-    data and configs give the same result).
+    data and configs give the same result). ``user_sampling``: how training episodes pick
+    their user (:func:`policy_inputs`).
     """
     if trainer.method != method or trainer.model != model:
         raise ValueError(
@@ -552,7 +566,7 @@ def offline(
     if policy_method(method, model).reward is not None:
         reward = fit_reward(model, reward_train, k_reward, dataset)
         params = reward.params
-    inputs = policy_inputs(method, model, params, dataset)
+    inputs = policy_inputs(method, model, params, dataset, user_sampling=user_sampling)
     state = trainer.train_one(k_policy, inputs, desc)
     z = test_latents(method, model, params, dataset)
     _, test = dataset.split()

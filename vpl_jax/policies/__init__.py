@@ -20,8 +20,11 @@ from vpl_jax.policies.ppo import (
     policy_network,
 )
 from vpl_jax.policies.wrappers import (
+    USER_SAMPLING,
     AutoResetWrapper,
     LatentReward,
+    balanced_log_weights,
+    check_user_sampling,
     constant_sampler,
     latent_size,
     learned_reward,
@@ -32,11 +35,13 @@ from vpl_jax.policies.wrappers import (
     prior_sampler,
     reward_inputs,
     table_sampler,
+    user_log_weights,
     wrap_for_training,
 )
 
 __all__ = [
     "PPO",
+    "USER_SAMPLING",
     "ActorCritic",
     "AutoResetWrapper",
     "Evaluation",
@@ -45,6 +50,8 @@ __all__ = [
     "PolicyParams",
     "RunnerState",
     "Transition",
+    "balanced_log_weights",
+    "check_user_sampling",
     "constant_sampler",
     "critic_values",
     "entropy_estimate",
@@ -63,5 +70,6 @@ __all__ = [
     "reward_inputs",
     "table_sampler",
     "tanh_gaussian",
+    "user_log_weights",
     "wrap_for_training",
 ]

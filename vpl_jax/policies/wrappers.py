@@ -212,16 +212,69 @@ def prior_sampler(latent_size: int) -> ZSampler:
     return lambda key: jax.random.normal(key, (latent_size,), jnp.float32)
 
 
-def table_sampler(table: jax.Array) -> ZSampler:
-    """A uniformly chosen row of ``table: f32[N, Z]`` (training users' posterior means, or their
-    true ``theta`` for the oracle)."""
+#: How training episodes pick a user (:func:`user_log_weights`).
+USER_SAMPLING = ("uniform", "balanced")
+
+
+def balanced_log_weights(points: jax.Array) -> jax.Array:
+    """f32[N]: log-weights (up to a constant) of ``points: f32[N, D]`` — users' latents or true
+    ``theta`` — inversely proportional to their Gaussian kernel density, so that every region of
+    the latent space gets about the same share of training episodes, whatever its share of
+    users.
+
+    A latent-conditioned policy learns a user's behaviour mostly from that user's region of z,
+    so with users drawn uniformly a type of 10 % of the users gets 10 % of the episodes and is
+    learned last. Balanced weights need no type labels (VPL's posterior means carry none): each
+    user's density is ``sum_j exp(-|p_i - p_j|² / (2 h²))`` with Silverman's bandwidth
+    ``h = (4 / (D + 2))^(1 / (D + 4)) N^(-1 / (D + 4)) sigma`` (``sigma²`` the points' variance,
+    averaged over the D axes). Between distinct types that is far smaller than their distance,
+    so each type's users share one type's weight; for a continuous population it flattens the
+    density, and a user with no neighbour within ``h`` weighs as much as a whole type.
+    """
+    points = jnp.asarray(points, jnp.float32)
+    chex.assert_rank(points, 2)
+    n, d = points.shape
+    sigma2 = jnp.maximum(jnp.mean(jnp.var(points, axis=0)), 1e-12)
+    h2 = sigma2 * ((4.0 / (d + 2)) ** (1.0 / (d + 4)) * n ** (-1.0 / (d + 4))) ** 2
+    d2 = jnp.sum(jnp.square(points[:, None, :] - points[None, :, :]), axis=-1)
+    return -jnp.log(jnp.sum(jnp.exp(-d2 / (2.0 * h2)), axis=1))
+
+
+def check_user_sampling(sampling: str) -> str:
+    """Raises ``ValueError`` naming ``user_sampling`` unless it is one of :data:`USER_SAMPLING`."""
+    if sampling not in USER_SAMPLING:
+        raise ValueError(f"user_sampling={sampling!r}: must be one of {list(USER_SAMPLING)}")
+    return sampling
+
+
+def user_log_weights(points: jax.Array, sampling: str) -> jax.Array | None:
+    """The log-weights a sampler draws training users by: ``None`` (uniform) for ``"uniform"``,
+    :func:`balanced_log_weights` for ``"balanced"``; raises naming ``user_sampling`` otherwise."""
+    check_user_sampling(sampling)
+    return None if sampling == "uniform" else balanced_log_weights(points)
+
+
+def _pick(key: jax.Array, num: int, log_weights: jax.Array | None) -> jax.Array:
+    """An index in ``[0, num)``: uniform, or drawn by ``log_weights: f32[num]``."""
+    if log_weights is None:
+        return jax.random.randint(key, (), 0, num)
+    chex.assert_shape(log_weights, (num,))
+    return jax.random.categorical(key, log_weights)
+
+
+def table_sampler(table: jax.Array, log_weights: jax.Array | None = None) -> ZSampler:
+    """A row of ``table: f32[N, Z]`` (training users' posterior means, or their true ``theta``
+    for the oracle), chosen uniformly or by ``log_weights: f32[N]`` (:func:`user_log_weights`)."""
     table = jnp.asarray(table, jnp.float32)
     chex.assert_rank(table, 2)
-    return lambda key: table[jax.random.randint(key, (), 0, table.shape[0])]
+    return lambda key: table[_pick(key, table.shape[0], log_weights)]
 
 
-def posterior_sampler(mean: jax.Array, std: jax.Array) -> ZSampler:
-    """A uniformly chosen training user ``i``, then ``z ~ N(mean[i], diag(std[i]²))``.
+def posterior_sampler(
+    mean: jax.Array, std: jax.Array, log_weights: jax.Array | None = None
+) -> ZSampler:
+    """A training user ``i`` (chosen uniformly, or by ``log_weights: f32[N]``), then
+    ``z ~ N(mean[i], diag(std[i]²))``.
 
     ``mean, std: f32[N, Z]``: each training user's Gaussian posterior.
     """
@@ -231,7 +284,7 @@ def posterior_sampler(mean: jax.Array, std: jax.Array) -> ZSampler:
 
     def sample(key):
         k_user, k_z = jax.random.split(key)
-        i = jax.random.randint(k_user, (), 0, mean.shape[0])
+        i = _pick(k_user, mean.shape[0], log_weights)
         return mean[i] + std[i] * jax.random.normal(k_z, mean.shape[1:])
 
     return sample
