@@ -445,9 +445,15 @@ class PolicyTrainer:
             desc=desc,
         )
 
-    def train_one(self, key: jax.Array, inputs: dict, desc: str = "PPO") -> P.RunnerState:
+    def train_one(
+        self,
+        key: jax.Array,
+        inputs: dict,
+        desc: str = "PPO",
+        checkpointer: Checkpointer | None = None,
+    ) -> P.RunnerState:
         """One run (no leading axis on ``key``, ``inputs`` or the returned state)."""
-        states, _ = self.train(key[None], _stack(inputs, 1), desc)
+        states, _ = self.train(key[None], _stack(inputs, 1), desc, checkpointer)
         return jax.tree.map(lambda x: x[0], states)
 
     def evaluate(
@@ -536,11 +542,13 @@ def offline(
     trainer: PolicyTrainer,
     num_eval_episodes: int,
     desc: str = "PPO",
+    checkpointer: Checkpointer | None = None,
 ) -> PipelineResult:
     """Reward on the training users -> PPO on it -> the test users' true returns.
 
     ``trainer`` must be built for the same method and model. Pure in ``key`` (the same key,
-    data and configs give the same result).
+    data and configs give the same result). With a ``checkpointer`` PPO saves as it goes and a
+    repeated call resumes it (:meth:`PolicyTrainer.train`).
     """
     if trainer.method != method or trainer.model != model:
         raise ValueError(
@@ -553,7 +561,7 @@ def offline(
         reward = fit_reward(model, reward_train, k_reward, dataset)
         params = reward.params
     inputs = policy_inputs(method, model, params, dataset)
-    state = trainer.train_one(k_policy, inputs, desc)
+    state = trainer.train_one(k_policy, inputs, desc, checkpointer)
     z = test_latents(method, model, params, dataset)
     _, test = dataset.split()
     evaluation = trainer.evaluate(state, z, test.users.theta, k_eval, num_eval_episodes)
