@@ -375,9 +375,17 @@ def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> di
 
 # --- policies -------------------------------------------------------------------------------------
 def train_ppo(config: Config, ppo: P.PPO, total: int, key, results, case: str, method: str):
-    """Runs ``ppo`` for ``total`` updates in jitted chunks (progress bar, optional checkpoints)."""
+    """Runs ``ppo`` for ``total`` updates in jitted chunks (progress bar, optional checkpoints);
+    a NaN or inf PPO loss stops it (:func:`vpl_jax.policies.check_converged`)."""
     init = jax.jit(ppo.init)
-    chunk = jax.jit(ppo.train_chunk, static_argnums=1)
+    train_chunk = jax.jit(ppo.train_chunk, static_argnums=1)
+
+    def chunk(state, n):
+        state, metrics = train_chunk(state, n)
+        if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
+            P.check_converged(metrics)
+        return state, metrics
+
     return run_chunked(
         lambda: init(key),
         chunk,

@@ -36,3 +36,8 @@ class DataWarning(UserWarning):
     """Input or data that is legitimate but suspicious (every label 'equal', rewards at a scale
     PPO cannot learn from unnormalised): the run goes on, the warning is shown, and
     :func:`vpl_jax.harness.run_experiment` records it in the run's results."""
+
+
+class TrainingDivergedError(ValueError):
+    """A training's loss became NaN or inf (a reward model's, or PPO's): its params are not a
+    trained model, so the run stops instead of reporting numbers of a broken one."""

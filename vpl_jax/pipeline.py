@@ -434,11 +434,20 @@ class PolicyTrainer:
         With a ``checkpointer`` (its interval a multiple of ``chunk_updates``) the runs save
         their state between chunks and a repeated call resumes from the last checkpoint.
         Returns ``(states, history)``; states lead with R, history with ``[updates, R]``.
+        Raises :class:`~vpl_jax.checks.TrainingDivergedError` after the first chunk in which a
+        run's PPO loss is NaN or inf.
         """
         self.acting(jax.tree.map(lambda x: x[0], inputs))
+
+        def chunk(states, n):
+            states, metrics = self._chunk(states, inputs, n)
+            if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
+                P.check_converged(metrics)  # before a diverged state is saved or trained on
+            return states, metrics
+
         return run_chunked(
             lambda: self._init(keys, inputs),
-            lambda states, n: self._chunk(states, inputs, n),
+            chunk,
             total=self.config.num_updates,
             chunk_size=self.chunk_updates,
             checkpointer=checkpointer,

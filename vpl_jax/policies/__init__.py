@@ -1,6 +1,7 @@
 """Policies: PPO (PureJaxRL-style), the latent-reward wrapper, per-user evaluation, critics as
 value functions."""
 
+from vpl_jax.checks import TrainingDivergedError
 from vpl_jax.policies.critic import critic_values
 from vpl_jax.policies.evaluation import Evaluation, evaluate
 from vpl_jax.policies.networks import (
@@ -10,11 +11,13 @@ from vpl_jax.policies.networks import (
     tanh_gaussian,
 )
 from vpl_jax.policies.ppo import (
+    LOSSES,
     PPO,
     PolicyParams,
     PPOConfig,
     RunnerState,
     Transition,
+    check_converged,
     generalized_advantages,
     make_train,
     policy_network,
@@ -36,6 +39,7 @@ from vpl_jax.policies.wrappers import (
 )
 
 __all__ = [
+    "LOSSES",
     "PPO",
     "ActorCritic",
     "AutoResetWrapper",
@@ -44,7 +48,9 @@ __all__ = [
     "PPOConfig",
     "PolicyParams",
     "RunnerState",
+    "TrainingDivergedError",
     "Transition",
+    "check_converged",
     "constant_sampler",
     "critic_values",
     "entropy_estimate",

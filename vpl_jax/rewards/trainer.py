@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from vpl_jax.checks import DataWarning, is_finite_number
+from vpl_jax.checks import DataWarning, TrainingDivergedError, is_finite_number
 from vpl_jax.rewards.base import Params, RewardModel, metric_weights
 from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
 
@@ -367,10 +367,6 @@ def check_training_inputs(
             f"train config field monitor={config.monitor!r} is not a metric of "
             f"{type(model).__name__}; allowed: {sorted(names)}"
         )
-
-
-class TrainingDivergedError(ValueError):
-    """A reward model's training loss became NaN or inf: its params are not a trained model."""
 
 
 def check_labelled(data: UserPairs, name: str) -> None:
