@@ -3,6 +3,7 @@ the project)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -21,6 +22,22 @@ def is_number(value) -> bool:
 def is_finite_number(value) -> bool:
     """Whether ``value`` is a real number (:func:`is_number`) that is neither NaN nor inf."""
     return is_number(value) and math.isfinite(value)
+
+
+def check_field_types(config, name: str | None = None) -> None:
+    """Raises ``ValueError`` naming ``Class.field`` (or ``name.field``) unless every field of the
+    dataclass ``config`` whose default is an int holds an int and every field whose default is
+    a float holds a finite number: what a config's range checks assume (a string there raised a
+    bare ``TypeError`` from a comparison, 2.5 steps failed deep in a trace)."""
+    prefix = name or type(config).__name__
+    for field in dataclasses.fields(config):
+        value, default = getattr(config, field.name), field.default
+        if isinstance(default, bool):
+            continue
+        if isinstance(default, int) and not is_int(value):
+            raise ValueError(f"{prefix}.{field.name}={value!r}: must be an integer")
+        if isinstance(default, float) and not is_finite_number(value):
+            raise ValueError(f"{prefix}.{field.name}={value!r}: must be a finite number")
 
 
 def valid_widths(hidden) -> bool:
