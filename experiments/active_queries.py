@@ -119,6 +119,11 @@ class Config(harness.PopulationStudy):
     length; --ppo.no-center-rewards for a policy task whose episodes end early)."""
     policy_eval_episodes: int = 4
     """Evaluation episodes per test user and number of queries (deterministic policy)."""
+    chunk_updates: int = 20
+    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+    checkpoint_every: int = 0
+    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
+    Re-running the same command resumes from the last checkpoint."""
 
     def validate(self):
         super().validate()
@@ -131,6 +136,8 @@ class Config(harness.PopulationStudy):
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
         harness.check_int(self, "calibration_bins", minimum=2)
         harness.check_int(self, "policy_eval_episodes", minimum=1)
+        harness.check_int(self, "chunk_updates", minimum=1)
+        harness.check_checkpoint_every(self)
         harness.check_choices("policy_tasks", self.policy_tasks, self.tasks, min_count=0)
         harness.check_int(self, "entropy_shortlist", minimum=self.batch_size)
         harness.check_int(self, "reference_queries", minimum=1, maximum=self.num_queries)
@@ -242,14 +249,19 @@ def elicit(config, dataset, model, params, criterion, key) -> active.Trace:
 
 
 # --- the latent-conditioned policy --------------------------------------------------------------
-def train_policy(config: Config, dataset: PreferenceDataset, env, model, params, key):
+def train_policy(
+    config: Config, dataset: PreferenceDataset, env, model, params, key, results, task: str
+):
     """PPO on VPL's learned reward r(s, z) with z from the training users' posteriors, one run
-    per reward seed (vmapped). Returns ``(trainer, states, history)``; states lead with the seed
-    axis."""
-    trainer = pipeline.PolicyTrainer(env, "vpl", model, config.ppo)
+    per reward seed (vmapped), checkpointed in ``checkpoints/<task>_vpl`` when asked. Returns
+    ``(trainer, states, history)``; states lead with the seed axis."""
+    trainer = pipeline.PolicyTrainer(env, "vpl", model, config.ppo, config.chunk_updates)
     inputs = jax.vmap(lambda p: pipeline.policy_inputs("vpl", model, p, dataset))(params)
     states, history = trainer.train(
-        jax.random.split(key, config.num_seeds), inputs, desc="VPL policy"
+        jax.random.split(key, config.num_seeds),
+        inputs,
+        desc="VPL policy",
+        checkpointer=results.checkpointer(f"{task}_vpl", config.checkpoint_every),
     )
     return trainer, states, history
 
@@ -476,7 +488,9 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
         trainer = None
         if model_name == "vpl" and task in config.policy_tasks:
             start = time.time()
-            trainer, states, history = train_policy(config, dataset, env, model, params, k_policy)
+            trainer, states, history = train_policy(
+                config, dataset, env, model, params, k_policy, results, task
+            )
             jax.block_until_ready(states)
             results.log_ppo_history(f"{task}/vpl/ppo", history, config.ppo.env_steps_per_update)
             print(f"[{task}] trained the VPL policy ({time.time() - start:.0f} s)", flush=True)

@@ -98,6 +98,9 @@ class Config(harness.PopulationStudy):
     number of rounds after round 0; the criterion is set by criteria, one loop each)."""
     chunk_updates: int = 20
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+    checkpoint_every: int = 0
+    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
+    Re-running the same command resumes from the last checkpoint."""
 
     def validate(self):
         super().validate()
@@ -118,6 +121,7 @@ class Config(harness.PopulationStudy):
         harness.check_float(self, "avoid_hazard", minimum=0.0, maximum=1.0)
         harness.check_float(self, "avoid_bystander", minimum=0.0, maximum=1.0)
         harness.check_int(self, "chunk_updates", minimum=1)
+        harness.check_checkpoint_every(self)
         self.reward_train.validate()
         self.data.validate(task_env(self))
         check_policy_config(self.ppo, task_env(self))
@@ -176,6 +180,11 @@ def reward_models(config: Config) -> dict[str, R.RewardModel]:
         final_context,
         "data.context_size + sum(iterate.schedule)",
     )
+
+
+def checkpointers(config: Config, results: harness.RunResults, name: str):
+    """Round r's PPO checkpoints of one loop, in ``checkpoints/<name>_round<r>``."""
+    return lambda r: results.checkpointer(f"{name}_round{r}", config.checkpoint_every)
 
 
 def still(policy_params, obs):
@@ -278,6 +287,7 @@ def main(config: Config, results: harness.RunResults) -> str:
     oracle = offline(
         k_oracle, narrow, None, "oracle", config.reward_train, oracle_trainer,
         config.iterate.num_eval_episodes, desc="oracle PPO",
+        checkpointer=results.checkpointer("oracle", config.checkpoint_every),
     )  # fmt: skip
     baseline = P.evaluate(
         env, still, None, jnp.zeros((test.num_users, 0)), test.users.theta,
@@ -302,7 +312,10 @@ def main(config: Config, results: harness.RunResults) -> str:
             start = time.time()
             broad = build_dataset(k_broad, env, pop, config.data, task=TASK)
             loop = dataclasses.replace(config.iterate, schedule=())
-            (result,) = iterate(k_method, broad, model, method, config.reward_train, trainer, loop)
+            (result,) = iterate(
+                k_method, broad, model, method, config.reward_train, trainer, loop,
+                checkpointers=checkpointers(config, results, f"{method}_broad"),
+            )  # fmt: skip
             broad_values[method] = add_round_rows(results, method, "offline", "broad", result, refs)
             print(
                 f"[{method}] broad data: gap {broad_values[method]['misidentification_gap']:.2f} "
@@ -327,6 +340,7 @@ def main(config: Config, results: harness.RunResults) -> str:
             rounds = iterate(
                 k_method, narrow, model, method, config.reward_train, trainer, loop,
                 on_round=report, round0=round0,
+                checkpointers=checkpointers(config, results, f"{method}_{criterion}"),
             )  # fmt: skip
             round0 = rounds[0]
             panels.setdefault(f"{method}: round 0 (narrow data)", round0.pipeline.policy.positions)

@@ -114,6 +114,9 @@ class Config(harness.PopulationStudy):
     """Evaluation episodes per test user."""
     chunk_updates: int = 20
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+    checkpoint_every: int = 0
+    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
+    Re-running the same command resumes from the last checkpoint."""
 
     def sizes_of(self, kind: str) -> tuple[float, ...]:
         return getattr(self, f"{kind}_sizes")
@@ -127,6 +130,7 @@ class Config(harness.PopulationStudy):
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
         harness.check_int(self, "num_eval_episodes", minimum=1)
         harness.check_int(self, "chunk_updates", minimum=1)
+        harness.check_checkpoint_every(self)
         bounds = {
             "beta": (lambda s: s > 0, "> 0"),
             "gamma": (lambda s: 0 <= s < 1, "in [0, 1)"),
@@ -361,7 +365,10 @@ def main(config: Config, results: harness.RunResults) -> str:
     start = time.time()
     oracle = PolicyTrainer(env, "oracle", None, config.ppo, config.chunk_updates)
     oracle_states, history = oracle.train(
-        k_oracle[None], {"theta": dataset.users.theta[None]}, desc="oracle PPO"
+        k_oracle[None],
+        {"theta": dataset.users.theta[None]},
+        desc="oracle PPO",
+        checkpointer=results.checkpointer("oracle", config.checkpoint_every),
     )  # one run (PolicyTrainer.train_one), keeping its training curves
     oracle_state = jax.tree.map(lambda x: x[0], oracle_states)
     results.log_ppo_history("oracle/ppo", history, config.ppo.env_steps_per_update)
@@ -442,6 +449,7 @@ def main(config: Config, results: harness.RunResults) -> str:
             jax.random.split(k_policy, len(runs)),
             jax.tree.map(lambda *xs: jnp.stack(xs), *inputs),
             desc=f"{method} PPO ×{len(runs)}",
+            checkpointer=results.checkpointer(method, config.checkpoint_every),
         )
         for r, (p, human, prm) in enumerate(runs):
             results.log_ppo_history(

@@ -68,7 +68,7 @@ from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.envs.base import BehaviourPolicy
 from vpl_jax.nash.policy import NOISE_SIZE
 from vpl_jax.plotting import plt
-from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
+from vpl_jax.runtime.checkpoint import run_chunked
 from vpl_jax.users import Population
 
 METHODS = ("btl", "vpl", "nash_md", "self_play", "ipo", "dpo")
@@ -177,16 +177,11 @@ class Config(harness.ExperimentConfig):
             )
         for name in ("demo_episodes", "num_eval_episodes", "chunk_updates"):
             harness.check_int(self, name, minimum=1)
-        harness.check_int(self, "checkpoint_every", minimum=0)
         harness.check_float(self, "demo_noise", minimum=1e-3)
         harness.check_float(self, "rlhf_return_std", minimum=1e-6)
         harness.check_int(self, "vpl_mode_rollouts", minimum=2)
         harness.check_float(self, "goal_episode_share", minimum=0.0, maximum=1.0)
-        if self.checkpoint_every % self.chunk_updates:
-            raise harness.ConfigError(
-                f"checkpoint_every={self.checkpoint_every}: must be a multiple of "
-                f"chunk_updates={self.chunk_updates}"
-            )
+        harness.check_checkpoint_every(self)
         env = task_env()
         self.data.validate(env)
         if self.data.segment_horizon != env.episode_length:
@@ -380,22 +375,25 @@ def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> di
 
 # --- policies -------------------------------------------------------------------------------------
 def train_ppo(config: Config, ppo: P.PPO, total: int, key, results, case: str, method: str):
-    """Runs ``ppo`` for ``total`` updates in jitted chunks (progress bar, optional checkpoints)."""
+    """Runs ``ppo`` for ``total`` updates in jitted chunks (progress bar, optional checkpoints);
+    a NaN or inf PPO loss stops it (:func:`vpl_jax.policies.check_converged`)."""
     init = jax.jit(ppo.init)
-    chunk = jax.jit(ppo.train_chunk, static_argnums=1)
-    checkpointer = None
-    if config.checkpoint_every:
-        checkpointer = Checkpointer(
-            results.path / "checkpoints" / f"{case}_{method}",
-            {"config": config.results_json(), "case": case, "method": method},
-            every=config.checkpoint_every,
-        )
+    train_chunk = jax.jit(ppo.train_chunk, static_argnums=1)
+
+    def chunk(state, n):
+        state, metrics = train_chunk(state, n)
+        if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
+            P.check_converged(metrics)
+        return state, metrics
+
     return run_chunked(
         lambda: init(key),
         chunk,
         total=total,
         chunk_size=config.chunk_updates,
-        checkpointer=checkpointer,
+        checkpointer=results.checkpointer(
+            f"{case}_{method}", config.checkpoint_every, case=case, method=method
+        ),
         desc=f"{case} {method}",
     )
 

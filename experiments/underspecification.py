@@ -36,7 +36,6 @@ from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.plotting import draw_arena, plot_paths, plt
-from vpl_jax.runtime.checkpoint import Checkpointer
 
 METHODS = ("btl", "vpl", "vpl_spo", "oracle")
 
@@ -119,21 +118,11 @@ class Config(harness.PopulationStudy):
             "reward_chunk_epochs",
         ):
             harness.check_int(self, name, minimum=1)
-        harness.check_int(self, "checkpoint_every", minimum=0)
-        harness.check_int(self, "reward_checkpoint_every", minimum=0)
-        if self.reward_checkpoint_every % self.reward_chunk_epochs:
-            raise harness.ConfigError(
-                f"reward_checkpoint_every={self.reward_checkpoint_every}: must be a multiple of "
-                f"reward_chunk_epochs={self.reward_chunk_epochs}"
-            )
+        harness.check_checkpoint_every(self)
+        harness.check_checkpoint_every(self, "reward_checkpoint_every", "reward_chunk_epochs")
         harness.check_int(self, "render_episodes", minimum=0)
         harness.check_int(self, "num_goals", minimum=2, maximum=6)
         harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
-        if self.checkpoint_every % self.chunk_updates:
-            raise harness.ConfigError(
-                f"checkpoint_every={self.checkpoint_every}: must be a multiple of "
-                f"chunk_updates={self.chunk_updates}"
-            )
         self.reward_train.validate()
         harness.reward_models(
             self.sizes, reward_methods(self.methods), self.data.context_size, "data.context_size"
@@ -168,13 +157,6 @@ def reward_methods(methods) -> list[str]:
     return sorted(needed - {None})
 
 
-def checkpointer(config: Config, results, name: str, every: int) -> Checkpointer | None:
-    """Checkpoints of one training in the run folder (None when ``every`` is 0)."""
-    if not every:
-        return None
-    return Checkpointer(results.path / "checkpoints" / name, config.results_json(), every=every)
-
-
 # --- rewards --------------------------------------------------------------------------------------
 def train_rewards(
     config: Config, dataset: PreferenceDataset, key: jax.Array, results, task: str
@@ -195,8 +177,8 @@ def train_rewards(
             R.user_pairs(fit_users, "all", model.inputs),
             R.user_pairs(valid_users, "all", model.inputs),
             chunk_epochs=config.reward_chunk_epochs,
-            checkpointer=checkpointer(
-                config, results, f"{task}_reward_{method}", config.reward_checkpoint_every
+            checkpointer=results.checkpointer(
+                f"{task}_reward_{method}", config.reward_checkpoint_every
             ),
             desc=f"{task} {method} reward",
         )
@@ -259,7 +241,7 @@ def train_policy(config: Config, env, method: str, model, inputs: dict, key, res
         jax.random.split(key, config.num_seeds),
         inputs,
         desc=f"{task} {method} PPO",
-        checkpointer=checkpointer(config, results, f"{task}_{method}", config.checkpoint_every),
+        checkpointer=results.checkpointer(f"{task}_{method}", config.checkpoint_every),
     )
     results.log_ppo_history(f"{task}/{method}/ppo", history, ppo_config.env_steps_per_update)
     return trainer, states

@@ -148,14 +148,15 @@ def test_killed_process_resumes_to_identical_metrics(tmp_path):
     np.testing.assert_array_equal(np.load(ckpt / "final.npy"), reference)
 
 
-@pytest.mark.parametrize("method", ["oracle", "btl", "vpl"])
+@pytest.mark.parametrize("method", ["oracle", "btl", "vpl", "vpl_spo"])
 @pytest.mark.slow
 def test_real_ppo_states_of_every_method_save_and_resume_identically(
     method, navigation, nav_dataset, tmp_path
 ):
     """The PPO state the pipeline checkpoints, for each kind of method: the oracle (conditioned
-    on theta), an unconditioned reward (BTL: an empty latent, f32[..., 0]) and a latent reward
-    (VPL); PPO without a rollout hook has an empty ``hook_state``. Orbax refuses zero-size
+    on theta), an unconditioned reward (BTL: an empty latent, f32[..., 0]), a latent reward
+    (VPL) and a reference-scaled one (VPL-SPO: reference rewards in the episode's info); PPO
+    without a rollout hook has an empty ``hook_state``. Orbax refuses zero-size
     arrays, so saving these crashed at the first checkpoint."""
     from vpl_jax import policies as P
     from vpl_jax import rewards as R
@@ -165,12 +166,15 @@ def test_real_ppo_states_of_every_method_save_and_resume_identically(
         total_timesteps=6 * 16 * 10, num_envs=16, num_steps=10, num_minibatches=2,
         update_epochs=1, hidden_sizes=(16,), center_rewards=True,
     )  # fmt: skip
-    model = {"oracle": None, "btl": R.BTL(hidden=(16,)), "vpl": R.VPL(decoder_hidden=(16,))}[method]
-    params = None
+    vpl = R.VPL(decoder_hidden=(16,))
+    model = {"oracle": None, "btl": R.BTL(hidden=(16,)), "vpl": vpl, "vpl_spo": vpl}[method]
+    params = references = None
     if model is not None:
         pairs = R.user_pairs(nav_dataset, "all", model.inputs)
         params = model.init(jax.random.PRNGKey(1), pairs.batch(jnp.arange(4)))
-    inputs = jax.tree.map(lambda x: x[None], policy_inputs(method, model, params, nav_dataset))
+        references = R.reference_inputs(jax.random.PRNGKey(3), pairs.bank, 8)
+    inputs = policy_inputs(method, model, params, nav_dataset, references)
+    inputs = jax.tree.map(lambda x: x[None], inputs)
     keys = jax.random.PRNGKey(2)[None]
     trainer = PolicyTrainer(navigation, method, model, ppo, chunk_updates=2)
     reference, ref_history = trainer.train(keys, inputs)

@@ -265,6 +265,10 @@ def test_reward_and_ppo_histories_are_logged_when_asked(tmp_path):
 
 
 # --- the experiments' command lines: bad input fails at parse time, naming the field --------------
+#: The experiments that train policies with PPO (each offers --checkpoint-every).
+POLICY_EXPERIMENTS = (
+    "underspecification", "active_queries", "misspecification", "misidentification", "nash"
+)  # fmt: skip
 EXPERIMENT_BAD_INPUTS = [
     # Network sizes are checked, and every configured model built, before any data is made.
     ("reward_accuracy", ["--sizes.latent-dim", "-3"], "sizes.latent_dim=-3"),
@@ -352,6 +356,12 @@ EXPERIMENT_BAD_INPUTS = [
     ("misspecification", ["--ppo.episode-length", "7"], "ppo.episode_length=7: must be unset"),
     ("misidentification", ["--ppo.action-repeat", "3"], "ppo.action_repeat=3: must be 1"),
     ("active_queries", ["--ppo.episode-length", "7"], "ppo.episode_length=7: must be unset"),
+    # Every experiment that trains policies checkpoints them, on its chunk boundaries.
+    *[
+        (name, ["--checkpoint-every", "25"], "checkpoint_every=25: must be a multiple of chunk")
+        for name in POLICY_EXPERIMENTS
+    ],
+    ("misidentification", ["--checkpoint-every", "-20"], "checkpoint_every=-20: must be >= 0"),
     # reproduce's own options.
     ("reproduce", ["--experiment-preset", "bogus"], "experiment_preset='bogus': allowed values"),
     ("reproduce", ["--tensorboard", "--only", "misidentification"], "log no training curves"),
@@ -377,11 +387,52 @@ def test_experiment_bad_inputs_exit_at_parse_time(name, argv, message, capsys, l
         ("underspecification", ["--center-reward-tasks", "navigation", "highway"]),
         ("reward_accuracy", ["--seed", str(2**32 - 1)]),
         ("reproduce", ["--experiment-preset", "paper"]),
+        *[(name, ["--checkpoint-every", "40"]) for name in POLICY_EXPERIMENTS],
     ],
 )
 def test_experiment_good_inputs_parse(name, argv, load_experiment):
     experiment = load_experiment(name)
     harness.parse(experiment.Config, experiment.PRESETS, argv)
+
+
+class _Captured(Exception):
+    def __init__(self, checkpointer):
+        self.checkpointer = checkpointer
+
+
+@pytest.mark.slow  # the shared navigation dataset (~20 s) and active_queries' VPL (~18 s)
+@pytest.mark.parametrize("name", ["misspecification", "misidentification", "active_queries"])
+def test_policy_experiments_checkpoint_their_ppo_in_the_run_folder(
+    name, load_experiment, nav_dataset, monkeypatch, tmp_path
+):
+    """--checkpoint-every reaches the experiment's first PPO training (before this option they
+    had none): a checkpointer in <run folder>/checkpoints/ saving at that interval. The data
+    and the reward fit are stubbed; PPO stops at its first call."""
+    import jax
+
+    from vpl_jax import pipeline
+    from vpl_jax import rewards as R
+
+    experiment = load_experiment(name)
+
+    def train(self, keys, inputs, desc="PPO", checkpointer=None):
+        raise _Captured(checkpointer)
+
+    monkeypatch.setattr(pipeline.PolicyTrainer, "train", train)
+    monkeypatch.setattr(experiment, "build_dataset", lambda *args, **kwargs: nav_dataset)
+    argv = ["--run-name", "ck", "--results-dir", str(tmp_path), "--checkpoint-every", "40"]
+    if name == "active_queries":
+        argv += ["--tasks", "navigation", "--models", "vpl", "--criteria", "random"]
+        model = R.VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
+        pairs = R.user_pairs(nav_dataset, "all", model.inputs).batch(jax.numpy.arange(4))
+        params = jax.vmap(lambda k: model.init(k, pairs))(jax.random.split(jax.random.key(0), 2))
+        monkeypatch.setattr(experiment, "train", lambda *args: (model, params, None))
+        monkeypatch.setattr(experiment.harness.RunResults, "log_reward_history", lambda *a: None)
+    with pytest.raises(_Captured) as captured:
+        harness.run_experiment(name, experiment.Config, experiment.PRESETS, experiment.main, argv)
+    checkpointer = captured.value.checkpointer
+    assert checkpointer is not None and checkpointer.every == 40
+    assert checkpointer.directory.parent == (tmp_path / name / "ck" / "checkpoints").absolute()
 
 
 def test_active_queries_reward_centring_is_the_ppo_option(load_experiment):

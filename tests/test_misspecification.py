@@ -3,6 +3,7 @@ the correct human model recovers what the assumed one gets wrong, and the iterat
 is the offline pipeline."""
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -412,6 +413,53 @@ def test_round_zero_of_the_iterate_loop_is_the_offline_pipeline(navigation, nav_
     assert not np.allclose(rounds[1].segments.features, new.features)
     assert 0.0 <= rounds[1].onpolicy_accuracy <= 1.0
     assert np.isfinite(rounds[1].true_return)
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_an_iterate_loop_killed_mid_round_resumes_to_identical_rounds(
+    navigation, nav_dataset, tmp_path
+):
+    """Killed in round 1's PPO, the loop run again recomputes round 0's reward, restores its
+    finished policy, resumes round 1 from its checkpoint (one chunk left) and ends as an
+    uninterrupted loop."""
+    from vpl_jax.runtime.checkpoint import Checkpointer
+
+    key = jax.random.PRNGKey(6)
+    loop = IterateConfig(schedule=(2,), episodes_per_round=2, offered_per_user=4,
+                         onpolicy_pairs=4, num_eval_episodes=2)  # fmt: skip
+    trainer = PolicyTrainer(navigation, "btl", SMALL_BTL, TINY_PPO, chunk_updates=1)
+    reference = iterate(key, nav_dataset, SMALL_BTL, "btl", TINY_TRAIN, trainer, loop)
+
+    def checkpointers(r):
+        return Checkpointer(tmp_path / f"round{r}", {"loop": 1}, every=1)
+
+    chunk, ran = trainer._chunk, []
+
+    def counted(states, inputs, n, die_at=None):
+        if not isinstance(jax.tree.leaves(states)[0], jax.core.Tracer):  # not a structure trace
+            ran.append(n)
+            if len(ran) == die_at:
+                raise Interrupt
+        return chunk(states, inputs, n)
+
+    trainer._chunk = functools.partial(counted, die_at=4)  # round 1's second (last) chunk
+    with pytest.raises(Interrupt):
+        iterate(key, nav_dataset, SMALL_BTL, "btl", TINY_TRAIN, trainer, loop,
+                checkpointers=checkpointers)  # fmt: skip
+    ran.clear()
+    trainer._chunk = counted
+    resumed = iterate(key, nav_dataset, SMALL_BTL, "btl", TINY_TRAIN, trainer, loop,
+                      checkpointers=checkpointers)  # fmt: skip
+    assert ran == [1]  # round 0 restored whole; round 1 ran only its last update
+    for a, b in zip(resumed, reference, strict=True):
+        chex.assert_trees_all_equal(a.pipeline.reward.params, b.pipeline.reward.params)
+        chex.assert_trees_all_equal(a.pipeline.state.params, b.pipeline.state.params)
+        chex.assert_trees_all_equal(a.pipeline.policy.true_return, b.pipeline.policy.true_return)
+        assert a.onpolicy_accuracy == b.onpolicy_accuracy
 
 
 # --- the experiments' configs ---------------------------------------------------------------------

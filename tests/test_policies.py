@@ -260,11 +260,46 @@ def test_unnormalised_rewards_at_an_extreme_scale_warn():
     ("field", "value", "message"),
     [("num_envs", 2.5, "num_envs must be an int >= 1, got 2.5"),
      ("hidden_sizes", (16, 0), "hidden_sizes must be one or more ints >= 1"),
-     ("vf_coef", -0.5, "vf_coef must be >= 0"), ("init_log_std", 50.0, "init_log_std must be in")],
+     ("vf_coef", -0.5, "vf_coef must be >= 0"), ("init_log_std", 50.0, "init_log_std must be in"),
+     ("learning_rate", "3e-4", "learning_rate must be a number, got '3e-4'"),
+     ("gamma", None, "gamma must be a number, got None"),
+     ("episode_length", "100", "episode_length must be an int or None, got '100'")],
 )  # fmt: skip
 def test_ppo_config_rejects_wrong_types_and_harmful_values(field, value, message):
     with pytest.raises(ValueError, match=re.escape(f"PPOConfig.{message}")):
         PPOConfig(**{field: value})
+
+
+def test_a_nan_ppo_loss_is_reported_with_where_it_happened():
+    from vpl_jax.policies import TrainingDivergedError, check_converged
+
+    finite = {"policy_loss": np.zeros((3, 2)), "value_loss": np.ones((3, 2))}
+    check_converged({**finite, "env_steps": np.ones((3, 2))})
+    value_loss = np.ones((3, 2))
+    value_loss[1, 1] = np.inf
+    steps = np.array([[128, 128], [256, 256], [384, 384]])
+    with pytest.raises(
+        TrainingDivergedError, match=r"value_loss is inf at 256 env steps \(run 1\)"
+    ):
+        check_converged({**finite, "value_loss": value_loss, "env_steps": steps})
+
+
+@pytest.mark.slow
+def test_a_diverged_ppo_stops_instead_of_training_on_nan_params(navigation, tmp_path):
+    """learning_rate=1e30 (valid: finite and > 0) sends PPO's losses to inf/NaN within its
+    first update; the run went on before, to NaN params and NaN returns. Now it stops after
+    that chunk, before the diverged state is saved."""
+    from vpl_jax.pipeline import PolicyTrainer
+    from vpl_jax.policies import TrainingDivergedError
+    from vpl_jax.runtime.checkpoint import Checkpointer
+
+    wild = dataclasses.replace(TINY, episode_length=None, learning_rate=1e30)
+    trainer = PolicyTrainer(navigation, "oracle", None, wild, chunk_updates=1)
+    theta = jnp.ones((1, 4, len(navigation.feature_names)))
+    checkpoints = Checkpointer(tmp_path, {}, every=1)
+    with pytest.raises(TrainingDivergedError, match=r"PPO diverged: \w+ is (nan|inf) at 128 env"):
+        trainer.train(jax.random.PRNGKey(0)[None], {"theta": theta}, checkpointer=checkpoints)
+    assert not [p for p in tmp_path.iterdir() if p.name.isdigit()]  # no diverged state saved
 
 
 # --- the standard deviation as a function of the latent -----------------------------------------

@@ -109,6 +109,16 @@ def test_validation_split_keeps_test_users_out(nav_dataset):
     assert set(np.asarray(valid_users.users.type_id)) == {0, 1}
 
 
+def test_too_few_training_users_to_validate_is_an_error_naming_num_users(nav_dataset):
+    """One training user per type (what DatasetConfig(num_users=4) gives two types): the error
+    says why and what to change (it said only 'no user type has two or more training users')."""
+    is_test, type_id = np.asarray(nav_dataset.is_test), np.asarray(nav_dataset.users.type_id)
+    first_train = [int(np.flatnonzero(~is_test & (type_id == t))[0]) for t in (0, 1)]
+    few = nav_dataset.select_users(np.concatenate([first_train, np.flatnonzero(is_test)]))
+    with pytest.raises(ValueError, match=r"per type \{'goal_a': 1, 'goal_b': 1\}.*num_users"):
+        R.validation_split(few)
+
+
 def test_sampled_contexts_are_random_subsets_of_the_labelled_pairs():
     from vpl_jax.rewards.base import sample_context
 

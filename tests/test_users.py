@@ -352,3 +352,23 @@ def test_population_api_rejects_repeats_and_non_finite_values(navigation):
         Population.mixture("navigation", names, ["goal_a"], weight_noise=float("inf"))
     with pytest.raises(ValueError, match="std must be finite"):
         Population.continuous("navigation", names, {"safety": 1.0}, float("nan"))
+
+
+def test_a_population_built_directly_is_checked_like_a_mixture(navigation):
+    """dataclasses.replace (or the constructor) with NaN shares gave type counts of -2**63;
+    a negative number of users gave a negative count."""
+    import dataclasses
+
+    population = Population.mixture("navigation", navigation.feature_names, ["goal_a", "goal_b"])
+    for shares in ([float("nan"), 1.0], [1.5, -0.5], [0.3, 0.3], [1.0]):
+        with pytest.raises(ValueError, match=r"shares must be .* summing to 1"):
+            dataclasses.replace(population, shares=np.array(shares))
+    bad_std = np.array(population.theta_std)
+    bad_std[0, 0] = -1.0
+    with pytest.raises(ValueError, match="theta_std must be finite and >= 0"):
+        dataclasses.replace(population, theta_std=bad_std)
+    with pytest.raises(ValueError, match=r"theta_mean must be \[2, "):
+        dataclasses.replace(population, theta_mean=population.theta_mean[:1])
+    for n in (-1, 2.5):
+        with pytest.raises(ValueError, match=f"num_users={n}: must be an integer"):
+            population.counts(n)

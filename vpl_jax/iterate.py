@@ -54,6 +54,7 @@ from vpl_jax.pipeline import (
     offline,
     policy_method,
 )
+from vpl_jax.runtime.checkpoint import Checkpointer
 from vpl_jax.users import check_partial_return
 
 #: The criteria of :data:`vpl_jax.active.CRITERIA` the loop implements.
@@ -272,6 +273,7 @@ def iterate(
     config: IterateConfig,
     on_round: Callable[[RoundResult], None] | None = None,
     round0: RoundResult | None = None,
+    checkpointers: Callable[[int], Checkpointer | None] | None = None,
 ) -> list[RoundResult]:
     """Runs round 0 (the offline pipeline) and ``len(config.schedule)`` online rounds.
 
@@ -285,6 +287,9 @@ def iterate(
       on_round: called with each :class:`RoundResult` as soon as it is done (progress, logs).
       round0: round 0 of an earlier call with the same key, data, model and trainer (round 0
         does not depend on the criterion, so loops that differ only in it can share it).
+      checkpointers: ``checkpointers(r)`` gives round r's PPO checkpointer (or None). Every
+        round is pure in the key, so a loop killed in round r and run again recomputes the
+        earlier rounds' rewards, restores their finished policies and resumes round r's PPO.
 
     Returns:
       The rounds' results, round 0 first.
@@ -321,6 +326,7 @@ def iterate(
                 trainer,
                 config.num_eval_episodes,
                 desc=f"{method} {config.criterion} round {r} PPO",
+                checkpointer=None if checkpointers is None else checkpointers(r),
             )
             z = (
                 jnp.zeros((1, 0))

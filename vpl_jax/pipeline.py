@@ -446,20 +446,35 @@ class PolicyTrainer:
         With a ``checkpointer`` (its interval a multiple of ``chunk_updates``) the runs save
         their state between chunks and a repeated call resumes from the last checkpoint.
         Returns ``(states, history)``; states lead with R, history with ``[updates, R]``.
+        Raises :class:`~vpl_jax.checks.TrainingDivergedError` after the first chunk in which a
+        run's PPO loss is NaN or inf.
         """
         self.acting(jax.tree.map(lambda x: x[0], inputs))
+
+        def chunk(states, n):
+            states, metrics = self._chunk(states, inputs, n)
+            if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
+                P.check_converged(metrics)  # before a diverged state is saved or trained on
+            return states, metrics
+
         return run_chunked(
             lambda: self._init(keys, inputs),
-            lambda states, n: self._chunk(states, inputs, n),
+            chunk,
             total=self.config.num_updates,
             chunk_size=self.chunk_updates,
             checkpointer=checkpointer,
             desc=desc,
         )
 
-    def train_one(self, key: jax.Array, inputs: dict, desc: str = "PPO") -> P.RunnerState:
+    def train_one(
+        self,
+        key: jax.Array,
+        inputs: dict,
+        desc: str = "PPO",
+        checkpointer: Checkpointer | None = None,
+    ) -> P.RunnerState:
         """One run (no leading axis on ``key``, ``inputs`` or the returned state)."""
-        states, _ = self.train(key[None], _stack(inputs, 1), desc)
+        states, _ = self.train(key[None], _stack(inputs, 1), desc, checkpointer)
         return jax.tree.map(lambda x: x[0], states)
 
     def evaluate(
@@ -548,13 +563,15 @@ def offline(
     trainer: PolicyTrainer,
     num_eval_episodes: int,
     desc: str = "PPO",
+    checkpointer: Checkpointer | None = None,
     user_sampling: str = "uniform",
 ) -> PipelineResult:
     """Reward on the training users -> PPO on it -> the test users' true returns.
 
     ``trainer`` must be built for the same method and model. Pure in ``key`` (the same key,
-    data and configs give the same result). ``user_sampling``: how training episodes pick
-    their user (:func:`policy_inputs`).
+    data and configs give the same result). With a ``checkpointer`` PPO saves as it goes and a
+    repeated call resumes it (:meth:`PolicyTrainer.train`). ``user_sampling``: how training
+    episodes pick their user (:func:`policy_inputs`).
     """
     if trainer.method != method or trainer.model != model:
         raise ValueError(
@@ -567,7 +584,7 @@ def offline(
         reward = fit_reward(model, reward_train, k_reward, dataset)
         params = reward.params
     inputs = policy_inputs(method, model, params, dataset, user_sampling=user_sampling)
-    state = trainer.train_one(k_policy, inputs, desc)
+    state = trainer.train_one(k_policy, inputs, desc, checkpointer)
     z = test_latents(method, model, params, dataset)
     _, test = dataset.split()
     evaluation = trainer.evaluate(state, z, test.users.theta, k_eval, num_eval_episodes)

@@ -29,6 +29,7 @@ from vpl_jax.checks import DataWarning
 from vpl_jax.harness.config import (
     ConfigError,
     ExperimentConfig,
+    check_checkpoint_every,
     check_choice,
     check_choices,
     check_finite,
@@ -65,6 +66,7 @@ __all__ = [
     "PopulationStudy",
     "RunFolderError",
     "RunResults",
+    "check_checkpoint_every",
     "check_choice",
     "check_choices",
     "check_finite",

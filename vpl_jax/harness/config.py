@@ -166,6 +166,17 @@ def _check_bounds(name, value, minimum, maximum):
         raise ConfigError(f"{name}={value!r}: must be <= {maximum}")
 
 
+def check_checkpoint_every(
+    config: Any, name: str = "checkpoint_every", chunk: str = "chunk_updates"
+):
+    """``name`` is 0 (no checkpoints) or a multiple of ``chunk`` (updates or epochs per jitted
+    chunk), so that a resumed run uses the chunk boundaries of an uninterrupted one."""
+    check_int(config, name, minimum=0)
+    every, size = getattr(config, name), getattr(config, chunk)
+    if every % size:
+        raise ConfigError(f"{name}={every}: must be a multiple of {chunk}={size}")
+
+
 def check_choice(name: str, value: Any, allowed: Iterable[Any]):
     allowed = list(allowed)
     if value not in allowed:

@@ -34,6 +34,7 @@ import numpy as np
 
 from vpl_jax.atomic import atomic_write
 from vpl_jax.harness.config import ExperimentConfig, json_safe
+from vpl_jax.runtime.checkpoint import Checkpointer
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED = ("method", "task", "user_type", "metric", "value", "seed")
@@ -61,6 +62,18 @@ class RunResults:
         with atomic_write(path) as f:
             f.write(self.config.to_json() + "\n")
         return path
+
+    def checkpointer(self, name: str, every: int, **identity: Any) -> Checkpointer | None:
+        """Checkpoints of one training of this run, in ``<run folder>/checkpoints/<name>``, saved
+        every ``every`` updates (None when ``every`` is 0). Their fingerprint is the config's
+        :meth:`~ExperimentConfig.results_json` (with ``identity``, when given), so a checkpoint
+        of another config is refused while one moved with its results folder resumes."""
+        if not every:
+            return None
+        config = self.config.results_json()
+        if identity:
+            config = {"config": config, **identity}
+        return Checkpointer(self.path / "checkpoints" / name, config, every=every)
 
     def add(
         self,

@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 from brax.envs.base import Env
 
+from vpl_jax.checks import check_field_types, is_finite_number
 from vpl_jax.nash.gaussian import geometric_mixture
 from vpl_jax.nash.matrix_game import geometric_mix, mirror_step
 from vpl_jax.nash.policy import (
@@ -103,6 +104,9 @@ class NashConfig:
         return self.mixture / self.kl_coef if self.step_size is None else self.step_size
 
     def validate(self) -> NashConfig:
+        check_field_types(self)
+        if self.step_size is not None and not is_finite_number(self.step_size):
+            raise ValueError(f"NashConfig.step_size={self.step_size!r}: must be a finite number")
         if not 0.0 <= self.mixture <= 1.0:
             raise ValueError(f"NashConfig.mixture={self.mixture}: must be in [0, 1]")
         if not self.kl_coef >= 0.0:

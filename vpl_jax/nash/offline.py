@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vpl_jax.checks import check_field_types
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
 from vpl_jax.nash.policy import (
     noise_nodes,
@@ -68,6 +69,7 @@ class DirectConfig:
     action_bound: float = 0.995
 
     def validate(self) -> DirectConfig:
+        check_field_types(self)
         if self.loss not in LOSSES:
             raise ValueError(f"DirectConfig.loss={self.loss!r}: allowed values are {list(LOSSES)}")
         for name in ("num_steps", "pairs_per_batch", "num_modes"):

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vpl_jax.checks import check_field_types
 from vpl_jax.policies.networks import ActorCritic
 
 #: Size of the per-episode noise input ``(cos φ, sin φ)``.
@@ -173,6 +174,7 @@ class CloneConfig:
     learning_rate: float = 3e-3
 
     def validate(self) -> CloneConfig:
+        check_field_types(self)
         for name in ("num_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CloneConfig.{name} must be >= 1, got {getattr(self, name)}")

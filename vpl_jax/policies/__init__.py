@@ -1,6 +1,7 @@
 """Policies: PPO (PureJaxRL-style), the latent-reward wrapper, per-user evaluation, critics as
 value functions."""
 
+from vpl_jax.checks import TrainingDivergedError
 from vpl_jax.policies.critic import critic_values
 from vpl_jax.policies.evaluation import Evaluation, evaluate
 from vpl_jax.policies.networks import (
@@ -10,11 +11,13 @@ from vpl_jax.policies.networks import (
     tanh_gaussian,
 )
 from vpl_jax.policies.ppo import (
+    LOSSES,
     PPO,
     PolicyParams,
     PPOConfig,
     RunnerState,
     Transition,
+    check_converged,
     generalized_advantages,
     make_train,
     policy_network,
@@ -40,6 +43,7 @@ from vpl_jax.policies.wrappers import (
 )
 
 __all__ = [
+    "LOSSES",
     "PPO",
     "USER_SAMPLING",
     "ActorCritic",
@@ -49,8 +53,10 @@ __all__ = [
     "PPOConfig",
     "PolicyParams",
     "RunnerState",
+    "TrainingDivergedError",
     "Transition",
     "balanced_log_weights",
+    "check_converged",
     "check_user_sampling",
     "constant_sampler",
     "critic_values",

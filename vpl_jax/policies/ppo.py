@@ -58,11 +58,18 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from brax.envs.base import Env, State
 from brax.training.acme import running_statistics
 
-from vpl_jax.checks import DataWarning, is_int, valid_widths
+from vpl_jax.checks import (
+    DataWarning,
+    TrainingDivergedError,
+    is_int,
+    is_number,
+    valid_widths,
+)
 from vpl_jax.policies.networks import (
     ActorCritic,
     activation,
@@ -149,6 +156,14 @@ class PPOConfig:
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 raise ValueError(f"PPOConfig.{name} must be an int >= 1, got {value!r}")
+        for field in dataclasses.fields(self):  # before any comparison with them below
+            value = getattr(self, field.name)
+            if isinstance(field.default, float) and not is_number(value):
+                raise ValueError(f"PPOConfig.{field.name} must be a number, got {value!r}")
+        if self.episode_length is not None and not is_int(self.episode_length):
+            raise ValueError(
+                f"PPOConfig.episode_length must be an int or None, got {self.episode_length!r}"
+            )
         if (
             not isinstance(self.hidden_sizes, tuple | list)
             or not self.hidden_sizes
@@ -621,3 +636,29 @@ def make_train(
         distribution=distribution,
         value=value,
     )
+
+
+#: PPO's loss metrics (means over an update's minibatches): NaN or inf in any means divergence.
+LOSSES = ("policy_loss", "value_loss", "entropy")
+
+
+def check_converged(metrics: dict) -> None:
+    """Raises :class:`~vpl_jax.checks.TrainingDivergedError` when one of PPO's :data:`LOSSES` in
+    ``metrics`` (a chunk's, as :meth:`PPO.train_chunk` returns them: a leading update axis,
+    then any run axes) is NaN or inf. A diverged PPO goes on with NaN params and its policy's
+    returns come out NaN; a host read per chunk stops it where it happened instead."""
+    for name in LOSSES:
+        if name not in metrics:
+            continue
+        loss = np.asarray(metrics[name])
+        bad = ~np.isfinite(loss)
+        if not bad.any():
+            continue
+        where = tuple(np.argwhere(bad)[0])
+        run = f" (run {where[1:] if len(where) > 2 else where[1]})" if len(where) > 1 else ""
+        steps = np.asarray(metrics["env_steps"])[where] if "env_steps" in metrics else None
+        at = f"at {int(steps)} env steps" if steps is not None else f"in update {where[0]}"
+        raise TrainingDivergedError(
+            f"PPO diverged: {name} is {loss[where]} {at}{run}; lower ppo.learning_rate, keep "
+            "ppo.max_grad_norm, or check the reward for NaN or inf"
+        )

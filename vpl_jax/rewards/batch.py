@@ -274,7 +274,14 @@ def validation_split(
     train, _ = dataset.split()
     is_valid = stratified_holdout(np.asarray(train.users.type_id), fraction, False)
     if not is_valid.any():
-        raise ValueError("validation_split: no user type has two or more training users")
+        names = dataset.meta.type_names
+        counts = np.bincount(np.asarray(train.users.type_id), minlength=len(names)).tolist()
+        raise ValueError(
+            "validation_split: no user type has two or more training users (one to fit, one "
+            f"to validate; training users per type {dict(zip(names, counts, strict=True))}); "
+            "build the dataset with more users (DatasetConfig.num_users; "
+            "vpl_jax.data.dataset.check_users_per_type checks it before any data is made)"
+        )
     return train.select_users(~is_valid), train.select_users(is_valid)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from vpl_jax.checks import DataWarning, is_finite_number
+from vpl_jax.checks import DataWarning, TrainingDivergedError, is_finite_number, is_int
 from vpl_jax.rewards.base import Params, RewardModel, metric_weights
 from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
 
@@ -78,34 +78,38 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raises ``ValueError`` naming the first bad field and the allowed values."""
         checks = [
-            ("num_epochs", isinstance(self.num_epochs, int) and self.num_epochs >= 1, "int >= 1"),
+            ("num_epochs", is_int(self.num_epochs) and self.num_epochs >= 1, "an int >= 1"),
             (
                 "users_per_batch",
-                isinstance(self.users_per_batch, int) and self.users_per_batch >= 1,
-                "int >= 1",
+                is_int(self.users_per_batch) and self.users_per_batch >= 1,
+                "an int >= 1",
             ),
             (
                 "learning_rate",
                 is_finite_number(self.learning_rate) and self.learning_rate > 0,
-                "finite > 0",
+                "a finite number > 0",
             ),
             (
                 "weight_decay",
                 is_finite_number(self.weight_decay) and self.weight_decay >= 0,
-                "finite >= 0",
+                "a finite number >= 0",
             ),
             (
                 "max_grad_norm",
                 self.max_grad_norm is None
                 or (is_finite_number(self.max_grad_norm) and self.max_grad_norm > 0),
-                "finite > 0 or None",
+                "a finite number > 0, or None",
             ),
             (
                 "patience",
-                self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
-                "int >= 1 or None",
+                self.patience is None or (is_int(self.patience) and self.patience >= 1),
+                "an int >= 1, or None",
             ),
-            ("min_delta", is_finite_number(self.min_delta) and self.min_delta >= 0, "finite >= 0"),
+            (
+                "min_delta",
+                is_finite_number(self.min_delta) and self.min_delta >= 0,
+                "a finite number >= 0",
+            ),
             ("monitor", self.monitor in MONITORS, f"one of {list(MONITORS)}"),
         ]
         for name, ok, allowed in checks:
@@ -367,10 +371,6 @@ def check_training_inputs(
             f"train config field monitor={config.monitor!r} is not a metric of "
             f"{type(model).__name__}; allowed: {sorted(names)}"
         )
-
-
-class TrainingDivergedError(ValueError):
-    """A reward model's training loss became NaN or inf: its params are not a trained model."""
 
 
 def check_labelled(data: UserPairs, name: str) -> None:

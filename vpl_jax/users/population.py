@@ -26,7 +26,7 @@ import numpy as np
 from flax import struct
 
 from vpl_jax import envs
-from vpl_jax.checks import is_finite_number
+from vpl_jax.checks import is_finite_number, is_int
 from vpl_jax.users.human import HumanModel
 
 
@@ -177,6 +177,30 @@ class Population:
     theta_std: np.ndarray  # f32[T, F] absolute per-feature noise
     human: HumanModel  # fields f32[T]
 
+    def __post_init__(self):
+        # Built directly or by dataclasses.replace, a population is checked like mixture's:
+        # NaN shares gave counts of -2**63 users, a NaN or negative spread NaN weights.
+        t, f = len(self.type_names), len(self.feature_names)
+        shares = np.asarray(self.shares, np.float64)
+        if (
+            shares.shape != (t,)
+            or not np.all(np.isfinite(shares))
+            or np.any(shares < 0)
+            or not abs(shares.sum() - 1.0) < 1e-4
+        ):
+            raise ValueError(
+                f"population shares must be {t} finite numbers >= 0 summing to 1 (one per type "
+                f"{list(self.type_names)}), got {self.shares!r}"
+            )
+        for name in ("theta_mean", "theta_std"):
+            value = np.asarray(getattr(self, name))
+            if value.shape != (t, f):
+                raise ValueError(f"population {name} must be [{t}, {f}] (types x features), "
+                                 f"got shape {value.shape}")  # fmt: skip
+            if not np.all(np.isfinite(value)) or (name == "theta_std" and np.any(value < 0)):
+                low = " and >= 0" if name == "theta_std" else ""
+                raise ValueError(f"population {name} must be finite{low}, got {value.tolist()}")
+
     @classmethod
     def mixture(
         cls,
@@ -274,6 +298,8 @@ class Population:
 
     def counts(self, num_users: int) -> np.ndarray:
         """i64[T]: how many of ``num_users`` users each type gets (largest-remainder rounding)."""
+        if not is_int(num_users) or num_users < 0:
+            raise ValueError(f"num_users={num_users!r}: must be an integer >= 0")
         return _stratified_counts(self.shares.astype(np.float64), num_users)
 
     def sample(self, key: jax.Array, num_users: int) -> User:
@@ -283,8 +309,8 @@ class Population:
         are balanced; order and individual weights are random. Pure in ``key``; ``num_users`` is
         static.
         """
-        if num_users <= 0:
-            raise ValueError(f"num_users must be > 0, got {num_users}")
+        if not is_int(num_users) or num_users <= 0:
+            raise ValueError(f"num_users={num_users!r}: must be an integer > 0")
         type_id = np.repeat(np.arange(self.num_types), self.counts(num_users))
         k_perm, k_noise = jax.random.split(key)
         type_id = jax.random.permutation(k_perm, jnp.asarray(type_id, jnp.int32))
