@@ -17,7 +17,8 @@ on their posterior mean, the oracle on their true theta. Every policy is scored 
 true return and the task's success measure (navigation: reached the user's goal). Writes tidy
 rows (``success``, ``true_return`` per method and user type, and the reward models'
 ``heldout_accuracy`` per user type), bar charts, a top-down picture of
-the test users' paths, and an HTML render of a few rollouts with Brax's viewer.
+the test users' paths, an HTML render of a few rollouts with Brax's viewer, and each task's
+dataset and trained reward models (seed 0) for ``python -m vpl_jax.label --run RUN_FOLDER``.
 """
 
 from __future__ import annotations
@@ -337,10 +338,12 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
     pop = harness.task_population(config, task)
     k_data, k_rewards, k_refs, k_policies, k_eval = jax.random.split(key, 5)
     dataset = build_dataset(k_data, env, pop, config.data, task=task)
+    results.save_dataset(dataset, task)  # with the models: what `python -m vpl_jax.label` serves
     _, test = dataset.split()
     print(f"[{task}] rewards")
     rewards = train_rewards(config, dataset, k_rewards, results, task)
     for method, reward in rewards.items():
+        results.save_reward_model(task, method, reward["model"], reward["params"])
         accuracy = np.asarray(reward["evaluation"].type_accuracy)  # [S, T]
         for s in range(config.num_seeds):
             for t, name in enumerate(pop.type_names):

@@ -69,7 +69,7 @@ def test_a_saved_model_loads_with_its_params_and_a_bad_folder_is_refused(nav_dat
 
     import chex
 
-    from vpl_jax.label import ModelFileError, load_model, save_model
+    from vpl_jax.rewards import ModelFileError, load_model, save_model
 
     model, params = _small_vpl(nav_dataset)
     save_model(tmp_path / "m", model, params)
