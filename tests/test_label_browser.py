@@ -110,3 +110,20 @@ def test_a_scripted_person_answers_8_comparisons_by_keyboard(
         "return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]"
     )
     assert loaded and all(url.startswith(base + "/") for url in loaded), loaded
+
+
+def test_a_rollouts_render_draws_offline(browser, tmp_path):
+    from vpl_jax import render
+
+    layout = render.scene("navigation", ("progress_a", "progress_b", "safety"))
+    t = np.linspace(0, 1, 20)[:, None]
+    paths = [[render.path_view(np.hstack([0 * t, s * t])) for s in (0.8, -0.8)]]
+    page = tmp_path / "navigation_rollouts.html"
+    page.write_text(render.rollouts_html(layout, paths, ["user 0"], ["btl", "vpl"]))
+    browser.get(page.as_uri())
+    _wait(browser, "return document.querySelectorAll('canvas').length === 2", timeout=30)
+    ink = browser.execute_script(
+        "return [...document.querySelectorAll('canvas')].map((c, i) => (c.id = 'c' + i))"
+    )
+    assert all(_canvas_ink(browser, c) > 0.01 for c in ink)
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0

@@ -16,12 +16,18 @@ from vpl_jax.data.dataset import PreferenceDataset, Queries
 from vpl_jax.label.queries import QueryChooser
 from vpl_jax.label.scene import scene, segment_view
 from vpl_jax.label.summary import LatentMap, human_model_summary, theta_posterior
+from vpl_jax.render import DRAW_JS
 from vpl_jax.rewards import VPL
 
 # The answers the page offers, as labels (None: "can't tell", stored masked out).
 ANSWERS = {"a": 1.0, "b": 0.0, "equal": 0.5, "cant_tell": None}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_PAGE = (resources.files("vpl_jax.label") / "page.html").read_text(encoding="utf-8")
+# The page with the shared drawing code inlined: one self-contained file.
+_PAGE = (
+    (resources.files("vpl_jax.label") / "page.html")
+    .read_text(encoding="utf-8")
+    .replace("/*DRAW_JS*/", DRAW_JS)
+)
 
 
 class LabelStore:
