@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("flask")
 
 from vpl_jax.data.dataset import load_dataset, save_dataset
-from vpl_jax.label import create_app, person_dataset
+from vpl_jax.label import create_app, merge_people, person_dataset
 
 
 def _start(client, person="ann"):
@@ -33,6 +33,13 @@ def test_answers_are_saved_resumed_and_exported(nav_dataset, tmp_path):
     path = save_dataset(person_dataset(nav_dataset, state), tmp_path / "ann.npz")
     loaded = load_dataset(path)
     assert loaded.meta.type_names[-1] == "human" and loaded.context.pairs.shape == (1, 4, 2)
+    # Merged into the dataset: a test user of type human, 4 answers in its K = 8 context slots.
+    merged = merge_people(nav_dataset, [state, state])
+    assert merged.num_users == nav_dataset.num_users + 2
+    assert merged.meta.type_names[-1] == "human" and int(merged.users.type_id[-1]) == 2
+    assert merged.context.mask[-1].tolist() == [True] * 3 + [False] * 5  # "can't tell" masked
+    assert not merged.heldout.mask[-1].any() and merged.is_test[-2:].all()
+    assert load_dataset(save_dataset(merged, tmp_path / "merged.npz")).num_users == 18
 
 
 def test_bad_requests_are_refused_and_nothing_written(nav_dataset, tmp_path):

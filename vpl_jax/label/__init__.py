@@ -9,7 +9,7 @@ Flask was chosen because it is well kept, tiny, and ships a test client, so ever
 tested at the HTTP level without a running server.
 """
 
-from vpl_jax.label.app import ANSWERS, LabelStore, create_app, person_dataset
+from vpl_jax.label.app import ANSWERS, LabelStore, create_app, merge_people, person_dataset
 from vpl_jax.label.queries import QUERY_CHOICES, QueryChooser
 from vpl_jax.rewards.files import ModelFileError, load_model, save_model
 
@@ -21,6 +21,7 @@ __all__ = [
     "QueryChooser",
     "create_app",
     "load_model",
+    "merge_people",
     "person_dataset",
     "save_model",
 ]
