@@ -186,6 +186,9 @@ def test_with_vpl_the_summary_places_the_persons_z(nav_dataset, tmp_path):
     latent = client.get("/api/ann/summary", headers={"X-Token": token}).json["latent"]
     assert len(latent["mean"]) == model.latent_dim and latent["nearest_type"] in latent["share"]
     assert abs(sum(latent["share"].values()) - 1.0) < 1e-6
+    train, _ = nav_dataset.split()
+    assert len(latent["map"]["users"]) == len(latent["map"]["user_type"]) == train.num_users
+    assert len(latent["map"]["mean"]) == 2 and len(latent["map"]["samples"][0]) == 2
 
 
 def test_the_command_refuses_a_remote_host_and_info_gain_without_a_model(tmp_path, capsys):

@@ -45,12 +45,20 @@ def browser():
 
 @pytest.fixture
 def served(nav_dataset, tmp_path):
-    """The app on a free local port, served from a thread; yields ``(base url, answers folder)``."""
+    """The app on a free local port, served from a thread; yields ``(base url, answers folder)``.
+
+    It serves a small untrained VPL (so the page shows its latent panel; its z means nothing)
+    and asks random pairs."""
+    import jax
     from werkzeug.serving import make_server
 
     from vpl_jax.label import create_app
+    from vpl_jax.rewards import VPL, user_pairs
 
-    app = create_app(nav_dataset, tmp_path / "labels")
+    model = VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
+    batch = user_pairs(nav_dataset, "context", model.inputs).batch(jax.numpy.arange(2))
+    params = model.init(jax.random.PRNGKey(1), batch)
+    app = create_app(nav_dataset, tmp_path / "labels", 0, model, params, "random")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -78,7 +86,7 @@ def _canvas_ink(driver, canvas_id: str) -> float:
     )
 
 
-def test_a_scripted_person_answers_8_comparisons_by_keyboard(
+def test_a_scripted_person_answers_8_comparisons_by_keyboard_and_clicks(
     browser, served, nav_dataset, tmp_path
 ):
     from selenium.webdriver.common.action_chains import ActionChains
@@ -94,17 +102,22 @@ def test_a_scripted_person_answers_8_comparisons_by_keyboard(
     browser.save_screenshot(str(tmp_path / "label_start.png"))
     for n in range(1, 9):
         a, b = browser.execute_script("return state.query.pair")
-        key = "a" if returns[a] > returns[b] else "b" if returns[b] > returns[a] else "e"
-        ActionChains(browser).send_keys(key).perform()
+        answer = "a" if returns[a] > returns[b] else "b" if returns[b] > returns[a] else "equal"
+        if n % 2:  # by keyboard
+            ActionChains(browser).send_keys(answer[0]).perform()
+        else:  # by clicking
+            browser.find_element("css selector", f"button[data-answer='{answer}']").click()
         done = f"document.getElementById('progress').textContent === '{n} answered'"
         _wait(browser, f"return {done} && !state.busy")  # busy: the summary is still loading
-    _wait(browser, "return document.querySelectorAll('#summary h3').length >= 2")
+    _wait(browser, "return document.querySelectorAll('#summary h3').length === 3")
     browser.save_screenshot(str(tmp_path / "label_after_8.png"))
     summary = browser.find_element("id", "summary").text
     assert "What you seem to care about" in summary and "Your human model" in summary
-    assert "type whose θ explains you best goal_a" in summary
+    assert "type whose θ explains you best goal_a" in summary and "Your z among" in summary
+    assert _canvas_ink(browser, "latent-map") > 0.005
     state = json.loads((labels / "ann.json").read_text())
-    assert len(state["answers"]) == 8 and all(x["answer"] in "ab" for x in state["answers"])
+    assert len(state["answers"]) == 8
+    assert all(x["answer"] in ("a", "b", "equal") for x in state["answers"])
     # Nothing came from anywhere but the local server: the page works offline.
     loaded = browser.execute_script(
         "return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]"
