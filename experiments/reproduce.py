@@ -90,6 +90,9 @@ def _index_page(preset: str, run_name: str, results_dir: Path, names: list[str])
         for png in sorted(run.glob("*.png")):
             rel = Path("..", "..", name, run_name, png.name).as_posix()
             parts.append(f"<h3>{html.escape(png.stem)}</h3><img src='{rel}'>")
+        for page in sorted(run.glob("*_rollouts.html")):  # self-contained animations
+            rel = Path("..", "..", name, run_name, page.name).as_posix()
+            parts.append(f"<p>Animation: <a href='{rel}'>{html.escape(page.stem)}</a></p>")
         summary = run / "summary.md"
         if summary.exists():
             parts.append(f"<pre>{html.escape(summary.read_text())}</pre>")

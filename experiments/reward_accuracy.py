@@ -9,7 +9,8 @@ drivers) it builds a preference dataset, trains every reward model on the traini
 context pairs. Writes tidy rows (``heldout_accuracy``, ``heldout_log_likelihood`` per method and
 user type; ``context_curve_accuracy`` for VPL with ``n_queries`` = k; ``theta_alignment`` for
 LinearBayes) and three figures: accuracy per user type, VPL accuracy versus k, and the VPL latent
-space of the test users coloured by type.
+space of the test users coloured by type. Each task's dataset and trained reward models (seed 0)
+are saved too, for ``python -m vpl_jax.label --run RUN_FOLDER``.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ def main(config: Config, results: harness.RunResults) -> str:
         env = harness.task_env(config, task)
         pop = harness.task_population(config, task)
         dataset = build_dataset(k_data, env, pop, config.data, task=task)
+        results.save_dataset(dataset, task)  # with the models: what vpl_jax.label serves
         _, test = dataset.split()
         outs = {}
         for method, k in zip(
@@ -228,6 +230,7 @@ def main(config: Config, results: harness.RunResults) -> str:
         ):
             outs[method] = train_and_evaluate(config, task, dataset, method, k)
             results.log_reward_history(f"{task}/{method}/reward", outs[method]["history"])
+            results.save_reward_model(task, method, outs[method]["model"], outs[method]["params"])
             add_rows(results, task, pop.type_names, method, outs[method], test.users.type_id)
             acc = np.asarray(outs[method]["evaluation"].type_accuracy).mean(0)
             per_type = ", ".join(f"{n} {a:.3f}" for n, a in zip(pop.type_names, acc, strict=True))

@@ -16,8 +16,10 @@ Each *test* user then tells the model about themselves with K labelled pairs; VP
 on their posterior mean, the oracle on their true theta. Every policy is scored with the user's
 true return and the task's success measure (navigation: reached the user's goal). Writes tidy
 rows (``success``, ``true_return`` per method and user type, and the reward models'
-``heldout_accuracy`` per user type), bar charts, a top-down picture of
-the test users' paths, and an HTML render of a few rollouts with Brax's viewer.
+``heldout_accuracy`` per user type), bar charts, a top-down picture of the test users' paths,
+an animation of a few test users' rollouts by method (``<task>_rollouts.html``, self-contained:
+it draws offline), and each task's dataset and trained reward models (seed 0) for
+``python -m vpl_jax.label --run RUN_FOLDER``.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vpl_jax import harness, pipeline
+from vpl_jax import harness, pipeline, render
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
+from vpl_jax.atomic import atomic_write
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.plotting import draw_arena, plot_paths, plt
 
@@ -91,7 +94,8 @@ class Config(harness.PopulationStudy):
     """Save reward-model checkpoints every this many epochs (0: none); a multiple of
     reward_chunk_epochs."""
     render_episodes: int = 2
-    """Test users whose VPL rollouts are rendered to HTML with Brax's viewer (0: none)."""
+    """Test users whose rollouts under every method are animated in ``<task>_rollouts.html``
+    (self-contained: it draws offline; 0: none)."""
 
     def validate(self):
         super().validate()
@@ -301,23 +305,31 @@ def plot_paths_by_method(env, type_names, type_id, evaluations: dict) -> plt.Fig
     return fig
 
 
-def render_html(env, ppo, states, z, key, path, num_users: int) -> None:
-    """Writes a Brax-viewer HTML of the first ``num_users`` test users' VPL rollouts."""
-    from brax.io import html
-
-    from vpl_jax.atomic import atomic_write
-
-    policy = ppo.policy_params(jax.tree.map(lambda x: x[0], states))
-    step = jax.jit(env.step)
-    act = jax.jit(ppo.act)
-    frames = []
-    for u in range(num_users):
-        state = jax.jit(env.reset)(jax.random.fold_in(key, u))
-        for _ in range(env.episode_length):
-            frames.append(state.pipeline_state)
-            state = step(state, act(policy, jnp.concatenate([state.obs, z[0, u]])))
+def render_html(
+    task: str, env, type_names, type_id, evaluations: dict, path, num_users: int
+) -> None:
+    """Writes a self-contained animation (:mod:`vpl_jax.render`: it draws offline) of
+    ``num_users`` test users' first evaluation episode under every method (seed 0), the users
+    taken in turn from each type."""
+    type_id = np.asarray(type_id)
+    by_type = [list(np.flatnonzero(type_id == t)) for t in range(len(type_names))]
+    users = []
+    while len(users) < num_users and any(by_type):
+        users += [queue.pop(0) for queue in by_type if queue][: num_users - len(users)]
+    methods = list(evaluations)
+    paths = [[render.path_view(evaluations[m]["positions"][u, 0]) for m in methods] for u in users]
+    rows = [f"test user {u} ({type_names[type_id[u]]})" for u in users]
+    page = render.rollouts_html(
+        render.scene(task, env.feature_names),
+        paths,
+        rows,
+        methods,
+        title=f"{task}: test users' rollouts by method",
+        note="Each policy serves the user of its row (VPL: conditioned on their posterior mean "
+        "z; the oracle: on their true theta); seed 0, first evaluation episode.",
+    )
     with atomic_write(path) as f:
-        f.write(html.render(env.sys.tree_replace({"opt.timestep": env.dt}), frames))
+        f.write(page)
 
 
 # --- the experiment -------------------------------------------------------------------------------
@@ -326,10 +338,12 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
     pop = harness.task_population(config, task)
     k_data, k_rewards, k_refs, k_policies, k_eval = jax.random.split(key, 5)
     dataset = build_dataset(k_data, env, pop, config.data, task=task)
+    results.save_dataset(dataset, task)  # with the models: what `python -m vpl_jax.label` serves
     _, test = dataset.split()
     print(f"[{task}] rewards")
     rewards = train_rewards(config, dataset, k_rewards, results, task)
     for method, reward in rewards.items():
+        results.save_reward_model(task, method, reward["model"], reward["params"])
         accuracy = np.asarray(reward["evaluation"].type_accuracy)  # [S, T]
         for s in range(config.num_seeds):
             for t, name in enumerate(pop.type_names):
@@ -395,17 +409,17 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
                 + ", ".join(f"s{s}/u{u} ({pop.type_names[type_id[u]]})" for s, u in failing[:8])
             )
         lines.append(f"| {task} | {method} | {summary} |")
-        if method == "vpl" and config.render_episodes and task == "navigation":
-            render_html(
-                env,
-                trainer.acting(),
-                states,
-                z,
-                k_eval,
-                results.path / f"{task}_vpl_rollouts.html",
-                min(config.render_episodes, test.num_users),
-            )
     results.figure(plot_bars(task, pop.type_names, evaluations), f"{task}_per_type")
+    if config.render_episodes:
+        render_html(
+            task,
+            env,
+            pop.type_names,
+            test.users.type_id,
+            evaluations,
+            results.path / f"{task}_rollouts.html",
+            min(config.render_episodes, test.num_users),
+        )
     if task == "navigation":
         fig = plot_paths_by_method(env, pop.type_names, test.users.type_id, evaluations)
         results.figure(fig, f"{task}_paths")

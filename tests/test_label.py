@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("flask")
 
 from vpl_jax.data.dataset import load_dataset, save_dataset
-from vpl_jax.label import create_app, person_dataset
+from vpl_jax.label import create_app, merge_people, person_dataset
 
 
 def _start(client, person="ann"):
@@ -33,6 +33,13 @@ def test_answers_are_saved_resumed_and_exported(nav_dataset, tmp_path):
     path = save_dataset(person_dataset(nav_dataset, state), tmp_path / "ann.npz")
     loaded = load_dataset(path)
     assert loaded.meta.type_names[-1] == "human" and loaded.context.pairs.shape == (1, 4, 2)
+    # Merged into the dataset: a test user of type human, 4 answers in its K = 8 context slots.
+    merged = merge_people(nav_dataset, [state, state])
+    assert merged.num_users == nav_dataset.num_users + 2
+    assert merged.meta.type_names[-1] == "human" and int(merged.users.type_id[-1]) == 2
+    assert merged.context.mask[-1].tolist() == [True] * 3 + [False] * 5  # "can't tell" masked
+    assert not merged.heldout.mask[-1].any() and merged.is_test[-2:].all()
+    assert load_dataset(save_dataset(merged, tmp_path / "merged.npz")).num_users == 18
 
 
 def test_bad_requests_are_refused_and_nothing_written(nav_dataset, tmp_path):
@@ -69,7 +76,7 @@ def test_a_saved_model_loads_with_its_params_and_a_bad_folder_is_refused(nav_dat
 
     import chex
 
-    from vpl_jax.label import ModelFileError, load_model, save_model
+    from vpl_jax.rewards import ModelFileError, load_model, save_model
 
     model, params = _small_vpl(nav_dataset)
     save_model(tmp_path / "m", model, params)
@@ -179,6 +186,9 @@ def test_with_vpl_the_summary_places_the_persons_z(nav_dataset, tmp_path):
     latent = client.get("/api/ann/summary", headers={"X-Token": token}).json["latent"]
     assert len(latent["mean"]) == model.latent_dim and latent["nearest_type"] in latent["share"]
     assert abs(sum(latent["share"].values()) - 1.0) < 1e-6
+    train, _ = nav_dataset.split()
+    assert len(latent["map"]["users"]) == len(latent["map"]["user_type"]) == train.num_users
+    assert len(latent["map"]["mean"]) == 2 and len(latent["map"]["samples"][0]) == 2
 
 
 def test_the_command_refuses_a_remote_host_and_info_gain_without_a_model(tmp_path, capsys):

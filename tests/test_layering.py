@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("atomic", "checks", "keys", "plotting", "runtime"),
     ("envs",),
+    ("render",),  # self-contained HTML animations (task layouts from envs' geometry)
     ("users",),
     ("data",),
     ("rewards",),

@@ -24,6 +24,7 @@ def fake_run(results_dir: Path, experiment: str, run_name: str) -> None:
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     results.figure(fig, "curve")
+    (results.path / "navigation_rollouts.html").write_text("<!doctype html>")
     results.write()
 
 
@@ -38,6 +39,7 @@ def test_index_only_collects_the_existing_runs(tmp_path, load_experiment):
     page = (tmp_path / "reproduce" / "r" / "index.html").read_text()
     for name in ("reward_accuracy", "underspecification"):
         assert f"<h2 id='{name}'>" in page and f"../../{name}/r/curve.png" in page
+        assert f"<a href='../../{name}/r/navigation_rollouts.html'>" in page
     assert "active_queries" not in page  # no run of it: left out, not an error
     assert {r["method"] for r in results.rows} == {"reward_accuracy", "underspecification"}
     assert all(r["metric"] == "wall_time_s" and r["value"] >= 0 for r in results.rows)

@@ -41,8 +41,10 @@ from vpl_jax.harness.results import (
     RunFolderError,
     RunResults,
     claim_run_folder,
+    dataset_path,
     load_metrics,
     load_timing,
+    model_folder,
 )
 from vpl_jax.harness.tasks import (
     TYPE_FIELDS,
@@ -76,9 +78,11 @@ __all__ = [
     "check_user_types",
     "chunks",
     "claim_run_folder",
+    "dataset_path",
     "load_metrics",
     "load_registrations",
     "load_timing",
+    "model_folder",
     "parse",
     "progress",
     "reward_models",

@@ -10,7 +10,11 @@
   ``n_queries``, ``deviation`` or ``round``;
 * ``metrics.csv`` — the same rows;
 * figures as PNG and PDF, and ``summary.md`` (a table of every metric by method and user type,
-  followed by the experiment's own notes).
+  followed by the experiment's own notes);
+* for experiments that build datasets and train reward models (``reward_accuracy``,
+  ``underspecification``): ``<task>_dataset.npz`` (:func:`~vpl_jax.data.save_dataset`) and
+  ``models/<task>_<method>/``, the trained reward model of the first seed
+  (:func:`~vpl_jax.rewards.save_model`) — what ``python -m vpl_jax.label --run`` serves.
 
 Method names are short snake_case and the same everywhere (the reward methods are
 :data:`vpl_jax.rewards.REWARD_METHODS`, the acquisition criteria :data:`vpl_jax.active.CRITERIA`).
@@ -30,14 +34,28 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from vpl_jax.atomic import atomic_write
+from vpl_jax.data.dataset import PreferenceDataset, save_dataset
 from vpl_jax.harness.config import ExperimentConfig, json_safe
+from vpl_jax.rewards.base import Params, RewardModel
+from vpl_jax.rewards.files import save_model
 from vpl_jax.runtime.checkpoint import Checkpointer
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED = ("method", "task", "user_type", "metric", "value", "seed")
+
+
+def dataset_path(run: str | os.PathLike, task: str) -> Path:
+    """Where a run folder keeps ``task``'s dataset: ``<run>/<task>_dataset.npz``."""
+    return Path(run) / f"{task}_dataset.npz"
+
+
+def model_folder(run: str | os.PathLike, task: str, method: str) -> Path:
+    """Where a run folder keeps ``task``'s trained ``method``: ``<run>/models/<task>_<method>``."""
+    return Path(run) / "models" / f"{task}_{method}"
 
 
 class RunResults:
@@ -159,6 +177,19 @@ class RunResults:
         plt.close(fig)
         self.figures.append(name)
         return paths
+
+    def save_dataset(self, dataset: PreferenceDataset, task: str) -> Path:
+        """Writes ``task``'s dataset into the run folder (:func:`dataset_path`), atomically."""
+        return save_dataset(dataset, dataset_path(self.path, task))
+
+    def save_reward_model(
+        self, task: str, method: str, model: RewardModel, params: Params, seeds: bool = True
+    ) -> Path:
+        """Writes ``task``'s trained ``method`` into the run folder (:func:`model_folder`):
+        the first seed's params when ``seeds`` (params lead with the seed axis S)."""
+        if seeds:
+            params = jax.tree.map(lambda x: x[0], params)
+        return save_model(model_folder(self.path, task, method), model, params)
 
     def write(self, notes: str = "") -> Path:
         """Writes ``metrics.json``, ``metrics.csv``, ``summary.md`` and ``timing.json``; returns the

@@ -2,15 +2,16 @@
 
 * :mod:`~vpl_jax.label.app` — sessions, validated answers written atomically, the JSON API;
 * :mod:`~vpl_jax.label.queries` — the next comparison, by information gain or at random;
-* :mod:`~vpl_jax.label.model` — save and load the trained model the app serves.
+* :mod:`~vpl_jax.label.runs` — what an experiment's run folder offers the app (its datasets and
+  the trained models, saved with :func:`vpl_jax.rewards.save_model`).
 
 Flask was chosen because it is well kept, tiny, and ships a test client, so every endpoint is
 tested at the HTTP level without a running server.
 """
 
-from vpl_jax.label.app import ANSWERS, LabelStore, create_app, person_dataset
-from vpl_jax.label.model import ModelFileError, load_model, save_model
+from vpl_jax.label.app import ANSWERS, LabelStore, create_app, merge_people, person_dataset
 from vpl_jax.label.queries import QUERY_CHOICES, QueryChooser
+from vpl_jax.rewards.files import ModelFileError, load_model, save_model
 
 __all__ = [
     "ANSWERS",
@@ -20,6 +21,7 @@ __all__ = [
     "QueryChooser",
     "create_app",
     "load_model",
+    "merge_people",
     "person_dataset",
     "save_model",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
 from importlib import resources
 from pathlib import Path
 
+import jax
 import numpy as np
 from flask import Flask, Response, jsonify, request
 
@@ -16,12 +18,18 @@ from vpl_jax.data.dataset import PreferenceDataset, Queries
 from vpl_jax.label.queries import QueryChooser
 from vpl_jax.label.scene import scene, segment_view
 from vpl_jax.label.summary import LatentMap, human_model_summary, theta_posterior
+from vpl_jax.render import DRAW_JS
 from vpl_jax.rewards import VPL
 
 # The answers the page offers, as labels (None: "can't tell", stored masked out).
 ANSWERS = {"a": 1.0, "b": 0.0, "equal": 0.5, "cant_tell": None}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_PAGE = (resources.files("vpl_jax.label") / "page.html").read_text(encoding="utf-8")
+# The page with the shared drawing code inlined: one self-contained file.
+_PAGE = (
+    (resources.files("vpl_jax.label") / "page.html")
+    .read_text(encoding="utf-8")
+    .replace("/*DRAW_JS*/", DRAW_JS)
+)
 
 
 class LabelStore:
@@ -65,6 +73,54 @@ def person_dataset(base: PreferenceDataset, state: dict) -> PreferenceDataset:
     return one.replace(
         users=users, context=queries, heldout=queries, is_test=np.ones(1, bool), meta=meta
     )
+
+
+def _queries(answers: list[dict], size: int) -> Queries:
+    """One person's ``answers`` as ``size`` slots of :class:`Queries` (leading user axis of 1);
+    slots beyond the answers, and "can't tell" answers, are masked out."""
+    pairs = np.zeros((1, size, 2), np.int32)
+    labels = np.full((1, size), 0.5, np.float32)
+    mask = np.zeros((1, size), bool)
+    for i, a in enumerate(answers[:size]):
+        pairs[0, i] = a["pair"]
+        if a["label"] is not None:
+            labels[0, i], mask[0, i] = a["label"], True
+    return Queries(pairs=pairs, labels=labels, mask=mask)
+
+
+def merge_people(
+    base: PreferenceDataset, states: list[dict], test: bool = True
+) -> PreferenceDataset:
+    """``base`` with each person (their saved ``<person>.json`` state) added as a user of type
+    ``human``: their first K answers (``base``'s context size) are their context, the next M
+    their held-out pairs; slots they did not fill, and "can't tell", are masked out. The people
+    are test users when ``test``. Their true θ is unknown, so it is stored as zeros."""
+    type_names = tuple(base.meta.type_names)
+    if "human" not in type_names:
+        type_names = (*type_names, "human")
+    k, m = base.context_size, base.heldout.pairs.shape[1]
+    parts = [base.replace(meta=dataclasses.replace(base.meta, type_names=type_names))]
+    for state in states:
+        one = person_dataset(base, state)
+        parts.append(
+            one.replace(
+                users=one.users.replace(
+                    type_id=np.full_like(np.asarray(one.users.type_id), type_names.index("human"))
+                ),
+                context=_queries(state["answers"], k),
+                heldout=_queries(state["answers"][k:], m),
+                is_test=np.full(1, test),
+                meta=parts[0].meta,
+            )
+        )
+    stack = lambda *xs: np.concatenate([np.asarray(x) for x in xs])  # noqa: E731
+    merged = parts[0].replace(
+        users=jax.tree.map(stack, *[p.users for p in parts]),
+        context=jax.tree.map(stack, *[p.context for p in parts]),
+        heldout=jax.tree.map(stack, *[p.heldout for p in parts]),
+        is_test=stack(*[p.is_test for p in parts]),
+    )
+    return merged.validate()
 
 
 def create_app(

@@ -12,8 +12,9 @@
   ``per_type``.
 * ``latent`` (with a VPL model) — the posterior over the person's z, and where it lies among the
   training users: each type's centroid of the training users' posterior means, the nearest type
-  to the person's posterior mean, and the share of the person's posterior samples nearest to
-  each type.
+  to the person's posterior mean, the share of the person's posterior samples nearest to
+  each type, and a map: the training users' posterior means and the person's posterior samples
+  on the training users' two principal axes.
 
 Answers are padded to a power-of-two number of slots (masked), so the jitted computations compile
 a handful of times over a session, not once per answer.
@@ -150,8 +151,18 @@ class LatentMap:
         self.type_id = np.asarray(train.users.type_id)
         present = [t for t in range(len(dataset.meta.type_names)) if np.any(self.type_id == t)]
         self.type_names = [dataset.meta.type_names[t] for t in present]
+        self.user_type = [present.index(int(t)) for t in self.type_id]  # into type_names
         self.centroids = np.stack([self.means[self.type_id == t].mean(0) for t in present])
+        # The map's plane: the training users' two principal axes (padded for Z = 1).
+        self.center = self.means.mean(0)
+        _, _, vt = np.linalg.svd(self.means - self.center, full_matrices=False)
+        self.axes = np.zeros((2, self.means.shape[1]), np.float32)
+        self.axes[: min(2, len(vt))] = vt[:2]
         self.model, self.params, self.chooser = model, params, chooser
+
+    def project(self, z: np.ndarray) -> list:
+        """``z: f32[..., Z]`` on the map's plane, rounded, as nested lists ``[..., 2]``."""
+        return ((np.asarray(z) - self.center) @ self.axes.T).round(4).tolist()
 
     def place(self, person: str, answers: list[dict], num_samples: int = 256) -> dict:
         """The person's posterior over z and their nearest type (module docstring)."""
@@ -169,4 +180,12 @@ class LatentMap:
             "share": dict(zip(self.type_names, share.tolist(), strict=True)),
             "type_names": self.type_names,
             "centroids": self.centroids.tolist(),
+            # The latent map: training users' posterior means and the person's posterior
+            # samples on the training users' two principal axes.
+            "map": {
+                "users": self.project(self.means),
+                "user_type": self.user_type,
+                "samples": self.project(z[:64]),
+                "mean": self.project(mean),
+            },
         }

@@ -4,7 +4,8 @@ Models (one interface, see :mod:`vpl_jax.rewards.base`): :class:`BTL`, :class:`V
 :class:`DPLMeanVariance`, :class:`DPLCategorical`, :class:`LinearBayes`, :class:`Ensemble`.
 Data: :func:`user_pairs` turns a :class:`~vpl_jax.data.PreferenceDataset` into
 :class:`UserPairs`; :func:`fit` trains any model on them (one seed or S seeds vmapped);
-:func:`evaluate` scores test users' held-out pairs given their context pairs.
+:func:`evaluate` scores test users' held-out pairs given their context pairs;
+:func:`save_model` and :func:`load_model` keep a trained model in a folder.
 
     fit_users, valid_users = validation_split(dataset, 0.2)  # among the training users
     model = VPL(latent_dim=8, max_context=dataset.context_size)
@@ -46,6 +47,7 @@ from vpl_jax.rewards.evaluation import (
     posterior_moments,
     theta_alignment,
 )
+from vpl_jax.rewards.files import MODEL_CLASSES, ModelFileError, load_model, save_model
 from vpl_jax.rewards.likelihood import masked_mean, strict_accuracy
 from vpl_jax.rewards.linear_bayes import LinearBayes
 from vpl_jax.rewards.methods import REWARD_METHODS, ModelSizes, make_model, with_discount
@@ -71,6 +73,7 @@ from vpl_jax.rewards.vpl import VPL
 __all__ = [
     "BTL",
     "DEFAULT_INPUTS",
+    "MODEL_CLASSES",
     "REWARD_METHODS",
     "VPL",
     "DPLCategorical",
@@ -82,6 +85,7 @@ __all__ = [
     "LatentProjection",
     "LatentRewardModel",
     "LinearBayes",
+    "ModelFileError",
     "ModelSizes",
     "PairBatch",
     "RewardModel",
@@ -101,6 +105,7 @@ __all__ = [
     "heldout_logits",
     "is_latent",
     "latent_projection",
+    "load_model",
     "make_model",
     "make_train",
     "masked_mean",
@@ -108,6 +113,7 @@ __all__ = [
     "posterior_moments",
     "reference_inputs",
     "reference_rewards",
+    "save_model",
     "scale_rewards",
     "scaled_reward",
     "segment_bank",

@@ -1,18 +1,17 @@
-"""A trained reward model for the labelling app: saved to a folder, loaded against a dataset.
+"""A trained reward model on disk: saved to a folder, loaded back against a dataset.
 
-Experiment runs (``experiments/underspecification.py``, ``reward_accuracy.py``) do not keep their
-trained reward params or their dataset — only metrics, figures and, optionally, orbax checkpoints
-of the trainer's state mid-run — so the app loads a dataset file (:func:`~vpl_jax.data.
-save_dataset`) and, optionally, a model saved here::
+Experiments save the reward models they train (seed 0) into their run folder
+(:meth:`vpl_jax.harness.RunResults.save_reward_model`), and the labelling app serves them::
 
     params, _ = rewards.fit(model, config, key, user_pairs(fit_users), user_pairs(valid))
     save_model("models/nav_vpl", model, params)           # one seed's params (no seed axis)
     # python -m vpl_jax.label --dataset nav.npz --model models/nav_vpl
 
-A model folder holds ``model.json`` (the model's class and its dataclass fields) and
-``params.msgpack`` (flax's serialisation of the params). Loading rebuilds the model, initialises
-params of the right structure on the dataset's segments and restores the saved values into them,
-so a model saved for another task (other input sizes) is refused with a clear message.
+A model folder holds ``model.json`` (the model's class and its dataclass fields; a nested model,
+such as an ensemble's member, the same way) and ``params.msgpack`` (flax's serialisation of the
+params). Loading rebuilds the model, initialises params of the right structure on the dataset's
+segments and restores the saved values into them, so a model saved for another task (other input
+sizes) is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -28,50 +27,67 @@ from flax import serialization
 
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.dataset import PreferenceDataset
-from vpl_jax.rewards import VPL, LinearBayes, user_pairs
-from vpl_jax.rewards.base import Params
+from vpl_jax.rewards.base import Params, RewardModel
+from vpl_jax.rewards.batch import user_pairs
+from vpl_jax.rewards.btl import BTL
+from vpl_jax.rewards.dpl import DPLCategorical, DPLMeanVariance
+from vpl_jax.rewards.ensemble import Ensemble
+from vpl_jax.rewards.linear_bayes import LinearBayes
+from vpl_jax.rewards.vpl import VPL
 
-#: The model classes a folder may hold, by the name ``model.json`` records: those with a belief
-#: about one person (what query selection and the person's latent need).
-MODEL_CLASSES = {"VPL": VPL, "LinearBayes": LinearBayes}
+#: The model classes a folder may hold, by the name ``model.json`` records.
+MODEL_CLASSES = {
+    cls.__name__: cls for cls in (BTL, DPLCategorical, DPLMeanVariance, Ensemble, LinearBayes, VPL)
+}
 
 
 class ModelFileError(ValueError):
     """A model folder is missing, malformed, or does not fit the dataset."""
 
 
-def save_model(folder: str | Path, model: VPL | LinearBayes, params: Params) -> Path:
-    """Writes ``model`` and its trained ``params`` (one seed: no leading seed axis) to
-    ``folder`` (created; both files written atomically). Returns the folder."""
+def _describe(model: RewardModel) -> dict[str, Any]:
     name = type(model).__name__
     if MODEL_CLASSES.get(name) is not type(model):
         raise ModelFileError(f"save_model supports {sorted(MODEL_CLASSES)}, got {name}")
+    fields = {}
+    for f in dataclasses.fields(model):
+        value = getattr(model, f.name)
+        fields[f.name] = _describe(value) if dataclasses.is_dataclass(value) else value
+    return {"class": name, "fields": fields}
+
+
+def save_model(folder: str | Path, model: RewardModel, params: Params) -> Path:
+    """Writes ``model`` and its trained ``params`` (one seed: no leading seed axis) to
+    ``folder`` (created; both files written atomically). Returns the folder."""
     folder = Path(folder)
-    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    description = _describe(model)
     with atomic_write(folder / "model.json") as f:
-        json.dump({"class": name, "fields": fields}, f, indent=1)
+        json.dump(description, f, indent=1)
     with atomic_write(folder / "params.msgpack", "wb") as f:
         f.write(serialization.to_bytes(jax.device_get(params)))
     return folder
 
 
-def _model_from_json(description: dict[str, Any]) -> VPL | LinearBayes:
-    cls = MODEL_CLASSES.get(description.get("class"))
+def _model_from_json(description: Any) -> RewardModel:
+    name = description.get("class") if isinstance(description, dict) else None
+    cls = MODEL_CLASSES.get(name)
     if cls is None:
-        raise ModelFileError(
-            f"model class {description.get('class')!r} is not one of {sorted(MODEL_CLASSES)}"
-        )
+        raise ModelFileError(f"model class {name!r} is not one of {sorted(MODEL_CLASSES)}")
     known = {f.name for f in dataclasses.fields(cls)}
     fields = description.get("fields", {})
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ModelFileError(f"{cls.__name__} has no fields {unknown}")
-    # JSON has no tuples: hidden widths come back as lists.
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return cls(**fields)
+
+    def value(v):
+        if isinstance(v, dict) and "class" in v:
+            return _model_from_json(v)
+        return tuple(v) if isinstance(v, list) else v  # JSON has no tuples (hidden widths)
+
+    return cls(**{k: value(v) for k, v in fields.items()})
 
 
-def load_model(folder: str | Path, dataset: PreferenceDataset) -> tuple[VPL | LinearBayes, Params]:
+def load_model(folder: str | Path, dataset: PreferenceDataset) -> tuple[RewardModel, Params]:
     """``(model, params)`` saved by :func:`save_model`, checked against ``dataset``'s segments.
 
     Raises :class:`ModelFileError` when a file is missing or malformed, or the params do not

@@ -1,0 +1,85 @@
+"""An experiment's run folder keeps its datasets and trained models; the app serves them."""
+
+import dataclasses
+
+import pytest
+
+pytest.importorskip("flask")
+
+from vpl_jax import harness
+from vpl_jax import rewards as R
+from vpl_jax.data import DatasetConfig, load_dataset
+
+pytestmark = pytest.mark.slow  # a (tiny) experiment run: about 2 minutes on 2 cores
+
+
+@pytest.fixture(scope="module")
+def run_folder(load_experiment, tmp_path_factory):
+    """A tiny reward_accuracy run on navigation (LinearBayes and VPL, one seed, two epochs)."""
+    experiment = load_experiment("reward_accuracy")
+    config = dataclasses.replace(
+        experiment.PRESETS["cpu"],
+        results_dir=str(tmp_path_factory.mktemp("results")),
+        run_name="tiny",
+        tasks=("navigation",),
+        methods=("linear_bayes", "vpl"),
+        num_seeds=1,
+        data=DatasetConfig(
+            num_users=16, context_size=8, heldout_size=16, pool_size=512, num_episodes=64
+        ),
+        train=R.TrainConfig(num_epochs=2, users_per_batch=8),
+        sizes=R.ModelSizes(hidden=(8,), latent_dim=2),
+    ).validate()
+    results = harness.RunResults("reward_accuracy", config)
+    experiment.main(config, results)
+    return results.path
+
+
+def test_a_run_folder_keeps_each_tasks_dataset_and_first_seed_models(run_folder):
+    dataset = load_dataset(harness.dataset_path(run_folder, "navigation"))
+    assert dataset.meta.task == "navigation" and dataset.num_users == 16
+    for method, cls in (("vpl", R.VPL), ("linear_bayes", R.LinearBayes)):
+        folder = harness.model_folder(run_folder, "navigation", method)
+        model, _ = R.load_model(folder, dataset)
+        assert isinstance(model, cls)
+        assert not list(folder.glob(".*.tmp")), "written atomically: no temporary files left"
+
+
+def test_a_nested_model_an_ensemble_saves_and_loads(run_folder, tmp_path):
+    import chex
+    import jax
+
+    dataset = load_dataset(harness.dataset_path(run_folder, "navigation"))
+    model = R.make_model("btl_ensemble", R.ModelSizes(hidden=(4,), ensemble_size=2))
+    batch = R.user_pairs(dataset, "context", model.inputs).batch(jax.numpy.arange(1))
+    params = model.init(jax.random.PRNGKey(0), batch)
+    loaded, restored = R.load_model(R.save_model(tmp_path / "e", model, params), dataset)
+    assert loaded == model
+    chex.assert_trees_all_close(restored, params)
+
+
+def test_the_app_from_a_run_folder_serves_an_info_gain_query(run_folder, tmp_path, capsys):
+    from vpl_jax.label.__main__ import build_app
+
+    app, _ = build_app(["--run", str(run_folder), "--out", str(tmp_path)])
+    assert "models/navigation_vpl" in capsys.readouterr().out
+    client = app.test_client()
+    token = client.post("/api/session", json={"person": "ann"}).json["token"]
+    q = client.get("/api/ann/query", headers={"X-Token": token}).json["query"]
+    assert len(q["pair"]) == 2 and len(q["segments"]) == 2
+    latent = client.get("/api/ann/summary", headers={"X-Token": token}).json["latent"]
+    assert len(latent["mean"]) == 2  # served by the run's VPL (latent_dim 2)
+
+
+def test_a_run_folder_without_what_is_asked_is_refused(run_folder, tmp_path, capsys):
+    from vpl_jax.label.__main__ import build_app
+
+    for argv, message in [
+        (["--run", str(tmp_path)], "holds no <task>_dataset.npz"),
+        (["--run", str(run_folder), "--task", "highway"], "no dataset of task 'highway'"),
+        (["--run", str(run_folder), "--model", "m"], "--model goes with --dataset"),
+        (["--dataset", "d.npz", "--method", "vpl"], "choose within a --run folder"),
+    ]:
+        with pytest.raises(SystemExit):
+            build_app(argv)
+        assert message in capsys.readouterr().err
