@@ -323,21 +323,22 @@ def policy_inputs(
     entry = policy_method(method, model)
     P.check_user_sampling(user_sampling)
     train, _ = dataset.split()
-    if entry.latent == "theta":
-        inputs = {"theta": train.users.theta}
-        if user_sampling != "uniform":
-            inputs["log_weights"] = P.user_log_weights(train.users.theta, user_sampling)
-        return inputs
     if entry.latent == "none":
         return {"params": params}
-    mean, var = R.posterior_moments(model, params, R.user_pairs(train, "context", model.inputs))
-    inputs = {"params": params, "mean": mean, "std": jnp.sqrt(var)}
-    if user_sampling != "uniform":
-        inputs["log_weights"] = P.user_log_weights(mean, user_sampling)
-    if entry.reference_scaled:
-        if references is None:
-            raise ValueError(f"method {method} needs reference states (references=...)")
-        inputs["references"] = references
+    if entry.latent == "theta":
+        inputs = {"theta": train.users.theta}
+        points = train.users.theta
+    else:
+        mean, var = R.posterior_moments(model, params, R.user_pairs(train, "context", model.inputs))
+        inputs = {"params": params, "mean": mean, "std": jnp.sqrt(var)}
+        points = mean
+        if entry.reference_scaled:
+            if references is None:
+                raise ValueError(f"method {method} needs reference states (references=...)")
+            inputs["references"] = references
+    log_weights = P.user_log_weights(points, user_sampling)
+    if log_weights is not None:
+        inputs["log_weights"] = log_weights
     return inputs
 
 
