@@ -76,7 +76,13 @@ class Config(harness.PopulationStudy):
     constant shift changes no ranking of policies; needed for VPL-SPO's win probabilities
     (about 0.5 plus a small signal)."""
     num_reference_states: int = 256
-    """States of the data that VPL-SPO's win probability is measured against."""
+    """Steps of the data that per-user reward scaling (VPL-SPO's win probability, and
+    reward_scaling) compares each user's rewards against."""
+    reward_scaling: str = "none"
+    """Per-user scaling of the oracle's and VPL's PPO rewards against the reference steps:
+    none, standardize (each user's reward mean 0, std 1 there), minmax or win_probability
+    (VPL-SPO always uses win_probability; BTL is never scaled). See the README's policy
+    section for why."""
     user_sampling: str = "uniform"
     """How a PPO training episode picks its user (oracle, vpl, vpl_spo): uniform, or balanced
     (weighted inversely to the density of their theta or posterior mean, so every type gets
@@ -103,6 +109,7 @@ class Config(harness.PopulationStudy):
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
         harness.check_choices("methods", self.methods, METHODS)
         harness.check_choices("user_sampling", (self.user_sampling,), P.USER_SAMPLING)
+        harness.check_choices("reward_scaling", (self.reward_scaling,), pipeline.REWARD_SCALING)
         harness.check_choices(
             "center_reward_tasks",
             self.center_reward_tasks,
@@ -218,18 +225,18 @@ def per_seed(method: str, config: Config, rewards: dict, fn):
 def policy_inputs(method: str, config: Config, rewards: dict, dataset, key) -> dict:
     """What the training environment of ``method`` needs, per seed (leading axis S): the
     reward's params and, for latent models, the training users' posteriors z is drawn from
-    (:func:`vpl_jax.pipeline.policy_inputs`)."""
-    references = None
-    entry = pipeline.POLICY_METHODS[method]
-    if entry.reference_scaled:
-        bank = R.segment_bank(dataset.segments, rewards[entry.reward]["model"].inputs)
-        references = R.reference_inputs(key, bank, config.num_reference_states)
+    (:func:`vpl_jax.pipeline.policy_inputs`), and the reference steps of per-user scaling."""
+    reward_method = pipeline.POLICY_METHODS[method].reward
+    model = None if reward_method is None else rewards[reward_method]["model"]
+    references = pipeline.reference_states(
+        method, model, dataset, key, config.num_reference_states, config.reward_scaling
+    )
     return per_seed(
         method,
         config,
         rewards,
         lambda model, params: pipeline.policy_inputs(
-            method, model, params, dataset, references, config.user_sampling
+            method, model, params, dataset, references, config.user_sampling, config.reward_scaling
         ),
     )
 
@@ -240,7 +247,9 @@ def train_policy(config: Config, env, method: str, model, inputs: dict, key, res
     Returns ``(trainer, runner_states)``; the states lead with the seed axis.
     """
     ppo_config = dataclasses.replace(config.ppo, center_rewards=task in config.center_reward_tasks)
-    trainer = pipeline.PolicyTrainer(env, method, model, ppo_config, config.chunk_updates)
+    trainer = pipeline.PolicyTrainer(
+        env, method, model, ppo_config, config.chunk_updates, config.reward_scaling
+    )
     states, history = trainer.train(
         jax.random.split(key, config.num_seeds),
         inputs,

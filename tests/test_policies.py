@@ -18,6 +18,7 @@ from vpl_jax.policies import (
     LatentReward,
     PPOConfig,
     balanced_log_weights,
+    constant_sampler,
     generalized_advantages,
     learned_reward,
     log_prob_of_pre_squash,
@@ -26,6 +27,7 @@ from vpl_jax.policies import (
     oracle_reward,
     posterior_sampler,
     prior_sampler,
+    scaled_latent_reward,
     table_sampler,
     tanh_gaussian,
     user_log_weights,
@@ -509,3 +511,93 @@ def test_balanced_user_sampling_serves_a_minority_that_uniform_sampling_neglects
         )  # [majority, minority]
     assert errors["balanced"][1] < 0.6 * errors["uniform"][1], errors  # the minority
     assert errors["balanced"][0] < errors["uniform"][0] + 0.05, errors  # the majority as well
+
+
+# --- per-user reward scaling --------------------------------------------------------------------
+class ActionFeatures(OneStep):
+    """One step whose feature is the action: a reward of kind ``"features"`` reads the action."""
+
+    def reset(self, rng):
+        del rng
+        zero = jnp.zeros(())
+        return State(None, jnp.zeros(1), zero, zero, {}, {"features": jnp.zeros(1)})
+
+    def step(self, state, action):
+        info = {**state.info, "features": action}
+        return state.replace(reward=jnp.zeros(()), done=jnp.zeros(()), info=info)
+
+
+def wants_target(x, z):
+    """User ``z = (target, scale, offset)``: ``offset - scale * (x - target)²``."""
+    return z[2] - z[1] * jnp.sum((x - z[0]) ** 2)
+
+
+REFERENCE_ACTIONS = jnp.linspace(-1.0, 1.0, 65)[:, None]
+
+
+def reference_rewards_of(z):
+    return jax.vmap(wants_target, (0, None))(REFERENCE_ACTIONS, z)
+
+
+def scaled_step_rewards(scaling, z, actions):
+    """f32[A]: the rewards ``scaled_latent_reward`` gives user ``z`` for each action."""
+    env = scaled_latent_reward(
+        ActionFeatures(), constant_sampler(z), wants_target, "features", scaling,
+        reference_rewards_of,
+    )  # fmt: skip
+
+    def reward(action):
+        return env.step(env.reset(jax.random.PRNGKey(0)), action).reward
+
+    return jax.jit(jax.vmap(reward))(actions)
+
+
+def test_standardized_reward_ignores_each_users_scale_and_offset():
+    """Two users who rank actions alike but whose rewards differ by a factor 100 and an
+    offset get the same standardised reward: mean 0 and std 1 on the reference steps."""
+    small, large = jnp.array([0.3, 0.1, 0.0]), jnp.array([0.3, 10.0, 5.0])
+    for scaling in ("standardize", "minmax"):  # both invariant to scale and offset
+        np.testing.assert_allclose(
+            scaled_step_rewards(scaling, small, REFERENCE_ACTIONS),
+            scaled_step_rewards(scaling, large, REFERENCE_ACTIONS),
+            atol=1e-4,
+        )
+    on_references = scaled_step_rewards("standardize", small, REFERENCE_ACTIONS)
+    np.testing.assert_allclose([on_references.mean(), on_references.std()], [0.0, 1.0], atol=1e-4)
+    raw_small = scaled_step_rewards("none", small, REFERENCE_ACTIONS)
+    np.testing.assert_allclose(raw_small, reference_rewards_of(small), rtol=1e-6)
+    raw_large = scaled_step_rewards("none", large, REFERENCE_ACTIONS)
+    np.testing.assert_allclose(np.ptp(raw_large), 100 * np.ptp(raw_small), rtol=1e-4)  # unscaled
+    with pytest.raises(ValueError, match=r"scaling='zscore'.*standardize"):
+        scaled_latent_reward(ActionFeatures(), constant_sampler(small), wants_target, "features",
+                             "zscore", reference_rewards_of)  # fmt: skip
+    with pytest.raises(ValueError, match="needs reference_rewards"):
+        scaled_latent_reward(ActionFeatures(), constant_sampler(small), wants_target, "features",
+                             "standardize")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_standardized_rewards_serve_a_user_whose_rewards_are_small():
+    """Half the users want action -0.6 with rewards 100 times larger than the other half's,
+    who want +0.6. On raw rewards PPO serves the loud half and hardly moves for the quiet one
+    (its advantages vanish beside the others' in every minibatch); standardised per user, both
+    are served (3 seeds)."""
+    table = jnp.asarray([[-0.6, 10.0, 0.0], [0.6, 0.1, 0.0]])
+    config = PPOConfig(total_timesteps=64 * 4 * 8, num_envs=64, num_steps=4, init_log_std=-1.0)
+    errors = {}
+    for scaling in ("none", "standardize"):
+        env = scaled_latent_reward(
+            ActionFeatures(), table_sampler(table), wants_target, "features", scaling,
+            reference_rewards_of,
+        )  # fmt: skip
+        ppo = make_train(env, config)
+        states, _ = jax.jit(jax.vmap(ppo.train))(jax.random.split(jax.random.PRNGKey(0), 3))
+
+        def action_error(state, ppo=ppo):
+            policy = ppo.policy_params(state)
+            act = jax.vmap(lambda z: ppo.act(policy, jnp.concatenate([jnp.zeros(1), z])))
+            return jnp.abs(act(table)[:, 0] - table[:, 0])
+
+        errors[scaling] = np.asarray(jax.vmap(action_error)(states)).mean(0)  # [loud, quiet]
+    assert errors["standardize"][1] < 0.5 * errors["none"][1], errors  # the quiet user
+    assert errors["standardize"][0] < errors["none"][0] + 0.05, errors  # the loud one as well

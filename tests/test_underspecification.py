@@ -77,6 +77,9 @@ def test_bad_config_fails_before_compiling(experiment, capsys):
     with pytest.raises(SystemExit):
         harness.parse(experiment.Config, experiment.PRESETS, ["--user-sampling", "density"])
     assert "user_sampling: unknown value(s) ['density']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        harness.parse(experiment.Config, experiment.PRESETS, ["--reward-scaling", "zscore"])
+    assert "reward_scaling: unknown value(s) ['zscore']" in capsys.readouterr().err
 
 
 def test_balanced_user_sampling_weighs_each_training_users_latent(nav_dataset):
@@ -93,3 +96,37 @@ def test_balanced_user_sampling_weighs_each_training_users_latent(nav_dataset):
     )
     with pytest.raises(ValueError, match="user_sampling='density'"):
         pipeline.policy_inputs("oracle", None, None, nav_dataset, user_sampling="density")
+
+
+def test_standardized_oracle_rewards_need_and_get_reference_steps(nav_dataset, navigation):
+    """With reward_scaling the oracle's inputs carry the dataset's reference steps (features),
+    and every user's reward on them is standardised; the unconditioned BTL policy is never
+    scaled; a bad choice names the field."""
+    import jax
+    import jax.numpy as jnp
+
+    from vpl_jax import pipeline
+
+    key = jax.random.PRNGKey(0)
+    refs = pipeline.reference_states("oracle", None, nav_dataset, key, 64, "standardize")
+    assert refs.shape == (64, len(navigation.feature_names))
+    assert pipeline.reference_states("oracle", None, nav_dataset, key, 64) is None
+    inputs = pipeline.policy_inputs(
+        "oracle", None, None, nav_dataset, refs, "uniform", "standardize"
+    )
+    np.testing.assert_array_equal(inputs["references"], refs)
+    with pytest.raises(ValueError, match="needs reference states"):
+        pipeline.policy_inputs("oracle", None, None, nav_dataset, None, "uniform", "standardize")
+    env = pipeline.policy_env("oracle", navigation, None, inputs, "standardize")
+    state = jax.jit(env.reset)(key)
+    theta = state.info["latent"]
+    np.testing.assert_allclose(state.info["reward_context"], refs @ theta, rtol=1e-5, atol=1e-6)
+    next_state = jax.jit(env.step)(state, jnp.array([0.5, -0.3]))
+    raw = next_state.info["features"] @ theta
+    expected = (raw - jnp.mean(refs @ theta)) / jnp.std(refs @ theta)
+    np.testing.assert_allclose(next_state.reward, expected, rtol=1e-4, atol=1e-5)
+    unscaled = pipeline.policy_env("oracle", navigation, None, inputs)
+    np.testing.assert_allclose(jax.jit(unscaled.step)(state, jnp.array([0.5, -0.3])).reward, raw,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match=r"reward_scaling='zscore'"):
+        pipeline.policy_env("oracle", navigation, None, inputs, "zscore")

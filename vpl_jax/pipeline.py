@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, get_args
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,7 @@ from vpl_jax.data.dataset import PreferenceDataset
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.data.segments import Segments, cut_segments
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
+from vpl_jax.keys import named_key
 from vpl_jax.rewards.batch import check_user_pairs
 from vpl_jax.rewards.trainer import check_training_inputs, train_run
 from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
@@ -270,36 +271,74 @@ def is_unconditioned(method: str, model: R.RewardModel | None) -> bool:
     return policy_method(method, model).latent == "none"
 
 
-def policy_env(method: str, env: FeatureEnv, model, inputs: dict) -> P.LatentReward:
+REWARD_SCALING: tuple[str, ...] = get_args(R.ScaleMethod)
+"""Choices of a policy's per-user reward scaling (:func:`user_reward_scaling`)."""
+
+
+def check_reward_scaling(scaling: str) -> str:
+    """``scaling`` if it is one of :data:`REWARD_SCALING`, else ``ValueError`` naming them."""
+    if scaling not in REWARD_SCALING:
+        raise ValueError(f"reward_scaling={scaling!r}, allowed: {list(REWARD_SCALING)}")
+    return scaling
+
+
+def user_reward_scaling(method: str, model: R.RewardModel | None, reward_scaling: str) -> str:
+    """How ``method``'s policy rewards are rescaled per user against reference states
+    (:mod:`vpl_jax.rewards.scaling`): VPL-SPO always by win probability; the oracle and other
+    latent methods by ``reward_scaling``; an unconditioned reward never (it has one user).
+    Why per user: :func:`vpl_jax.policies.scaled_latent_reward`."""
+    check_reward_scaling(reward_scaling)
+    entry = policy_method(method, model)
+    if entry.reference_scaled:
+        return "win_probability"
+    return "none" if entry.latent == "none" else reward_scaling
+
+
+def reference_states(
+    method: str,
+    model: R.RewardModel | None,
+    dataset: PreferenceDataset,
+    key: jax.Array,
+    num: int,
+    reward_scaling: str = "none",
+) -> jax.Array | None:
+    """f32[N, D]: the reference steps ``method``'s per-user scaling compares against —
+    ``num`` live steps of the dataset's segments, as the reward model's inputs (the task's
+    features for the oracle) — or None when its rewards are not scaled
+    (:func:`user_reward_scaling`)."""
+    if user_reward_scaling(method, model, reward_scaling) == "none":
+        return None
+    inputs = "features" if model is None else model.inputs
+    return R.reference_inputs(key, R.segment_bank(dataset.segments, inputs), num)
+
+
+def policy_env(
+    method: str, env: FeatureEnv, model, inputs: dict, reward_scaling: str = "none"
+) -> P.LatentReward:
     """The training environment of ``method`` for one run (``inputs`` may be traced).
 
     ``inputs`` (:func:`policy_inputs`): ``{"theta"}`` for the oracle; ``{"params"}`` for an
     unconditioned reward; ``{"params", "mean", "std"}`` (the training users' posteriors) for a
-    latent one; plus ``"references"`` (reference states) for ``vpl_spo``.
+    latent one; plus ``"references"`` (:func:`reference_states`) when its rewards are scaled
+    per user (``vpl_spo``, or ``reward_scaling``: :func:`user_reward_scaling`).
     """
     entry = policy_method(method, model)
-    if entry.latent == "theta":
-        sampler = P.table_sampler(inputs["theta"], inputs.get("log_weights"))
-        return P.LatentReward(env, sampler, P.oracle_reward)
-    params = inputs["params"]
+    scaling = user_reward_scaling(method, model, reward_scaling)
     if entry.latent == "none":
+        params = inputs["params"]
         reward = P.learned_reward(lambda x, z: model.reward(params, x), model.inputs)
         return P.LatentReward(env, P.no_latent(), reward)
-    sampler = P.posterior_sampler(inputs["mean"], inputs["std"], inputs.get("log_weights"))
-    if not entry.reference_scaled:
-        reward = P.learned_reward(lambda x, z: model.reward(params, x, z), model.inputs)
-        return P.LatentReward(env, sampler, reward)
-    # VPL-SPO: the reference states' rewards depend only on z, so they are computed once per
-    # episode (at reset) and a step costs one reward evaluation.
-    return P.LatentReward(
-        env,
-        sampler,
-        lambda state, z: R.scale_rewards(
-            model.reward(params, P.reward_inputs(state, model.inputs), z),
-            state.info["reward_context"],
-        ),
-        episode_context=lambda z: R.reference_rewards(model, params, inputs["references"], z),
-    )
+    references = inputs.get("references")
+    if entry.latent == "theta":
+        sampler = P.table_sampler(inputs["theta"], inputs.get("log_weights"))
+        r, kind = (lambda x, z: jnp.dot(z, x)), "features"
+        reference_rewards = lambda z: references @ z  # noqa: E731
+    else:
+        params = inputs["params"]
+        sampler = P.posterior_sampler(inputs["mean"], inputs["std"], inputs.get("log_weights"))
+        r, kind = (lambda x, z: model.reward(params, x, z)), model.inputs
+        reference_rewards = lambda z: R.reference_rewards(model, params, references, z)  # noqa: E731
+    return P.scaled_latent_reward(env, sampler, r, kind, scaling, reference_rewards)
 
 
 def policy_inputs(
@@ -309,19 +348,24 @@ def policy_inputs(
     dataset: PreferenceDataset,
     references: jax.Array | None = None,
     user_sampling: str = "uniform",
+    reward_scaling: str = "none",
 ) -> dict:
     """What ``method``'s training environment needs for one run (see :func:`policy_env`).
 
     For a latent model the training users' posteriors come from their context pairs.
-    ``references: f32[N, D]`` are VPL-SPO's reference states (:func:`~vpl_jax.rewards.
-    reference_inputs`). ``user_sampling`` (:data:`~vpl_jax.policies.USER_SAMPLING`) is how a
-    training episode picks its user: ``"uniform"``, or ``"balanced"`` — weighted inversely to
-    the density of their true ``theta`` (oracle) or posterior mean (latent models), so a
-    minority type gets as many episodes as the majority (:func:`~vpl_jax.policies.
-    balanced_log_weights`; adds ``"log_weights"``). Unconditioned policies ignore it.
+    ``references: f32[N, D]`` (:func:`reference_states`) are the reference steps of a method
+    whose rewards are scaled per user: VPL-SPO, or any conditioned method with
+    ``reward_scaling`` other than ``"none"`` (:func:`user_reward_scaling`; the same value
+    must be given to :class:`PolicyTrainer`). ``user_sampling``
+    (:data:`~vpl_jax.policies.USER_SAMPLING`) is how a training episode picks its user:
+    ``"uniform"``, or ``"balanced"`` — weighted inversely to the density of their true
+    ``theta`` (oracle) or posterior mean (latent models), so a minority type gets as many
+    episodes as the majority (:func:`~vpl_jax.policies.balanced_log_weights`; adds
+    ``"log_weights"``). Unconditioned policies ignore both.
     """
     entry = policy_method(method, model)
     P.check_user_sampling(user_sampling)
+    scaling = user_reward_scaling(method, model, reward_scaling)
     train, _ = dataset.split()
     if entry.latent == "none":
         return {"params": params}
@@ -332,10 +376,13 @@ def policy_inputs(
         mean, var = R.posterior_moments(model, params, R.user_pairs(train, "context", model.inputs))
         inputs = {"params": params, "mean": mean, "std": jnp.sqrt(var)}
         points = mean
-        if entry.reference_scaled:
-            if references is None:
-                raise ValueError(f"method {method} needs reference states (references=...)")
-            inputs["references"] = references
+    if scaling != "none":
+        if references is None:
+            raise ValueError(
+                f"method {method} with {scaling!r} reward scaling needs reference states "
+                f"(references=pipeline.reference_states(...))"
+            )
+        inputs["references"] = references
     log_weights = P.user_log_weights(points, user_sampling)
     if log_weights is not None:
         inputs["log_weights"] = log_weights
@@ -393,6 +440,8 @@ class PolicyTrainer:
       model: the reward model (None for the oracle).
       config: PPO's configuration.
       chunk_updates: PPO updates per jitted chunk (the progress bar advances between chunks).
+      reward_scaling: per-user scaling of the policy's rewards (:func:`user_reward_scaling`;
+        its inputs then need ``"references"``, :func:`policy_inputs`).
     """
 
     def __init__(
@@ -402,16 +451,19 @@ class PolicyTrainer:
         model: R.RewardModel | None,
         config: P.PPOConfig,
         chunk_updates: int = 20,
+        reward_scaling: str = "none",
     ):
         if chunk_updates < 1:
             raise ValueError(f"chunk_updates={chunk_updates}: must be >= 1")
         check_policy_config(config, env)
+        user_reward_scaling(method, model, reward_scaling)  # a bad choice fails here
+        self.reward_scaling = reward_scaling
         self.env, self.method, self.model = env, method, model
         self.config, self.chunk_updates = config, chunk_updates
         self._acting: P.PPO | None = None
 
         def ppo(inputs) -> P.PPO:
-            return P.make_train(policy_env(method, env, model, inputs), config)
+            return P.make_train(policy_env(method, env, model, inputs, self.reward_scaling), config)
 
         self._ppo = ppo
         self._init = jax.jit(jax.vmap(lambda k, inputs: ppo(inputs).init(k)))
@@ -566,13 +618,16 @@ def offline(
     desc: str = "PPO",
     checkpointer: Checkpointer | None = None,
     user_sampling: str = "uniform",
+    num_reference_states: int = 256,
 ) -> PipelineResult:
     """Reward on the training users -> PPO on it -> the test users' true returns.
 
     ``trainer`` must be built for the same method and model. Pure in ``key`` (the same key,
     data and configs give the same result). With a ``checkpointer`` PPO saves as it goes and a
     repeated call resumes it (:meth:`PolicyTrainer.train`). ``user_sampling``: how training
-    episodes pick their user (:func:`policy_inputs`).
+    episodes pick their user (:func:`policy_inputs`). A method whose rewards are scaled per
+    user (``trainer.reward_scaling``, or VPL-SPO) compares against ``num_reference_states``
+    steps of the dataset (:func:`reference_states`).
     """
     if trainer.method != method or trainer.model != model:
         raise ValueError(
@@ -584,7 +639,17 @@ def offline(
     if policy_method(method, model).reward is not None:
         reward = fit_reward(model, reward_train, k_reward, dataset)
         params = reward.params
-    inputs = policy_inputs(method, model, params, dataset, user_sampling=user_sampling)
+    references = reference_states(
+        method,
+        model,
+        dataset,
+        named_key(key, "references"),
+        num_reference_states,
+        trainer.reward_scaling,
+    )
+    inputs = policy_inputs(
+        method, model, params, dataset, references, user_sampling, trainer.reward_scaling
+    )
     state = trainer.train_one(k_policy, inputs, desc, checkpointer)
     z = test_latents(method, model, params, dataset)
     _, test = dataset.split()

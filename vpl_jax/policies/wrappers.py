@@ -35,7 +35,7 @@ saving by never resetting).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import chex
 import jax
@@ -44,6 +44,7 @@ from brax.envs.base import Env, State, Wrapper
 from brax.envs.wrappers.training import EpisodeWrapper
 
 from vpl_jax.rewards.batch import step_inputs
+from vpl_jax.rewards.scaling import ScaleMethod, scale_rewards
 
 ZSampler = Callable[[jax.Array], jax.Array]  # key -> f32[Z]
 RewardFn = Callable[[State, jax.Array], jax.Array]  # (next_state, z f32[Z]) -> f32[]
@@ -304,6 +305,49 @@ def learned_reward(r: Callable[[jax.Array, jax.Array], jax.Array], inputs: str =
     (:func:`~vpl_jax.rewards.step_inputs`; observations without ``z``). ``"obs"`` gives ``r``
     the observation the step led to."""
     return lambda next_state, z: r(reward_inputs(next_state, inputs), z)
+
+
+def scaled_latent_reward(
+    env: Env,
+    z_sampler: ZSampler,
+    r: Callable[[jax.Array, jax.Array], jax.Array],
+    inputs: str,
+    scaling: ScaleMethod = "none",
+    reference_rewards: Callable[[jax.Array], jax.Array] | None = None,
+) -> LatentReward:
+    """A :class:`LatentReward` whose reward ``r(x, z)`` is rescaled per user (per ``z``).
+
+    ``r(x: f32[D], z: f32[Z]) -> f32[]`` reads the step's input of kind ``inputs``
+    (:func:`learned_reward`); ``scaling`` is one of :data:`~vpl_jax.rewards.ScaleMethod`
+    (:func:`~vpl_jax.rewards.scale_rewards`), and for anything but ``"none"``
+    ``reference_rewards(z) -> f32[N]`` gives the rewards of N fixed reference steps under z.
+
+    Why per user: preferences fix each user's reward only up to an offset (and, for a
+    Boltzmann user, a scale), so every user's ``r(., z)`` — a learned one, and equally the
+    true ``theta · phi`` — carries its own. Trained over many users, PPO normalises rewards by
+    one running statistic and advantages per minibatch, so a user whose rewards vary little is
+    served last and a user-dependent offset is one more thing the critic must learn.
+    ``"standardize"`` gives every user's reward mean 0 and std 1 on the reference steps.
+    Safe for a shift only where episodes have a fixed horizon (every task here: ``done`` is
+    never set).
+
+    The reference rewards depend only on z, so they are computed once per episode (at reset,
+    ``info["reward_context"]``) and a step costs one reward evaluation.
+    """
+    if scaling not in get_args(ScaleMethod):
+        raise ValueError(f"scaling={scaling!r}: must be one of {list(get_args(ScaleMethod))}")
+    if scaling == "none":
+        return LatentReward(env, z_sampler, learned_reward(r, inputs))
+    if reference_rewards is None:
+        raise ValueError(f"scaling={scaling!r} needs reference_rewards (the reference steps')")
+    return LatentReward(
+        env,
+        z_sampler,
+        lambda state, z: scale_rewards(
+            r(reward_inputs(state, inputs), z), state.info["reward_context"], scaling
+        ),
+        episode_context=reference_rewards,
+    )
 
 
 def reward_inputs(next_state: State, inputs: str) -> jax.Array:
