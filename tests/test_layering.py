@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lowest first. Packages in one layer must not import each other.
 LAYERS = (
+    ("intervals",),  # numpy statistics over seeds, below the figures and results that show them
     ("atomic", "checks", "keys", "plotting", "runtime"),
     ("envs",),
     ("render",),  # self-contained HTML animations (task layouts from envs' geometry)
