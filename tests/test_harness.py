@@ -71,15 +71,18 @@ def test_same_seed_runs_write_byte_identical_metrics(tmp_path):
 
     def main(cfg, results):
         time.sleep(0.05)  # the runs take different times; that must not reach metrics.json
-        value = np.random.default_rng(cfg.seed).uniform()
-        results.add(method="m", task=cfg.task, metric="x", value=value)
+        values = np.random.default_rng(cfg.seed).uniform(size=(2, 4))
+        for method, per_seed in zip(("m", "n"), values, strict=True):
+            for s, value in enumerate(per_seed):
+                results.add(method=method, task=cfg.task, metric="x", value=value, seed=s)
         return ""
 
     written = []
     for name in ("a", "b"):
         harness.run_experiment("toy", ToyConfig, {"cpu": config}, main, argv=["--run-name", name])
-        written.append((tmp_path / "toy" / name / "metrics.json").read_bytes())
-        assert harness.load_timing(tmp_path / "toy" / name)["wall_time_s"] >= 0.05
+        folder = tmp_path / "toy" / name
+        written.append([(folder / f).read_bytes() for f in ("metrics.json", "intervals.json")])
+        assert harness.load_timing(folder)["wall_time_s"] >= 0.05
     assert written[0] == written[1]
 
 
@@ -183,8 +186,108 @@ def test_results_are_tidy_and_complete(tmp_path):
     summary = (folder / "summary.md").read_text()
     assert "| btl | 0.900 | 0.500 |" in summary and "The notes." in summary
     assert "| vpl, n_queries=4 |  |  | 0.950 |" in summary  # varying fields qualify the method
+    # One seed: tables as they always were, no probability of improvement, and intervals.json
+    # labels each cell's zero-width interval with num_seeds 1.
+    assert "Cells:" not in summary and "Probability of improvement" not in summary
+    intervals = json.loads((folder / "intervals.json").read_text())["intervals"]
+    assert intervals[0] == {
+        "method": "btl",
+        "task": "navigation",
+        "user_type": "goal_a",
+        "metric": "heldout_accuracy",
+        "mean": 0.9,
+        "low": 0.9,
+        "high": 0.9,
+        "num_seeds": 1,
+    }
     assert (folder / "curve.png").stat().st_size > 0 and (folder / "curve.pdf").exists()
     assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*"))
+
+
+def test_summary_and_intervals_json_carry_intervals_over_seeds(tmp_path):
+    """Three seeds per cell: summary.md shows ``mean [low, high]`` and the probability of
+    improvement; metrics.json keeps the per-seed rows; intervals.json has the aggregates."""
+    from vpl_jax.intervals import improvement_probability, seed_interval
+
+    config = dataclasses.replace(ToyConfig(), results_dir=str(tmp_path))
+    scores = {  # method -> user type -> one value per seed
+        "btl": {"goal_a": [0.5, 0.6, 0.7], "goal_b": [0.4, 0.4, 0.5]},
+        "vpl": {"goal_a": [0.8, 0.9, 1.0], "goal_b": [0.4, 0.5, 0.6]},
+    }
+
+    def main(cfg, results):
+        for method, per_type in scores.items():
+            for user_type, values in per_type.items():
+                for s, value in enumerate(values):
+                    results.add(method=method, task=cfg.task, user_type=user_type,
+                                metric="heldout_accuracy", value=value, seed=s)  # fmt: skip
+        results.add(method="btl", task=cfg.task, metric="heldout_accuracy", value=None, seed=3)
+        return ""
+
+    harness.run_experiment("toy", ToyConfig, {"cpu": config}, main, argv=["--run-name", "s"])
+    folder = tmp_path / "toy" / "s"
+    rows = json.loads((folder / "metrics.json").read_text())["rows"]
+    assert len(rows) == 13 and {r["seed"] for r in rows} == {0, 1, 2, 3}
+    assert all("mean" not in r and "low" not in r for r in rows)  # per-seed rows unchanged
+
+    a = seed_interval(scores["btl"]["goal_a"])
+    assert (a.estimate, a.low, a.high) == pytest.approx((0.6, 0.5, 0.7))  # 1/27 > 2.5 %
+    summary = (folder / "summary.md").read_text()
+    assert "| btl | 0.600 [0.500, 0.700] | 0.433 [0.400, 0.500] |" in summary
+    assert "Cells: the mean over seeds" in summary
+    b = improvement_probability(scores["btl"]["goal_b"], scores["vpl"]["goal_b"])
+    # btl's two 0.4s tie vpl's 0.4 (0.5 each); its 0.5 beats 0.4 and ties 0.5 (1.5): of 9 pairs.
+    assert b.estimate == pytest.approx(2.5 / 9)
+    assert f"| btl > vpl | 0.00 [0.00, 0.00] | {b.estimate:.2f} [{b.low:.2f}, {b.high:.2f}] |" in (
+        summary
+    )
+
+    written = json.loads((folder / "intervals.json").read_text())
+    assert written["confidence"] == 0.95 and written["reps"] > 1000
+    cells = {(r["method"], r["user_type"]): r for r in written["intervals"]}
+    assert len(cells) == 4  # the row without a value is left out
+    assert cells["btl", "goal_a"] == {
+        "method": "btl",
+        "task": "navigation",
+        "user_type": "goal_a",
+        "metric": "heldout_accuracy",
+        "mean": a.estimate,
+        "low": a.low,
+        "high": a.high,
+        "num_seeds": 3,
+    }
+    (improvement,) = [r for r in written["improvement"] if r["user_type"] == "goal_b"]
+    assert improvement["method"] == "btl" and improvement["versus"] == "vpl"
+    assert improvement["probability"] == b.estimate and improvement["num_seeds_versus"] == 3
+
+
+def test_interval_rows_name_every_field_that_tells_cells_apart():
+    cases = [("a", 1, 0, 0.1), ("a", 1, 1, 0.3), ("a", 2, 0, 0.5), ("b", 2, 0, 0.4)]
+    rows = [
+        dict(method=m, task="t", user_type="all", metric="x", value=v, seed=s, n_queries=n)
+        for m, n, s, v in cases
+    ]
+    cells = harness.interval_rows(rows)
+    assert [(r["method"], r["n_queries"], r["num_seeds"]) for r in cells] == [
+        ("a", 1, 2),
+        ("a", 2, 1),
+        ("b", 2, 1),
+    ]
+    assert cells[0]["mean"] == pytest.approx(0.2)
+    # Only the methods of the same n_queries are compared.
+    (pair,) = harness.improvement_rows(rows)
+    assert (pair["method"], pair["versus"], pair["n_queries"], pair["probability"]) == (
+        "a",
+        "b",
+        2,
+        1.0,
+    )
+
+
+def test_aggregate_field_names_are_reserved(tmp_path):
+    results = harness.RunResults("toy", dataclasses.replace(ToyConfig(), results_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="reserved"):
+        results.add(method="m", task="navigation", metric="x", value=1.0, low=0.5)
 
 
 def test_method_names_must_be_snake_case(tmp_path):

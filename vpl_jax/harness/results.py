@@ -9,8 +9,14 @@
   ``{"method", "task", "user_type", "metric", "value", "seed", ...}`` plus optional fields such as
   ``n_queries``, ``deviation`` or ``round``;
 * ``metrics.csv`` — the same rows;
+* ``intervals.json`` — ``{"experiment", "preset", "seed", "confidence", "reps", "intervals",
+  "improvement"}``: per cell (every field of a row but ``seed`` and ``value``) the mean over
+  seeds with its 95 % stratified-bootstrap interval (:func:`interval_rows`), and per pair of
+  methods in a cell the probability of improvement with its interval
+  (:func:`improvement_rows`), as rliable reports them (:mod:`vpl_jax.intervals`);
 * figures as PNG and PDF, and ``summary.md`` (a table of every metric by method and user type,
-  followed by the experiment's own notes);
+  ``mean [low, high]`` over seeds where a cell has two or more, the probability of improvement
+  of each pair of methods, then the experiment's own notes);
 * for experiments that build datasets and train reward models (``reward_accuracy``,
   ``underspecification``): ``<task>_dataset.npz`` (:func:`~vpl_jax.data.save_dataset`) and
   ``models/<task>_<method>/``, the trained reward model of the first seed
@@ -31,6 +37,7 @@ import re
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +47,16 @@ import numpy as np
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.dataset import PreferenceDataset, save_dataset
 from vpl_jax.harness.config import ExperimentConfig, json_safe
+from vpl_jax.intervals import CONFIDENCE, REPS, improvement_probability, seed_interval
 from vpl_jax.rewards.base import Params, RewardModel
 from vpl_jax.rewards.files import save_model
 from vpl_jax.runtime.checkpoint import Checkpointer
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED = ("method", "task", "user_type", "metric", "value", "seed")
+#: The fields aggregate rows add (:func:`interval_rows`, :func:`improvement_rows`); no row may
+#: use them.
+_AGGREGATE = ("mean", "low", "high", "num_seeds", "versus", "probability", "num_seeds_versus")
 
 
 def dataset_path(run: str | os.PathLike, task: str) -> Path:
@@ -108,6 +119,8 @@ class RunResults:
         for name, text in (("method", method), ("metric", metric)):
             if not _SNAKE.match(text):
                 raise ValueError(f"result {name} {text!r} must be short snake_case")
+        if reserved := sorted(set(extra) & set(_AGGREGATE)):
+            raise ValueError(f"result fields {reserved} are reserved for intervals.json")
         row = {
             "method": method,
             "task": task,
@@ -192,18 +205,19 @@ class RunResults:
         return save_model(model_folder(self.path, task, method), model, params)
 
     def write(self, notes: str = "") -> Path:
-        """Writes ``metrics.json``, ``metrics.csv``, ``summary.md`` and ``timing.json``; returns the
-        run folder.
+        """Writes ``metrics.json``, ``metrics.csv``, ``intervals.json``, ``summary.md`` and
+        ``timing.json``; returns the run folder.
 
-        ``metrics.json`` holds results only, so two runs of the same config and seed on the same
-        device write byte-identical files; the wall time goes to ``timing.json``.
+        ``metrics.json`` and ``intervals.json`` hold results only, so two runs of the same config
+        and seed on the same device write byte-identical files; the wall time goes to
+        ``timing.json``.
         """
-        payload = {
+        header = {
             "experiment": self.experiment,
             "preset": self.config.preset,
             "seed": self.config.seed,
-            "rows": self.rows,
         }
+        payload = {**header, "rows": self.rows}
         if self.warnings:
             payload["warnings"] = self.warnings
         with atomic_write(self.path / "metrics.json") as f:
@@ -217,14 +231,40 @@ class RunResults:
             writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
             writer.writerows(self.rows)
+        intervals = interval_rows(self.rows)
+        improvement = improvement_rows(self.rows)
+        with atomic_write(self.path / "intervals.json") as f:
+            json.dump(
+                {
+                    **header,
+                    "confidence": CONFIDENCE,
+                    "reps": REPS,
+                    "intervals": intervals,
+                    "improvement": improvement,
+                },
+                f,
+                indent=1,
+            )
+            f.write("\n")
         with atomic_write(self.path / "summary.md") as f:
-            f.write(self.summary(notes))
+            f.write(self.summary(notes, intervals, improvement))
         return self.path
 
-    def summary(self, notes: str = "") -> str:
+    def summary(
+        self,
+        notes: str = "",
+        intervals: list[dict[str, Any]] | None = None,
+        improvement: list[dict[str, Any]] | None = None,
+    ) -> str:
         """Markdown: one table per metric (columns: user type; rows: method, qualified by the task
         and every optional field that varies within the metric, such as ``n_queries`` or
-        ``round``; cells: the mean over seeds), then the figures and the experiment's notes."""
+        ``round``; cells: the mean over seeds, and its 95 % interval ``[low, high]`` where the
+        cell has two or more seeds), the probability of improvement of each pair of methods with
+        two or more seeds each, then the figures and the experiment's notes. ``intervals`` and
+        ``improvement`` are :func:`interval_rows` and :func:`improvement_rows` of the rows
+        (computed when not given)."""
+        intervals = interval_rows(self.rows) if intervals is None else intervals
+        improvement = improvement_rows(self.rows) if improvement is None else improvement
         lines = [
             f"# {self.experiment} — run `{self.config.run_name}`",
             "",
@@ -232,29 +272,28 @@ class RunResults:
             f"{time.time() - self._start:.0f} s.",
             "",
         ]
-        by_metric: dict[str, list[dict]] = defaultdict(list)
-        for r in self.rows:
-            if r["value"] is not None:
-                by_metric[r["metric"]].append(r)
-        for metric, rows in by_metric.items():
-            fields = {k for r in rows for k in r} - (set(_REQUIRED) - {"task"})
-            varying = sorted(k for k in fields if len({repr(r.get(k)) for r in rows}) > 1)
-            cells: dict[tuple[str, str], list[float]] = defaultdict(list)
-            for r in rows:
-                label = ", ".join([r["method"]] + [f"{k}={r[k]}" for k in varying if k in r])
-                cells[(label, r["user_type"])].append(r["value"])
-            labels = list(dict.fromkeys(m for m, _ in cells))
-            types = list(dict.fromkeys(t for _, t in cells))
-            lines += [f"## {metric}", "", "| method | " + " | ".join(types) + " |"]
-            lines.append("|---" * (len(types) + 1) + "|")
-            for m in labels:
-                vals = [cells.get((m, t)) for t in types]
-                lines.append(
-                    f"| {m} | "
-                    + " | ".join("" if v is None else f"{np.mean(v):.3f}" for v in vals)
-                    + " |"
-                )
-            lines.append("")
+        if any(r["num_seeds"] > 1 for r in intervals):
+            lines += [
+                "Cells: the mean over seeds and, where a cell has two or more seeds, its 95 % "
+                "confidence interval `[low, high]` (percentile stratified bootstrap over seeds, "
+                "as rliable; `intervals.json` has every cell).",
+                "",
+            ]
+        lines += _metric_tables(intervals, lambda r: r["method"], _mean_cell)
+        compared = [r for r in improvement if min(r["num_seeds"], r["num_seeds_versus"]) > 1]
+        if compared:
+            lines += [
+                "## Probability of improvement",
+                "",
+                "P(a > b): how likely a seed of method a scores higher than a seed of method b "
+                "(ties count half; for a metric where lower is better, read 1 − P), with its "
+                "95 % interval over seeds. Around 0.5 with an interval that holds 0.5: no "
+                "difference shown.",
+                "",
+            ]
+            lines += _metric_tables(
+                compared, lambda r: f"{r['method']} > {r['versus']}", _probability_cell, "###"
+            )
         if self.warnings:
             lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
         if self.figures:
@@ -262,6 +301,111 @@ class RunResults:
         if notes:
             lines += [notes.rstrip(), ""]
         return "\n".join(lines)
+
+
+def _cells(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[float]]]:
+    """Rows with a value grouped into cells, in the order first seen: ``(fields, values)`` with
+    ``fields`` every field of the rows but ``seed`` and ``value``, ``values`` one per seed."""
+    cells: dict[str, tuple[dict[str, Any], list[float]]] = {}
+    for r in rows:
+        if r["value"] is None:
+            continue
+        fields = {k: v for k, v in r.items() if k not in ("seed", "value")}
+        key = json.dumps(fields, sort_keys=True)
+        cells.setdefault(key, (fields, []))[1].append(r["value"])
+    return list(cells.values())
+
+
+def interval_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per cell of ``rows`` (every field but ``seed`` and ``value``; rows without a value left
+    out): the cell's fields with ``mean``, ``low``, ``high`` (the mean over seeds and its 95 %
+    stratified-bootstrap interval, :func:`vpl_jax.intervals.seed_interval`) and ``num_seeds``.
+    One seed gives ``low == high == mean`` and ``num_seeds`` 1."""
+    out = []
+    for fields, values in _cells(rows):
+        interval = seed_interval(values)
+        out.append(
+            {
+                **fields,
+                "mean": interval.estimate,
+                "low": interval.low,
+                "high": interval.high,
+                "num_seeds": len(values),
+            }
+        )
+    return out
+
+
+def improvement_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per pair of methods whose cells agree on every field but the method (each pair once, in
+    the order the methods first appear): ``method``, ``versus``, the shared fields and
+    ``probability``, ``low``, ``high`` — P(method > versus) over their seeds with its 95 %
+    interval (:func:`vpl_jax.intervals.improvement_probability`) — with ``num_seeds`` and
+    ``num_seeds_versus``."""
+    groups: dict[str, tuple[dict[str, Any], list[tuple[str, list[float]]]]] = {}
+    for fields, values in _cells(rows):
+        shared = {k: v for k, v in fields.items() if k != "method"}
+        key = json.dumps(shared, sort_keys=True)
+        groups.setdefault(key, (shared, []))[1].append((fields["method"], values))
+    out = []
+    for shared, methods in groups.values():
+        for i, (method, x) in enumerate(methods):
+            for versus, y in methods[i + 1 :]:
+                p = improvement_probability(x, y)
+                out.append(
+                    {
+                        "method": method,
+                        "versus": versus,
+                        **shared,
+                        "probability": p.estimate,
+                        "low": p.low,
+                        "high": p.high,
+                        "num_seeds": len(x),
+                        "num_seeds_versus": len(y),
+                    }
+                )
+    return out
+
+
+def _mean_cell(r: dict[str, Any]) -> str:
+    if r["num_seeds"] < 2:
+        return f"{r['mean']:.3f}"
+    return f"{r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
+
+
+def _probability_cell(r: dict[str, Any]) -> str:
+    return f"{r['probability']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+
+
+def _metric_tables(
+    rows: list[dict[str, Any]],
+    head: Callable[[dict[str, Any]], str],
+    cell: Callable[[dict[str, Any]], str],
+    level: str = "##",
+) -> list[str]:
+    """Markdown lines: per metric of the aggregate ``rows``, a table with a column per user type
+    and a row per ``head(row)``, qualified by every field that varies within the metric (the
+    task, ``n_queries``, ``round``, …); cells ``cell(row)``."""
+    by_metric: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_metric[r["metric"]].append(r)
+    labels_of = set(_REQUIRED + _AGGREGATE) - {"task"}
+    lines = []
+    for metric, rows in by_metric.items():
+        fields = {k for r in rows for k in r} - labels_of
+        varying = sorted(k for k in fields if len({repr(r.get(k)) for r in rows}) > 1)
+        cells: dict[tuple[str, str], str] = {}
+        for r in rows:
+            label = ", ".join([head(r)] + [f"{k}={r[k]}" for k in varying if k in r])
+            cells[(label, r["user_type"])] = cell(r)
+        labels = list(dict.fromkeys(m for m, _ in cells))
+        types = list(dict.fromkeys(t for _, t in cells))
+        lines += [f"{level} {metric}", "", "| method | " + " | ".join(types) + " |"]
+        lines.append("|---" * (len(types) + 1) + "|")
+        for m in labels:
+            lines.append(f"| {m} | " + " | ".join(cells.get((m, t), "") for t in types) + " |")
+        lines.append("")
+    return lines
 
 
 class RunFolderError(RuntimeError):
