@@ -298,8 +298,8 @@ def plot_policy_success(policy: dict, n_queries) -> plt.Figure:
         for criterion, ev in evaluations.items():
             success = np.moveaxis(np.asarray(ev.success), 1, -1)  # [S, U, R+1]
             style = {"ls": "--", "color": "grey"} if criterion == "random" else {}
-            band(ax, n_queries, success.reshape(-1, success.shape[-1]), criterion, marker=".",
-                 **style)  # fmt: skip
+            # The band is over seeds: each seed's mean over its users.
+            band(ax, n_queries, np.nanmean(success, axis=1), criterion, marker=".", **style)
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{task}: VPL policy on the elicited z")
         ax.set_xlabel("queries asked")
@@ -416,7 +416,7 @@ def plot_accuracy(per_task: dict, config: Config, n_queries) -> plt.Figure:
             for (m, criterion), trace in traces.items():
                 if m != model:
                     continue
-                acc = np.asarray(trace.accuracy).reshape(-1, trace.accuracy.shape[-1])
+                acc = np.nanmean(np.asarray(trace.accuracy), axis=1)  # [S, U, R+1] -> [S, R+1]
                 style = {"ls": "--", "color": "grey"} if criterion == "random" else {}
                 band(ax, n_queries, acc, criterion, marker=".", **style)
             if (model, "random") in traces:

@@ -25,7 +25,7 @@ import numpy as np
 from vpl_jax import harness
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
-from vpl_jax.plotting import plt
+from vpl_jax.plotting import bars, plt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,14 +165,7 @@ def plot_accuracy(per_task: dict, methods) -> plt.Figure:
         x = np.arange(len(methods))
         for t, name in enumerate(type_names):
             acc = np.array([np.asarray(outs[m]["evaluation"].type_accuracy[:, t]) for m in methods])
-            ax.bar(
-                x + (t - (len(type_names) - 1) / 2) * width,
-                acc.mean(1),
-                width,
-                yerr=acc.std(1),
-                label=name,
-                capsize=2,
-            )
+            bars(ax, x + (t - (len(type_names) - 1) / 2) * width, acc, width, name, axis=1)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xticks(x, methods, rotation=30, ha="right")
         ax.set_ylim(0.4, 1.0)

@@ -38,7 +38,7 @@ from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
-from vpl_jax.plotting import draw_arena, plot_paths, plt
+from vpl_jax.plotting import bars, draw_arena, plot_paths, plt
 
 METHODS = ("btl", "vpl", "vpl_spo", "oracle")
 
@@ -279,14 +279,7 @@ def plot_bars(task: str, type_names, evaluations: dict) -> plt.Figure:
     ):
         for t, name in enumerate(type_names):
             values = np.array([evaluations[m][field][:, t] for m in methods])  # [method, S]
-            ax.bar(
-                x + (t - (len(type_names) - 1) / 2) * width,
-                values.mean(1),
-                width,
-                yerr=values.std(1),
-                label=name,
-                capsize=2,
-            )
+            bars(ax, x + (t - (len(type_names) - 1) / 2) * width, values, width, name, axis=1)
         ax.set_xticks(x, methods)
         ax.set_ylabel(label + " (test users)")
         ax.set_title(f"{task}: {label}")

@@ -1,10 +1,16 @@
 """Intervals over seeds as rliable computes them: the mean with a percentile stratified-bootstrap
-interval, and the probability of improvement, checked against cases worked out by hand."""
+interval, and the probability of improvement, checked against cases worked out by hand; and the
+figures' error bars are those intervals."""
+
+import matplotlib
+
+matplotlib.use("Agg")
 
 import numpy as np
 import pytest
 
 from vpl_jax.intervals import Interval, improvement_probability, seed_interval
+from vpl_jax.plotting import bars, over_seeds, plt
 
 
 def test_the_interval_of_three_seeds_holds_the_mean_within_their_range():
@@ -64,3 +70,18 @@ def test_intervals_are_deterministic_given_the_seed():
 def test_scores_must_be_finite_seeds(scores):
     with pytest.raises(ValueError, match="scores must be"):
         seed_interval(scores)
+
+
+def test_error_bars_are_the_seed_interval():
+    values = np.array([[0.2, 0.9], [0.5, 0.9], [0.8, np.nan]])  # [S, N]; a missing seed
+    mean, low, high = over_seeds(values)
+    first, second = seed_interval([0.2, 0.5, 0.8]), seed_interval([0.9, 0.9])
+    assert mean.tolist() == [first.estimate, 0.9]
+    assert low.tolist() == [first.low, second.low] and high.tolist() == [first.high, second.high]
+    fig, ax = plt.subplots()
+    container = bars(ax, np.arange(2), values.T, 0.4, "type", axis=1)  # seeds along axis 1
+    (segments,) = container.errorbar.lines[2]
+    ends = [sorted(y for _, y in s) for s in segments.get_segments()]
+    plt.close(fig)
+    assert ends[0] == pytest.approx([first.low, first.high])
+    assert ends[1] == pytest.approx([0.9, 0.9])

@@ -1,5 +1,9 @@
 """Figures: one house style for every experiment's plots, and the arena picture.
 
+Error bars and bands are 95 % confidence intervals over seeds (:mod:`vpl_jax.intervals`, as
+``summary.md`` reports them), never the spread over users: average over users first, then pass
+one value per seed.
+
 matplotlib is an optional dependency (the ``figures`` extra); headless machines get its Agg
 backend automatically.
 """
@@ -8,6 +12,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from vpl_jax.intervals import seed_interval
 
 plt.rcParams.update(
     {
@@ -20,18 +26,42 @@ plt.rcParams.update(
     }
 )
 
-__all__ = ["band", "plt"]
+__all__ = ["band", "bars", "over_seeds", "plt"]
+
+
+def over_seeds(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, low, high)``, each ``f64[N]``: per column of ``values: f32[S, N]`` (seeds along
+    ``axis``), the mean over its finite seeds and the 95 % interval over them
+    (:func:`vpl_jax.intervals.seed_interval`; one seed gives a zero-width interval, none NaN)."""
+    values = np.moveaxis(np.asarray(values, dtype=float), axis, 0)
+    values = values.reshape(len(values), -1)
+    out = np.full((3, values.shape[1]), np.nan)
+    for n, column in enumerate(values.T):
+        finite = column[np.isfinite(column)]
+        if finite.size:
+            interval = seed_interval(finite)
+            out[:, n] = interval.estimate, interval.low, interval.high
+    return out[0], out[1], out[2]
 
 
 def band(ax, x, values, label: str, axis: int = 0, **kwargs):
-    """Plots the mean of ``values`` over ``axis`` with a 95% normal confidence band."""
-    values = np.asarray(values, dtype=float)
-    mean = np.nanmean(values, axis=axis)
-    n = np.maximum(np.sum(np.isfinite(values), axis=axis), 1)
-    half = 1.96 * np.nanstd(values, axis=axis) / np.sqrt(n)
+    """Plots the mean over seeds of ``values: f32[S, N]`` (seeds along ``axis``) against
+    ``x: [N]``, with the 95 % interval over seeds as a band (:func:`over_seeds`)."""
+    mean, low, high = over_seeds(values, axis)
     (line,) = ax.plot(x, mean, label=label, **kwargs)
-    ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
     return line
+
+
+def bars(ax, x, values, width: float, label: str, axis: int = 0, **kwargs):
+    """Bars at ``x: [N]`` of the mean over seeds of ``values: f32[S, N]`` (seeds along
+    ``axis``), with the 95 % interval over seeds as error bars (:func:`over_seeds`)."""
+    mean, low, high = over_seeds(values, axis)
+    # A percentile interval need not hold the mean to the last bit; matplotlib refuses a
+    # negative error.
+    yerr = np.maximum(np.stack([mean - low, high - mean]), 0.0)
+    kwargs.setdefault("capsize", 2)
+    return ax.bar(x, mean, width, yerr=yerr, label=label, **kwargs)
 
 
 def draw_arena(ax, env) -> None:
