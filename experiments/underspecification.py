@@ -228,15 +228,13 @@ def policy_inputs(method: str, config: Config, rewards: dict, dataset, key) -> d
     (:func:`vpl_jax.pipeline.policy_inputs`), and the reference steps of per-user scaling."""
     reward_method = pipeline.POLICY_METHODS[method].reward
     model = None if reward_method is None else rewards[reward_method]["model"]
-    references = pipeline.reference_states(
-        method, model, dataset, key, config.num_reference_states, config.reward_scaling
-    )
+    references = pipeline.reference_states(model, dataset, key, config.num_reference_states)
     return per_seed(
         method,
         config,
         rewards,
         lambda model, params: pipeline.policy_inputs(
-            method, model, params, dataset, references, config.user_sampling, config.reward_scaling
+            method, model, params, dataset, references, config.user_sampling
         ),
     )
 

@@ -98,25 +98,22 @@ def test_balanced_user_sampling_weighs_each_training_users_latent(nav_dataset):
         pipeline.policy_inputs("oracle", None, None, nav_dataset, user_sampling="density")
 
 
-def test_standardized_oracle_rewards_need_and_get_reference_steps(nav_dataset, navigation):
-    """With reward_scaling the oracle's inputs carry the dataset's reference steps (features),
-    and every user's reward on them is standardised; the unconditioned BTL policy is never
-    scaled; a bad choice names the field."""
+def test_oracle_rewards_standardised_against_the_datasets_reference_steps(nav_dataset, navigation):
+    """The oracle's inputs carry reference steps of the dataset (its features), and with
+    reward_scaling every user's reward is standardised against them; a bad choice names the
+    field."""
     import jax
     import jax.numpy as jnp
 
     from vpl_jax import pipeline
 
     key = jax.random.PRNGKey(0)
-    refs = pipeline.reference_states("oracle", None, nav_dataset, key, 64, "standardize")
+    refs = pipeline.reference_states(None, nav_dataset, key, 64)
     assert refs.shape == (64, len(navigation.feature_names))
-    assert pipeline.reference_states("oracle", None, nav_dataset, key, 64) is None
-    inputs = pipeline.policy_inputs(
-        "oracle", None, None, nav_dataset, refs, "uniform", "standardize"
-    )
+    inputs = pipeline.policy_inputs("oracle", None, None, nav_dataset, refs)
     np.testing.assert_array_equal(inputs["references"], refs)
-    with pytest.raises(ValueError, match="needs reference states"):
-        pipeline.policy_inputs("oracle", None, None, nav_dataset, None, "uniform", "standardize")
+    default = pipeline.policy_inputs("oracle", None, None, nav_dataset)["references"]
+    np.testing.assert_array_equal(default, pipeline.reference_states(None, nav_dataset))
     env = pipeline.policy_env("oracle", navigation, None, inputs, "standardize")
     state = jax.jit(env.reset)(key)
     theta = state.info["latent"]

@@ -295,19 +295,16 @@ def user_reward_scaling(method: str, model: R.RewardModel | None, reward_scaling
 
 
 def reference_states(
-    method: str,
     model: R.RewardModel | None,
     dataset: PreferenceDataset,
-    key: jax.Array,
-    num: int,
-    reward_scaling: str = "none",
-) -> jax.Array | None:
-    """f32[N, D]: the reference steps ``method``'s per-user scaling compares against —
-    ``num`` live steps of the dataset's segments, as the reward model's inputs (the task's
-    features for the oracle) — or None when its rewards are not scaled
-    (:func:`user_reward_scaling`)."""
-    if user_reward_scaling(method, model, reward_scaling) == "none":
-        return None
+    key: jax.Array | None = None,
+    num: int = 256,
+) -> jax.Array:
+    """f32[N, D]: the reference steps a policy's per-user reward scaling compares against
+    (:func:`user_reward_scaling`) — ``num`` live steps of the dataset's segments drawn with
+    ``key`` (None: a fixed key), as ``model``'s inputs (the task's features for the oracle,
+    ``model=None``)."""
+    key = jax.random.PRNGKey(0) if key is None else key
     inputs = "features" if model is None else model.inputs
     return R.reference_inputs(key, R.segment_bank(dataset.segments, inputs), num)
 
@@ -319,8 +316,8 @@ def policy_env(
 
     ``inputs`` (:func:`policy_inputs`): ``{"theta"}`` for the oracle; ``{"params"}`` for an
     unconditioned reward; ``{"params", "mean", "std"}`` (the training users' posteriors) for a
-    latent one; plus ``"references"`` (:func:`reference_states`) when its rewards are scaled
-    per user (``vpl_spo``, or ``reward_scaling``: :func:`user_reward_scaling`).
+    latent one; conditioned ones add ``"references"`` (:func:`reference_states`), which
+    ``reward_scaling`` uses (:func:`user_reward_scaling`; VPL-SPO always does).
     """
     entry = policy_method(method, model)
     scaling = user_reward_scaling(method, model, reward_scaling)
@@ -348,24 +345,21 @@ def policy_inputs(
     dataset: PreferenceDataset,
     references: jax.Array | None = None,
     user_sampling: str = "uniform",
-    reward_scaling: str = "none",
 ) -> dict:
     """What ``method``'s training environment needs for one run (see :func:`policy_env`).
 
-    For a latent model the training users' posteriors come from their context pairs.
-    ``references: f32[N, D]`` (:func:`reference_states`) are the reference steps of a method
-    whose rewards are scaled per user: VPL-SPO, or any conditioned method with
-    ``reward_scaling`` other than ``"none"`` (:func:`user_reward_scaling`; the same value
-    must be given to :class:`PolicyTrainer`). ``user_sampling``
-    (:data:`~vpl_jax.policies.USER_SAMPLING`) is how a training episode picks its user:
-    ``"uniform"``, or ``"balanced"`` — weighted inversely to the density of their true
-    ``theta`` (oracle) or posterior mean (latent models), so a minority type gets as many
-    episodes as the majority (:func:`~vpl_jax.policies.balanced_log_weights`; adds
+    For a latent model the training users' posteriors come from their context pairs. A
+    conditioned method (oracle, VPL, VPL-SPO) also gets ``references: f32[N, D]``, the
+    reference steps of per-user reward scaling (:func:`reference_states`; computed with its
+    defaults when not given), used when :class:`PolicyTrainer`'s ``reward_scaling`` asks.
+    ``user_sampling`` (:data:`~vpl_jax.policies.USER_SAMPLING`) is how a training episode
+    picks its user: ``"uniform"``, or ``"balanced"`` — weighted inversely to the density of
+    their true ``theta`` (oracle) or posterior mean (latent models), so a minority type gets
+    as many episodes as the majority (:func:`~vpl_jax.policies.balanced_log_weights`; adds
     ``"log_weights"``). Unconditioned policies ignore both.
     """
     entry = policy_method(method, model)
     P.check_user_sampling(user_sampling)
-    scaling = user_reward_scaling(method, model, reward_scaling)
     train, _ = dataset.split()
     if entry.latent == "none":
         return {"params": params}
@@ -376,13 +370,7 @@ def policy_inputs(
         mean, var = R.posterior_moments(model, params, R.user_pairs(train, "context", model.inputs))
         inputs = {"params": params, "mean": mean, "std": jnp.sqrt(var)}
         points = mean
-    if scaling != "none":
-        if references is None:
-            raise ValueError(
-                f"method {method} with {scaling!r} reward scaling needs reference states "
-                f"(references=pipeline.reference_states(...))"
-            )
-        inputs["references"] = references
+    inputs["references"] = reference_states(model, dataset) if references is None else references
     log_weights = P.user_log_weights(points, user_sampling)
     if log_weights is not None:
         inputs["log_weights"] = log_weights
@@ -625,9 +613,9 @@ def offline(
     ``trainer`` must be built for the same method and model. Pure in ``key`` (the same key,
     data and configs give the same result). With a ``checkpointer`` PPO saves as it goes and a
     repeated call resumes it (:meth:`PolicyTrainer.train`). ``user_sampling``: how training
-    episodes pick their user (:func:`policy_inputs`). A method whose rewards are scaled per
-    user (``trainer.reward_scaling``, or VPL-SPO) compares against ``num_reference_states``
-    steps of the dataset (:func:`reference_states`).
+    episodes pick their user (:func:`policy_inputs`). A conditioned method's per-user reward
+    scaling (``trainer.reward_scaling``; VPL-SPO's win probability) compares against
+    ``num_reference_states`` steps of the dataset (:func:`reference_states`).
     """
     if trainer.method != method or trainer.model != model:
         raise ValueError(
@@ -639,17 +627,11 @@ def offline(
     if policy_method(method, model).reward is not None:
         reward = fit_reward(model, reward_train, k_reward, dataset)
         params = reward.params
-    references = reference_states(
-        method,
-        model,
-        dataset,
-        named_key(key, "references"),
-        num_reference_states,
-        trainer.reward_scaling,
-    )
-    inputs = policy_inputs(
-        method, model, params, dataset, references, user_sampling, trainer.reward_scaling
-    )
+    references = None
+    if not is_unconditioned(method, model):
+        k_refs = named_key(key, "references")
+        references = reference_states(model, dataset, k_refs, num_reference_states)
+    inputs = policy_inputs(method, model, params, dataset, references, user_sampling)
     state = trainer.train_one(k_policy, inputs, desc, checkpointer)
     z = test_latents(method, model, params, dataset)
     _, test = dataset.split()
