@@ -127,3 +127,19 @@ def test_oracle_rewards_standardised_against_the_datasets_reference_steps(nav_da
                                rtol=1e-5, atol=1e-6)  # fmt: skip
     with pytest.raises(ValueError, match=r"reward_scaling='zscore'"):
         pipeline.policy_env("oracle", navigation, None, inputs, "zscore")
+
+
+def test_vpl_spo_inputs_carry_reference_steps_without_being_asked(nav_dataset):
+    """offline() never passed reference states, so VPL-SPO through it raised ('needs reference
+    states'); now every conditioned method's inputs carry them, as the model's inputs."""
+    import jax
+
+    from vpl_jax import pipeline
+    from vpl_jax import rewards as R
+
+    model = R.VPL(decoder_hidden=(8,), encoder_hidden=(8,))
+    pairs = R.user_pairs(nav_dataset, "all", model.inputs)
+    params = model.init(jax.random.PRNGKey(1), pairs.batch(jax.numpy.arange(4)))
+    inputs = pipeline.policy_inputs("vpl_spo", model, params, nav_dataset)
+    assert inputs["references"].shape == (256, pairs.bank.input_dim)
+    assert "references" not in pipeline.policy_inputs("btl", R.BTL(hidden=(8,)), {}, nav_dataset)
