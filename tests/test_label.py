@@ -200,3 +200,36 @@ def test_the_command_refuses_a_remote_host_and_info_gain_without_a_model(tmp_pat
     with pytest.raises(SystemExit):
         main(["--dataset", str(tmp_path / "d.npz"), "--queries", "info_gain"])
     assert "needs --model" in capsys.readouterr().err
+
+
+# --- the policy that serves the person ----------------------------------------------------------
+def test_a_saved_policy_acts_as_it_did_and_a_bad_folder_is_refused(
+    navigation, untrained_policy, tmp_path
+):
+    import json
+
+    import chex
+    import jax
+
+    from vpl_jax.policies.files import PolicyFileError, load_policy, save_policy
+
+    ppo, params = untrained_policy(navigation, 3, key=0)
+    folder = save_policy(tmp_path / "p", ppo, params, "navigation", "vpl", {"num_goals": 2})
+    assert not list(folder.glob(".*.tmp")), "written atomically: no temporary files left"
+    loaded = load_policy(folder)
+    assert (loaded.task, loaded.method, loaded.latent_size) == ("navigation", "vpl", 3)
+    chex.assert_trees_all_close(loaded.params, params)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, navigation.observation_size + 3))
+    chex.assert_trees_all_close(loaded.ppo.act(loaded.params, obs), ppo.act(params, obs))
+    description = json.loads((folder / "policy.json").read_text())
+    for change, message in [
+        ({"ppo": {**description["ppo"], "hidden_sizes": [8]}}, "shapes do not fit"),
+        ({"latent_size": 2}, "shapes do not fit"),
+        ({"task": "nowhere"}, "unknown task 'nowhere'"),
+        ({"ppo": {**description["ppo"], "bogus": 1}}, "bogus"),
+    ]:
+        (folder / "policy.json").write_text(json.dumps({**description, **change}))
+        with pytest.raises(PolicyFileError, match=message):
+            load_policy(folder)
+    with pytest.raises(PolicyFileError, match="cannot read"):
+        load_policy(tmp_path / "missing")

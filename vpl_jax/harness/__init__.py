@@ -47,6 +47,7 @@ from vpl_jax.harness.results import (
     load_metrics,
     load_timing,
     model_folder,
+    policy_folder,
 )
 from vpl_jax.harness.tasks import (
     TYPE_FIELDS,
@@ -57,6 +58,7 @@ from vpl_jax.harness.tasks import (
     reward_models,
     supported_tasks,
     task_env,
+    task_env_kwargs,
     task_population,
 )
 from vpl_jax.runtime.progress import chunks, progress
@@ -88,11 +90,13 @@ __all__ = [
     "load_timing",
     "model_folder",
     "parse",
+    "policy_folder",
     "progress",
     "reward_models",
     "run_experiment",
     "supported_tasks",
     "task_env",
+    "task_env_kwargs",
     "task_population",
 ]
 

@@ -107,12 +107,16 @@ def supported_tasks(config_cls: type) -> list[str]:
     return [t for t in envs.names() if TYPE_FIELDS.get(root_task(t)) in fields]
 
 
+def task_env_kwargs(config: Any, task: str) -> dict[str, Any]:
+    """The constructor arguments ``config`` gives ``task``: navigation's ``num_goals``; none for
+    any other task (a variant is built as registered)."""
+    return {"num_goals": config.num_goals} if task == "navigation" else {}
+
+
 def task_env(config: Any, task: str) -> envs.FeatureEnv:
     """The task (navigation with ``config.num_goals`` goals; a variant as registered), built
     once per argument set."""
-    if task == "navigation":
-        return envs.make(task, num_goals=config.num_goals)
-    return envs.make(task)
+    return envs.make(task, **task_env_kwargs(config, task))
 
 
 def check_user_types(name: str, types: Sequence[str], task: str) -> None:
