@@ -322,7 +322,7 @@ def render_html(
     paths = [[render.path_view(evaluations[m]["positions"][u, 0]) for m in methods] for u in users]
     rows = [f"test user {u} ({type_names[type_id[u]]})" for u in users]
     page = render.rollouts_html(
-        render.scene(task, env.feature_names),
+        render.scene(task, env.feature_names, env),
         paths,
         rows,
         methods,
