@@ -233,3 +233,98 @@ def test_a_saved_policy_acts_as_it_did_and_a_bad_folder_is_refused(
             load_policy(folder)
     with pytest.raises(PolicyFileError, match="cannot read"):
         load_policy(tmp_path / "missing")
+
+
+@pytest.mark.slow  # two navigation rollouts compiled, and the summary's programs: ~30 s
+def test_show_my_policy_rolls_out_vpl_on_the_persons_z_next_to_btl(
+    nav_dataset, nav_policies, tmp_path
+):
+    import jax.numpy as jnp
+    import numpy as np
+
+    model, params = _small_vpl(nav_dataset)
+    app = create_app(nav_dataset, tmp_path, model=model, params=params, policies=nav_policies)
+    client = app.test_client()
+    assert client.get("/api/scene").json["policy"] == {
+        "methods": ["vpl", "btl"],
+        "unavailable": None,
+    }
+    token = _start(client)
+    h = {"X-Token": token}
+    for answer in ["a", "b", "a"]:
+        q = client.get("/api/ann/query", headers=h).json["query"]
+        client.post("/api/ann/answer", headers=h, json={"query_id": q["id"], "answer": answer})
+    assert client.get("/api/ann/policy", headers={"X-Token": "x"}).status_code == 403
+    r = client.get("/api/ann/policy", headers=h)
+    assert r.status_code == 200, r.json
+    shown = r.json
+    z = client.get("/api/ann/summary", headers=h).json["latent"]["mean"]
+    np.testing.assert_allclose(shown["z"], z, rtol=1e-5)
+    assert [x["method"] for x in shown["rollouts"]] == ["vpl", "btl"]
+    horizon = nav_policies["vpl"].env.episode_length
+    assert all(len(x["path"]["positions"]) == horizon for x in shown["rollouts"])
+    # Each is the policy's own episode from the person's one start state, VPL acting on their z
+    # (and not on another z: the drawn weights make z matter).
+    from vpl_jax.label.policy import PolicyRollouts
+
+    key = PolicyRollouts(nav_dataset, nav_policies, None, seed=0).key("ann")
+    theta = jnp.asarray([shown["theta"]])
+    for shown_one, z_m in zip(
+        shown["rollouts"], (jnp.asarray([z]), jnp.zeros((1, 0))), strict=True
+    ):
+        ev = nav_policies[shown_one["method"]].evaluate(z_m, theta, key)
+        positions = np.asarray(ev.positions[0, 0])
+        np.testing.assert_allclose(shown_one["path"]["positions"], positions, atol=1e-4)
+        assert shown_one["return"] == pytest.approx(float(ev.true_return[0]), rel=1e-5, abs=1e-5)
+    other = nav_policies["vpl"].evaluate(jnp.asarray([z]) + 1.0, theta, key).positions[0, 0]
+    assert np.abs(np.asarray(other) - shown["rollouts"][0]["path"]["positions"]).max() > 1e-2
+
+
+def test_without_saved_policies_the_app_serves_and_says_why_there_is_no_policy(
+    nav_dataset, nav_policies, tmp_path
+):
+    model, params = _small_vpl(nav_dataset)
+    cases = [
+        (None, model, params, "no saved policies"),
+        ({"btl": nav_policies["btl"]}, model, params, "saved no VPL policy"),
+        (nav_policies, None, None, "serve the run's VPL reward model"),
+    ]
+    for i, (policies, served, served_params, reason) in enumerate(cases):
+        app = create_app(
+            nav_dataset, tmp_path, model=served, params=served_params, policies=policies
+        )
+        client = app.test_client()
+        info = client.get("/api/scene").json["policy"]
+        assert info["methods"] == [] and reason in info["unavailable"]
+        token = _start(client, f"p{i}")
+        r = client.get(f"/api/p{i}/policy", headers={"X-Token": token})
+        assert r.status_code == 404 and reason in r.json["error"]
+
+
+# --- what the page draws -------------------------------------------------------------------------
+def test_a_task_variant_is_drawn_as_its_parent_with_its_own_lanes(nav_dataset, tmp_path):
+    """Registrations come from a run folder's config (or --register with --dataset), so the
+    page draws a registered highway variant as a road with the variant's four lanes."""
+    import dataclasses
+    import json
+
+    from vpl_jax.label.__main__ import build_app
+
+    name = "highway_4lanes_for_label_tests"
+    register = tmp_path / "variant.py"
+    register.write_text(
+        "import functools\nfrom vpl_jax import envs\n"
+        f"envs.register({name!r}, functools.partial(envs.Highway, num_lanes=4, num_cars=3))\n"
+    )
+    # A stand-in dataset of the variant: only its task name matters to the layout.
+    variant = nav_dataset.replace(meta=dataclasses.replace(nav_dataset.meta, task=name))
+    run = tmp_path / "run"
+    save_dataset(variant, run / f"{name}_dataset.npz")
+    (run / "config.json").write_text(json.dumps({"register": [str(register)]}))
+    for argv in (
+        ["--run", str(run)],
+        ["--dataset", str(run / f"{name}_dataset.npz"), "--register", str(register)],
+    ):
+        app, _ = build_app([*argv, "--out", str(tmp_path / "labels")])
+        layout = app.test_client().get("/api/scene").json["scene"]
+        assert layout["kind"] == "road" and len(layout["lanes"]) == 4, argv

@@ -10,7 +10,7 @@ from vpl_jax import harness
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, load_dataset
 
-pytestmark = pytest.mark.slow  # a (tiny) experiment run: about 2 minutes on 2 cores
+pytestmark = pytest.mark.slow  # two tiny experiment runs: about 3 minutes on 2 cores
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,59 @@ def test_a_run_folder_without_what_is_asked_is_refused(run_folder, tmp_path, cap
         with pytest.raises(SystemExit):
             build_app(argv)
         assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def policy_run(load_experiment, tmp_path_factory):
+    """A tiny underspecification run on navigation (BTL and VPL, one seed, two PPO updates)."""
+    from vpl_jax import policies as P
+
+    experiment = load_experiment("underspecification")
+    config = dataclasses.replace(
+        experiment.PRESETS["cpu"],
+        results_dir=str(tmp_path_factory.mktemp("results")),
+        run_name="tiny",
+        methods=("btl", "vpl"),
+        data=DatasetConfig(
+            num_users=16, context_size=8, heldout_size=16, pool_size=512, num_episodes=64
+        ),
+        reward_train=R.TrainConfig(num_epochs=2, users_per_batch=8),
+        sizes=R.ModelSizes(hidden=(8,), latent_dim=2),
+        ppo=P.PPOConfig(
+            total_timesteps=128, num_envs=8, num_steps=8, num_minibatches=1, hidden_sizes=(8,)
+        ),
+        num_eval_episodes=1,
+        render_episodes=0,
+    ).validate()
+    results = harness.RunResults("underspecification", config)
+    experiment.main(config, results)
+    return results.path
+
+
+def test_a_policy_run_saves_its_policies_and_the_app_shows_the_persons(policy_run, tmp_path):
+    from vpl_jax.label.__main__ import build_app
+    from vpl_jax.policies.files import load_policy
+
+    for method, z_dim in (("btl", 0), ("vpl", 2)):
+        folder = harness.policy_folder(policy_run, "navigation", method)
+        assert not list(folder.glob(".*.tmp")), "written atomically: no temporary files left"
+        policy = load_policy(folder)
+        assert (policy.method, policy.latent_size, policy.env.num_goals) == (method, z_dim, 2)
+    app, _ = build_app(["--run", str(policy_run), "--out", str(tmp_path)])
+    client = app.test_client()
+    assert client.get("/api/scene").json["policy"]["methods"] == ["vpl", "btl"]
+    token = client.post("/api/session", json={"person": "ann"}).json["token"]
+    shown = client.get("/api/ann/policy", headers={"X-Token": token})
+    assert shown.status_code == 200, shown.json
+    assert [r["method"] for r in shown.json["rollouts"]] == ["vpl", "btl"]
+    assert len(shown.json["z"]) == 2
+
+
+def test_a_run_without_policies_serves_and_says_why(run_folder, tmp_path):
+    from vpl_jax.label.__main__ import build_app
+
+    app, _ = build_app(["--run", str(run_folder), "--out", str(tmp_path)])
+    client = app.test_client()
+    assert "no saved policies" in client.get("/api/scene").json["policy"]["unavailable"]
+    token = client.post("/api/session", json={"person": "ann"}).json["token"]
+    assert client.get("/api/ann/policy", headers={"X-Token": token}).status_code == 404
