@@ -328,3 +328,34 @@ def test_a_task_variant_is_drawn_as_its_parent_with_its_own_lanes(nav_dataset, t
         app, _ = build_app([*argv, "--out", str(tmp_path / "labels")])
         layout = app.test_client().get("/api/scene").json["scene"]
         assert layout["kind"] == "road" and len(layout["lanes"]) == 4, argv
+
+
+# --- people's answers in the experiments ----------------------------------------------------------
+def test_an_experiment_takes_a_merged_dataset_and_names_the_field_of_a_bad_one(
+    nav_dataset, load_experiment, tmp_path, capsys
+):
+    import numpy as np
+
+    from vpl_jax import harness
+
+    experiment = load_experiment("reward_accuracy")
+    state = {"answers": [{"pair": [0, 1], "label": 1.0}, {"pair": [2, 3], "label": 0.0}]}
+    merged = save_dataset(merge_people(nav_dataset, [state]), tmp_path / "merged.npz")
+    base = ["--tasks", "navigation", "--data.context-size", "8", "--results-dir", str(tmp_path)]
+    config = harness.parse(experiment.Config, experiment.PRESETS, [*base, "--dataset", str(merged)])
+    assert config.dataset == (str(merged),)
+    dataset = harness.task_dataset(config, "navigation", None)  # the file, not a built one
+    assert dataset.num_users == nav_dataset.num_users + 1 and dataset.meta.type_names[-1] == "human"
+    all_test = nav_dataset.replace(is_test=np.ones(nav_dataset.num_users, bool))
+    cases = [
+        ([*base, "--dataset", str(tmp_path / "no.npz")], "dataset='"),
+        (["--tasks", "highway", "--dataset", str(merged)], "which is not one of tasks=['highway']"),
+        ([*base, "--data.context-size", "4", "--dataset", str(merged)], "has 8 context pairs"),
+        ([*base, "--dataset", str(merged), str(merged)], "given two dataset files"),
+        ([*base, "--dataset", str(save_dataset(all_test, tmp_path / "t.npz"))], "0 training"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit):
+            harness.parse(experiment.Config, experiment.PRESETS, argv)
+        err = capsys.readouterr().err
+        assert "error: dataset" in err and message in err, (argv, err)

@@ -10,7 +10,7 @@ from vpl_jax import harness
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, load_dataset
 
-pytestmark = pytest.mark.slow  # two tiny experiment runs: about 3 minutes on 2 cores
+pytestmark = pytest.mark.slow  # three tiny experiment runs: about 5 minutes on 2 cores
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,36 @@ def test_a_run_without_policies_serves_and_says_why(run_folder, tmp_path):
     assert "no saved policies" in client.get("/api/scene").json["policy"]["unavailable"]
     token = client.post("/api/session", json={"person": "ann"}).json["token"]
     assert client.get("/api/ann/policy", headers={"X-Token": token}).status_code == 404
+
+
+def test_reward_accuracy_scores_people_merged_into_its_dataset(
+    load_experiment, run_folder, tmp_path
+):
+    """People's answers, merged into the run's dataset, are scored as the type ``human``."""
+    import json
+
+    import numpy as np
+
+    from vpl_jax.data import save_dataset
+    from vpl_jax.label import merge_people
+
+    experiment = load_experiment("reward_accuracy")
+    base = load_dataset(harness.dataset_path(run_folder, "navigation"))
+    pool = np.asarray(base.pool)
+    answers = [{"pair": [int(a), int(b)], "label": 1.0} for a, b in pool[:12]]
+    merged = save_dataset(merge_people(base, [{"answers": answers}]), tmp_path / "merged.npz")
+    argv = [
+        "--tasks", "navigation", "--methods", "linear_bayes", "vpl", "--num-seeds", "1",
+        "--data.context-size", "8", "--train.num-epochs", "2", "--train.users-per-batch", "8",
+        "--sizes.hidden", "8", "--sizes.latent-dim", "2", "--dataset", str(merged),
+        "--results-dir", str(tmp_path), "--run-name", "merged",
+    ]  # fmt: skip
+    results = harness.run_experiment(
+        "reward_accuracy", experiment.Config, experiment.PRESETS, experiment.main, argv
+    )
+    rows = json.loads((results.path / "metrics.json").read_text())["rows"]
+    human = {(r["method"], r["metric"]): r["value"] for r in rows if r["user_type"] == "human"}
+    for method in ("vpl", "linear_bayes"):  # the person's 4 held-out answers, scored
+        assert 0.0 <= human[(method, "heldout_accuracy")] <= 1.0, human
+    assert ("linear_bayes", "theta_alignment") not in human  # a person's theta is unknown
+    assert load_dataset(harness.dataset_path(results.path, "navigation")).num_users == 17
