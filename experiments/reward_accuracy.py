@@ -11,6 +11,12 @@ user type; ``context_curve_accuracy`` for VPL with ``n_queries`` = k; ``theta_al
 LinearBayes) and three figures: accuracy per user type, VPL accuracy versus k, and the VPL latent
 space of the test users coloured by type. Each task's dataset and trained reward models (seed 0)
 are saved too, for ``python -m vpl_jax.label --run RUN_FOLDER``.
+
+``--dataset PATH ...`` replaces the built dataset of each file's task by the file (a
+``save_dataset`` ``.npz``, e.g. simulated users merged with real people's answers by
+``vpl_jax.label.merge_people``, who are then scored as the type ``human``)::
+
+    python experiments/reward_accuracy.py --tasks navigation --dataset merged.npz
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import numpy as np
 
 from vpl_jax import harness
 from vpl_jax import rewards as R
-from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
+from vpl_jax.data import DatasetConfig, PreferenceDataset
 from vpl_jax.plotting import bars, plt
 
 
@@ -56,6 +62,10 @@ class Config(harness.PopulationStudy):
     """Network sizes shared by the models (VPL's context_size is set to data.context_size)."""
     validation_fraction: float = 0.2
     """Share of each type's training users held out for early stopping."""
+    dataset: tuple[str, ...] = ()
+    """Dataset files (.npz, save_dataset or vpl_jax.label.merge_people), each used instead of
+    building the dataset of the task it holds (one of tasks; with data.context_size context
+    pairs per user)."""
 
     def validate(self):
         super().validate()
@@ -71,6 +81,7 @@ class Config(harness.PopulationStudy):
         for task in self.tasks:
             self.data.validate(harness.task_env(self, task))
             harness.task_population(self, task)
+        harness.check_dataset_files(self)
         return self
 
 
@@ -114,6 +125,7 @@ def train_and_evaluate(
         out["alignment"] = jax.vmap(
             lambda p: R.theta_alignment(model, p, context, test.users.theta)
         )(params)
+        out["alignment_known"] = np.any(np.asarray(test.users.theta) != 0, axis=1)
     out["seconds"] = time.time() - start
     return out
 
@@ -135,15 +147,17 @@ def add_rows(results, task, type_names, method, out, type_id):
                     seed=s,
                 )
             if "alignment" in out:
-                alignment = np.asarray(out["alignment"][s])[np.asarray(type_id) == t]
-                results.add(
-                    method=method,
-                    task=task,
-                    user_type=name,
-                    metric="theta_alignment",
-                    value=alignment.mean(),
-                    seed=s,
-                )
+                # People merged in have no known theta (stored as zeros): they are left out.
+                users = out["alignment_known"] & (np.asarray(type_id) == t)
+                if users.any():
+                    results.add(
+                        method=method,
+                        task=task,
+                        user_type=name,
+                        metric="theta_alignment",
+                        value=np.asarray(out["alignment"][s])[users].mean(),
+                        seed=s,
+                    )
     if "curve" in out:
         for k in range(out["curve"].type_accuracy.shape[0]):
             for t, name in enumerate(type_names):
@@ -212,9 +226,8 @@ def main(config: Config, results: harness.RunResults) -> str:
     lines = []
     for task in config.tasks:
         key, k_data, k_models = jax.random.split(key, 3)
-        env = harness.task_env(config, task)
-        pop = harness.task_population(config, task)
-        dataset = build_dataset(k_data, env, pop, config.data, task=task)
+        dataset = harness.task_dataset(config, task, k_data)  # built, or the --dataset file
+        type_names = dataset.meta.type_names
         results.save_dataset(dataset, task)  # with the models: what vpl_jax.label serves
         _, test = dataset.split()
         outs = {}
@@ -224,12 +237,12 @@ def main(config: Config, results: harness.RunResults) -> str:
             outs[method] = train_and_evaluate(config, task, dataset, method, k)
             results.log_reward_history(f"{task}/{method}/reward", outs[method]["history"])
             results.save_reward_model(task, method, outs[method]["model"], outs[method]["params"])
-            add_rows(results, task, pop.type_names, method, outs[method], test.users.type_id)
+            add_rows(results, task, type_names, method, outs[method], test.users.type_id)
             acc = np.asarray(outs[method]["evaluation"].type_accuracy).mean(0)
-            per_type = ", ".join(f"{n} {a:.3f}" for n, a in zip(pop.type_names, acc, strict=True))
+            per_type = ", ".join(f"{n} {a:.3f}" for n, a in zip(type_names, acc, strict=True))
             print(f"[{task}] {method:16s} {per_type}  ({outs[method]['seconds']:.0f} s)")
             lines.append(f"| {task} | {method} | {per_type} |")
-        per_task[task] = (pop.type_names, outs)
+        per_task[task] = (type_names, outs)
     results.figure(plot_accuracy(per_task, config.methods), "heldout_accuracy")
     if "vpl" in config.methods:
         results.figure(plot_context_curve(per_task), "vpl_context_curve")

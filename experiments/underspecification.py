@@ -18,7 +18,7 @@ true return and the task's success measure (navigation: reached the user's goal)
 rows (``success``, ``true_return`` per method and user type, and the reward models'
 ``heldout_accuracy`` per user type), bar charts, a top-down picture of the test users' paths,
 an animation of a few test users' rollouts by method (``<task>_rollouts.html``, self-contained:
-it draws offline), and each task's dataset and trained reward models (seed 0) for
+it draws offline), and each task's dataset, trained reward models and policies (seed 0) for
 ``python -m vpl_jax.label --run RUN_FOLDER``.
 """
 
@@ -320,7 +320,7 @@ def render_html(
     paths = [[render.path_view(evaluations[m]["positions"][u, 0]) for m in methods] for u in users]
     rows = [f"test user {u} ({type_names[type_id[u]]})" for u in users]
     page = render.rollouts_html(
-        render.scene(task, env.feature_names),
+        render.scene(task, env.feature_names, env),
         paths,
         rows,
         methods,
@@ -363,6 +363,7 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
         model = rewards.get(pipeline.POLICY_METHODS[method].reward, {}).get("model")
         inputs = policy_inputs(method, config, rewards, dataset, k_refs)
         trainer, states = train_policy(config, env, method, model, inputs, k, results, task)
+        results.save_policy(task, method, trainer.acting(), states)  # what vpl_jax.label rolls out
         z = per_seed(  # f32[S, U, Z]: what each test user's policy is conditioned on
             method,
             config,

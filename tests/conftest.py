@@ -72,3 +72,41 @@ def nav_dataset(navigation):
         num_users=16, context_size=8, heldout_size=16, pool_size=512, num_episodes=64
     )
     return build_dataset(jax.random.PRNGKey(0), navigation, population, config)
+
+
+def _untrained_policy(env, z_dim: int, key: int, hidden=(16,)):
+    """An untrained PPO acting in ``env`` with a ``z_dim``-entry latent, and its policy params
+    drawn at scale 1 (PPO's initial output layer is nearly flat; these act differently per z)."""
+    import jax.numpy as jnp
+
+    from vpl_jax import policies as P
+
+    config = P.PPOConfig(hidden_sizes=hidden, num_envs=4, num_steps=4, num_minibatches=1)
+    latent = P.LatentReward(env, P.constant_sampler(jnp.zeros(z_dim)), lambda s, z: s.reward)
+    ppo = P.make_train(latent, config)
+    params = jax.jit(lambda k: ppo.policy_params(ppo.init(k)))(jax.random.PRNGKey(key))
+    leaves, tree = jax.tree.flatten(params.params)
+    keys = jax.random.split(jax.random.PRNGKey(key), len(leaves))
+    drawn = [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
+    return ppo, params._replace(params=jax.tree.unflatten(tree, drawn))
+
+
+@pytest.fixture(scope="session")
+def untrained_policy():
+    """``untrained_policy(env, z_dim, key) -> (ppo, policy_params)``: see above."""
+    return _untrained_policy
+
+
+@pytest.fixture(scope="session")
+def nav_policies(navigation, tmp_path_factory):
+    """Saved and loaded untrained navigation policies (the labelling app's "show my policy"):
+    ``{"vpl": acting on a 2-entry z, "btl": on none}``."""
+    from vpl_jax.policies.files import load_policy, save_policy
+
+    folder = tmp_path_factory.mktemp("policies")
+    out = {}
+    for method, z_dim in (("vpl", 2), ("btl", 0)):
+        ppo, params = _untrained_policy(navigation, z_dim, key=z_dim)
+        save_policy(folder / method, ppo, params, "navigation", method, {"num_goals": 2})
+        out[method] = load_policy(folder / method)
+    return out

@@ -200,3 +200,162 @@ def test_the_command_refuses_a_remote_host_and_info_gain_without_a_model(tmp_pat
     with pytest.raises(SystemExit):
         main(["--dataset", str(tmp_path / "d.npz"), "--queries", "info_gain"])
     assert "needs --model" in capsys.readouterr().err
+
+
+# --- the policy that serves the person ----------------------------------------------------------
+def test_a_saved_policy_acts_as_it_did_and_a_bad_folder_is_refused(
+    navigation, untrained_policy, tmp_path
+):
+    import json
+
+    import chex
+    import jax
+
+    from vpl_jax.policies.files import PolicyFileError, load_policy, save_policy
+
+    ppo, params = untrained_policy(navigation, 3, key=0)
+    folder = save_policy(tmp_path / "p", ppo, params, "navigation", "vpl", {"num_goals": 2})
+    assert not list(folder.glob(".*.tmp")), "written atomically: no temporary files left"
+    loaded = load_policy(folder)
+    assert (loaded.task, loaded.method, loaded.latent_size) == ("navigation", "vpl", 3)
+    chex.assert_trees_all_close(loaded.params, params)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, navigation.observation_size + 3))
+    chex.assert_trees_all_close(loaded.ppo.act(loaded.params, obs), ppo.act(params, obs))
+    description = json.loads((folder / "policy.json").read_text())
+    for change, message in [
+        ({"ppo": {**description["ppo"], "hidden_sizes": [8]}}, "shapes do not fit"),
+        ({"latent_size": 2}, "shapes do not fit"),
+        ({"task": "nowhere"}, "unknown task 'nowhere'"),
+        ({"ppo": {**description["ppo"], "bogus": 1}}, "bogus"),
+    ]:
+        (folder / "policy.json").write_text(json.dumps({**description, **change}))
+        with pytest.raises(PolicyFileError, match=message):
+            load_policy(folder)
+    with pytest.raises(PolicyFileError, match="cannot read"):
+        load_policy(tmp_path / "missing")
+
+
+@pytest.mark.slow  # two navigation rollouts compiled, and the summary's programs: ~30 s
+def test_show_my_policy_rolls_out_vpl_on_the_persons_z_next_to_btl(
+    nav_dataset, nav_policies, tmp_path
+):
+    import jax.numpy as jnp
+    import numpy as np
+
+    model, params = _small_vpl(nav_dataset)
+    app = create_app(nav_dataset, tmp_path, model=model, params=params, policies=nav_policies)
+    client = app.test_client()
+    assert client.get("/api/scene").json["policy"] == {
+        "methods": ["vpl", "btl"],
+        "unavailable": None,
+    }
+    token = _start(client)
+    h = {"X-Token": token}
+    for answer in ["a", "b", "a"]:
+        q = client.get("/api/ann/query", headers=h).json["query"]
+        client.post("/api/ann/answer", headers=h, json={"query_id": q["id"], "answer": answer})
+    assert client.get("/api/ann/policy", headers={"X-Token": "x"}).status_code == 403
+    r = client.get("/api/ann/policy", headers=h)
+    assert r.status_code == 200, r.json
+    shown = r.json
+    z = client.get("/api/ann/summary", headers=h).json["latent"]["mean"]
+    np.testing.assert_allclose(shown["z"], z, rtol=1e-5)
+    assert [x["method"] for x in shown["rollouts"]] == ["vpl", "btl"]
+    horizon = nav_policies["vpl"].env.episode_length
+    assert all(len(x["path"]["positions"]) == horizon for x in shown["rollouts"])
+    # Each is the policy's own episode from the person's one start state, VPL acting on their z
+    # (and not on another z: the drawn weights make z matter).
+    from vpl_jax.label.policy import PolicyRollouts
+
+    key = PolicyRollouts(nav_dataset, nav_policies, None, seed=0).key("ann")
+    theta = jnp.asarray([shown["theta"]])
+    for shown_one, z_m in zip(
+        shown["rollouts"], (jnp.asarray([z]), jnp.zeros((1, 0))), strict=True
+    ):
+        ev = nav_policies[shown_one["method"]].evaluate(z_m, theta, key)
+        positions = np.asarray(ev.positions[0, 0])
+        np.testing.assert_allclose(shown_one["path"]["positions"], positions, atol=1e-4)
+        assert shown_one["return"] == pytest.approx(float(ev.true_return[0]), rel=1e-5, abs=1e-5)
+    other = nav_policies["vpl"].evaluate(jnp.asarray([z]) + 1.0, theta, key).positions[0, 0]
+    assert np.abs(np.asarray(other) - shown["rollouts"][0]["path"]["positions"]).max() > 1e-2
+
+
+def test_without_saved_policies_the_app_serves_and_says_why_there_is_no_policy(
+    nav_dataset, nav_policies, tmp_path
+):
+    model, params = _small_vpl(nav_dataset)
+    cases = [
+        (None, model, params, "no saved policies"),
+        ({"btl": nav_policies["btl"]}, model, params, "saved no VPL policy"),
+        (nav_policies, None, None, "serve the run's VPL reward model"),
+    ]
+    for i, (policies, served, served_params, reason) in enumerate(cases):
+        app = create_app(
+            nav_dataset, tmp_path, model=served, params=served_params, policies=policies
+        )
+        client = app.test_client()
+        info = client.get("/api/scene").json["policy"]
+        assert info["methods"] == [] and reason in info["unavailable"]
+        token = _start(client, f"p{i}")
+        r = client.get(f"/api/p{i}/policy", headers={"X-Token": token})
+        assert r.status_code == 404 and reason in r.json["error"]
+
+
+# --- what the page draws -------------------------------------------------------------------------
+def test_a_task_variant_is_drawn_as_its_parent_with_its_own_lanes(nav_dataset, tmp_path):
+    """Registrations come from a run folder's config (or --register with --dataset), so the
+    page draws a registered highway variant as a road with the variant's four lanes."""
+    import dataclasses
+    import json
+
+    from vpl_jax.label.__main__ import build_app
+
+    name = "highway_4lanes_for_label_tests"
+    register = tmp_path / "variant.py"
+    register.write_text(
+        "import functools\nfrom vpl_jax import envs\n"
+        f"envs.register({name!r}, functools.partial(envs.Highway, num_lanes=4, num_cars=3))\n"
+    )
+    # A stand-in dataset of the variant: only its task name matters to the layout.
+    variant = nav_dataset.replace(meta=dataclasses.replace(nav_dataset.meta, task=name))
+    run = tmp_path / "run"
+    save_dataset(variant, run / f"{name}_dataset.npz")
+    (run / "config.json").write_text(json.dumps({"register": [str(register)]}))
+    for argv in (
+        ["--run", str(run)],
+        ["--dataset", str(run / f"{name}_dataset.npz"), "--register", str(register)],
+    ):
+        app, _ = build_app([*argv, "--out", str(tmp_path / "labels")])
+        layout = app.test_client().get("/api/scene").json["scene"]
+        assert layout["kind"] == "road" and len(layout["lanes"]) == 4, argv
+
+
+# --- people's answers in the experiments ----------------------------------------------------------
+def test_an_experiment_takes_a_merged_dataset_and_names_the_field_of_a_bad_one(
+    nav_dataset, load_experiment, tmp_path, capsys
+):
+    import numpy as np
+
+    from vpl_jax import harness
+
+    experiment = load_experiment("reward_accuracy")
+    state = {"answers": [{"pair": [0, 1], "label": 1.0}, {"pair": [2, 3], "label": 0.0}]}
+    merged = save_dataset(merge_people(nav_dataset, [state]), tmp_path / "merged.npz")
+    base = ["--tasks", "navigation", "--data.context-size", "8", "--results-dir", str(tmp_path)]
+    config = harness.parse(experiment.Config, experiment.PRESETS, [*base, "--dataset", str(merged)])
+    assert config.dataset == (str(merged),)
+    dataset = harness.task_dataset(config, "navigation", None)  # the file, not a built one
+    assert dataset.num_users == nav_dataset.num_users + 1 and dataset.meta.type_names[-1] == "human"
+    all_test = nav_dataset.replace(is_test=np.ones(nav_dataset.num_users, bool))
+    cases = [
+        ([*base, "--dataset", str(tmp_path / "no.npz")], "dataset='"),
+        (["--tasks", "highway", "--dataset", str(merged)], "which is not one of tasks=['highway']"),
+        ([*base, "--data.context-size", "4", "--dataset", str(merged)], "has 8 context pairs"),
+        ([*base, "--dataset", str(merged), str(merged)], "given two dataset files"),
+        ([*base, "--dataset", str(save_dataset(all_test, tmp_path / "t.npz"))], "0 training"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit):
+            harness.parse(experiment.Config, experiment.PRESETS, argv)
+        err = capsys.readouterr().err
+        assert "error: dataset" in err and message in err, (argv, err)

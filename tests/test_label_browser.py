@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("flask")
 
-pytestmark = pytest.mark.slow  # a browser, a dataset and the summary's compilations: ~1 minute
+pytestmark = pytest.mark.slow  # a browser, a dataset, the summary's and rollouts' compilations
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 DRIVER = shutil.which("chromedriver")
@@ -44,11 +44,11 @@ def browser():
 
 
 @pytest.fixture
-def served(nav_dataset, tmp_path):
+def served(nav_dataset, nav_policies, tmp_path):
     """The app on a free local port, served from a thread; yields ``(base url, answers folder)``.
 
     It serves a small untrained VPL (so the page shows its latent panel; its z means nothing)
-    and asks random pairs."""
+    with untrained VPL and BTL policies ("show my policy"), and asks random pairs."""
     import jax
     from werkzeug.serving import make_server
 
@@ -58,7 +58,7 @@ def served(nav_dataset, tmp_path):
     model = VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
     batch = user_pairs(nav_dataset, "context", model.inputs).batch(jax.numpy.arange(2))
     params = model.init(jax.random.PRNGKey(1), batch)
-    app = create_app(nav_dataset, tmp_path / "labels", 0, model, params, "random")
+    app = create_app(nav_dataset, tmp_path / "labels", 0, model, params, "random", nav_policies)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -115,6 +115,14 @@ def test_a_scripted_person_answers_8_comparisons_by_keyboard_and_clicks(
     assert "What you seem to care about" in summary and "Your human model" in summary
     assert "type whose θ explains you best goal_a" in summary and "Your z among" in summary
     assert _canvas_ink(browser, "latent-map") > 0.005
+    # "Show my policy": the VPL policy on the person's z next to BTL's, animated.
+    assert "unavailable" not in browser.find_element("id", "policy-note").text
+    browser.find_element("id", "show-policy").click()
+    _wait(browser, "return state.policy !== null && state.policyFrame > 20")
+    assert "your z (posterior mean)" in browser.find_element("id", "policy").text
+    assert _canvas_ink(browser, "policy-vpl") > 0.01 and _canvas_ink(browser, "policy-btl") > 0.01
+    browser.execute_script("document.getElementById('policy-bar').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "label_policy.png"))
     state = json.loads((labels / "ann.json").read_text())
     assert len(state["answers"]) == 8
     assert all(x["answer"] in ("a", "b", "equal") for x in state["answers"])

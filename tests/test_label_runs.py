@@ -10,7 +10,7 @@ from vpl_jax import harness
 from vpl_jax import rewards as R
 from vpl_jax.data import DatasetConfig, load_dataset
 
-pytestmark = pytest.mark.slow  # a (tiny) experiment run: about 2 minutes on 2 cores
+pytestmark = pytest.mark.slow  # three tiny experiment runs: about 5 minutes on 2 cores
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,92 @@ def test_a_run_folder_without_what_is_asked_is_refused(run_folder, tmp_path, cap
         with pytest.raises(SystemExit):
             build_app(argv)
         assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def policy_run(load_experiment, tmp_path_factory):
+    """A tiny underspecification run on navigation (BTL and VPL, one seed, two PPO updates)."""
+    from vpl_jax import policies as P
+
+    experiment = load_experiment("underspecification")
+    config = dataclasses.replace(
+        experiment.PRESETS["cpu"],
+        results_dir=str(tmp_path_factory.mktemp("results")),
+        run_name="tiny",
+        methods=("btl", "vpl"),
+        data=DatasetConfig(
+            num_users=16, context_size=8, heldout_size=16, pool_size=512, num_episodes=64
+        ),
+        reward_train=R.TrainConfig(num_epochs=2, users_per_batch=8),
+        sizes=R.ModelSizes(hidden=(8,), latent_dim=2),
+        ppo=P.PPOConfig(
+            total_timesteps=128, num_envs=8, num_steps=8, num_minibatches=1, hidden_sizes=(8,)
+        ),
+        num_eval_episodes=1,
+        render_episodes=0,
+    ).validate()
+    results = harness.RunResults("underspecification", config)
+    experiment.main(config, results)
+    return results.path
+
+
+def test_a_policy_run_saves_its_policies_and_the_app_shows_the_persons(policy_run, tmp_path):
+    from vpl_jax.label.__main__ import build_app
+    from vpl_jax.policies.files import load_policy
+
+    for method, z_dim in (("btl", 0), ("vpl", 2)):
+        folder = harness.policy_folder(policy_run, "navigation", method)
+        assert not list(folder.glob(".*.tmp")), "written atomically: no temporary files left"
+        policy = load_policy(folder)
+        assert (policy.method, policy.latent_size, policy.env.num_goals) == (method, z_dim, 2)
+    app, _ = build_app(["--run", str(policy_run), "--out", str(tmp_path)])
+    client = app.test_client()
+    assert client.get("/api/scene").json["policy"]["methods"] == ["vpl", "btl"]
+    token = client.post("/api/session", json={"person": "ann"}).json["token"]
+    shown = client.get("/api/ann/policy", headers={"X-Token": token})
+    assert shown.status_code == 200, shown.json
+    assert [r["method"] for r in shown.json["rollouts"]] == ["vpl", "btl"]
+    assert len(shown.json["z"]) == 2
+
+
+def test_a_run_without_policies_serves_and_says_why(run_folder, tmp_path):
+    from vpl_jax.label.__main__ import build_app
+
+    app, _ = build_app(["--run", str(run_folder), "--out", str(tmp_path)])
+    client = app.test_client()
+    assert "no saved policies" in client.get("/api/scene").json["policy"]["unavailable"]
+    token = client.post("/api/session", json={"person": "ann"}).json["token"]
+    assert client.get("/api/ann/policy", headers={"X-Token": token}).status_code == 404
+
+
+def test_reward_accuracy_scores_people_merged_into_its_dataset(
+    load_experiment, run_folder, tmp_path
+):
+    """People's answers, merged into the run's dataset, are scored as the type ``human``."""
+    import json
+
+    import numpy as np
+
+    from vpl_jax.data import save_dataset
+    from vpl_jax.label import merge_people
+
+    experiment = load_experiment("reward_accuracy")
+    base = load_dataset(harness.dataset_path(run_folder, "navigation"))
+    pool = np.asarray(base.pool)
+    answers = [{"pair": [int(a), int(b)], "label": 1.0} for a, b in pool[:12]]
+    merged = save_dataset(merge_people(base, [{"answers": answers}]), tmp_path / "merged.npz")
+    argv = [
+        "--tasks", "navigation", "--methods", "linear_bayes", "vpl", "--num-seeds", "1",
+        "--data.context-size", "8", "--train.num-epochs", "2", "--train.users-per-batch", "8",
+        "--sizes.hidden", "8", "--sizes.latent-dim", "2", "--dataset", str(merged),
+        "--results-dir", str(tmp_path), "--run-name", "merged",
+    ]  # fmt: skip
+    results = harness.run_experiment(
+        "reward_accuracy", experiment.Config, experiment.PRESETS, experiment.main, argv
+    )
+    rows = json.loads((results.path / "metrics.json").read_text())["rows"]
+    human = {(r["method"], r["metric"]): r["value"] for r in rows if r["user_type"] == "human"}
+    for method in ("vpl", "linear_bayes"):  # the person's 4 held-out answers, scored
+        assert 0.0 <= human[(method, "heldout_accuracy")] <= 1.0, human
+    assert ("linear_bayes", "theta_alignment") not in human  # a person's theta is unknown
+    assert load_dataset(harness.dataset_path(results.path, "navigation")).num_users == 17

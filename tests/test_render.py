@@ -42,3 +42,26 @@ def test_underspecification_writes_a_self_contained_rollouts_render(
     assert_self_contained(page)
     # Users are taken in turn from each type.
     assert [int(u) for u in re.findall(r"test user (\d)", page)] == [0, 2, 1]
+
+
+def test_highway_draws_its_tasks_lanes_and_a_variant_is_drawn_as_its_parent():
+    import functools
+
+    from vpl_jax import envs
+
+    names = envs.make("highway").feature_names
+    assert len(render.scene("highway", names)["lanes"]) == 3
+    four = envs.make("highway", num_lanes=4, num_cars=3)
+    assert render.scene("highway", names, four)["lanes"] == [-5.625, -1.875, 1.875, 5.625]
+    name = "highway_2lanes_for_render_tests"
+    if name not in envs.names():
+        envs.register(name, functools.partial(envs.Highway, num_lanes=2, num_cars=3))
+    layout = render.scene(name, names)
+    assert layout["kind"] == "road" and len(layout["lanes"]) == 2 and layout["task"] == name
+    nav = "navigation_3goals_for_render_tests"
+    if nav not in envs.names():
+        envs.register(nav, functools.partial(envs.Navigation, num_goals=3))
+    goals = render.scene(nav, envs.make(nav).feature_names)["goals"]
+    assert [g["name"] for g in goals] == ["a", "b", "c"]
+    # A variant whose registration was not imported is not known to be one: a plain path.
+    assert render.scene("highway_never_registered", names)["kind"] == "path"

@@ -47,16 +47,20 @@ from vpl_jax.harness.results import (
     load_metrics,
     load_timing,
     model_folder,
+    policy_folder,
 )
 from vpl_jax.harness.tasks import (
     TYPE_FIELDS,
     PopulationStudy,
+    check_dataset_files,
     check_type_fields,
     check_user_types,
     load_registrations,
     reward_models,
     supported_tasks,
+    task_dataset,
     task_env,
+    task_env_kwargs,
     task_population,
 )
 from vpl_jax.runtime.progress import chunks, progress
@@ -73,6 +77,7 @@ __all__ = [
     "check_checkpoint_every",
     "check_choice",
     "check_choices",
+    "check_dataset_files",
     "check_finite",
     "check_float",
     "check_int",
@@ -88,11 +93,14 @@ __all__ = [
     "load_timing",
     "model_folder",
     "parse",
+    "policy_folder",
     "progress",
     "reward_models",
     "run_experiment",
     "supported_tasks",
+    "task_dataset",
     "task_env",
+    "task_env_kwargs",
     "task_population",
 ]
 

@@ -20,7 +20,10 @@
 * for experiments that build datasets and train reward models (``reward_accuracy``,
   ``underspecification``): ``<task>_dataset.npz`` (:func:`~vpl_jax.data.save_dataset`) and
   ``models/<task>_<method>/``, the trained reward model of the first seed
-  (:func:`~vpl_jax.rewards.save_model`) — what ``python -m vpl_jax.label --run`` serves.
+  (:func:`~vpl_jax.rewards.save_model`) — what ``python -m vpl_jax.label --run`` serves;
+* for experiments that also train policies (``underspecification``):
+  ``policies/<task>_<method>/``, the trained policy of the first seed
+  (:func:`~vpl_jax.policies.files.save_policy`), which the labelling app rolls out for a person.
 
 Method names are short snake_case and the same everywhere (the reward methods are
 :data:`vpl_jax.rewards.REWARD_METHODS`, the acquisition criteria :data:`vpl_jax.active.CRITERIA`).
@@ -47,7 +50,10 @@ import numpy as np
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.dataset import PreferenceDataset, save_dataset
 from vpl_jax.harness.config import ExperimentConfig, json_safe
+from vpl_jax.harness.tasks import task_env_kwargs
 from vpl_jax.intervals import CONFIDENCE, REPS, improvement_probability, seed_interval
+from vpl_jax.policies.files import save_policy
+from vpl_jax.policies.ppo import PPO, RunnerState
 from vpl_jax.rewards.base import Params, RewardModel
 from vpl_jax.rewards.files import save_model
 from vpl_jax.runtime.checkpoint import Checkpointer
@@ -67,6 +73,12 @@ def dataset_path(run: str | os.PathLike, task: str) -> Path:
 def model_folder(run: str | os.PathLike, task: str, method: str) -> Path:
     """Where a run folder keeps ``task``'s trained ``method``: ``<run>/models/<task>_<method>``."""
     return Path(run) / "models" / f"{task}_{method}"
+
+
+def policy_folder(run: str | os.PathLike, task: str, method: str) -> Path:
+    """Where a run folder keeps ``task``'s trained ``method`` policy:
+    ``<run>/policies/<task>_<method>``."""
+    return Path(run) / "policies" / f"{task}_{method}"
 
 
 class RunResults:
@@ -203,6 +215,19 @@ class RunResults:
         if seeds:
             params = jax.tree.map(lambda x: x[0], params)
         return save_model(model_folder(self.path, task, method), model, params)
+
+    def save_policy(
+        self, task: str, method: str, ppo: PPO, states: RunnerState, seeds: bool = True
+    ) -> Path:
+        """Writes ``task``'s trained ``method`` policy into the run folder
+        (:func:`policy_folder`): the first seed's when ``seeds`` (``states`` lead with the seed
+        axis S), with the task's constructor arguments under this config
+        (:func:`~vpl_jax.harness.tasks.task_env_kwargs`), so it can be rebuilt to act."""
+        params = ppo.policy_params(states)
+        if seeds:
+            params = jax.tree.map(lambda x: x[0], params)
+        folder = policy_folder(self.path, task, method)
+        return save_policy(folder, ppo, params, task, method, task_env_kwargs(self.config, task))
 
     def write(self, notes: str = "") -> Path:
         """Writes ``metrics.json``, ``metrics.csv``, ``intervals.json``, ``summary.md`` and

@@ -14,6 +14,10 @@ shares), ``beta`` (every user's Boltzmann rationality) and, for navigation, ``nu
 * ``--weight-noise X``: every mixture type's relative spread of individual weights.
 
 :func:`task_env` and :func:`task_population` turn such a config into the task and its population.
+An experiment that also takes dataset files (a ``dataset`` field: ``--dataset PATH ...``, e.g.
+simulated users merged with real people's answers by :func:`vpl_jax.label.merge_people`) checks
+them with :func:`check_dataset_files` and gets each task's data from :func:`task_dataset`: the
+file of that task, or a dataset built from the task's population.
 :func:`reward_models` builds the reward models of a config's ``sizes`` (its ``validate`` calls
 it, so a bad size fails before anything compiles).
 """
@@ -30,9 +34,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vpl_jax import envs
 from vpl_jax import rewards as R
-from vpl_jax.data.dataset import DatasetConfig, check_users_per_type
+from vpl_jax.data.dataset import (
+    DatasetConfig,
+    DatasetFileError,
+    PreferenceDataset,
+    build_dataset,
+    check_users_per_type,
+    load_dataset,
+)
 from vpl_jax.harness.config import ConfigError, ExperimentConfig, check_float
 from vpl_jax.users import Population, get_user_type, parse_population, population_from_spec
 
@@ -107,12 +120,16 @@ def supported_tasks(config_cls: type) -> list[str]:
     return [t for t in envs.names() if TYPE_FIELDS.get(root_task(t)) in fields]
 
 
+def task_env_kwargs(config: Any, task: str) -> dict[str, Any]:
+    """The constructor arguments ``config`` gives ``task``: navigation's ``num_goals``; none for
+    any other task (a variant is built as registered)."""
+    return {"num_goals": config.num_goals} if task == "navigation" else {}
+
+
 def task_env(config: Any, task: str) -> envs.FeatureEnv:
     """The task (navigation with ``config.num_goals`` goals; a variant as registered), built
     once per argument set."""
-    if task == "navigation":
-        return envs.make(task, num_goals=config.num_goals)
-    return envs.make(task)
+    return envs.make(task, **task_env_kwargs(config, task))
 
 
 def check_user_types(name: str, types: Sequence[str], task: str) -> None:
@@ -188,6 +205,65 @@ def task_population(config: Any, task: str) -> Population:
         except ValueError as e:
             raise ConfigError(f"{e} (task {task!r})") from None
     return population
+
+
+def _dataset_files(config: Any) -> dict[str, PreferenceDataset]:
+    """``{task: dataset}`` of the config's ``dataset`` files, loaded and checked (see
+    :func:`check_dataset_files`)."""
+    datasets: dict[str, PreferenceDataset] = {}
+    tasks = list(getattr(config, "tasks", ()))
+    for path in getattr(config, "dataset", ()):
+        try:
+            dataset = load_dataset(path)
+        except DatasetFileError as e:
+            raise ConfigError(f"dataset={path!r}: {e}") from None
+        task = dataset.meta.task
+        if task not in tasks:
+            raise ConfigError(
+                f"dataset={path!r} holds task {task!r}, which is not one of tasks={tasks}"
+            )
+        if task in datasets:
+            raise ConfigError(f"dataset: task {task!r} is given two dataset files")
+        features = task_env(config, task).feature_names
+        if tuple(dataset.meta.feature_names) != tuple(features):
+            raise ConfigError(
+                f"dataset={path!r} has features {list(dataset.meta.feature_names)}; task "
+                f"{task!r} here has {list(features)}"
+            )
+        data = getattr(config, "data", None)
+        if isinstance(data, DatasetConfig) and dataset.context_size != data.context_size:
+            raise ConfigError(
+                f"dataset={path!r} has {dataset.context_size} context pairs per user; "
+                f"data.context_size is {data.context_size} (set --data.context-size "
+                f"{dataset.context_size})"
+            )
+        is_test = np.asarray(dataset.is_test)
+        if is_test.all() or not is_test.any():
+            raise ConfigError(
+                f"dataset={path!r} has {int((~is_test).sum())} training and "
+                f"{int(is_test.sum())} test users; it needs both"
+            )
+        datasets[task] = dataset
+    return datasets
+
+
+def check_dataset_files(config: Any) -> None:
+    """Checks the config's ``dataset`` files (:func:`vpl_jax.data.save_dataset`'s ``.npz``): each
+    loads, holds one of ``config.tasks`` (one file per task) with that task's features, has
+    ``config.data.context_size`` context pairs per user, and has training and test users. Raises
+    :class:`ConfigError` naming the field."""
+    _dataset_files(config)
+
+
+def task_dataset(config: Any, task: str, key) -> PreferenceDataset:
+    """``task``'s data: the config's ``dataset`` file of that task if it has one, else a dataset
+    of ``config.data``'s sizes built with ``key`` from the task's population
+    (:func:`task_population`)."""
+    given = _dataset_files(config).get(task)
+    if given is not None:
+        return given
+    env, population = task_env(config, task), task_population(config, task)
+    return build_dataset(key, env, population, config.data, task=task)
 
 
 def reward_models(

@@ -2,8 +2,11 @@
 
 * :mod:`~vpl_jax.label.app` — sessions, validated answers written atomically, the JSON API;
 * :mod:`~vpl_jax.label.queries` — the next comparison, by information gain or at random;
-* :mod:`~vpl_jax.label.runs` — what an experiment's run folder offers the app (its datasets and
-  the trained models, saved with :func:`vpl_jax.rewards.save_model`).
+* :mod:`~vpl_jax.label.policy` — "show my policy": the run's VPL policy on the person's z next
+  to BTL's, from the same start;
+* :mod:`~vpl_jax.label.runs` — what an experiment's run folder offers the app (its datasets, the
+  trained models, saved with :func:`vpl_jax.rewards.save_model`, the trained policies, saved
+  with :func:`vpl_jax.policies.files.save_policy`, and its registrations).
 
 Flask was chosen because it is well kept, tiny, and ships a test client, so every endpoint is
 tested at the HTTP level without a running server.

@@ -2,10 +2,13 @@
 ``python -m vpl_jax.label --dataset D.npz [--model M]``; ``--queries info_gain|random``.
 
 ``--run`` is a run folder of ``experiments/reward_accuracy.py`` or ``underspecification.py``,
-which save each task's dataset and trained reward models (seed 0); ``--task`` is needed when it
-holds several tasks, and ``--method`` defaults to vpl (else linear_bayes). ``--dataset`` is a
-file written by :func:`~vpl_jax.data.save_dataset`; ``--model`` a folder written by
-:func:`~vpl_jax.rewards.save_model` (a trained VPL or LinearBayes). Serves on 127.0.0.1 unless
+which save each task's dataset and trained reward models (seed 0), and for underspecification
+its trained policies, which "show my policy" rolls out; ``--task`` is needed when it holds
+several tasks, and ``--method`` defaults to vpl (else linear_bayes). The run's registrations
+(its config's ``register``) are imported. ``--dataset`` is a file written by
+:func:`~vpl_jax.data.save_dataset`; ``--model`` a folder written by
+:func:`~vpl_jax.rewards.save_model` (a trained VPL or LinearBayes); ``--register`` imports the
+files or modules that register its task, if it is a variant. Serves on 127.0.0.1 unless
 ``--host`` names another address, which also needs ``--allow-remote``.
 """
 
@@ -15,9 +18,18 @@ import argparse
 import sys
 
 from vpl_jax.data.dataset import load_dataset
+from vpl_jax.harness import ConfigError, load_registrations
 from vpl_jax.label.app import create_app
+from vpl_jax.label.policy import SHOWN
 from vpl_jax.label.queries import QUERY_CHOICES
-from vpl_jax.label.runs import SERVED_METHODS, RunFolderContentError, served_files
+from vpl_jax.label.runs import (
+    SERVED_METHODS,
+    RunFolderContentError,
+    policy_folders,
+    run_registrations,
+    served_files,
+)
+from vpl_jax.policies.files import PolicyFileError, load_policy
 from vpl_jax.rewards import VPL, LinearBayes
 from vpl_jax.rewards.files import load_model
 
@@ -32,6 +44,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="with --run: the task to serve (when it holds several)")
     p.add_argument("--method", choices=SERVED_METHODS, help="with --run: the model to serve")
     p.add_argument("--model", help="with --dataset: a trained model folder (save_model)")
+    p.add_argument(
+        "--register",
+        nargs="*",
+        default=[],
+        metavar="FILE.py|MODULE",
+        help="with --dataset: code that registers its task (a variant) and user types",
+    )
     p.add_argument(
         "--queries",
         choices=QUERY_CHOICES,
@@ -57,21 +76,38 @@ def build_app(argv=None):
         p.error("--task and --method choose within a --run folder")
     if a.run is not None and a.model:
         p.error("--model goes with --dataset (a --run folder has its own models: --method)")
+    if a.run is not None and a.register:
+        p.error("--register goes with --dataset (a --run folder's config has its registrations)")
+    policy_dirs = {}
     if a.run is not None:
         try:
+            registrations = run_registrations(a.run)
             dataset_file, model_dir = served_files(a.run, a.task, a.method)
         except RunFolderContentError as e:
             p.error(str(e))
     else:
-        dataset_file, model_dir = a.dataset, a.model
+        registrations, dataset_file, model_dir = a.register, a.dataset, a.model
+    try:
+        load_registrations(registrations)
+    except ConfigError as e:
+        p.error(str(e))
     if a.queries == "info_gain" and model_dir is None:
         p.error("--queries info_gain needs --model (or a --run folder with a model)")
     dataset = load_dataset(dataset_file)
     model, params = load_model(model_dir, dataset) if model_dir else (None, None)
     if model is not None and not isinstance(model, VPL | LinearBayes):
         p.error(f"{model_dir} holds a {type(model).__name__}; the app serves VPL or LinearBayes")
+    if a.run is not None:
+        saved = policy_folders(a.run, dataset.meta.task)
+        policy_dirs = {m: saved[m] for m in SHOWN if m in saved}
+    try:
+        policies = {method: load_policy(folder) for method, folder in policy_dirs.items()}
+    except PolicyFileError as e:
+        p.error(str(e))
     print(f"serving {dataset_file}" + (f" with the model {model_dir}" if model_dir else ""))
-    return create_app(dataset, a.out, a.seed, model, params, a.queries), a
+    if policies:
+        print(f"with the policies {', '.join(str(f) for f in policy_dirs.values())}")
+    return create_app(dataset, a.out, a.seed, model, params, a.queries, policies), a
 
 
 def main(argv=None) -> None:

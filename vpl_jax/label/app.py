@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import secrets
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -15,9 +16,12 @@ from flask import Flask, Response, jsonify, request
 
 from vpl_jax.atomic import atomic_write
 from vpl_jax.data.dataset import PreferenceDataset, Queries
+from vpl_jax.envs.base import FeatureEnv
+from vpl_jax.label.policy import PolicyRollouts
 from vpl_jax.label.queries import QueryChooser
 from vpl_jax.label.scene import scene, segment_view
 from vpl_jax.label.summary import LatentMap, human_model_summary, theta_posterior
+from vpl_jax.policies.files import SavedPolicy
 from vpl_jax.render import DRAW_JS
 from vpl_jax.rewards import VPL
 
@@ -130,18 +134,27 @@ def create_app(
     model=None,
     params=None,
     queries: str | None = None,
+    policies: Mapping[str, SavedPolicy] | None = None,
+    env: FeatureEnv | None = None,
 ) -> Flask:
     """The Flask app serving ``dataset``'s pool; answers go to ``folder``.
 
     ``model``, ``params``: a trained VPL or LinearBayes (one seed) that chooses the queries and
     places the person; ``queries``: ``"info_gain"`` or ``"random"`` (None: info_gain with a model,
-    else random; see :class:`~vpl_jax.label.queries.QueryChooser`).
+    else random; see :class:`~vpl_jax.label.queries.QueryChooser`). ``policies``: the run's
+    saved policies by method (:func:`~vpl_jax.policies.files.load_policy`), which "show my
+    policy" rolls out (:mod:`vpl_jax.label.policy`). ``env``: the task as it was built, for its
+    layout (None: the environment the policies act in, else the task as registered).
     """
     app = Flask("vpl_jax.label")
     store = LabelStore(folder)
     chooser = QueryChooser(dataset, model, params, queries, seed)
-    layout = scene(dataset)
+    policies = dict(policies or {})
+    if env is None and policies:
+        env = next(iter(policies.values())).env
+    layout = scene(dataset, env)
     latent_map = LatentMap(dataset, model, params, chooser) if isinstance(model, VPL) else None
+    rollouts = PolicyRollouts(dataset, policies, latent_map, seed)
 
     def error(status: int, message: str):
         return jsonify({"error": message}), status
@@ -232,6 +245,19 @@ def create_app(
             }
         )
 
+    @app.get("/api/<person>/policy")
+    def policy(person):
+        """The person's policy next to BTL's, from the same start (:mod:`vpl_jax.label.policy`);
+        404 with the reason when the app has no policy to show."""
+        state, bad = authorised(person)
+        if bad:
+            return bad
+        if rollouts.reason:
+            return error(404, f"no policy to show: {rollouts.reason}")
+        return jsonify(
+            {"answered": len(state["answers"]), **rollouts.rollout(person, state["answers"])}
+        )
+
     @app.get("/api/scene")
     def scene_():
         """The task's layout and names (public: nothing about any person)."""
@@ -241,6 +267,7 @@ def create_app(
                 "feature_names": list(dataset.meta.feature_names),
                 "type_names": list(dataset.meta.type_names),
                 "answers": list(ANSWERS),
+                "policy": {"methods": rollouts.methods, "unavailable": rollouts.reason},
             }
         )
 

@@ -1,13 +1,18 @@
-"""What an experiment's run folder offers the app: a task's dataset and a trained model to serve.
+"""What an experiment's run folder offers the app: a task's dataset, a trained model to serve,
+the trained policies to roll out, and the registrations its tasks need.
 
 ``reward_accuracy`` and ``underspecification`` save ``<task>_dataset.npz`` and
 ``models/<task>_<method>/`` (seed 0) into their run folder (:func:`vpl_jax.harness.dataset_path`,
-:func:`vpl_jax.harness.model_folder`). The app serves a model with a belief about one person:
-VPL (its z) or LinearBayes (its θ).
+:func:`vpl_jax.harness.model_folder`); ``underspecification`` also saves
+``policies/<task>_<method>/`` (:func:`vpl_jax.harness.policy_folder`). The app serves a model
+with a belief about one person: VPL (its z) or LinearBayes (its θ). A run of registered task
+variants or user types records the registrations in its ``config.json`` (``register``); the app
+imports them too, so a variant is drawn as its parent task.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from vpl_jax.harness import dataset_path, model_folder
@@ -62,3 +67,28 @@ def served_files(
         if folder.is_dir():
             return dataset_path(run, task), folder
     return dataset_path(run, task), None
+
+
+def policy_folders(run: str | Path, task: str) -> dict[str, Path]:
+    """``{method: folder}`` of the policies the run saved for ``task`` (empty when none): the
+    folders under ``policies/`` whose ``policy.json`` names the task."""
+    found = {}
+    for path in sorted((Path(run) / "policies").glob("*/policy.json")):  # policy_folder's
+        try:
+            description = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise RunFolderContentError(f"{path} is malformed: {e}") from e
+        if description.get("task") == task:
+            found[str(description.get("method"))] = path.parent
+    return found
+
+
+def run_registrations(run: str | Path) -> list[str]:
+    """The ``register`` entries of the run's ``config.json`` (empty without one)."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        return []
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("register", []))
+    except (ValueError, AttributeError) as e:
+        raise RunFolderContentError(f"{path} is not a config written by an experiment: {e}") from e

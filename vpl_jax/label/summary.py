@@ -164,10 +164,15 @@ class LatentMap:
         """``z: f32[..., Z]`` on the map's plane, rounded, as nested lists ``[..., 2]``."""
         return ((np.asarray(z) - self.center) @ self.axes.T).round(4).tolist()
 
+    def moments(self, answers: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)``, each f32[Z]: the person's posterior over z given ``answers``."""
+        context, _, _ = self.chooser.context(answers)
+        mean, std = self._moments(self.params, context)
+        return np.asarray(mean), np.asarray(std)
+
     def place(self, person: str, answers: list[dict], num_samples: int = 256) -> dict:
         """The person's posterior over z and their nearest type (module docstring)."""
-        context, _, _ = self.chooser.context(answers)
-        mean, std = (np.asarray(x) for x in self._moments(self.params, context))
+        mean, std = self.moments(answers)
         key = self.chooser.key(person, len(answers))
         z = mean + std * np.asarray(jax.random.normal(key, (num_samples, mean.shape[-1])))
         nearest = np.argmin(((z[:, None] - self.centroids[None]) ** 2).sum(-1), axis=1)

@@ -6,12 +6,14 @@ many researchers run) its page is blank. These renders are one HTML file with an
 canvas, step by step:
 
 * :func:`scene` — a task's static layout as JSON: navigation's arena, goals, hazard and
-  bystander; highway's lanes and road edges (the view follows the ego car); any other task
-  (e.g. ant) just the path, in bounds fitted to it;
+  bystander; highway's lanes (as many as the task has) and road edges (the view follows the ego
+  car); a registered variant as its root task; any other task (e.g. ant) just the path, in
+  bounds fitted to it;
 * :func:`rollouts_html` — a page of animated paths in a grid (e.g. test users by method).
 
-Only task names and feature names are needed, not an environment, so the labelling app (which
-has only a dataset) draws the same pictures.
+A task's name and feature names are all it needs (highway's lane count comes from the task
+built as registered, unless the caller passes the environment it used), so the labelling app,
+which has only a dataset, draws the same pictures.
 """
 
 from __future__ import annotations
@@ -27,12 +29,21 @@ import numpy as np
 DRAW_JS = (resources.files("vpl_jax.render") / "draw.js").read_text(encoding="utf-8")
 
 
-def scene(task: str, feature_names: Sequence[str]) -> dict:
+def scene(task: str, feature_names: Sequence[str], env=None) -> dict:
     """A JSON-able description of ``task``'s layout (see the module docstring):
-    ``{"task", "kind": "arena" | "road" | "path", ...}``; navigation's goals are those its
-    ``progress_*`` features name."""
+    ``{"task", "kind": "arena" | "road" | "path", ...}``.
+
+    A registered variant of a task (:func:`vpl_jax.envs.lineage`) is drawn as its root task.
+    Navigation's goals are those its ``progress_*`` features name; highway's lanes are those of
+    ``env`` (the task as it was built), or, without one, of the task built as registered. A
+    task that is not registered (e.g. a variant whose registration was not imported) is drawn
+    as a plain path.
+    """
+    from vpl_jax import envs
+
     names = tuple(feature_names)
-    if task == "navigation":
+    root = envs.lineage(task)[-1] if task in envs.names() else task
+    if root == "navigation":
         from vpl_jax.envs import navigation as nav
 
         num_goals = sum(n.startswith("progress_") for n in names)
@@ -52,14 +63,14 @@ def scene(task: str, feature_names: Sequence[str]) -> dict:
                 "r": nav.PERSONAL_SPACE,
             },
         }
-    if task == "highway":
+    if root == "highway":
         from vpl_jax.envs import highway as hw
 
-        lanes = np.asarray(hw.lane_centres(3)).tolist()
+        num_lanes = (env if env is not None else envs.make(task)).num_lanes
         return {
             "task": task,
             "kind": "road",
-            "lanes": lanes,
+            "lanes": np.asarray(hw.lane_centres(num_lanes)).tolist(),
             "lane_width": hw.LANE_WIDTH,
             "car": [hw.CAR_LENGTH, hw.CAR_WIDTH],
         }
