@@ -78,9 +78,9 @@ class Config(harness.PopulationStudy):
     num_reference_states: int = 256
     """Steps of the data that per-user reward scaling (VPL-SPO's win probability, and
     reward_scaling) compares each user's rewards against."""
-    reward_scaling: str = "none"
+    reward_scaling: str = pipeline.DEFAULT_REWARD_SCALING
     """Per-user scaling of the oracle's and VPL's PPO rewards against the reference steps:
-    none, standardize (each user's reward mean 0, std 1 there), minmax or win_probability
+    standardize (each user's reward mean 0, std 1 there), minmax, win_probability or none
     (VPL-SPO always uses win_probability; BTL is never scaled). See the README's policy
     section for why."""
     user_sampling: str = "uniform"

@@ -122,7 +122,7 @@ def test_oracle_rewards_standardised_against_the_datasets_reference_steps(nav_da
     raw = next_state.info["features"] @ theta
     expected = (raw - jnp.mean(refs @ theta)) / jnp.std(refs @ theta)
     np.testing.assert_allclose(next_state.reward, expected, rtol=1e-4, atol=1e-5)
-    unscaled = pipeline.policy_env("oracle", navigation, None, inputs)
+    unscaled = pipeline.policy_env("oracle", navigation, None, inputs, "none")
     np.testing.assert_allclose(jax.jit(unscaled.step)(state, jnp.array([0.5, -0.3])).reward, raw,
                                rtol=1e-5, atol=1e-6)  # fmt: skip
     with pytest.raises(ValueError, match=r"reward_scaling='zscore'"):
