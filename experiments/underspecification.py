@@ -83,10 +83,10 @@ class Config(harness.PopulationStudy):
     standardize (each user's reward mean 0, std 1 there), minmax, win_probability or none
     (VPL-SPO always uses win_probability; BTL is never scaled). See the README's policy
     section for why."""
-    user_sampling: str = "uniform"
-    """How a PPO training episode picks its user (oracle, vpl, vpl_spo): uniform, or balanced
-    (weighted inversely to the density of their theta or posterior mean, so every type gets
-    about as many episodes as the majority; see the README's policy section)."""
+    user_sampling: str = pipeline.DEFAULT_USER_SAMPLING
+    """How a PPO training episode picks its user (oracle, vpl, vpl_spo): balanced (weighted
+    inversely to the density of their theta or posterior mean, so every type gets about as
+    many episodes as the majority; see the README's policy section) or uniform."""
     num_eval_episodes: int = 64
     """Evaluation episodes per test user (deterministic policy; every user and method sees
     the same starts). With 16, on highway, which starts were drawn moved every method's true

@@ -88,8 +88,8 @@ def test_balanced_user_sampling_weighs_each_training_users_latent(nav_dataset):
     from vpl_jax import pipeline
 
     train, _ = nav_dataset.split()
-    uniform = pipeline.policy_inputs("oracle", None, None, nav_dataset)
-    balanced = pipeline.policy_inputs("oracle", None, None, nav_dataset, user_sampling="balanced")
+    uniform = pipeline.policy_inputs("oracle", None, None, nav_dataset, user_sampling="uniform")
+    balanced = pipeline.policy_inputs("oracle", None, None, nav_dataset)  # the default
     assert "log_weights" not in uniform
     np.testing.assert_allclose(
         balanced["log_weights"], P.balanced_log_weights(train.users.theta), rtol=1e-6

@@ -274,6 +274,13 @@ def is_unconditioned(method: str, model: R.RewardModel | None) -> bool:
 REWARD_SCALING: tuple[str, ...] = get_args(R.ScaleMethod)
 """Choices of a policy's per-user reward scaling (:func:`user_reward_scaling`)."""
 
+DEFAULT_USER_SAMPLING = "balanced"
+"""Training episodes draw their user balanced by default (:func:`policy_inputs`): every region
+of the latent space gets about the same share of PPO's episodes, so a 10 % type is learned as
+early as the majority. On highway's aggressive=0.7,stickler=0.2,considerate=0.1 (oracle, 3
+seeds) it moves the true return from 28.6 / 3.0 / -2.8 to 27.7 / 3.7 / -1.9; on navigation's
+two equal goal types it changes nothing (oracle 35.5 / 36.1 either way)."""
+
 DEFAULT_REWARD_SCALING = "standardize"
 """Every conditioned policy's rewards are standardised per user by default: on highway's
 mixed-weight populations the oracle, trained on raw ``theta · phi``, served a 10 % comfort-
@@ -354,7 +361,7 @@ def policy_inputs(
     params: Any,
     dataset: PreferenceDataset,
     references: jax.Array | None = None,
-    user_sampling: str = "uniform",
+    user_sampling: str = DEFAULT_USER_SAMPLING,
 ) -> dict:
     """What ``method``'s training environment needs for one run (see :func:`policy_env`).
 
@@ -615,7 +622,7 @@ def offline(
     num_eval_episodes: int,
     desc: str = "PPO",
     checkpointer: Checkpointer | None = None,
-    user_sampling: str = "uniform",
+    user_sampling: str = DEFAULT_USER_SAMPLING,
     num_reference_states: int = 256,
 ) -> PipelineResult:
     """Reward on the training users -> PPO on it -> the test users' true returns.
