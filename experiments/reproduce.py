@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 EXPERIMENTS = (
     "reward_accuracy",
     "underspecification",
+    "policy_conflicts",
     "active_queries",
     "misspecification",
     "misidentification",

@@ -370,7 +370,8 @@ def test_reward_and_ppo_histories_are_logged_when_asked(tmp_path):
 # --- the experiments' command lines: bad input fails at parse time, naming the field --------------
 #: The experiments that train policies with PPO (each offers --checkpoint-every).
 POLICY_EXPERIMENTS = (
-    "underspecification", "active_queries", "misspecification", "misidentification", "nash"
+    "underspecification", "active_queries", "misspecification", "misidentification", "nash",
+    "policy_conflicts",
 )  # fmt: skip
 EXPERIMENT_BAD_INPUTS = [
     # Network sizes are checked, and every configured model built, before any data is made.
