@@ -83,6 +83,11 @@ def test_a_saved_model_loads_with_its_params_and_a_bad_folder_is_refused(nav_dat
     loaded, restored = load_model(tmp_path / "m", nav_dataset)
     assert loaded == model
     chex.assert_trees_all_close(restored, params)
+    description = json.loads((tmp_path / "m" / "model.json").read_text())
+    wider = {**description["fields"], "latent_dim": description["fields"]["latent_dim"] + 1}
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**description, "fields": wider}))
+    with pytest.raises(ModelFileError, match="shapes do not fit"):
+        load_model(tmp_path / "m", nav_dataset)
     (tmp_path / "m" / "model.json").write_text(json.dumps({"class": "Nope", "fields": {}}))
     with pytest.raises(ModelFileError, match="Nope"):
         load_model(tmp_path / "m", nav_dataset)

@@ -27,7 +27,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import serialization
 
 from vpl_jax import envs
 from vpl_jax.atomic import atomic_write
@@ -35,6 +34,7 @@ from vpl_jax.envs.base import FeatureEnv
 from vpl_jax.policies.evaluation import Evaluation, evaluate
 from vpl_jax.policies.ppo import PPO, PolicyParams, PPOConfig, make_train
 from vpl_jax.policies.wrappers import LatentReward, constant_sampler, latent_size
+from vpl_jax.rewards.files import read_params, write_params
 
 
 class PolicyFileError(ValueError):
@@ -100,8 +100,7 @@ def save_policy(
     }
     with atomic_write(folder / "policy.json") as f:
         json.dump(description, f, indent=1)
-    with atomic_write(folder / "params.msgpack", "wb") as f:
-        f.write(serialization.to_bytes(jax.device_get(params)))
+    write_params(folder, params)
     return folder
 
 
@@ -129,20 +128,17 @@ def load_policy(folder: str | Path, env: FeatureEnv | None = None) -> SavedPolic
     ppo = _acting_ppo(env, config, num_latent)
     template = jax.eval_shape(lambda k: ppo.policy_params(ppo.init(k)), jax.random.PRNGKey(0))
     try:
-        params = serialization.from_state_dict(template, serialization.msgpack_restore(data))
-    except (ValueError, KeyError, TypeError) as e:
-        raise PolicyFileError(f"{folder}: params do not fit this policy: {e}") from e
-    shapes = jax.tree.map(jnp.shape, template), jax.tree.map(jnp.shape, params)
-    if shapes[0] != shapes[1]:
+        params = read_params(data, template)
+    except ValueError as e:
         raise PolicyFileError(
-            f"{folder}: the saved params' shapes do not fit the task {task!r} (a policy of "
-            f"another task or size?): expected {shapes[0]}, got {shapes[1]}"
-        )
+            f"{folder}: params do not fit this policy on the task {task!r} (a policy of "
+            f"another task or size?): {e}"
+        ) from e
     return SavedPolicy(
         task=task,
         env=env,
         method=method,
         latent_size=num_latent,
         ppo=ppo,
-        params=jax.tree.map(jnp.asarray, params),
+        params=params,
     )

@@ -63,8 +63,7 @@ def save_model(folder: str | Path, model: RewardModel, params: Params) -> Path:
     description = _describe(model)
     with atomic_write(folder / "model.json") as f:
         json.dump(description, f, indent=1)
-    with atomic_write(folder / "params.msgpack", "wb") as f:
-        f.write(serialization.to_bytes(jax.device_get(params)))
+    write_params(folder, params)
     return folder
 
 
@@ -103,14 +102,33 @@ def load_model(folder: str | Path, dataset: PreferenceDataset) -> tuple[RewardMo
     batch = user_pairs(dataset, "context", model.inputs).batch(jnp.arange(1))
     template = model.init(jax.random.PRNGKey(0), batch)
     try:
-        restored = serialization.msgpack_restore(data)
-        params = serialization.from_state_dict(template, restored)
-    except (ValueError, KeyError, TypeError) as e:
-        raise ModelFileError(f"{folder}: params do not fit a {type(model).__name__}: {e}") from e
-    shapes = jax.tree.map(jnp.shape, template), jax.tree.map(jnp.shape, params)
-    if shapes[0] != shapes[1]:
+        return model, read_params(data, template)
+    except ValueError as e:
         raise ModelFileError(
-            f"{folder}: the saved params' shapes do not fit this dataset (a model of another "
-            f"task or size?): expected {shapes[0]}, got {shapes[1]}"
-        )
-    return model, jax.tree.map(jnp.asarray, params)
+            f"{folder}: params do not fit a {type(model).__name__} on this dataset (a model of "
+            f"another task or size?): {e}"
+        ) from e
+
+
+def write_params(folder: str | Path, params: Params) -> Path:
+    """Writes ``params`` (a pytree of arrays) to ``folder/params.msgpack`` (flax's msgpack
+    serialisation), atomically; the one format of trained reward models and policies
+    (:mod:`vpl_jax.policies.files`). Returns the file."""
+    path = Path(folder) / "params.msgpack"
+    with atomic_write(path, "wb") as f:
+        f.write(serialization.to_bytes(jax.device_get(params)))
+    return path
+
+
+def read_params(data: bytes, template: Any) -> Any:
+    """The params in ``data`` (a ``params.msgpack`` file's bytes) as arrays with ``template``'s
+    structure (an init, or its ``jax.eval_shape``). Raises ``ValueError`` saying what does not
+    fit when the structure or any leaf's shape differs from ``template``'s."""
+    try:
+        params = serialization.from_state_dict(template, serialization.msgpack_restore(data))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"the saved params do not have the expected structure: {e}") from e
+    expected, got = jax.tree.map(jnp.shape, template), jax.tree.map(jnp.shape, params)
+    if expected != got:
+        raise ValueError(f"the saved params' shapes do not fit: expected {expected}, got {got}")
+    return jax.tree.map(jnp.asarray, params)
