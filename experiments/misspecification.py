@@ -363,7 +363,11 @@ def main(config: Config, results: harness.RunResults) -> str:
     # The oracle: PPO on every user's true reward, conditioned on theta. Its critic gives each
     # user's V* (regret-based users); its returns are the test users' reference.
     start = time.time()
-    oracle = PolicyTrainer(env, "oracle", None, config.ppo, config.chunk_updates)
+    # Raw rewards (no per-user scaling): its critic is each user's V* in their own reward's
+    # units, which regret-based labels compare with their returns.
+    oracle = PolicyTrainer(
+        env, "oracle", None, config.ppo, config.chunk_updates, reward_scaling="none"
+    )
     oracle_states, history = oracle.train(
         k_oracle[None],
         {"theta": dataset.users.theta[None]},

@@ -296,12 +296,27 @@ def test_a_diverged_ppo_stops_instead_of_training_on_nan_params(navigation, tmp_
     from vpl_jax.runtime.checkpoint import Checkpointer
 
     wild = dataclasses.replace(TINY, episode_length=None, learning_rate=1e30)
-    trainer = PolicyTrainer(navigation, "oracle", None, wild, chunk_updates=1)
+    trainer = PolicyTrainer(navigation, "oracle", None, wild, 1, reward_scaling="none")
     theta = jnp.ones((1, 4, len(navigation.feature_names)))
     checkpoints = Checkpointer(tmp_path, {}, every=1)
     with pytest.raises(TrainingDivergedError, match=r"PPO diverged: \w+ is (nan|inf) at 128 env"):
         trainer.train(jax.random.PRNGKey(0)[None], {"theta": theta}, checkpointer=checkpoints)
     assert not [p for p in tmp_path.iterdir() if p.name.isdigit()]  # no diverged state saved
+
+
+def test_scaled_rewards_without_reference_steps_are_refused_before_compiling(navigation):
+    """Standardised rewards (the default) need reference steps; an oracle given only theta
+    failed deep inside tracing with a TypeError on None @ z (a CI failure). Now the trainer
+    says what is missing and how to get it, and nothing is compiled."""
+    from vpl_jax.pipeline import PolicyTrainer
+
+    config = dataclasses.replace(TINY, episode_length=None)
+    trainer = PolicyTrainer(navigation, "oracle", None, config)
+    theta = jnp.ones((1, 4, len(navigation.feature_names)))
+    missing = r"reward_scaling='standardize'.*'references'.*policy_inputs"
+    with pytest.raises(ValueError, match=missing):
+        trainer.train(jax.random.PRNGKey(0)[None], {"theta": theta})
+    assert trainer._acting is None
 
 
 # --- the standard deviation as a function of the latent -----------------------------------------

@@ -507,6 +507,14 @@ class PolicyTrainer:
         Raises :class:`~vpl_jax.checks.TrainingDivergedError` after the first chunk in which a
         run's PPO loss is NaN or inf.
         """
+        scaling = user_reward_scaling(self.method, self.model, self.reward_scaling)
+        if scaling != "none" and inputs.get("references") is None:
+            raise ValueError(
+                f"PolicyTrainer(reward_scaling={self.reward_scaling!r}) scales each user's "
+                f"rewards by {scaling!r} against reference steps: its inputs need "
+                "'references' (pipeline.policy_inputs attaches them; "
+                "pipeline.reference_states draws them), or pass reward_scaling='none'"
+            )
         self.acting(jax.tree.map(lambda x: x[0], inputs))
 
         def chunk(states, n):
