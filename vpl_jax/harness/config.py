@@ -26,15 +26,13 @@ from typing import Any, TypeVar
 
 import tyro
 
+from vpl_jax.checks import ConfigError
+
 C = TypeVar("C", bound="ExperimentConfig")
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: The largest seed: ``jax.random.PRNGKey`` keeps 32 bits (PRNGKey(2**32) is PRNGKey(0)).
 MAX_SEED = 2**32 - 1
-
-
-class ConfigError(ValueError):
-    """A config field has a value outside its allowed set."""
 
 
 @dataclasses.dataclass(frozen=True)
