@@ -74,7 +74,7 @@ def test_preference_model_names_bad_fields_and_averages_kl_over_real_users():
     from vpl_jax.nash.preference import PreferenceModel
     from vpl_jax.rewards import PairBatch
 
-    with pytest.raises(ValueError, match=r"field hidden=\(64, 0\).*ints >= 1"):
+    with pytest.raises(ValueError, match=r"PreferenceModel.hidden=\(64, 0\).*integer >= 1"):
         PreferenceModel(hidden=(64, 0))
     model = PreferenceModel(hidden=(8,), embed_dim=4, latent_dim=2, inputs="features")
     k = jax.random.split(jax.random.PRNGKey(0), 3)

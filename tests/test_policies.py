@@ -260,12 +260,13 @@ def test_unnormalised_rewards_at_an_extreme_scale_warn():
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("num_envs", 2.5, "num_envs must be an int >= 1, got 2.5"),
-     ("hidden_sizes", (16, 0), "hidden_sizes must be one or more ints >= 1"),
-     ("vf_coef", -0.5, "vf_coef must be >= 0"), ("init_log_std", 50.0, "init_log_std must be in"),
-     ("learning_rate", "3e-4", "learning_rate must be a number, got '3e-4'"),
-     ("gamma", None, "gamma must be a number, got None"),
-     ("episode_length", "100", "episode_length must be an int or None, got '100'")],
+    [("num_envs", 2.5, "num_envs=2.5: must be an integer >= 1"),
+     ("hidden_sizes", (16, 0), "hidden_sizes=(16, 0): must be a non-empty tuple"),
+     ("vf_coef", -0.5, "vf_coef=-0.5: must be a finite number >= 0"),
+     ("init_log_std", 50.0, "init_log_std=50.0: must be a"),
+     ("learning_rate", "3e-4", "learning_rate='3e-4': must be a finite"),
+     ("gamma", None, "gamma=None: must be a finite number"),
+     ("episode_length", "100", "episode_length='100': must be an integer")],
 )  # fmt: skip
 def test_ppo_config_rejects_wrong_types_and_harmful_values(field, value, message):
     with pytest.raises(ValueError, match=re.escape(f"PPOConfig.{message}")):

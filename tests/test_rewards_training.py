@@ -273,7 +273,7 @@ def test_a_diverged_training_raises_instead_of_returning_initial_params(nav_data
      ("max_grad_norm", float("inf")), ("learning_rate", "1e-3"), ("num_epochs", True)],
 )  # fmt: skip
 def test_train_config_rejects_non_finite_and_wrongly_typed_numbers(field, value):
-    with pytest.raises(ValueError, match=f"train config field {field}=.*: must be an? "):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}=.*: must be an? "):
         dataclasses.replace(R.TrainConfig(), **{field: value}).validate()
     with pytest.raises(ValueError, match="learning_rate='1e-3': must be a finite number > 0"):
         R.TrainConfig(learning_rate="1e-3").validate()  # the string is named as not a number

@@ -38,6 +38,7 @@ import numpy as np
 
 from vpl_jax import envs
 from vpl_jax import rewards as R
+from vpl_jax.checks import check_config
 from vpl_jax.data.dataset import (
     DatasetConfig,
     DatasetFileError,
@@ -281,7 +282,7 @@ def reward_models(
             f"sizes.context_size={sizes.context_size}: set by the experiment from "
             f"{context_from} ({context_size}); change that instead"
         )
-    sizes.validate()
+    check_config(sizes, "sizes")
     sizes = dataclasses.replace(sizes, context_size=context_size)
     models = {}
     for method in methods:
