@@ -30,6 +30,7 @@ import numpy as np
 
 from vpl_jax import harness
 from vpl_jax import rewards as R
+from vpl_jax.checks import Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset
 from vpl_jax.plotting import bars, plt
 
@@ -44,13 +45,13 @@ class Config(harness.PopulationStudy):
     """User types of the highway population, in equal shares (--population gives any other)."""
     locomotion_types: tuple[str, ...] = ("forward", "backward")
     """User types of the locomotion population, in equal shares (--population gives any other)."""
-    num_goals: int = 2
+    num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena (goal_c needs 3, goal_d 4)."""
-    beta: float = math.inf
+    beta: float = checked(math.inf, Float(ge=0, finite=False))
     """Boltzmann rationality of every simulated user (inf: rational labels)."""
-    methods: tuple[str, ...] = R.REWARD_METHODS
+    methods: tuple[str, ...] = checked(R.REWARD_METHODS, Choices(R.REWARD_METHODS))
     """Reward models to train."""
-    num_seeds: int = 3
+    num_seeds: int = checked(3, Int(ge=1))
     """Training seeds per model, trained in one vmap."""
     data: DatasetConfig = DatasetConfig(
         num_users=480, context_size=8, heldout_size=64, pool_size=2048, num_episodes=256
@@ -60,7 +61,7 @@ class Config(harness.PopulationStudy):
     """Reward-model training (VPL's validation loss flattens after about 150 epochs here)."""
     sizes: R.ModelSizes = R.ModelSizes()
     """Network sizes shared by the models (VPL's context_size is set to data.context_size)."""
-    validation_fraction: float = 0.2
+    validation_fraction: float = checked(0.2, Float(ge=1e-6, le=1 - 1e-6))
     """Share of each type's training users held out for early stopping."""
     dataset: tuple[str, ...] = ()
     """Dataset files (.npz, save_dataset or vpl_jax.label.merge_people), each used instead of
@@ -69,17 +70,11 @@ class Config(harness.PopulationStudy):
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
+        Choices(harness.supported_tasks(type(self))).check("tasks", self.tasks)
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
-        harness.check_choices("methods", self.methods, R.REWARD_METHODS)
-        harness.check_int(self, "num_seeds", minimum=1)
-        harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
-        harness.check_float(self, "validation_fraction", minimum=1e-6, maximum=1 - 1e-6)
-        self.train.validate()
         harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")
         for task in self.tasks:
-            self.data.validate(harness.task_env(self, task))
+            self.data.validate(harness.task_env(self, task), "data")
             harness.task_population(self, task)
         harness.check_dataset_files(self)
         return self

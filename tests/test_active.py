@@ -357,7 +357,7 @@ def test_spread_error_correlation_is_a_rank_correlation():
     [
         (["--criteria", "info_gain", "bald"], "criteria: unknown value(s) ['bald']"),
         (["--num-queries", "9", "--batch-size", "2"], "num_queries=9: must be a multiple"),
-        (["--reference-queries", "20"], "reference_queries=20: must be <= 12"),
+        (["--reference-queries", "20"], "reference_queries=20: must be <= num_queries=12"),
         (["--navigation-types", "goal_a", "goal_z"], "unknown user type 'goal_z'"),
         (["--models", "btl_ensemble", "--criteria", "info_gain"], "leave nothing to run"),
         (["--tasks", "highway", "--policy-tasks", "navigation"], "policy_tasks: unknown value"),

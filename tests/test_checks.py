@@ -105,3 +105,49 @@ def test_check_config_names_the_class_or_the_path_of_a_nested_field():
         check_config(Outer(count=3.0, inner=Inner(size=0)))
     assert rule_of(Inner, "size") == Int(ge=1) and rule_of(Outer, "free") is None
     assert issubclass(ConfigError, ValueError)  # callers catching ValueError keep working
+
+
+def _configs():
+    """Every config class of the library and the experiments (the experiments' ``Config``)."""
+    from vpl_jax import active, harness, iterate, nash
+    from vpl_jax import policies as P
+    from vpl_jax import rewards as R
+    from vpl_jax.active.beliefs import LatentBelief
+    from vpl_jax.data import DatasetConfig
+    from vpl_jax.users import UserType
+
+    return [P.PPOConfig, R.TrainConfig, R.ModelSizes, DatasetConfig, iterate.IterateConfig,
+               active.Acquisition, LatentBelief, nash.NashConfig, nash.CloneConfig,
+               nash.DirectConfig, nash.PreferenceModel, R.BTL, R.VPL, R.DPLMeanVariance,
+               R.DPLCategorical, R.LinearBayes, R.Ensemble, UserType, harness.ExperimentConfig,
+               harness.PopulationStudy]  # fmt: skip
+
+
+#: Number fields checked by explicit code instead of a rule, and why.
+EXPLICIT = {
+    "weights": "UserType: a mapping of feature names to finite numbers",
+    **{
+        f"{kind}_sizes": "misspecification: checked for the kinds swept (SIZES)"
+        for kind in ("beta", "gamma", "epsilon", "regret", "belief")
+    },
+}
+
+
+def _number_fields(cls):
+    for field in dataclasses.fields(cls):
+        annotation = str(field.type)
+        if not annotation.startswith("bool") and any(t in annotation for t in ("int", "float")):
+            yield field
+
+
+@pytest.mark.parametrize("experiment", [None, *sorted(
+    ["reward_accuracy", "underspecification", "active_queries", "misspecification",
+     "misidentification", "nash", "reproduce"])])  # fmt: skip
+def test_every_number_field_of_every_config_declares_its_rule(experiment, load_experiment):
+    """A number field without a rule would accept NaN, 2.5 users or a string silently."""
+    classes = _configs() if experiment is None else [load_experiment(experiment).Config]
+    for cls in classes:
+        for field in _number_fields(cls):
+            if field.name in EXPLICIT:
+                continue
+            assert rule_of(cls, field.name) is not None, f"{cls.__name__}.{field.name}"

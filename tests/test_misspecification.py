@@ -467,7 +467,7 @@ def test_an_iterate_loop_killed_mid_round_resumes_to_identical_rounds(
     ("name", "argv", "message"),
     [
         ("misspecification", ["--kinds", "laziness"], "unknown value(s) ['laziness']"),
-        ("misspecification", ["--epsilon-sizes", "0.7"], "epsilon_sizes=[0.7]"),
+        ("misspecification", ["--epsilon-sizes", "0.7"], "epsilon_sizes=(0.7,)"),
         ("misspecification", ["--policy-methods", "dpo"], "policy_methods"),
         ("misidentification", ["--methods", "btl"], "no belief about a user"),
         ("misidentification", ["--avoid-hazard", "2"], "avoid_hazard=2.0"),

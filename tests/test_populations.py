@@ -193,7 +193,7 @@ def orphan_task():
         (["--population", "highway:gaussian:speed=1"], "population: user type 'gaussian'"),
         (["--register", "no/such/file.py"], "register='no/such/file.py': failed to import"),
         (["--register", "no_such_module_xyz"], "register='no_such_module_xyz': failed"),
-        (["--weight-noise", "-0.5"], "weight_noise=-0.5: must be >= 0.0"),
+        (["--weight-noise", "-0.5"], "weight_noise=-0.5: must be a finite number >= 0"),
         (["--weight-noise", "inf"], "weight_noise=inf"),
         (["--tasks", "highway", "--sizes.inputs", "pixels"], "pixels"),
     ],
