@@ -22,6 +22,7 @@ are saved too, for ``python -m vpl_jax.label --run RUN_FOLDER``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -63,6 +64,12 @@ class Config(harness.PopulationStudy):
     """Network sizes shared by the models (VPL's context_size is set to data.context_size)."""
     validation_fraction: float = checked(0.2, Float(ge=1e-6, le=1 - 1e-6))
     """Share of each type's training users held out for early stopping."""
+    reward_checkpoint_every: int = checked(0, Int(ge=0))
+    """Save reward-model checkpoints every this many epochs (0: none); a multiple of
+    reward_chunk_epochs. Re-running the same command resumes from the last checkpoint."""
+    reward_chunk_epochs: int = checked(20, Int(ge=1))
+    """With checkpoints, reward-model epochs per jitted chunk (the progress bar advances
+    between chunks; the numbers equal one call's up to float rounding)."""
     dataset: tuple[str, ...] = ()
     """Dataset files (.npz, save_dataset or vpl_jax.label.merge_people), each used instead of
     building the dataset of the task it holds (one of tasks; with data.context_size context
@@ -72,6 +79,7 @@ class Config(harness.PopulationStudy):
         super().validate()
         Choices(harness.supported_tasks(type(self))).check("tasks", self.tasks)
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
+        harness.check_checkpoint_every(self, "reward_checkpoint_every", "reward_chunk_epochs")
         harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")
         for task in self.tasks:
             self.data.validate(harness.task_env(self, task), "data")
@@ -95,9 +103,15 @@ PRESETS = {
 
 
 def train_and_evaluate(
-    config: Config, task: str, dataset: PreferenceDataset, method: str, key: jax.Array
+    config: Config,
+    task: str,
+    dataset: PreferenceDataset,
+    method: str,
+    key: jax.Array,
+    results: harness.RunResults,
 ) -> dict:
-    """Trains ``method`` on the training users (S seeds vmapped); scores the test users."""
+    """Trains ``method`` on the training users (S seeds vmapped; checkpointed in the run folder
+    every ``reward_checkpoint_every`` epochs, resumed from there); scores the test users."""
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
     model = R.make_model(method, sizes)
     fit_users, valid_users = R.validation_split(dataset, config.validation_fraction)
@@ -105,7 +119,17 @@ def train_and_evaluate(
     pairs = lambda ds, part: R.user_pairs(ds, part, model.inputs)  # noqa: E731
     keys = jax.random.split(key, config.num_seeds)
     start = time.time()
-    params, history = R.fit(
+    fit = R.fit
+    if config.reward_checkpoint_every:  # else one call: the numbers of runs before checkpoints
+        fit = functools.partial(
+            R.fit_chunked,
+            chunk_epochs=config.reward_chunk_epochs,
+            checkpointer=results.checkpointer(
+                f"{task}_reward_{method}", config.reward_checkpoint_every
+            ),
+            desc=f"{task} {method} reward",
+        )
+    params, history = fit(
         model, config.train, keys, pairs(fit_users, "all"), pairs(valid_users, "all")
     )
     context, heldout = pairs(test, "context"), pairs(test, "heldout")
@@ -229,7 +253,7 @@ def main(config: Config, results: harness.RunResults) -> str:
         for method, k in zip(
             config.methods, jax.random.split(k_models, len(config.methods)), strict=True
         ):
-            outs[method] = train_and_evaluate(config, task, dataset, method, k)
+            outs[method] = train_and_evaluate(config, task, dataset, method, k, results)
             results.log_reward_history(f"{task}/{method}/reward", outs[method]["history"])
             results.save_reward_model(task, method, outs[method]["model"], outs[method]["params"])
             add_rows(results, task, type_names, method, outs[method], test.users.type_id)

@@ -146,6 +146,7 @@ COMMAND_LINE = [
     ],
     ("misidentification", ["--checkpoint-every", "-20"], "checkpoint_every=-20: must be an int"),
     ("underspecification", ["--reward-checkpoint-every", "30"], "reward_checkpoint_every=30"),
+    ("reward_accuracy", ["--reward-checkpoint-every", "30"], "reward_checkpoint_every=30"),
     # Where results go.
     ("reward_accuracy", ["--run-name", "a/b"], "run_name='a/b'"),
     ("underspecification", ["--results-dir", ""], "results_dir='': give a folder"),

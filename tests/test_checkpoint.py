@@ -197,3 +197,54 @@ def test_real_ppo_states_of_every_method_save_and_resume_identically(
     jax.tree.map(np.testing.assert_array_equal, history, ref_history)
     raw = functools.partial(jax.tree.map, lambda x: jax.random.key_data(x) if _is_key(x) else x)
     jax.tree.map(np.testing.assert_array_equal, raw(state), raw(reference))
+
+
+# --- experiments interrupted mid-training and run again with the same command --------------------
+@pytest.mark.slow  # the shared navigation dataset, and three tiny reward trainings of two models
+def test_reward_accuracy_interrupted_mid_training_resumes_to_identical_metrics(
+    load_experiment, nav_dataset, monkeypatch, tmp_path
+):
+    """--reward-checkpoint-every: a run stopped mid-training of its second model, run again with
+    the same command, restores the first model whole and the second from its last checkpoint,
+    and writes the metrics.json of an uninterrupted run. (Before, reward_accuracy had no
+    checkpoints: a stopped run started over.)"""
+    from vpl_jax import harness
+
+    experiment = load_experiment("reward_accuracy")
+    monkeypatch.setattr(harness, "task_dataset", lambda config, task, key: nav_dataset)
+    argv = [
+        "--tasks", "navigation", "--methods", "btl", "linear_bayes", "--num-seeds", "2",
+        "--train.num-epochs", "6", "--train.users-per-batch", "4", "--sizes.hidden", "8",
+        "--reward-chunk-epochs", "2", "--reward-checkpoint-every", "2",
+        "--results-dir", str(tmp_path),
+    ]  # fmt: skip
+
+    def run(name):
+        harness.run_experiment(
+            "reward_accuracy", experiment.Config, experiment.PRESETS, experiment.main,
+            [*argv, "--run-name", name],
+        )  # fmt: skip
+        return (tmp_path / "reward_accuracy" / name / "metrics.json").read_bytes()
+
+    reference = run("uninterrupted")
+    save, restore, saves, restored = Checkpointer.save, Checkpointer.restore, [], []
+
+    def save_then_die(self, step, state, history):
+        save(self, step, state, history)
+        saves.append(step)
+        if len(saves) == 5:  # btl saved at 2, 4, 6; linear_bayes at 2, 4
+            raise Interrupt
+
+    def restore_and_tell(self, *args):
+        out = restore(self, *args)
+        restored.append(None if out is None else out[1])
+        return out
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
+    with pytest.raises(Interrupt):
+        run("stopped")
+    assert not (tmp_path / "reward_accuracy" / "stopped" / "metrics.json").exists()
+    monkeypatch.setattr(Checkpointer, "save", save)
+    monkeypatch.setattr(Checkpointer, "restore", restore_and_tell)
+    assert run("stopped") == reference
+    assert restored == [6, 4]  # btl restored whole, linear_bayes from its checkpoint at 4
