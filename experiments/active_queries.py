@@ -46,6 +46,7 @@ import numpy as np
 from vpl_jax import active, harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
+from vpl_jax.checks import Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.keys import named_key
 from vpl_jax.plotting import band, plt
@@ -73,27 +74,27 @@ class Config(harness.PopulationStudy):
     """User types of the highway population, in equal shares (--population gives any other)."""
     locomotion_types: tuple[str, ...] = ("forward", "backward", "left", "right")
     """User types of the locomotion population, in equal shares (--population gives any other)."""
-    num_goals: int = 4
+    num_goals: int = checked(4, Int(ge=2, le=6))
     """Goals of the navigation arena (goal_c needs 3, goal_d 4)."""
-    beta: float = math.inf
+    beta: float = checked(math.inf, Float(ge=0, finite=False))
     """Boltzmann rationality of every simulated user (inf: rational answers)."""
-    models: tuple[str, ...] = MODELS
+    models: tuple[str, ...] = checked(MODELS, Choices(MODELS))
     """Reward models to train and elicit with (vpl, linear_bayes, btl_ensemble)."""
-    criteria: tuple[str, ...] = active.CRITERIA
+    criteria: tuple[str, ...] = checked(active.CRITERIA, Choices(active.CRITERIA))
     """Acquisition criteria to compare (each runs with the models in CRITERION_MODELS)."""
-    num_queries: int = 12
+    num_queries: int = checked(12, Int(ge=1))
     """Queries asked of each test user (num_queries / batch_size rounds)."""
-    batch_size: int = 1
+    batch_size: int = checked(1, Int(ge=1))
     """Queries asked per round (b > 1: a diverse batch)."""
-    diversity: float = 1.0
+    diversity: float = checked(1.0, Float(ge=0))
     """Weight of the near-duplicate penalty when batch_size > 1."""
-    num_samples: int = 32
+    num_samples: int = checked(32, Int(ge=1))
     """Posterior samples per user and round (VPL, LinearBayes)."""
-    entropy_shortlist: int = 64
+    entropy_shortlist: int = checked(64, Int(ge=1))
     """entropy: re-encode only this many candidates, those of highest predictive entropy."""
-    reference_queries: int = 8
+    reference_queries: int = checked(8, Int(ge=1))
     """The random-query budget whose accuracy the other criteria must match."""
-    num_seeds: int = 2
+    num_seeds: int = checked(2, Int(ge=1))
     """Training seeds per model, trained in one vmap (each elicits every test user)."""
     data: DatasetConfig = DatasetConfig(
         num_users=128, context_size=8, heldout_size=32, pool_size=1024, num_episodes=128
@@ -104,11 +105,11 @@ class Config(harness.PopulationStudy):
     exploit; at 100 epochs information gain needs about one query more)."""
     sizes: R.ModelSizes = R.ModelSizes(ensemble_size=3)
     """Network sizes (VPL's and LinearBayes' context_size is set to num_queries)."""
-    validation_fraction: float = 0.2
+    validation_fraction: float = checked(0.2, Float(ge=1e-6, le=1 - 1e-6))
     """Share of each type's training users held out to choose the best epoch."""
-    users_per_chunk: int = 16
+    users_per_chunk: int = checked(16, Int(ge=1))
     """(seed, user) elicitations vmapped at once (bounds memory)."""
-    calibration_bins: int = 10
+    calibration_bins: int = checked(10, Int(ge=2))
     """Bins of the reliability diagram."""
     policy_tasks: tuple[str, ...] = ("navigation",)
     """Tasks on which a VPL latent-conditioned policy is trained (PPO on the learned r(s, z),
@@ -117,33 +118,30 @@ class Config(harness.PopulationStudy):
     ppo: P.PPOConfig = P.PPOConfig(total_timesteps=2_000_000, center_rewards=True)
     """PPO of the latent-conditioned policy (rewards centred: navigation episodes have a fixed
     length; --ppo.no-center-rewards for a policy task whose episodes end early)."""
-    policy_eval_episodes: int = 4
+    policy_eval_episodes: int = checked(4, Int(ge=1))
     """Evaluation episodes per test user and number of queries (deterministic policy)."""
-    chunk_updates: int = 20
+    chunk_updates: int = checked(20, Int(ge=1))
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = checked(0, Int(ge=0))
     """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
     Re-running the same command resumes from the last checkpoint."""
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
+        Choices(harness.supported_tasks(type(self))).check("tasks", self.tasks)
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
-        harness.check_choices("models", self.models, MODELS)
-        harness.check_choices("criteria", self.criteria, active.CRITERIA)
-        for name in ("num_queries", "batch_size", "num_samples", "num_seeds", "users_per_chunk"):
-            harness.check_int(self, name, minimum=1)
-        harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_int(self, "calibration_bins", minimum=2)
-        harness.check_int(self, "policy_eval_episodes", minimum=1)
-        harness.check_int(self, "chunk_updates", minimum=1)
         harness.check_checkpoint_every(self)
-        harness.check_choices("policy_tasks", self.policy_tasks, self.tasks, min_count=0)
-        harness.check_int(self, "entropy_shortlist", minimum=self.batch_size)
-        harness.check_int(self, "reference_queries", minimum=1, maximum=self.num_queries)
-        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
-        harness.check_float(self, "diversity", minimum=0.0)
-        harness.check_float(self, "validation_fraction", minimum=1e-6, maximum=1 - 1e-6)
+        Choices(self.tasks, min_count=0).check("policy_tasks", self.policy_tasks)
+        if self.entropy_shortlist < self.batch_size:
+            raise harness.ConfigError(
+                f"entropy_shortlist={self.entropy_shortlist}: must be >= batch_size="
+                f"{self.batch_size}"
+            )
+        if self.reference_queries > self.num_queries:
+            raise harness.ConfigError(
+                f"reference_queries={self.reference_queries}: must be <= num_queries="
+                f"{self.num_queries}"
+            )
         if self.num_queries % self.batch_size:
             raise harness.ConfigError(
                 f"num_queries={self.num_queries}: must be a multiple of batch_size="
@@ -170,10 +168,9 @@ class Config(harness.PopulationStudy):
                 f"'vpl' in models (models={list(self.models)}); or pass --policy-tasks with no "
                 "value"
             )
-        self.train.validate()
         harness.reward_models(self.sizes, self.models, self.num_queries, "num_queries")
         for task in self.tasks:
-            self.data.validate(harness.task_env(self, task))
+            self.data.validate(harness.task_env(self, task), "data")
             if task in self.policy_tasks:
                 pipeline.check_policy_config(self.ppo, harness.task_env(self, task))
             harness.task_population(self, task)

@@ -44,6 +44,7 @@ from vpl_jax import envs, harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.active import has_belief
+from vpl_jax.checks import Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, build_dataset
 from vpl_jax.iterate import (
     LOOP_CRITERIA,
@@ -68,17 +69,17 @@ class Config(harness.PopulationStudy):
     """Not offered here: the iterate loop's trainings keep no training curves."""
     navigation_types: tuple[str, ...] = ("goal_a", "cautious")
     """Navigation user types, in equal shares (--population gives any other)."""
-    num_goals: int = 2
+    num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
-    beta: float = math.inf
+    beta: float = checked(math.inf, Float(ge=0, finite=False))
     """Boltzmann rationality of the users (inf: rational)."""
-    methods: tuple[str, ...] = ("btl_ensemble", "vpl")
+    methods: tuple[str, ...] = checked(("btl_ensemble", "vpl"), Choices(METHODS))
     """Reward models (btl: random queries only; it has no belief for information gain)."""
-    criteria: tuple[str, ...] = LOOP_CRITERIA
+    criteria: tuple[str, ...] = checked(LOOP_CRITERIA, Choices(LOOP_CRITERIA))
     """Query criteria of the iterate loop."""
-    avoid_hazard: float = 1.0
+    avoid_hazard: float = checked(1.0, Float(ge=0, le=1))
     """Share of the narrow data's episodes that steer around the hazard."""
-    avoid_bystander: float = 1.0
+    avoid_bystander: float = checked(1.0, Float(ge=0, le=1))
     """Share of the narrow data's episodes that steer around the bystander."""
     broad_reference: bool = True
     """Also run the offline pipeline on broad data (the default behaviour policy)."""
@@ -96,9 +97,9 @@ class Config(harness.PopulationStudy):
     iterate: IterateConfig = IterateConfig(schedule=(8, 8), episodes_per_round=32)
     """The iterate loop (schedule: new queries per user in each round; its length is the
     number of rounds after round 0; the criterion is set by criteria, one loop each)."""
-    chunk_updates: int = 20
+    chunk_updates: int = checked(20, Int(ge=1))
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = checked(0, Int(ge=0))
     """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
     Re-running the same command resumes from the last checkpoint."""
 
@@ -109,21 +110,13 @@ class Config(harness.PopulationStudy):
                 "tensorboard: misidentification logs no training curves (its iterate loop "
                 "keeps none)"
             )
-        harness.check_choices("methods", self.methods, METHODS)
-        harness.check_choices("criteria", self.criteria, LOOP_CRITERIA)
         if self.iterate.criterion != IterateConfig.criterion:
             raise harness.ConfigError(
                 f"iterate.criterion={self.iterate.criterion!r}: set by criteria, which runs the "
                 f"loop once per criterion (now {list(self.criteria)}); use --criteria instead"
             )
-        harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
-        harness.check_float(self, "avoid_hazard", minimum=0.0, maximum=1.0)
-        harness.check_float(self, "avoid_bystander", minimum=0.0, maximum=1.0)
-        harness.check_int(self, "chunk_updates", minimum=1)
         harness.check_checkpoint_every(self)
-        self.reward_train.validate()
-        self.data.validate(task_env(self))
+        self.data.validate(task_env(self), "data")
         check_policy_config(self.ppo, task_env(self))
         population(self)  # unknown or repeated user types raise, naming the field
         for method, model in reward_models(self).items():
@@ -133,7 +126,7 @@ class Config(harness.PopulationStudy):
                         f"methods: {method!r} has no belief about a user for criterion "
                         "'info_gain'; use btl_ensemble or vpl, or criteria ['random']"
                     )
-                dataclasses.replace(self.iterate, criterion=criterion).validate(model)
+                dataclasses.replace(self.iterate, criterion=criterion).validate(model, "iterate")
         return self
 
 

@@ -33,7 +33,6 @@ features of the world the user believes in). The zero-deviation point is shared 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax
@@ -43,6 +42,7 @@ import numpy as np
 from vpl_jax import envs, harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
+from vpl_jax.checks import Choices, Each, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, label_queries
 from vpl_jax.data.beliefs import believed_features
 from vpl_jax.envs.navigation import NavigationWorld
@@ -60,6 +60,14 @@ from vpl_jax.users import Population, User, segment_values
 
 TASK = "navigation"
 KINDS = ("beta", "gamma", "epsilon", "regret", "belief")
+#: The deviation sizes each kind accepts (at least one per kind swept).
+SIZES = {
+    "beta": Each(Float(gt=0), min_count=1),  # temperatures 1/beta
+    "gamma": Each(Float(ge=0, lt=1), min_count=1),  # myopia 1 - gamma
+    "epsilon": Each(Float(gt=0, le=0.5), min_count=1),
+    "regret": Each(Float(gt=0, le=1), min_count=1),
+    "belief": Each(Float(gt=0), min_count=1),
+}
 #: The size of each kind's model error, as plotted.
 UNITS = {
     "beta": "temperature 1/β",
@@ -78,11 +86,11 @@ class Config(harness.PopulationStudy):
     tasks = (TASK,)  # not a field: the deviations and the narrow data are navigation's
     navigation_types: tuple[str, ...] = ("goal_a", "cautious")
     """Navigation user types, in equal shares (--population gives any other)."""
-    num_goals: int = 2
+    num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = checked(METHODS, Choices(METHODS))
     """Reward models (all assume Boltzmann partial-return labels)."""
-    kinds: tuple[str, ...] = KINDS
+    kinds: tuple[str, ...] = checked(KINDS, Choices(KINDS))
     """Deviations from the assumed human model to sweep."""
     beta_sizes: tuple[float, ...] = (1.0, 4.0)
     """Temperatures 1/beta (> 0)."""
@@ -110,11 +118,11 @@ class Config(harness.PopulationStudy):
     """Reward-network sizes (VPL's context size is set to data.context_size)."""
     ppo: P.PPOConfig = P.PPOConfig(total_timesteps=600_000, center_rewards=True)
     """PPO for the oracle (whose critic gives V*) and the learned rewards."""
-    num_eval_episodes: int = 8
+    num_eval_episodes: int = checked(8, Int(ge=1))
     """Evaluation episodes per test user."""
-    chunk_updates: int = 20
+    chunk_updates: int = checked(20, Int(ge=1))
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = checked(0, Int(ge=0))
     """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
     Re-running the same command resumes from the last checkpoint."""
 
@@ -123,32 +131,13 @@ class Config(harness.PopulationStudy):
 
     def validate(self):
         super().validate()
-        harness.check_choices("methods", self.methods, METHODS)
-        harness.check_choices("kinds", self.kinds, KINDS)
-        harness.check_choices("policy_methods", self.policy_methods, self.methods, min_count=0)
-        harness.check_choices("policy_kinds", self.policy_kinds, self.kinds, min_count=0)
-        harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_int(self, "num_eval_episodes", minimum=1)
-        harness.check_int(self, "chunk_updates", minimum=1)
+        Choices(self.methods, min_count=0).check("policy_methods", self.policy_methods)
+        Choices(self.kinds, min_count=0).check("policy_kinds", self.policy_kinds)
         harness.check_checkpoint_every(self)
-        bounds = {
-            "beta": (lambda s: s > 0, "> 0"),
-            "gamma": (lambda s: 0 <= s < 1, "in [0, 1)"),
-            "epsilon": (lambda s: 0 < s <= 0.5, "in (0, 0.5]"),
-            "regret": (lambda s: 0 < s <= 1, "in (0, 1]"),
-            "belief": (lambda s: s > 0, "> 0"),
-        }
-        for kind in self.kinds:
-            ok, allowed = bounds[kind]
-            values = self.sizes_of(kind)
-            if not values or not all(math.isfinite(s) and ok(s) for s in values):
-                raise harness.ConfigError(
-                    f"{kind}_sizes={list(values)}: give at least one size, each finite and "
-                    f"{allowed}"
-                )
-        self.reward_train.validate()
+        for kind in self.kinds:  # the sizes of a kind not swept are not used
+            SIZES[kind].check(f"{kind}_sizes", self.sizes_of(kind))
         harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")
-        self.data.validate(task_env(self))
+        self.data.validate(task_env(self), "data")
         check_policy_config(self.ppo, task_env(self))
         population(self)  # unknown or repeated user types raise, naming the field
         return self

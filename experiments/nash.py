@@ -63,6 +63,7 @@ from vpl_jax import envs, harness, pipeline
 from vpl_jax import nash as N
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
+from vpl_jax.checks import Choices, Each, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, collect
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.envs.base import BehaviourPolicy
@@ -82,13 +83,13 @@ CURVES = ("win_probability", "kl", "max_mode_weight")
 
 @dataclasses.dataclass(frozen=True)
 class Config(harness.ExperimentConfig):
-    cases: tuple[str, ...] = CASES
+    cases: tuple[str, ...] = checked(CASES, Choices(CASES))
     """Populations to run: cyclic (equal shares of the three types), transitive (one dominant)."""
-    transitive_shares: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    transitive_shares: tuple[float, float, float] = checked((0.8, 0.1, 0.1), Each(Float(ge=0)))
     """Shares of cycle_abc, cycle_bca, cycle_cab in the transitive case (goal a wins there)."""
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = checked(METHODS, Choices(METHODS))
     """Methods to compare."""
-    beta: float = math.inf
+    beta: float = checked(math.inf, Float(ge=0, finite=False))
     """Boltzmann rationality of the simulated users (inf: rational)."""
     data: DatasetConfig = DatasetConfig(
         num_users=768,
@@ -116,23 +117,23 @@ class Config(harness.ExperimentConfig):
     rollouts, and the cycle types weigh only goal progress, a function of the state."""
     reference_goals: str = "aaaabc"
     """The reference (SFT) policy's lottery: the goal of each equal arc of the noise circle."""
-    demo_episodes: int = 512
+    demo_episodes: int = checked(512, Int(ge=1))
     """Scripted demonstrations the reference is cloned from."""
-    goal_episode_share: float = 0.5
+    goal_episode_share: float = checked(0.5, Float(ge=0, le=1))
     """Share of the recorded episodes that head for a goal chosen uniformly (as SFT rollouts
     would, with action noise); the rest come from the task's broad behaviour policy. The goals'
     cycle shows only in comparisons of goal-reaching episodes, which broad data alone rarely
     makes (its learned cycle is then lopsided)."""
-    demo_noise: float = 0.3
+    demo_noise: float = checked(0.3, Float(ge=1e-3))
     """Standard deviation of the demonstrations' pre-squash action noise."""
     clone: N.CloneConfig = N.CloneConfig()
     """Behaviour cloning of the reference."""
-    rlhf_return_std: float = 0.2
+    rlhf_return_std: float = checked(0.2, Float(ge=1e-6))
     """BTL's and VPL's rewards are scaled to returns of this spread (over the recorded episodes
     for BTL, over the reference's rollouts per user for VPL) before the KL-regularised step,
     which puts kl_coef on the footing of Nash-MD's win probabilities (goals differ by about 1/6
     in win probability)."""
-    vpl_mode_rollouts: int = 32
+    vpl_mode_rollouts: int = checked(32, Int(ge=2))
     """Reference rollouts per mode that VPL's per-user mode returns are estimated from."""
     nash_ppo: P.PPOConfig = P.PPOConfig(
         total_timesteps=400_000,
@@ -150,40 +151,27 @@ class Config(harness.ExperimentConfig):
     per update (self_play uses β = 0)."""
     direct: N.DirectConfig = N.DirectConfig()
     """Offline IPO/DPO (its loss field is set per method)."""
-    num_eval_episodes: int = 600
+    num_eval_episodes: int = checked(600, Int(ge=1))
     """Evaluation episodes per method (shared starts; stochastic actions)."""
-    chunk_updates: int = 10
+    chunk_updates: int = checked(10, Int(ge=1))
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = checked(0, Int(ge=0))
     """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates."""
 
     def validate(self):
         super().validate()
-        harness.check_choices("cases", self.cases, CASES)
-        harness.check_choices("methods", self.methods, METHODS)
-        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
-        shares = self.transitive_shares
-        if (
-            len(shares) != 3
-            or not all(math.isfinite(v) and v >= 0 for v in shares)
-            or not sum(shares) > 0
-        ):
+        if len(self.transitive_shares) != 3 or not sum(self.transitive_shares) > 0:
             raise harness.ConfigError(
-                f"transitive_shares={shares}: give three finite shares >= 0, not all 0"
+                f"transitive_shares={self.transitive_shares}: give three finite shares >= 0, "
+                "not all 0"
             )
         if not self.reference_goals or set(self.reference_goals) - set(GOALS):
             raise harness.ConfigError(
                 f"reference_goals={self.reference_goals!r}: a non-empty string of goals {GOALS}"
             )
-        for name in ("demo_episodes", "num_eval_episodes", "chunk_updates"):
-            harness.check_int(self, name, minimum=1)
-        harness.check_float(self, "demo_noise", minimum=1e-3)
-        harness.check_float(self, "rlhf_return_std", minimum=1e-6)
-        harness.check_int(self, "vpl_mode_rollouts", minimum=2)
-        harness.check_float(self, "goal_episode_share", minimum=0.0, maximum=1.0)
         harness.check_checkpoint_every(self)
         env = task_env()
-        self.data.validate(env)
+        self.data.validate(env, "data")
         if self.data.segment_horizon != env.episode_length:
             raise harness.ConfigError(
                 f"data.segment_horizon={self.data.segment_horizon}: must equal the episode "
@@ -193,8 +181,6 @@ class Config(harness.ExperimentConfig):
             raise harness.ConfigError(
                 "preference: Nash-MD needs the population model (latent_dim=0, inputs='obs')"
             )
-        for train in (self.preference_train, self.reward_train):
-            train.validate()
         if self.sizes.inputs != "obs":
             raise harness.ConfigError(
                 f"sizes.inputs={self.sizes.inputs!r}: the Nash study scores rollouts' states, "
@@ -203,9 +189,7 @@ class Config(harness.ExperimentConfig):
         harness.reward_models(
             self.sizes, reward_methods(self.methods), self.data.context_size, "data.context_size"
         )
-        self.clone.validate()
-        self.nash.validate()
-        self.direct.validate()
+        self.nash.validate("nash")
         for name, k in (("nash.num_modes", self.nash.num_modes),
                         ("direct.num_modes", self.direct.num_modes)):  # fmt: skip
             if k % len(self.reference_goals):

@@ -32,6 +32,7 @@ import numpy as np
 from vpl_jax import harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
+from vpl_jax.checks import Choice, Choices, Float, Int, checked
 from vpl_jax.data.rollouts import collect
 from vpl_jax.keys import named_key
 from vpl_jax.plotting import plt
@@ -47,42 +48,32 @@ class Config(harness.PopulationStudy):
     """User types of highway."""
     locomotion_types: tuple[str, ...] = ("forward", "backward", "left", "right")
     """User types of locomotion."""
-    num_goals: int = 2
+    num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
-    beta: float = math.inf
+    beta: float = checked(math.inf, Float(ge=0, finite=False))
     """Unused here (no labels are drawn); kept so populations read as in every study."""
-    num_seeds: int = 2
+    num_seeds: int = checked(2, Int(ge=1))
     """Independent PPO seeds per type."""
     ppo: P.PPOConfig = P.PPOConfig()
     """PPO, the same for every type."""
-    reward_scaling: str = pipeline.DEFAULT_REWARD_SCALING
+    reward_scaling: str = checked(pipeline.DEFAULT_REWARD_SCALING, Choice(pipeline.REWARD_SCALING))
     """Scaling of each type's reward against reference steps (as underspecification's)."""
-    num_reference_episodes: int = 64
+    num_reference_episodes: int = checked(64, Int(ge=1))
     """Behaviour-policy episodes the reference steps are drawn from."""
-    num_reference_states: int = 256
+    num_reference_states: int = checked(256, Int(ge=1))
     """Reference steps of per-type reward scaling."""
-    num_eval_episodes: int = 64
+    num_eval_episodes: int = checked(64, Int(ge=1))
     """Evaluation episodes per (policy, type) pair; every pair sees the same starts."""
-    chunk_updates: int = 20
+    chunk_updates: int = checked(20, Int(ge=1))
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = checked(0, Int(ge=0))
     """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
     Re-running the same command resumes from the last checkpoint."""
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
-        harness.check_type_fields(self)
-        harness.check_choices("reward_scaling", (self.reward_scaling,), pipeline.REWARD_SCALING)
-        for name in (
-            "num_seeds",
-            "num_reference_episodes",
-            "num_reference_states",
-            "num_eval_episodes",
-            "chunk_updates",
-        ):
-            harness.check_int(self, name, minimum=1)
-        harness.check_int(self, "num_goals", minimum=2, maximum=6)
+        Choices(harness.supported_tasks(type(self))).check("tasks", self.tasks)
+        harness.check_type_fields(self)  # unknown or repeated user types, naming the field
         harness.check_checkpoint_every(self)
         for task in self.tasks:
             env = harness.task_env(self, task)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from vpl_jax import harness
 from vpl_jax.atomic import atomic_write
+from vpl_jax.checks import Choice, Choices, checked
 
 HERE = Path(__file__).resolve().parent
 #: The figure experiments, in the order they are run (cheapest first).
@@ -52,7 +53,7 @@ class Config(harness.ExperimentConfig):
     run folder; not misidentification)."""
     only: tuple[str, ...] = ()
     """Experiments to run (default: every one that exists)."""
-    experiment_preset: str = ""
+    experiment_preset: str = checked("", Choice(("", *EXPERIMENT_PRESETS)))
     """Preset passed to each experiment, cpu or paper (default: the same as --preset)."""
     index_only: bool = False
     """Run nothing: rebuild the figure index from the experiments' existing results of this
@@ -60,10 +61,7 @@ class Config(harness.ExperimentConfig):
 
     def validate(self):
         super().validate()
-        if self.only:
-            harness.check_choices("only", self.only, available())
-        if self.experiment_preset:
-            harness.check_choice("experiment_preset", self.experiment_preset, EXPERIMENT_PRESETS)
+        Choices(available(), min_count=0).check("only", self.only)
         if self.tensorboard and self.index_only:
             raise harness.ConfigError("tensorboard: --index-only runs no experiment to log")
         if self.tensorboard and not set(self.only or available()) - set(NO_TENSORBOARD):

@@ -22,6 +22,7 @@ are saved too, for ``python -m vpl_jax.label --run RUN_FOLDER``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from vpl_jax import harness
 from vpl_jax import rewards as R
+from vpl_jax.checks import Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset
 from vpl_jax.plotting import bars, plt
 
@@ -44,13 +46,13 @@ class Config(harness.PopulationStudy):
     """User types of the highway population, in equal shares (--population gives any other)."""
     locomotion_types: tuple[str, ...] = ("forward", "backward")
     """User types of the locomotion population, in equal shares (--population gives any other)."""
-    num_goals: int = 2
+    num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena (goal_c needs 3, goal_d 4)."""
-    beta: float = math.inf
+    beta: float = checked(math.inf, Float(ge=0, finite=False))
     """Boltzmann rationality of every simulated user (inf: rational labels)."""
-    methods: tuple[str, ...] = R.REWARD_METHODS
+    methods: tuple[str, ...] = checked(R.REWARD_METHODS, Choices(R.REWARD_METHODS))
     """Reward models to train."""
-    num_seeds: int = 3
+    num_seeds: int = checked(3, Int(ge=1))
     """Training seeds per model, trained in one vmap."""
     data: DatasetConfig = DatasetConfig(
         num_users=480, context_size=8, heldout_size=64, pool_size=2048, num_episodes=256
@@ -60,8 +62,14 @@ class Config(harness.PopulationStudy):
     """Reward-model training (VPL's validation loss flattens after about 150 epochs here)."""
     sizes: R.ModelSizes = R.ModelSizes()
     """Network sizes shared by the models (VPL's context_size is set to data.context_size)."""
-    validation_fraction: float = 0.2
+    validation_fraction: float = checked(0.2, Float(ge=1e-6, le=1 - 1e-6))
     """Share of each type's training users held out for early stopping."""
+    reward_checkpoint_every: int = checked(0, Int(ge=0))
+    """Save reward-model checkpoints every this many epochs (0: none); a multiple of
+    reward_chunk_epochs. Re-running the same command resumes from the last checkpoint."""
+    reward_chunk_epochs: int = checked(20, Int(ge=1))
+    """With checkpoints, reward-model epochs per jitted chunk (the progress bar advances
+    between chunks; the numbers equal one call's up to float rounding)."""
     dataset: tuple[str, ...] = ()
     """Dataset files (.npz, save_dataset or vpl_jax.label.merge_people), each used instead of
     building the dataset of the task it holds (one of tasks; with data.context_size context
@@ -69,17 +77,12 @@ class Config(harness.PopulationStudy):
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
+        Choices(harness.supported_tasks(type(self))).check("tasks", self.tasks)
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
-        harness.check_choices("methods", self.methods, R.REWARD_METHODS)
-        harness.check_int(self, "num_seeds", minimum=1)
-        harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
-        harness.check_float(self, "validation_fraction", minimum=1e-6, maximum=1 - 1e-6)
-        self.train.validate()
+        harness.check_checkpoint_every(self, "reward_checkpoint_every", "reward_chunk_epochs")
         harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")
         for task in self.tasks:
-            self.data.validate(harness.task_env(self, task))
+            self.data.validate(harness.task_env(self, task), "data")
             harness.task_population(self, task)
         harness.check_dataset_files(self)
         return self
@@ -100,9 +103,15 @@ PRESETS = {
 
 
 def train_and_evaluate(
-    config: Config, task: str, dataset: PreferenceDataset, method: str, key: jax.Array
+    config: Config,
+    task: str,
+    dataset: PreferenceDataset,
+    method: str,
+    key: jax.Array,
+    results: harness.RunResults,
 ) -> dict:
-    """Trains ``method`` on the training users (S seeds vmapped); scores the test users."""
+    """Trains ``method`` on the training users (S seeds vmapped; checkpointed in the run folder
+    every ``reward_checkpoint_every`` epochs, resumed from there); scores the test users."""
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
     model = R.make_model(method, sizes)
     fit_users, valid_users = R.validation_split(dataset, config.validation_fraction)
@@ -110,7 +119,17 @@ def train_and_evaluate(
     pairs = lambda ds, part: R.user_pairs(ds, part, model.inputs)  # noqa: E731
     keys = jax.random.split(key, config.num_seeds)
     start = time.time()
-    params, history = R.fit(
+    fit = R.fit
+    if config.reward_checkpoint_every:  # else one call: the numbers of runs before checkpoints
+        fit = functools.partial(
+            R.fit_chunked,
+            chunk_epochs=config.reward_chunk_epochs,
+            checkpointer=results.checkpointer(
+                f"{task}_reward_{method}", config.reward_checkpoint_every
+            ),
+            desc=f"{task} {method} reward",
+        )
+    params, history = fit(
         model, config.train, keys, pairs(fit_users, "all"), pairs(valid_users, "all")
     )
     context, heldout = pairs(test, "context"), pairs(test, "heldout")
@@ -234,7 +253,7 @@ def main(config: Config, results: harness.RunResults) -> str:
         for method, k in zip(
             config.methods, jax.random.split(k_models, len(config.methods)), strict=True
         ):
-            outs[method] = train_and_evaluate(config, task, dataset, method, k)
+            outs[method] = train_and_evaluate(config, task, dataset, method, k, results)
             results.log_reward_history(f"{task}/{method}/reward", outs[method]["history"])
             results.save_reward_model(task, method, outs[method]["model"], outs[method]["params"])
             add_rows(results, task, type_names, method, outs[method], test.users.type_id)

@@ -37,6 +37,7 @@ from vpl_jax import harness, pipeline, render
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.atomic import atomic_write
+from vpl_jax.checks import Choice, Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.plotting import bars, draw_arena, plot_paths, plt
 
@@ -51,13 +52,13 @@ class Config(harness.PopulationStudy):
     """User types of the navigation population, in equal shares (--population gives any other)."""
     highway_types: tuple[str, ...] = ("aggressive", "cautious")
     """User types of the highway population, in equal shares (--population gives any other)."""
-    num_goals: int = 2
+    num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
-    beta: float = math.inf
+    beta: float = checked(math.inf, Float(ge=0, finite=False))
     """Boltzmann rationality of the simulated users (inf: rational)."""
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = checked(METHODS, Choices(METHODS))
     """Methods to compare."""
-    num_seeds: int = 1
+    num_seeds: int = checked(1, Int(ge=1))
     """Independent seeds (reward model + policy), trained in one vmap."""
     data: DatasetConfig = DatasetConfig(
         num_users=128, context_size=8, heldout_size=56, pool_size=4096, num_episodes=512
@@ -75,73 +76,54 @@ class Config(harness.PopulationStudy):
     episodes have a fixed length (failures are absorbing states, never early ends), so a
     constant shift changes no ranking of policies; needed for VPL-SPO's win probabilities
     (about 0.5 plus a small signal)."""
-    num_reference_states: int = 256
+    num_reference_states: int = checked(256, Int(ge=1))
     """Steps of the data that per-user reward scaling (VPL-SPO's win probability, and
     reward_scaling) compares each user's rewards against."""
-    reward_scaling: str = pipeline.DEFAULT_REWARD_SCALING
+    reward_scaling: str = checked(pipeline.DEFAULT_REWARD_SCALING, Choice(pipeline.REWARD_SCALING))
     """Per-user scaling of the oracle's and VPL's PPO rewards against the reference steps:
     standardize (each user's reward mean 0, std 1 there), minmax, win_probability or none
     (VPL-SPO always uses win_probability; BTL is never scaled). See the README's policy
     section for why."""
-    user_sampling: str = pipeline.DEFAULT_USER_SAMPLING
+    user_sampling: str = checked(pipeline.DEFAULT_USER_SAMPLING, Choice(P.USER_SAMPLING))
     """How a PPO training episode picks its user (oracle, vpl, vpl_spo): balanced (weighted
     inversely to the density of their theta or posterior mean, so every type gets about as
     many episodes as the majority; see the README's policy section) or uniform."""
-    num_eval_episodes: int = 64
+    num_eval_episodes: int = checked(64, Int(ge=1))
     """Evaluation episodes per test user (deterministic policy; every user and method sees
     the same starts). With 16, on highway, which starts were drawn moved every method's true
     return by 2-5 together and once ranked an untrained policy above trained ones."""
-    chunk_updates: int = 20
+    chunk_updates: int = checked(20, Int(ge=1))
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = checked(0, Int(ge=0))
     """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
     Re-running the same command resumes from the last checkpoint."""
-    reward_chunk_epochs: int = 20
+    reward_chunk_epochs: int = checked(20, Int(ge=1))
     """Reward-model epochs per jitted chunk (the progress bar advances between chunks)."""
-    reward_checkpoint_every: int = 0
+    reward_checkpoint_every: int = checked(0, Int(ge=0))
     """Save reward-model checkpoints every this many epochs (0: none); a multiple of
     reward_chunk_epochs."""
-    render_episodes: int = 2
+    render_episodes: int = checked(2, Int(ge=0))
     """Test users whose rollouts under every method are animated in ``<task>_rollouts.html``
     (self-contained: it draws offline; 0: none)."""
 
     def validate(self):
         super().validate()
-        harness.check_choices("tasks", self.tasks, harness.supported_tasks(type(self)))
+        tasks = harness.supported_tasks(type(self))
+        Choices(tasks).check("tasks", self.tasks)
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
-        harness.check_choices("methods", self.methods, METHODS)
-        harness.check_choices("user_sampling", (self.user_sampling,), P.USER_SAMPLING)
-        harness.check_choices("reward_scaling", (self.reward_scaling,), pipeline.REWARD_SCALING)
-        harness.check_choices(
-            "center_reward_tasks",
-            self.center_reward_tasks,
-            harness.supported_tasks(type(self)),
-            min_count=0,
-        )
+        Choices(tasks, min_count=0).check("center_reward_tasks", self.center_reward_tasks)
         if self.ppo.center_rewards:
             raise harness.ConfigError(
                 "ppo.center_rewards: set per task by center_reward_tasks (now "
                 f"{list(self.center_reward_tasks)}); use --center-reward-tasks TASK ... instead"
             )
-        for name in (
-            "num_seeds",
-            "num_reference_states",
-            "num_eval_episodes",
-            "chunk_updates",
-            "reward_chunk_epochs",
-        ):
-            harness.check_int(self, name, minimum=1)
         harness.check_checkpoint_every(self)
         harness.check_checkpoint_every(self, "reward_checkpoint_every", "reward_chunk_epochs")
-        harness.check_int(self, "render_episodes", minimum=0)
-        harness.check_int(self, "num_goals", minimum=2, maximum=6)
-        harness.check_float(self, "beta", minimum=0.0, allow_inf=True)
-        self.reward_train.validate()
         harness.reward_models(
             self.sizes, reward_methods(self.methods), self.data.context_size, "data.context_size"
         )
         for task in self.tasks:
-            self.data.validate(harness.task_env(self, task))
+            self.data.validate(harness.task_env(self, task), "data")
             pipeline.check_policy_config(self.ppo, harness.task_env(self, task))
             harness.task_population(self, task)
         return self

@@ -197,3 +197,140 @@ def test_real_ppo_states_of_every_method_save_and_resume_identically(
     jax.tree.map(np.testing.assert_array_equal, history, ref_history)
     raw = functools.partial(jax.tree.map, lambda x: jax.random.key_data(x) if _is_key(x) else x)
     jax.tree.map(np.testing.assert_array_equal, raw(state), raw(reference))
+
+
+# --- experiments interrupted mid-training and run again with the same command --------------------
+@pytest.mark.slow  # the shared navigation dataset, and three tiny reward trainings of two models
+def test_reward_accuracy_interrupted_mid_training_resumes_to_identical_metrics(
+    load_experiment, nav_dataset, monkeypatch, tmp_path
+):
+    """--reward-checkpoint-every: a run stopped mid-training of its second model, run again with
+    the same command, restores the first model whole and the second from its last checkpoint,
+    and writes the metrics.json of an uninterrupted run. (Before, reward_accuracy had no
+    checkpoints: a stopped run started over.)"""
+    from vpl_jax import harness
+
+    experiment = load_experiment("reward_accuracy")
+    monkeypatch.setattr(harness, "task_dataset", lambda config, task, key: nav_dataset)
+    argv = [
+        "--tasks", "navigation", "--methods", "btl", "linear_bayes", "--num-seeds", "2",
+        "--train.num-epochs", "6", "--train.users-per-batch", "4", "--sizes.hidden", "8",
+        "--reward-chunk-epochs", "2", "--reward-checkpoint-every", "2",
+        "--results-dir", str(tmp_path),
+    ]  # fmt: skip
+
+    def run(name):
+        harness.run_experiment(
+            "reward_accuracy", experiment.Config, experiment.PRESETS, experiment.main,
+            [*argv, "--run-name", name],
+        )  # fmt: skip
+        return (tmp_path / "reward_accuracy" / name / "metrics.json").read_bytes()
+
+    reference = run("uninterrupted")
+    save, restore, saves, restored = Checkpointer.save, Checkpointer.restore, [], []
+
+    def save_then_die(self, step, state, history):
+        save(self, step, state, history)
+        saves.append(step)
+        if len(saves) == 5:  # btl saved at 2, 4, 6; linear_bayes at 2, 4
+            raise Interrupt
+
+    def restore_and_tell(self, *args):
+        out = restore(self, *args)
+        restored.append(None if out is None else out[1])
+        return out
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
+    with pytest.raises(Interrupt):
+        run("stopped")
+    assert not (tmp_path / "reward_accuracy" / "stopped" / "metrics.json").exists()
+    monkeypatch.setattr(Checkpointer, "save", save)
+    monkeypatch.setattr(Checkpointer, "restore", restore_and_tell)
+    assert run("stopped") == reference
+    assert restored == [6, 4]  # btl restored whole, linear_bayes from its checkpoint at 4
+
+
+#: Runs ``experiments/<argv[1]>.py`` with the command-line arguments ``argv[2:]``, as the script
+#: does, and reports on stderr each checkpoint step it resumed from; ``VPL_JAX_TEST_PAUSE``
+#: seconds of sleep before each PPO chunk give a test time to kill it mid-PPO.
+_EXPERIMENT = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {experiments!r})
+    import importlib
+    from vpl_jax import harness, pipeline
+    from vpl_jax.runtime.checkpoint import Checkpointer
+
+    pause = float(os.environ.get("VPL_JAX_TEST_PAUSE", "0"))
+    init, restore = pipeline.PolicyTrainer.__init__, Checkpointer.restore
+
+    def slowed(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        chunk = self._chunk
+        self._chunk = lambda *a: (time.sleep(pause), chunk(*a))[1]
+
+    def reporting(self, *args):
+        out = restore(self, *args)
+        if out is not None:
+            print(f"resumed {{self.directory.name}} at {{out[1]}}", file=sys.stderr)
+        return out
+
+    pipeline.PolicyTrainer.__init__, Checkpointer.restore = slowed, reporting
+    experiment = importlib.import_module(sys.argv[1])
+    harness.run_experiment(
+        sys.argv[1], experiment.Config, experiment.PRESETS, experiment.main, sys.argv[2:]
+    )
+    """
+)
+
+
+@pytest.mark.slow  # three tiny runs of misspecification in subprocesses: about 4 min on 2 cores
+def test_an_experiment_killed_mid_ppo_resumes_with_the_same_command_to_identical_metrics(
+    tmp_path,
+):
+    """misspecification (its oracle's PPO checkpointed every 2 of 20 updates) is SIGKILLed
+    mid-PPO after a checkpoint, then run again with the same command: it resumes from that
+    checkpoint and writes the metrics.json of an uninterrupted run, byte for byte."""
+    experiments = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
+    script = tmp_path / "run.py"
+    script.write_text(_EXPERIMENT.format(experiments=experiments))
+    argv = [
+        "--kinds", "beta", "--beta-sizes", "1", "--methods", "linear_bayes", "--policy-methods",
+        "--policy-kinds", "beta", "--no-correct", "--data.num-users", "16",
+        "--data.context-size", "4", "--data.heldout-size", "8", "--data.pool-size", "256",
+        "--data.num-episodes", "32", "--reward-train.num-epochs", "2",
+        "--reward-train.users-per-batch", "4", "--ppo.total-timesteps", "12800",
+        "--ppo.num-envs", "16", "--ppo.num-minibatches", "2", "--ppo.update-epochs", "1",
+        "--ppo.hidden-sizes", "16", "--num-eval-episodes", "1", "--chunk-updates", "2",
+        "--checkpoint-every", "2", "--results-dir", str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "VPL_JAX_PROGRESS": "0"}
+
+    def command(name):
+        return [sys.executable, str(script), "misspecification", *argv, "--run-name", name]
+
+    log = (tmp_path / "uninterrupted.log").open("w")  # a file: a full pipe would block it
+    reference = subprocess.Popen(command("uninterrupted"), env=env, stderr=log)
+    killed = subprocess.Popen(command("killed"), env={**env, "VPL_JAX_TEST_PAUSE": "1"})
+    steps = tmp_path / "misspecification" / "killed" / "checkpoints" / "oracle"
+    deadline = time.time() + 480
+    while (
+        time.time() < deadline
+        and killed.poll() is None
+        and not any(p.name.isdigit() and int(p.name) >= 4 for p in steps.glob("*"))
+    ):
+        time.sleep(0.1)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (steps.parent.parent / "metrics.json").exists(), "killed before PPO ended"
+    resumed = subprocess.run(command("killed"), env=env, stderr=subprocess.PIPE, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    step = [int(line.split()[-1]) for line in resumed.stderr.splitlines()
+            if line.startswith("resumed oracle at")]  # fmt: skip
+    assert len(step) == 1 and 4 <= step[0] < 20, resumed.stderr[-3000:]
+    code = reference.wait()
+    log.close()
+    assert code == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
+    folder = tmp_path / "misspecification"
+    written = (folder / "killed" / "metrics.json").read_bytes()
+    assert written == (folder / "uninterrupted" / "metrics.json").read_bytes()

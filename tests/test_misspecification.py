@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vpl_jax import harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import Segments, label_queries
@@ -462,25 +461,7 @@ def test_an_iterate_loop_killed_mid_round_resumes_to_identical_rounds(
         assert a.onpolicy_accuracy == b.onpolicy_accuracy
 
 
-# --- the experiments' configs ---------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("name", "argv", "message"),
-    [
-        ("misspecification", ["--kinds", "laziness"], "unknown value(s) ['laziness']"),
-        ("misspecification", ["--epsilon-sizes", "0.7"], "epsilon_sizes=[0.7]"),
-        ("misspecification", ["--policy-methods", "dpo"], "policy_methods"),
-        ("misidentification", ["--methods", "btl"], "no belief about a user"),
-        ("misidentification", ["--avoid-hazard", "2"], "avoid_hazard=2.0"),
-        ("misidentification", ["--iterate.schedule", "0"], "schedule=(0,)"),
-    ],
-)
-def test_bad_configs_fail_before_compiling(name, argv, message, capsys, load_experiment):
-    experiment = load_experiment(name)
-    with pytest.raises(SystemExit):
-        harness.parse(experiment.Config, experiment.PRESETS, argv)
-    assert message in capsys.readouterr().err
-
-
+# --- the experiments' configs (bad ones: test_bad_inputs.py) -------------------------------------
 def test_presets_are_valid(load_experiment):
     for name in ("misspecification", "misidentification"):
         experiment = load_experiment(name)

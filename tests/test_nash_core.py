@@ -1,7 +1,5 @@
 """The closed forms behind Nash learning: geometric mixtures, Nash-MD, DPO and IPO losses."""
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,7 +72,7 @@ def test_preference_model_names_bad_fields_and_averages_kl_over_real_users():
     from vpl_jax.nash.preference import PreferenceModel
     from vpl_jax.rewards import PairBatch
 
-    with pytest.raises(ValueError, match=r"field hidden=\(64, 0\).*ints >= 1"):
+    with pytest.raises(ValueError, match=r"PreferenceModel.hidden=\(64, 0\).*integer >= 1"):
         PreferenceModel(hidden=(64, 0))
     model = PreferenceModel(hidden=(8,), embed_dim=4, latent_dim=2, inputs="features")
     k = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -93,25 +91,3 @@ def test_preference_model_names_bad_fields_and_averages_kl_over_real_users():
     _, with_padding = model.loss(params, padded, key, step)
     assert float(real["kl"]) > 0
     np.testing.assert_allclose(with_padding["kl"], real["kl"], rtol=1e-5)
-
-
-@pytest.mark.parametrize(
-    ("config", "field", "value", "message"),
-    [("clone", "num_steps", 2.5, "CloneConfig.num_steps=2.5: must be an integer"),
-     ("clone", "learning_rate", "3e-3", "CloneConfig.learning_rate='3e-3': must be a finite"),
-     ("nash", "num_modes", 2.5, "NashConfig.num_modes=2.5: must be an integer"),
-     ("nash", "kl_coef", "0.02", "NashConfig.kl_coef='0.02': must be a finite number"),
-     ("nash", "step_size", "1", "NashConfig.step_size='1': must be a finite number"),
-     ("direct", "num_steps", True, "DirectConfig.num_steps=True: must be an integer"),
-     ("direct", "beta", float("nan"), "DirectConfig.beta=nan: must be a finite number")],
-)  # fmt: skip
-def test_nash_configs_name_a_wrongly_typed_field(config, field, value, message):
-    """Non-integer sizes passed validate (and failed deep in a trace); strings raised a bare
-    TypeError from a comparison."""
-    from vpl_jax.nash.control import NashConfig
-    from vpl_jax.nash.offline import DirectConfig
-    from vpl_jax.nash.policy import CloneConfig
-
-    cls = {"clone": CloneConfig, "nash": NashConfig, "direct": DirectConfig}[config]
-    with pytest.raises(ValueError, match=re.escape(message)):
-        cls(**{field: value}).validate()

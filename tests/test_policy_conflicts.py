@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vpl_jax import harness
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,16 +34,6 @@ def test_regret_is_what_a_type_loses_under_another_types_policy(experiment):
     np.testing.assert_array_equal(regret[0, :, 2], [6.0 - 4.0, 5.0 - 4.0])
     table = experiment.regret_table(["x", "y", "z"], regret)
     assert "| x | 0.0 | 4.5 | 1.5 |" in table
-
-
-def test_a_population_of_one_type_is_refused_at_parse_time(experiment, capsys):
-    argv = ["--population", "highway:gaussian:safety=1,efficiency=0.5:std=0.3"]
-    with pytest.raises(SystemExit):
-        harness.parse(experiment.Config, experiment.PRESETS, argv)
-    assert "needs two or more" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        harness.parse(experiment.Config, experiment.PRESETS, ["--reward-scaling", "zscore"])
-    assert "reward_scaling: unknown value(s) ['zscore']" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -183,31 +183,6 @@ def orphan_task():
     return name
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--population", "highway:bogus=1"], "population: unknown user type(s) ['bogus']"),
-        (["--population", "highway:aggressive=0.5,cautious=0.6"], "population: population"),
-        (["--population", "highway:aggressive=-1,cautious=2"], "shares must be >= 0"),
-        (["--population", "locomotion:forward=1"], "task 'locomotion' is not one of tasks="),
-        (["--population", "highway:gaussian:speed=1"], "population: user type 'gaussian'"),
-        (["--register", "no/such/file.py"], "register='no/such/file.py': failed to import"),
-        (["--register", "no_such_module_xyz"], "register='no_such_module_xyz': failed"),
-        (["--weight-noise", "-0.5"], "weight_noise=-0.5: must be >= 0.0"),
-        (["--weight-noise", "inf"], "weight_noise=inf"),
-        (["--tasks", "highway", "--sizes.inputs", "pixels"], "pixels"),
-    ],
-)
-def test_bad_population_specs_fail_at_parse_time_naming_the_field(
-    argv, message, load_experiment, capsys
-):
-    module = load_experiment("reward_accuracy")
-    with pytest.raises(SystemExit) as exit_info:
-        harness.parse(module.Config, module.PRESETS, argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_a_failing_types_file_and_a_task_without_types_fail_at_parse_time(
     broken_file, orphan_task, load_experiment, capsys
 ):

@@ -67,21 +67,6 @@ def test_vpl_reaches_each_users_goal_where_btl_averages(experiment, tmp_path):
     assert (tmp_path / "underspecification" / "small" / "navigation_paths.png").exists()
 
 
-def test_bad_config_fails_before_compiling(experiment, capsys):
-    with pytest.raises(SystemExit):
-        harness.parse(experiment.Config, experiment.PRESETS, ["--navigation-types", "goal_z"])
-    assert "unknown user type 'goal_z'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        harness.parse(experiment.Config, experiment.PRESETS, ["--methods", "rlhf"])
-    assert "allowed values are ['btl', 'vpl', 'vpl_spo', 'oracle']" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        harness.parse(experiment.Config, experiment.PRESETS, ["--user-sampling", "density"])
-    assert "user_sampling: unknown value(s) ['density']" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        harness.parse(experiment.Config, experiment.PRESETS, ["--reward-scaling", "zscore"])
-    assert "reward_scaling: unknown value(s) ['zscore']" in capsys.readouterr().err
-
-
 def test_balanced_user_sampling_weighs_each_training_users_latent(nav_dataset):
     """policy_inputs adds the balanced log-weights of the oracle's theta (and of a latent
     model's posterior means); uniform adds nothing; an unknown choice names the field."""

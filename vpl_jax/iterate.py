@@ -45,6 +45,7 @@ import numpy as np
 from vpl_jax import rewards as R
 from vpl_jax.active.acquisition import information_gain
 from vpl_jax.active.beliefs import has_belief, make_belief
+from vpl_jax.checks import Choice, ConfigError, Each, Int, check_config, checked
 from vpl_jax.data.dataset import PreferenceDataset, Queries, label_queries
 from vpl_jax.data.segments import Segments
 from vpl_jax.pipeline import (
@@ -78,34 +79,29 @@ class IterateConfig:
       num_eval_episodes: evaluation episodes per test user (deterministic policy).
     """
 
-    schedule: tuple[int, ...] = (8, 8, 8)
-    criterion: str = "random"
-    episodes_per_round: int = 32
-    offered_per_user: int = 64
-    num_samples: int = 16
-    onpolicy_pairs: int = 32
-    num_eval_episodes: int = 8
+    schedule: tuple[int, ...] = checked((8, 8, 8), Each(Int(ge=1)))
+    criterion: str = checked("random", Choice(LOOP_CRITERIA))
+    episodes_per_round: int = checked(32, Int(ge=1))
+    offered_per_user: int = checked(64, Int(ge=1))
+    num_samples: int = checked(16, Int(ge=1))
+    onpolicy_pairs: int = checked(32, Int(ge=1))
+    num_eval_episodes: int = checked(8, Int(ge=1))
 
-    def validate(self, model: R.RewardModel | None = None) -> IterateConfig:
-        """Raises ``ValueError`` naming the first bad field and the allowed values."""
-        if self.criterion not in LOOP_CRITERIA:
-            raise ValueError(
-                f"iterate criterion={self.criterion!r}: allowed values are {LOOP_CRITERIA}"
+    def validate(
+        self, model: R.RewardModel | None = None, name: str = "IterateConfig"
+    ) -> IterateConfig:
+        """Raises :class:`~vpl_jax.checks.ConfigError` naming the first bad field (as
+        ``name.field``) and the allowed values; with ``model``, also whether its criterion can
+        run on it."""
+        check_config(self, name)
+        if any(n > self.offered_per_user for n in self.schedule):
+            raise ConfigError(
+                f"{name}.schedule={self.schedule}: every round asks 1..{self.offered_per_user} "
+                "(offered_per_user) queries per user"
             )
-        for name in ("episodes_per_round", "offered_per_user", "num_samples", "onpolicy_pairs",
-                     "num_eval_episodes"):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"iterate field {name}={value!r}: must be an integer >= 1")
-        for n in self.schedule:
-            if not isinstance(n, int) or not 1 <= n <= self.offered_per_user:
-                raise ValueError(
-                    f"iterate field schedule={self.schedule}: every round asks 1.."
-                    f"{self.offered_per_user} (offered_per_user) queries per user"
-                )
         if model is not None and self.criterion == "info_gain" and not has_belief(model):
-            raise ValueError(
-                f"iterate criterion='info_gain' needs a belief about each user, which "
+            raise ConfigError(
+                f"{name}.criterion='info_gain' needs a belief about each user, which "
                 f"{type(model).__name__} has not; use VPL or a BTL ensemble (btl_ensemble)"
             )
         return self

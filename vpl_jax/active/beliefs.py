@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from vpl_jax.checks import Int, check_config, checked
 from vpl_jax.rewards import VPL, Ensemble, LinearBayes, PairBatch, SegmentBank, segment_bank
 from vpl_jax.rewards.base import Params
 from vpl_jax.rewards.likelihood import bradley_terry_nll
@@ -145,15 +146,14 @@ class LatentBelief:
     """
 
     model: VPL | LinearBayes
-    num_samples: int = 32
+    num_samples: int = checked(32, Int(ge=1))
 
     def __post_init__(self):
         if not isinstance(self.model, VPL | LinearBayes):
             raise ValueError(
                 f"LatentBelief needs a VPL or LinearBayes model, got {type(self.model).__name__}"
             )
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples={self.num_samples}: must be >= 1")
+        check_config(self)
 
     @property
     def latent_is_theta(self) -> bool:

@@ -61,6 +61,7 @@ from vpl_jax.active.beliefs import (
     excluded_candidates,
     particle_probs,
 )
+from vpl_jax.checks import Choice, ConfigError, Float, Int, check_config, checked
 from vpl_jax.rewards import PairBatch, cosine
 from vpl_jax.rewards.base import Params
 from vpl_jax.rewards.likelihood import strict_accuracy
@@ -108,30 +109,25 @@ class Acquisition:
         (jax 0.10.2).
     """
 
-    criterion: str = "info_gain"
-    batch_size: int = 1
-    diversity: float = 1.0
-    shortlist: int | None = None
-    candidates_per_chunk: int | None = 16
+    criterion: str = checked("info_gain", Choice(CRITERIA))
+    batch_size: int = checked(1, Int(ge=1))
+    diversity: float = checked(1.0, Float(ge=0))
+    shortlist: int | None = checked(None, Int(ge=1, optional=True))
+    candidates_per_chunk: int | None = checked(16, Int(ge=1, optional=True))
 
     def validate(self, belief: Belief | None = None) -> Acquisition:
-        """Raises ``ValueError`` naming the bad field and the allowed values."""
-        allowed = CRITERIA if belief is None else criteria_for(belief)
-        if self.criterion not in allowed:
-            model = "" if belief is None else f" for {type(belief.model).__name__}"
-            raise ValueError(
-                f"criterion={self.criterion!r}: allowed values{model} are {list(allowed)}"
+        """Raises :class:`~vpl_jax.checks.ConfigError` naming the bad field and the allowed
+        values (with ``belief``, the criteria its model supports)."""
+        check_config(self)
+        if belief is not None and self.criterion not in criteria_for(belief):
+            raise ConfigError(
+                f"Acquisition.criterion={self.criterion!r}: allowed values for "
+                f"{type(belief.model).__name__} are {list(criteria_for(belief))}"
             )
-        for name in ("batch_size", "shortlist", "candidates_per_chunk"):
-            value = getattr(self, name)
-            if value is None and name != "batch_size":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: must be an integer >= 1")
         if self.shortlist is not None and self.shortlist < self.batch_size:
-            raise ValueError(f"shortlist={self.shortlist}: must be >= batch_size={self.batch_size}")
-        if not self.diversity >= 0:
-            raise ValueError(f"diversity={self.diversity!r}: must be >= 0")
+            raise ConfigError(
+                f"Acquisition.shortlist={self.shortlist}: must be >= batch_size={self.batch_size}"
+            )
         return self
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from flax import serialization, struct
 
 from vpl_jax.atomic import atomic_write
+from vpl_jax.checks import ConfigError, Float, Int, check_config, checked
 from vpl_jax.data.rollouts import collect
 from vpl_jax.data.segments import Segments, cut_segments, first_occurrences, sample_pairs
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
@@ -172,37 +173,24 @@ class DatasetConfig:
       segment_horizon: H, steps per segment (1 .. episode length).
     """
 
-    num_users: int = 64
-    test_fraction: float = 0.25
-    context_size: int = 8
-    heldout_size: int = 32
-    pool_size: int = 2048
-    num_episodes: int = 256
-    episode_length: int | None = None
-    segment_horizon: int = 10
+    num_users: int = checked(64, Int(ge=2))
+    test_fraction: float = checked(0.25, Float(gt=0, lt=1))
+    context_size: int = checked(8, Int(ge=1))
+    heldout_size: int = checked(32, Int(ge=1))
+    pool_size: int = checked(2048, Int(ge=1))
+    num_episodes: int = checked(256, Int(ge=1))
+    episode_length: int | None = checked(None, Int(ge=1, optional=True))
+    segment_horizon: int = checked(10, Int(ge=1))
 
-    def validate(self, env: FeatureEnv | None = None) -> DatasetConfig:
-        """Raises ``ValueError`` naming the first bad field and the allowed values."""
-        positive = (
-            "num_users",
-            "context_size",
-            "heldout_size",
-            "pool_size",
-            "num_episodes",
-            "segment_horizon",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"dataset field {name}={value!r}: must be an integer >= 1")
-        if self.num_users < 2:
-            raise ValueError(f"dataset field num_users={self.num_users}: must be >= 2")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"dataset field test_fraction={self.test_fraction}: must be in (0, 1)")
-        if self.context_size + self.heldout_size > self.pool_size:
-            total = self.context_size + self.heldout_size
-            raise ValueError(
-                f"dataset field pool_size={self.pool_size}: must be >= context_size + "
+    def validate(self, env: FeatureEnv | None = None, name: str = "DatasetConfig") -> DatasetConfig:
+        """Raises :class:`~vpl_jax.checks.ConfigError` naming the first bad field (as
+        ``name.field``: an experiment passes its field's name, ``data``) and the allowed values;
+        with ``env``, also what its episodes allow."""
+        check_config(self, name)
+        total = self.context_size + self.heldout_size
+        if total > self.pool_size:
+            raise ConfigError(
+                f"{name}.pool_size={self.pool_size}: must be >= context_size + "
                 f"heldout_size (K + M = {self.context_size} + {self.heldout_size} = {total}), "
                 f"the distinct pairs each user labels; raise pool_size to {total} or more, or "
                 "lower context_size or heldout_size"
@@ -211,20 +199,20 @@ class DatasetConfig:
         if env is not None and length is None:
             length = env.episode_length
         if length is not None:
-            if length < 1:
-                raise ValueError(f"dataset field episode_length={length}: must be >= 1")
             if self.segment_horizon > length:
-                raise ValueError(
-                    f"dataset field segment_horizon={self.segment_horizon}: must be in "
-                    f"1..{length} (the episode length)"
+                raise ConfigError(
+                    f"{name}.segment_horizon={self.segment_horizon}: must be in 1..{length} (the "
+                    "episode length)"
                 )
             num_segments = self.num_episodes * (length // self.segment_horizon)
             if num_segments < 2:
-                raise ValueError("dataset fields num_episodes/segment_horizon give < 2 segments")
-            total = self.context_size + self.heldout_size
+                raise ConfigError(
+                    f"{name}.num_episodes={self.num_episodes}: with segment_horizon="
+                    f"{self.segment_horizon} that is {num_segments} segment(s); need >= 2"
+                )
             if num_segments * (num_segments - 1) // 2 < total:
-                raise ValueError(
-                    f"dataset field pool_size={self.pool_size}: the {num_segments} segments have "
+                raise ConfigError(
+                    f"{name}.pool_size={self.pool_size}: the {num_segments} segments have "
                     f"only {num_segments * (num_segments - 1) // 2} distinct pairs, fewer than "
                     f"the K + M = {total} distinct pairs each user labels; raise num_episodes, "
                     "or lower segment_horizon, context_size or heldout_size"
@@ -339,7 +327,7 @@ def build_dataset(
     total = config.context_size + config.heldout_size
     if distinct < total:
         raise ValueError(
-            f"dataset field pool_size={config.pool_size}: the pool's random pairs of "
+            f"DatasetConfig.pool_size={config.pool_size}: the pool's random pairs of "
             f"{segments.num_segments} segments hold only {distinct} distinct pairs (either "
             f"order), fewer than the K + M = {total} each user labels; raise pool_size or "
             "num_episodes, or lower context_size or heldout_size"

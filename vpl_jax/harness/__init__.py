@@ -4,7 +4,7 @@ An experiment script is a frozen config dataclass, a dict of presets and a ``mai
 
     @dataclasses.dataclass(frozen=True)
     class Config(harness.ExperimentConfig):
-        num_users: int = 32
+        num_users: int = checked(32, Int(ge=2))  # what it accepts (vpl_jax.checks)
         '''Users drawn from the population.'''
 
     PRESETS = {"cpu": Config(), "paper": Config(num_users=512)}
@@ -30,11 +30,6 @@ from vpl_jax.harness.config import (
     ConfigError,
     ExperimentConfig,
     check_checkpoint_every,
-    check_choice,
-    check_choices,
-    check_finite,
-    check_float,
-    check_int,
     parse,
 )
 from vpl_jax.harness.results import (
@@ -75,12 +70,7 @@ __all__ = [
     "RunFolderError",
     "RunResults",
     "check_checkpoint_every",
-    "check_choice",
-    "check_choices",
     "check_dataset_files",
-    "check_finite",
-    "check_float",
-    "check_int",
     "check_type_fields",
     "check_user_types",
     "chunks",

@@ -1,14 +1,16 @@
 """Experiment configs, presets and the command line every experiment shares.
 
 Each experiment is one frozen dataclass (subclassing :class:`ExperimentConfig`) with documented
-fields, a dict of named presets (at least ``cpu``, the default, and ``paper``), and a
-``validate`` method. :func:`parse` turns ``argv`` into a validated config::
+fields, each declaring what it accepts (:func:`vpl_jax.checks.checked`), a dict of named presets
+(at least ``cpu``, the default, and ``paper``), and a ``validate`` method for the rules that
+relate fields. :func:`parse` turns ``argv`` into a validated config::
 
     python experiments/NAME.py --preset cpu --run-name RUN [--seed N] [--field value ...]
 
 ``--preset`` picks the defaults; every field can then be overridden (``--help`` lists them with
 the preset's values). Invalid values fail at once, before anything compiles, with a message that
-names the field and the allowed values.
+names the field as the command line spells it (``ppo.vf_coef``, ``data.num_users``) and the
+allowed values.
 """
 
 from __future__ import annotations
@@ -20,21 +22,19 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import tyro
+
+from vpl_jax.checks import ConfigError, Int, check_config, checked
 
 C = TypeVar("C", bound="ExperimentConfig")
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: The largest seed: ``jax.random.PRNGKey`` keeps 32 bits (PRNGKey(2**32) is PRNGKey(0)).
 MAX_SEED = 2**32 - 1
-
-
-class ConfigError(ValueError):
-    """A config field has a value outside its allowed set."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ExperimentConfig:
     """Named preset that supplied the defaults (cpu: laptop size; paper: full size, GPU/TPU)."""
     run_name: str = "default"
     """Results go to <results_dir>/<experiment>/<run_name>/."""
-    seed: int = 0
+    seed: int = checked(0, Int(ge=0, le=MAX_SEED))
     """PRNG seed: the same config and seed give the same numbers on the same device."""
     results_dir: str = "results"
     """Root folder for results."""
@@ -56,16 +56,16 @@ class ExperimentConfig:
     completed run is never overwritten; an interrupted one resumes from its checkpoints."""
 
     def validate(self: C) -> C:
-        """Checks every field; raises :class:`ConfigError` naming the first bad one."""
+        """Checks every field, nested configs' too (:func:`~vpl_jax.checks.check_config`);
+        raises :class:`ConfigError` naming the first bad one. An experiment's ``validate``
+        calls this first, then checks the rules that relate its fields."""
         if not _RUN_NAME.fullmatch(self.run_name):
             raise ConfigError(
                 f"run_name={self.run_name!r}: use letters, digits, '_', '-', '.' "
                 "(no slashes or spaces), starting with a letter or digit"
             )
-        check_int(self, "seed", minimum=0, maximum=MAX_SEED)
+        check_config(self, "")
         check_results_dir(self.results_dir)
-        for field in dataclasses.fields(self):
-            check_finite(field.name, getattr(self, field.name))
         return self
 
     #: Fields that say where and how a run is recorded, not what it computes: two configs that
@@ -116,82 +116,15 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-# --- field checks (each raises ConfigError naming the field and what is allowed) ------------------
-def check_int(config: Any, name: str, minimum: int | None = None, maximum: int | None = None):
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}={value!r}: must be an integer")
-    _check_bounds(name, value, minimum, maximum)
-
-
-def check_float(
-    config: Any,
-    name: str,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    allow_inf: bool = False,
-):
-    """A number within the bounds; ``inf`` only with ``allow_inf`` (e.g. ``beta = inf``: rational
-    users), NaN never."""
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ConfigError(f"{name}={value!r}: must be a number")
-    if not allow_inf and math.isinf(value):
-        raise ConfigError(f"{name}={value!r}: must be a finite number")
-    _check_bounds(name, value, minimum, maximum)
-
-
-def check_finite(name: str, value: Any):
-    """Every float inside a nested config (``reward_train``, ``ppo``, ...) is finite; top-level
-    floats are left to :func:`check_float`, which knows the fields that may be infinite."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            _check_finite_leaf(f"{name}.{field.name}", getattr(value, field.name))
-
-
-def _check_finite_leaf(name: str, value: Any):
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r}: must be a finite number")
-    if isinstance(value, list | tuple):
-        for item in value:
-            _check_finite_leaf(name, item)
-    else:
-        check_finite(name, value)
-
-
-def _check_bounds(name, value, minimum, maximum):
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={value!r}: must be >= {minimum}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{name}={value!r}: must be <= {maximum}")
-
-
+# --- rules that relate fields --------------------------------------------------------------------
 def check_checkpoint_every(
     config: Any, name: str = "checkpoint_every", chunk: str = "chunk_updates"
 ):
-    """``name`` is 0 (no checkpoints) or a multiple of ``chunk`` (updates or epochs per jitted
+    """``name`` (0: no checkpoints) is a multiple of ``chunk`` (updates or epochs per jitted
     chunk), so that a resumed run uses the chunk boundaries of an uninterrupted one."""
-    check_int(config, name, minimum=0)
     every, size = getattr(config, name), getattr(config, chunk)
     if every % size:
         raise ConfigError(f"{name}={every}: must be a multiple of {chunk}={size}")
-
-
-def check_choice(name: str, value: Any, allowed: Iterable[Any]):
-    allowed = list(allowed)
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r}: allowed values are {allowed}")
-
-
-def check_choices(name: str, values: Sequence[Any], allowed: Iterable[Any], min_count: int = 1):
-    allowed = list(allowed)
-    if len(values) < min_count:
-        raise ConfigError(f"{name}: give at least {min_count} of {allowed}")
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise ConfigError(f"{name}: unknown value(s) {bad}; allowed values are {allowed}")
-    if len(set(values)) != len(values):
-        raise ConfigError(f"{name}={list(values)}: values must not repeat")
 
 
 # --- command line ---------------------------------------------------------------------------------

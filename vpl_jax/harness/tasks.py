@@ -38,6 +38,7 @@ import numpy as np
 
 from vpl_jax import envs
 from vpl_jax import rewards as R
+from vpl_jax.checks import Float, check_config, checked
 from vpl_jax.data.dataset import (
     DatasetConfig,
     DatasetFileError,
@@ -46,7 +47,7 @@ from vpl_jax.data.dataset import (
     check_users_per_type,
     load_dataset,
 )
-from vpl_jax.harness.config import ConfigError, ExperimentConfig, check_float
+from vpl_jax.harness.config import ConfigError, ExperimentConfig
 from vpl_jax.users import Population, get_user_type, parse_population, population_from_spec
 
 #: The config field holding each (root) task's user types.
@@ -67,14 +68,12 @@ class PopulationStudy(ExperimentConfig):
     population: tuple[str, ...] = ()
     """Per task, its population (replaces <task>_types): TASK:TYPE=SHARE,... (shares sum to 1),
     TASK:TYPE,... (equal shares) or TASK:gaussian:FEATURE=MEAN,...[:std=S] (theta ~ N)."""
-    weight_noise: float | None = None
+    weight_noise: float | None = checked(None, Float(ge=0, optional=True))
     """Every user type's relative spread of individual users' weights (None: each type's own)."""
 
     def validate(self):
         super().validate()
         load_registrations(self.register)
-        if self.weight_noise is not None:
-            check_float(self, "weight_noise", minimum=0.0)
         return self
 
 
@@ -281,7 +280,7 @@ def reward_models(
             f"sizes.context_size={sizes.context_size}: set by the experiment from "
             f"{context_from} ({context_size}); change that instead"
         )
-    sizes.validate()
+    check_config(sizes, "sizes")
     sizes = dataclasses.replace(sizes, context_size=context_size)
     models = {}
     for method in methods:

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 from brax.envs.base import Env
 
-from vpl_jax.checks import check_field_types, is_finite_number
+from vpl_jax.checks import ConfigError, Float, Int, check_config, checked
 from vpl_jax.nash.gaussian import geometric_mixture
 from vpl_jax.nash.matrix_game import geometric_mix, mirror_step
 from vpl_jax.nash.policy import (
@@ -92,36 +92,28 @@ class NashConfig:
         modes).
     """
 
-    mixture: float = 0.1
-    kl_coef: float = 0.02
-    step_size: float | None = None
-    num_modes: int = 6
-    num_opponents: int = 48
+    mixture: float = checked(0.1, Float(ge=0, le=1))
+    kl_coef: float = checked(0.02, Float(ge=0))
+    step_size: float | None = checked(None, Float(gt=0, optional=True))
+    num_modes: int = checked(6, Int(ge=1))
+    num_opponents: int = checked(48, Int(ge=1))
 
     @property
     def eta(self) -> float:
         """η, the step on the mode weights."""
         return self.mixture / self.kl_coef if self.step_size is None else self.step_size
 
-    def validate(self) -> NashConfig:
-        check_field_types(self)
-        if self.step_size is not None and not is_finite_number(self.step_size):
-            raise ValueError(f"NashConfig.step_size={self.step_size!r}: must be a finite number")
-        if not 0.0 <= self.mixture <= 1.0:
-            raise ValueError(f"NashConfig.mixture={self.mixture}: must be in [0, 1]")
-        if not self.kl_coef >= 0.0:
-            raise ValueError(f"NashConfig.kl_coef={self.kl_coef}: must be >= 0")
+    def validate(self, name: str = "NashConfig") -> NashConfig:
+        """Raises :class:`~vpl_jax.checks.ConfigError` naming the first bad field (as
+        ``name.field``) and the allowed values; returns ``self``."""
+        check_config(self, name)
         if self.step_size is None and self.kl_coef == 0.0:
-            raise ValueError(
-                "NashConfig.step_size: give it when kl_coef = 0 (η = β / τ is undefined)"
+            raise ConfigError(
+                f"{name}.step_size: give it when kl_coef = 0 (η = β / τ is undefined)"
             )
-        if self.step_size is not None and not self.step_size > 0.0:
-            raise ValueError(f"NashConfig.step_size={self.step_size}: must be > 0 (or None)")
-        if self.num_modes < 1:
-            raise ValueError(f"NashConfig.num_modes={self.num_modes}: must be >= 1")
         if self.num_opponents < self.num_modes:
-            raise ValueError(
-                f"NashConfig.num_opponents={self.num_opponents}: must be >= num_modes="
+            raise ConfigError(
+                f"{name}.num_opponents={self.num_opponents}: must be >= num_modes="
                 f"{self.num_modes} (opponents are stratified over the modes)"
             )
         return self

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vpl_jax.checks import check_field_types
+from vpl_jax.checks import Choice, Float, Int, check_config, checked
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
 from vpl_jax.nash.policy import (
     noise_nodes,
@@ -58,28 +58,18 @@ class DirectConfig:
       action_bound: recorded actions are clipped to ``±action_bound`` before ``atanh``.
     """
 
-    loss: str = "dpo"
-    beta: float = 0.1
-    tau: float = 0.1
-    num_steps: int = 300
-    pairs_per_batch: int = 64
-    learning_rate: float = 3e-5
-    mode_learning_rate: float = 0.02
-    num_modes: int = 6
-    action_bound: float = 0.995
+    loss: str = checked("dpo", Choice(LOSSES))
+    beta: float = checked(0.1, Float(gt=0))
+    tau: float = checked(0.1, Float(gt=0))
+    num_steps: int = checked(300, Int(ge=1))
+    pairs_per_batch: int = checked(64, Int(ge=1))
+    learning_rate: float = checked(3e-5, Float(gt=0))
+    mode_learning_rate: float = checked(0.02, Float(gt=0))
+    num_modes: int = checked(6, Int(ge=1))
+    action_bound: float = checked(0.995, Float(gt=0, lt=1))
 
     def validate(self) -> DirectConfig:
-        check_field_types(self)
-        if self.loss not in LOSSES:
-            raise ValueError(f"DirectConfig.loss={self.loss!r}: allowed values are {list(LOSSES)}")
-        for name in ("num_steps", "pairs_per_batch", "num_modes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DirectConfig.{name}={getattr(self, name)}: must be >= 1")
-        for name in ("beta", "tau", "learning_rate", "mode_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DirectConfig.{name}={getattr(self, name)}: must be > 0")
-        if not 0.0 < self.action_bound < 1.0:
-            raise ValueError(f"DirectConfig.action_bound={self.action_bound}: must be in (0, 1)")
+        check_config(self)
         return self
 
     def objective(self, margin: jax.Array, labels: jax.Array) -> jax.Array:

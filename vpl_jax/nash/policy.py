@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vpl_jax.checks import check_field_types
+from vpl_jax.checks import Float, Int, check_config, checked
 from vpl_jax.policies.networks import ActorCritic
 
 #: Size of the per-episode noise input ``(cos φ, sin φ)``.
@@ -169,17 +169,12 @@ class CloneConfig:
       learning_rate: Adam's step size.
     """
 
-    num_steps: int = 2000
-    batch_size: int = 1024
-    learning_rate: float = 3e-3
+    num_steps: int = checked(2000, Int(ge=1))
+    batch_size: int = checked(1024, Int(ge=1))
+    learning_rate: float = checked(3e-3, Float(gt=0))
 
     def validate(self) -> CloneConfig:
-        check_field_types(self)
-        for name in ("num_steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"CloneConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"CloneConfig.learning_rate must be > 0, got {self.learning_rate}")
+        check_config(self)
         return self
 
 

@@ -39,15 +39,15 @@ it offers no ``reward``/``segment_return``: policies use :meth:`win_probability`
 from __future__ import annotations
 
 import dataclasses
+from typing import get_args
 
 import distrax
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.checks import valid_widths
+from vpl_jax.checks import Choice, ConfigError, Each, Float, Int, check_config, checked
 from vpl_jax.rewards.base import (
     Params,
-    check_fields,
     input_statistics,
     sample_context,
 )
@@ -73,31 +73,25 @@ class PreferenceModel:
       normalize_inputs: standardise inputs with statistics of the first training batch.
     """
 
-    hidden: tuple[int, ...] = (64, 64)
-    embed_dim: int = 32
-    latent_dim: int = 0
-    kl_weight: float = 1.0
-    min_context: int = 1
-    max_context: int | None = None
-    inputs: Inputs = "obs"
+    hidden: tuple[int, ...] = checked((64, 64), Each(Int(ge=1)))
+    embed_dim: int = checked(32, Int(ge=1))
+    latent_dim: int = checked(0, Int(ge=0))
+    kl_weight: float = checked(1.0, Float(ge=0))
+    min_context: int = checked(1, Int(ge=1))
+    max_context: int | None = checked(None, Int(ge=1, optional=True))
+    inputs: Inputs = checked("obs", Choice(get_args(Inputs)))
     normalize_inputs: bool = True
 
     #: Metrics that are means over users (validation averages them per user, not per pair).
     user_metrics = ("kl",)
 
     def __post_init__(self):
-        checks = {
-            "hidden": (valid_widths(self.hidden), "a tuple of ints >= 1"),
-            "embed_dim": (self.embed_dim >= 1, ">= 1"),
-            "latent_dim": (self.latent_dim >= 0, ">= 0"),
-            "kl_weight": (self.kl_weight >= 0, ">= 0"),
-            "min_context": (self.min_context >= 1, ">= 1"),
-            "max_context": (
-                self.max_context is None or self.max_context >= self.min_context,
-                "None or >= min_context",
-            ),
-        }
-        check_fields("PreferenceModel", checks, self)
+        check_config(self)
+        if self.max_context is not None and self.max_context < self.min_context:
+            raise ConfigError(
+                f"PreferenceModel.max_context={self.max_context}: must be None or >= "
+                f"min_context={self.min_context}"
+            )
 
     # --- networks ----------------------------------------------------------------------------
     def _step_net(self) -> MLP:

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish, "elu": nn.elu}
+#: The names :func:`activation` knows.
+ACTIVATIONS = tuple(_ACTIVATIONS)
 
 #: The squashing bijector, applied to the last (action) axis as one event.
 TANH = distrax.Block(distrax.Tanh(), ndims=1)

@@ -50,7 +50,6 @@ user's ``z`` may lie where training ``z`` barely varied, where normalising would
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -64,15 +63,19 @@ from brax.envs.base import Env, State
 from brax.training.acme import running_statistics
 
 from vpl_jax.checks import (
+    Choice,
+    ConfigError,
     DataWarning,
+    Each,
+    Float,
+    Int,
     TrainingDivergedError,
-    is_int,
-    is_number,
-    valid_widths,
+    check_config,
+    checked,
 )
 from vpl_jax.policies.networks import (
+    ACTIVATIONS,
     ActorCritic,
-    activation,
     entropy_estimate,
     log_prob_of_pre_squash,
     tanh_gaussian,
@@ -123,82 +126,42 @@ class PPOConfig:
         final observation (``False`` treats them as terminal, as many PPO codes do).
     """
 
-    total_timesteps: int = 1_000_000
-    num_envs: int = 256
-    num_steps: int = 40
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    learning_rate: float = 1e-3
+    total_timesteps: int = checked(1_000_000, Int(ge=1))
+    num_envs: int = checked(256, Int(ge=1))
+    num_steps: int = checked(40, Int(ge=1))
+    update_epochs: int = checked(4, Int(ge=1))
+    num_minibatches: int = checked(4, Int(ge=1))
+    learning_rate: float = checked(1e-3, Float(gt=0))
     anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
+    gamma: float = checked(0.99, Float(ge=0, le=1))
+    gae_lambda: float = checked(0.95, Float(ge=0, le=1))
+    clip_eps: float = checked(0.2, Float(gt=0))
     clip_value: bool = False
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    init_log_std: float = -0.5
+    ent_coef: float = checked(0.0, Float(ge=0))  # a negative weight maximises the loss term
+    vf_coef: float = checked(0.5, Float(ge=0))
+    max_grad_norm: float = checked(0.5, Float(gt=0))
+    hidden_sizes: tuple[int, ...] = checked((64, 64), Each(Int(ge=1), min_count=1))
+    activation: str = checked("tanh", Choice(ACTIVATIONS))
+    # exp(-10)..exp(2): beyond, the initial policy is deterministic or its squashed actions
+    # saturate at the bounds (an initial std of e^50 is a coin flip between -1 and 1).
+    init_log_std: float = checked(-0.5, Float(ge=-10, le=2))
     state_dependent_std: bool = True
     normalize_observations: bool = True
-    obs_clip: float = 10.0
-    reward_scale: float = 1.0
+    obs_clip: float = checked(10.0, Float(gt=0))
+    reward_scale: float = checked(1.0, Float(gt=0))
     normalize_rewards: bool = True
     center_rewards: bool = False
-    episode_length: int | None = None
-    action_repeat: int = 1
+    episode_length: int | None = checked(None, Int(ge=1, optional=True))
+    action_repeat: int = checked(1, Int(ge=1))
     bootstrap_truncation: bool = True
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs",
-                     "num_minibatches", "action_repeat"):  # fmt: skip
-            value = getattr(self, name)
-            if not is_int(value) or value < 1:
-                raise ValueError(f"PPOConfig.{name} must be an int >= 1, got {value!r}")
-        for field in dataclasses.fields(self):  # before any comparison with them below
-            value = getattr(self, field.name)
-            if isinstance(field.default, float) and not is_number(value):
-                raise ValueError(f"PPOConfig.{field.name} must be a number, got {value!r}")
-        if self.episode_length is not None and not is_int(self.episode_length):
-            raise ValueError(
-                f"PPOConfig.episode_length must be an int or None, got {self.episode_length!r}"
-            )
-        if (
-            not isinstance(self.hidden_sizes, tuple | list)
-            or not self.hidden_sizes
-            or not valid_widths(self.hidden_sizes)
-        ):
-            raise ValueError(
-                f"PPOConfig.hidden_sizes must be one or more ints >= 1, got {self.hidden_sizes!r}"
-            )
+        check_config(self)
         if self.batch_size % self.num_minibatches:
-            raise ValueError(
-                f"PPOConfig.num_minibatches ({self.num_minibatches}) must divide "
-                f"num_envs * num_steps ({self.batch_size})"
+            raise ConfigError(
+                f"PPOConfig.num_minibatches={self.num_minibatches}: must divide "
+                f"num_envs * num_steps = {self.batch_size}"
             )
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"PPOConfig.{field.name} must be a finite number, got {value}")
-        if self.episode_length is not None and self.episode_length < 1:
-            raise ValueError(f"PPOConfig.episode_length must be >= 1, got {self.episode_length}")
-        for name, low, high in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0)):
-            if not low <= getattr(self, name) <= high:
-                raise ValueError(
-                    f"PPOConfig.{name} must be in [{low}, {high}], got {getattr(self, name)}"
-                )
-        for name in ("learning_rate", "clip_eps", "max_grad_norm", "obs_clip", "reward_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("ent_coef", "vf_coef"):  # a negative weight maximises the loss term
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
-        # exp(-10)..exp(2): beyond, the initial policy is deterministic or its squashed actions
-        # saturate at the bounds (an initial std of e^50 is a coin flip between -1 and 1).
-        if not -10.0 <= self.init_log_std <= 2.0:
-            raise ValueError(f"PPOConfig.init_log_std must be in [-10, 2], got {self.init_log_std}")
-        activation(self.activation)  # validates the name
         if not self.normalize_rewards and not 1e-2 <= self.reward_scale <= 1e2:
             warnings.warn(
                 f"PPOConfig.reward_scale={self.reward_scale:g} with normalize_rewards=False: the "

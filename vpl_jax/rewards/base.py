@@ -36,8 +36,14 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from vpl_jax.checks import Choice, Float
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.networks import fit_normalizer
+
+#: The myopic discount a model's likelihood assumes its labellers apply (1: partial return).
+DISCOUNT = Float(gt=0, le=1)
+#: What a learned reward network reads per step, one of :data:`~vpl_jax.rewards.batch.Inputs`.
+INPUTS = Choice(get_args(Inputs))
 
 Params = Any
 
@@ -80,29 +86,6 @@ def step_weights(horizon: int, discount: float) -> jax.Array:
     *earlier* steps, so the last step weighs 1.
     """
     return jnp.power(jnp.float32(discount), jnp.arange(horizon - 1, -1, -1, dtype=jnp.float32))
-
-
-def check_discount(model_name: str, discount: float) -> None:
-    """Raises ``ValueError`` unless the assumed labeller discount is in (0, 1]."""
-    if not 0.0 < discount <= 1.0:
-        raise ValueError(f"{model_name} discount={discount}: must be in (0, 1] (1: partial return)")
-
-
-def check_fields(model_name: str, checks: dict[str, tuple[bool, str]], values: Any) -> None:
-    """Raises ``ValueError`` naming the first field whose check failed and its allowed values.
-
-    ``checks`` maps a field name to ``(ok, allowed)``; ``values`` holds the fields (the model).
-    A model with an ``inputs`` field also has it checked against :data:`Inputs`.
-    """
-    if hasattr(values, "inputs"):
-        kinds = get_args(Inputs)
-        checks = {"inputs": (values.inputs in kinds, f"one of {list(kinds)}"), **checks}
-    for name, (ok, allowed) in checks.items():
-        if not ok:
-            raise ValueError(
-                f"{model_name} field {name}={getattr(values, name)!r} is out of range; "
-                f"allowed: {allowed}"
-            )
 
 
 def sum_over_steps(per_step: jax.Array, alive: jax.Array, discount: float = 1.0) -> jax.Array:

@@ -12,11 +12,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.checks import valid_widths
+from vpl_jax.checks import WIDTHS, check_config, checked
 from vpl_jax.rewards.base import (
+    DISCOUNT,
+    INPUTS,
     Params,
-    check_discount,
-    check_fields,
     input_statistics,
     sum_over_steps,
 )
@@ -42,16 +42,14 @@ class BTL:
         labellers. ``reward`` stays the undiscounted per-step reward a policy maximises.
     """
 
-    hidden: tuple[int, ...] = (64, 64)
-    inputs: Inputs = DEFAULT_INPUTS
+    hidden: tuple[int, ...] = checked((64, 64), WIDTHS)
+    inputs: Inputs = checked(DEFAULT_INPUTS, INPUTS)
     normalize_inputs: bool = True
     dtype: str = "float32"
-    discount: float = 1.0
+    discount: float = checked(1.0, DISCOUNT)
 
     def __post_init__(self):
-        check_discount("BTL", self.discount)
-        hidden = (valid_widths(self.hidden), "widths that are ints >= 1")
-        check_fields("BTL", {"hidden": hidden}, self)
+        check_config(self)
 
     def _net(self) -> MLP:
         return MLP((*self.hidden, 1), dtype=self.dtype)

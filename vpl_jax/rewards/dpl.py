@@ -26,10 +26,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from vpl_jax.checks import valid_widths
+from vpl_jax.checks import WIDTHS, Float, Int, check_config, checked
 from vpl_jax.rewards.base import (
+    INPUTS,
     Params,
-    check_fields,
     input_statistics,
     sum_over_steps,
 )
@@ -62,18 +62,14 @@ class DPLMeanVariance:
       dtype: computation dtype of the network (params and likelihoods stay float32).
     """
 
-    hidden: tuple[int, ...] = (64, 64)
-    min_std: float = 1e-3
-    inputs: Inputs = DEFAULT_INPUTS
+    hidden: tuple[int, ...] = checked((64, 64), WIDTHS)
+    min_std: float = checked(1e-3, Float(gt=0))
+    inputs: Inputs = checked(DEFAULT_INPUTS, INPUTS)
     normalize_inputs: bool = True
     dtype: str = "float32"
 
     def __post_init__(self):
-        checks = {
-            "hidden": (valid_widths(self.hidden), "widths that are ints >= 1"),
-            "min_std": (self.min_std > 0, "> 0"),
-        }
-        check_fields("DPLMeanVariance", checks, self)
+        check_config(self)
 
     def init(self, key: jax.Array, batch: PairBatch) -> Params:
         return _init_net(
@@ -136,21 +132,15 @@ class DPLCategorical:
       dtype: computation dtype of the network (params and likelihoods stay float32).
     """
 
-    hidden: tuple[int, ...] = (64, 64)
-    num_atoms: int = 10
-    entropy_coeff: float = 0.01
-    inputs: Inputs = DEFAULT_INPUTS
+    hidden: tuple[int, ...] = checked((64, 64), WIDTHS)
+    num_atoms: int = checked(10, Int(ge=2))
+    entropy_coeff: float = checked(0.01, Float(ge=0))
+    inputs: Inputs = checked(DEFAULT_INPUTS, INPUTS)
     normalize_inputs: bool = True
     dtype: str = "float32"
 
     def __post_init__(self):
-        if self.num_atoms < 2:
-            raise ValueError(f"DPLCategorical num_atoms={self.num_atoms} must be >= 2")
-        checks = {
-            "hidden": (valid_widths(self.hidden), "widths that are ints >= 1"),
-            "entropy_coeff": (self.entropy_coeff >= 0, ">= 0"),
-        }
-        check_fields("DPLCategorical", checks, self)
+        check_config(self)
 
     @property
     def atoms(self) -> jax.Array:

@@ -17,6 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from vpl_jax.checks import Int, check_config, checked
 from vpl_jax.rewards.base import Params
 from vpl_jax.rewards.batch import Inputs, PairBatch
 from vpl_jax.rewards.btl import BTL
@@ -34,12 +35,11 @@ class Ensemble:
     """
 
     member: BTL = dataclasses.field(default_factory=BTL)
-    size: int = 5
+    size: int = checked(5, Int(ge=1))
     bootstrap: bool = True
 
     def __post_init__(self):
-        if self.size < 1:
-            raise ValueError(f"ensemble size={self.size} must be >= 1")
+        check_config(self)
 
     @property
     def inputs(self) -> Inputs:

@@ -33,10 +33,10 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from vpl_jax.checks import ConfigError, Float, Int, check_config, checked
 from vpl_jax.rewards.base import (
+    DISCOUNT,
     Params,
-    check_discount,
-    check_fields,
     sample_context,
     step_weights,
     sum_over_steps,
@@ -63,29 +63,22 @@ class LinearBayes:
         user's per-step reward has.
     """
 
-    prior_std: float = 1.0
+    prior_std: float = checked(1.0, Float(gt=0))
     learn_prior: bool = True
-    newton_steps: int = 10
-    min_context: int = 1
-    max_context: int | None = None
-    discount: float = 1.0
+    newton_steps: int = checked(10, Int(ge=1))
+    min_context: int = checked(1, Int(ge=0))
+    max_context: int | None = checked(None, Int(ge=1, optional=True))
+    discount: float = checked(1.0, DISCOUNT)
 
     inputs = "features"  # the model reads the task's per-step features, not observations
 
     def __post_init__(self):
-        if self.prior_std <= 0:
-            raise ValueError(f"LinearBayes prior_std={self.prior_std} must be > 0")
-        if self.newton_steps < 1:
-            raise ValueError(f"LinearBayes newton_steps={self.newton_steps} must be >= 1")
-        check_discount("LinearBayes", self.discount)
-        checks = {
-            "min_context": (self.min_context >= 0, ">= 0"),
-            "max_context": (
-                self.max_context is None or self.max_context >= max(self.min_context, 1),
-                f"None or >= max(1, min_context={self.min_context})",
-            ),
-        }
-        check_fields("LinearBayes", checks, self)
+        check_config(self)
+        if self.max_context is not None and self.max_context < self.min_context:
+            raise ConfigError(
+                f"LinearBayes.max_context={self.max_context}: must be None or >= "
+                f"max(1, min_context={self.min_context})"
+            )
 
     @classmethod
     def for_beta(cls, beta: float, theta_std: float = 1.0, **fields) -> LinearBayes:

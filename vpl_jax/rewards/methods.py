@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import get_args
 
-from vpl_jax.checks import is_finite_number, is_int, valid_widths
+from vpl_jax.checks import Choice, Each, Float, Int, check_config, checked
 from vpl_jax.rewards.base import RewardModel
 from vpl_jax.rewards.batch import DEFAULT_INPUTS, Inputs
 from vpl_jax.rewards.btl import BTL
@@ -44,43 +44,19 @@ class ModelSizes:
         with a basis g shared by all users (see :class:`~vpl_jax.rewards.VPL`).
     """
 
-    hidden: tuple[int, ...] = (64, 64)
-    latent_dim: int = 8
-    context_size: int = 8
-    kl_weight: float = 1.0
-    kl_warmup_steps: int = 0
-    ensemble_size: int = 5
-    inputs: Inputs = DEFAULT_INPUTS
-    vpl_decoder: str = "mlp"
+    hidden: tuple[int, ...] = checked((64, 64), Each(Int(ge=1)))
+    latent_dim: int = checked(8, Int(ge=1))
+    context_size: int = checked(8, Int(ge=1))
+    kl_weight: float = checked(1.0, Float(ge=0))
+    kl_warmup_steps: int = checked(0, Int(ge=0))
+    ensemble_size: int = checked(5, Int(ge=1))
+    inputs: Inputs = checked(DEFAULT_INPUTS, Choice(get_args(Inputs)))
+    vpl_decoder: str = checked("mlp", Choice(DECODERS))
 
     def validate(self) -> ModelSizes:
-        """Raises ``ValueError`` naming the first bad field (``sizes.<field>``) and its allowed
-        values; returns ``self``."""
-        checks = [
-            ("hidden", valid_widths(self.hidden), "a tuple of widths, each an int >= 1"),
-            ("latent_dim", is_int(self.latent_dim) and self.latent_dim >= 1, "an int >= 1"),
-            ("context_size", is_int(self.context_size) and self.context_size >= 1, "an int >= 1"),
-            (
-                "kl_weight",
-                is_finite_number(self.kl_weight) and self.kl_weight >= 0,
-                "a finite number >= 0",
-            ),
-            (
-                "kl_warmup_steps",
-                is_int(self.kl_warmup_steps) and self.kl_warmup_steps >= 0,
-                "an int >= 0",
-            ),
-            (
-                "ensemble_size",
-                is_int(self.ensemble_size) and self.ensemble_size >= 1,
-                "an int >= 1",
-            ),
-            ("inputs", self.inputs in get_args(Inputs), f"one of {list(get_args(Inputs))}"),
-            ("vpl_decoder", self.vpl_decoder in DECODERS, f"one of {list(DECODERS)}"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"sizes.{name}={getattr(self, name)!r}: must be {allowed}")
+        """Raises :class:`~vpl_jax.checks.ConfigError` naming the first bad field
+        (``ModelSizes.<field>``) and its allowed values; returns ``self``."""
+        check_config(self)
         return self
 
 

@@ -37,7 +37,15 @@ import numpy as np
 import optax
 from flax import struct
 
-from vpl_jax.checks import DataWarning, TrainingDivergedError, is_finite_number, is_int
+from vpl_jax.checks import (
+    Choice,
+    DataWarning,
+    Float,
+    Int,
+    TrainingDivergedError,
+    check_config,
+    checked,
+)
 from vpl_jax.rewards.base import Params, RewardModel, metric_weights
 from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
 
@@ -66,57 +74,19 @@ class TrainConfig:
         accuracy, maximised, or one only some models report would pick the wrong params).
     """
 
-    num_epochs: int = 100
-    users_per_batch: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    patience: int | None = None
-    min_delta: float = 0.0
-    monitor: str = "nll"
+    num_epochs: int = checked(100, Int(ge=1))
+    users_per_batch: int = checked(16, Int(ge=1))
+    learning_rate: float = checked(1e-3, Float(gt=0))
+    weight_decay: float = checked(0.0, Float(ge=0))
+    max_grad_norm: float | None = checked(1.0, Float(gt=0, optional=True))
+    patience: int | None = checked(None, Int(ge=1, optional=True))
+    min_delta: float = checked(0.0, Float(ge=0))
+    monitor: str = checked("nll", Choice(MONITORS))
 
     def validate(self) -> TrainConfig:
-        """Raises ``ValueError`` naming the first bad field and the allowed values."""
-        checks = [
-            ("num_epochs", is_int(self.num_epochs) and self.num_epochs >= 1, "an int >= 1"),
-            (
-                "users_per_batch",
-                is_int(self.users_per_batch) and self.users_per_batch >= 1,
-                "an int >= 1",
-            ),
-            (
-                "learning_rate",
-                is_finite_number(self.learning_rate) and self.learning_rate > 0,
-                "a finite number > 0",
-            ),
-            (
-                "weight_decay",
-                is_finite_number(self.weight_decay) and self.weight_decay >= 0,
-                "a finite number >= 0",
-            ),
-            (
-                "max_grad_norm",
-                self.max_grad_norm is None
-                or (is_finite_number(self.max_grad_norm) and self.max_grad_norm > 0),
-                "a finite number > 0, or None",
-            ),
-            (
-                "patience",
-                self.patience is None or (is_int(self.patience) and self.patience >= 1),
-                "an int >= 1, or None",
-            ),
-            (
-                "min_delta",
-                is_finite_number(self.min_delta) and self.min_delta >= 0,
-                "a finite number >= 0",
-            ),
-            ("monitor", self.monitor in MONITORS, f"one of {list(MONITORS)}"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(
-                    f"train config field {name}={getattr(self, name)!r}: must be {allowed}"
-                )
+        """Raises :class:`~vpl_jax.checks.ConfigError` naming the first bad field and the
+        allowed values; returns ``self``."""
+        check_config(self)
         return self
 
     def optimizer(self) -> optax.GradientTransformation:
@@ -352,7 +322,7 @@ def check_training_inputs(
         check_same_inputs(train, valid, "train", "valid")
     elif config.patience is not None:
         raise ValueError(
-            f"train config field patience={config.patience} needs validation data (valid=...); "
+            f"TrainConfig.patience={config.patience} needs validation data (valid=...); "
             "use patience=None to train without early stopping"
         )
     check_labelled(train, "train")
@@ -368,7 +338,7 @@ def check_training_inputs(
     names = jax.eval_shape(metric_names, jax.random.PRNGKey(0), train)
     if valid is not None and config.monitor not in names:
         raise ValueError(
-            f"train config field monitor={config.monitor!r} is not a metric of "
+            f"TrainConfig.monitor={config.monitor!r} is not a metric of "
             f"{type(model).__name__}; allowed: {sorted(names)}"
         )
 

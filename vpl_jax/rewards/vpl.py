@@ -32,17 +32,18 @@ before the KL pulls it to the prior.
 from __future__ import annotations
 
 import dataclasses
+from typing import get_args
 
 import distrax
 import jax
 import jax.numpy as jnp
 import optax
 
-from vpl_jax.checks import valid_widths
+from vpl_jax.checks import WIDTHS, Choice, ConfigError, Float, Int, check_config, checked
 from vpl_jax.rewards.base import (
+    DISCOUNT,
+    INPUTS,
     Params,
-    check_discount,
-    check_fields,
     input_statistics,
     sample_context,
     sum_over_steps,
@@ -86,51 +87,39 @@ class VPL:
         (as :class:`~vpl_jax.rewards.BTL`'s); 1 is the partial-return model.
     """
 
-    latent_dim: int = 8
-    embed_dim: int = 64
-    encoder_hidden: tuple[int, ...] = (64, 64)
-    pooling: Pooling = "mean"
-    num_heads: int = 4
-    decoder_hidden: tuple[int, ...] = (64, 64)
-    decoder: str = "mlp"
+    latent_dim: int = checked(8, Int(ge=1))
+    embed_dim: int = checked(64, Int(ge=1))
+    encoder_hidden: tuple[int, ...] = checked((64, 64), WIDTHS)
+    pooling: Pooling = checked("mean", Choice(get_args(Pooling)))
+    num_heads: int = checked(4, Int(ge=1))
+    decoder_hidden: tuple[int, ...] = checked((64, 64), WIDTHS)
+    decoder: str = checked("mlp", Choice(DECODERS))
     learned_prior: bool = False
-    kl_weight: float = 1.0
-    kl_warmup_steps: int = 0
-    min_context: int = 1
-    max_context: int | None = None
-    num_samples: int = 1
-    inputs: Inputs = DEFAULT_INPUTS
+    kl_weight: float = checked(1.0, Float(ge=0))
+    kl_warmup_steps: int = checked(0, Int(ge=0))
+    min_context: int = checked(1, Int(ge=1))
+    max_context: int | None = checked(None, Int(ge=1, optional=True))
+    num_samples: int = checked(1, Int(ge=1))
+    inputs: Inputs = checked(DEFAULT_INPUTS, INPUTS)
     normalize_inputs: bool = True
     dtype: str = "float32"
-    discount: float = 1.0
+    discount: float = checked(1.0, DISCOUNT)
 
     #: Metrics of :meth:`loss` that are means over users (not pairs); see ``metric_weights``.
     user_metrics = ("kl", "context_size")
 
     def __post_init__(self):
-        check_discount("VPL", self.discount)
-        attention = self.pooling == "attention"
-        checks = {
-            "latent_dim": (self.latent_dim >= 1, ">= 1"),
-            "embed_dim": (self.embed_dim >= 1, ">= 1"),
-            "encoder_hidden": (valid_widths(self.encoder_hidden), "widths that are ints >= 1"),
-            "decoder_hidden": (valid_widths(self.decoder_hidden), "widths that are ints >= 1"),
-            "pooling": (self.pooling in ("mean", "attention"), "'mean' or 'attention'"),
-            "decoder": (self.decoder in DECODERS, f"one of {list(DECODERS)}"),
-            "num_heads": (
-                self.num_heads >= 1 and (not attention or self.embed_dim % self.num_heads == 0),
-                f">= 1, and dividing embed_dim={self.embed_dim} with pooling='attention'",
-            ),
-            "kl_weight": (self.kl_weight >= 0, ">= 0"),
-            "kl_warmup_steps": (self.kl_warmup_steps >= 0, ">= 0"),
-            "min_context": (self.min_context >= 1, ">= 1"),
-            "max_context": (
-                self.max_context is None or self.max_context >= self.min_context,
-                f"None or >= min_context={self.min_context}",
-            ),
-            "num_samples": (self.num_samples >= 1, ">= 1"),
-        }
-        check_fields("VPL", checks, self)
+        check_config(self)
+        if self.pooling == "attention" and self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"VPL.num_heads={self.num_heads}: must divide embed_dim={self.embed_dim} with "
+                "pooling='attention'"
+            )
+        if self.max_context is not None and self.max_context < self.min_context:
+            raise ConfigError(
+                f"VPL.max_context={self.max_context}: must be None or >= min_context="
+                f"{self.min_context}"
+            )
 
     # --- networks ----------------------------------------------------------------------------
     def _encoder(self) -> SetEncoder:

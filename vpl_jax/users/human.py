@@ -42,6 +42,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from vpl_jax.checks import Float
+
+#: What each field of a (scalar) human model accepts.
+HUMAN_MODEL_RULES = {
+    "beta": Float(ge=0, finite=False),  # inf: a rational user
+    "gamma": Float(gt=0, le=1),
+    "epsilon": Float(ge=0, le=0.5),
+    "skip_threshold": Float(finite=False),  # -inf: never skips
+    "equal_threshold": Float(ge=0, finite=False),
+    "regret_weight": Float(ge=0, le=1),
+}
+
 
 @struct.dataclass
 class HumanModel:
@@ -65,18 +77,10 @@ class HumanModel:
         regret_weight: float = 0.0,
     ) -> HumanModel:
         """Validated constructor; raises ``ValueError`` naming the bad field."""
-        checks = {
-            "beta": (beta >= 0, "must be >= 0 (inf for a rational user)"),
-            "gamma": (0 < gamma <= 1, "must be in (0, 1]"),
-            "epsilon": (0 <= epsilon <= 0.5, "must be in [0, 0.5]"),
-            "equal_threshold": (equal_threshold >= 0, "must be >= 0"),
-            "regret_weight": (0 <= regret_weight <= 1, "must be in [0, 1]"),
-        }
-        for name, (ok, allowed) in checks.items():
-            if not ok:
-                raise ValueError(f"human model field {name}={locals()[name]!r} {allowed}")
-        if math.isnan(skip_threshold):
-            raise ValueError("human model field skip_threshold must not be NaN")
+        values = dict(beta=beta, gamma=gamma, epsilon=epsilon, skip_threshold=skip_threshold,
+                      equal_threshold=equal_threshold, regret_weight=regret_weight)  # fmt: skip
+        for name, rule in HUMAN_MODEL_RULES.items():
+            rule.check(f"human model field {name}", values[name])
         return cls(
             beta=jnp.float32(beta),
             gamma=jnp.float32(gamma),

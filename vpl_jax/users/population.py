@@ -26,8 +26,8 @@ import numpy as np
 from flax import struct
 
 from vpl_jax import envs
-from vpl_jax.checks import is_finite_number, is_int
-from vpl_jax.users.human import HumanModel
+from vpl_jax.checks import Float, check_config, checked, is_finite_number, is_int, rule_of
+from vpl_jax.users.human import HUMAN_MODEL_RULES, HumanModel
 
 
 @struct.dataclass
@@ -66,30 +66,25 @@ class UserType:
 
     name: str
     weights: Mapping[str, float]
-    beta: float = math.inf
-    gamma: float = 1.0
-    epsilon: float = 0.0
-    skip_threshold: float = -math.inf
-    equal_threshold: float = 0.0
-    regret_weight: float = 0.0
-    weight_noise: float = 0.0
+    beta: float = checked(math.inf, HUMAN_MODEL_RULES["beta"])
+    gamma: float = checked(1.0, HUMAN_MODEL_RULES["gamma"])
+    epsilon: float = checked(0.0, HUMAN_MODEL_RULES["epsilon"])
+    skip_threshold: float = checked(-math.inf, HUMAN_MODEL_RULES["skip_threshold"])
+    equal_threshold: float = checked(0.0, HUMAN_MODEL_RULES["equal_threshold"])
+    regret_weight: float = checked(0.0, HUMAN_MODEL_RULES["regret_weight"])
+    weight_noise: float = checked(0.0, Float(ge=0))
     description: str = ""
 
     def __post_init__(self):
-        if not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"user type name must be an identifier, got {self.name!r}")
-        if not is_finite_number(self.weight_noise) or not self.weight_noise >= 0:
-            raise ValueError(
-                f"user type {self.name}: weight_noise={self.weight_noise!r}: must be a finite "
-                "number >= 0"
-            )
+        check_config(self, f"UserType({self.name})")
         bad = {k: v for k, v in dict(self.weights).items() if not is_finite_number(v)}
         if bad or not all(isinstance(k, str) for k in self.weights):
             raise ValueError(
                 f"user type {self.name}: weights must map feature names to finite numbers; "
                 f"bad: {bad or dict(self.weights)}"
             )
-        self.human_model()  # validates the human-model fields
 
     def human_model(self) -> HumanModel:
         return HumanModel.create(
@@ -245,8 +240,7 @@ class Population:
                 )
             types = [dataclasses.replace(t, **overrides) for t in types]
         if weight_noise is not None:
-            if not math.isfinite(weight_noise) or weight_noise < 0:
-                raise ValueError(f"weight_noise={weight_noise}: must be a finite number >= 0")
+            rule_of(UserType, "weight_noise").check("weight_noise", weight_noise)
             types = [dataclasses.replace(t, weight_noise=weight_noise) for t in types]
         mean = np.stack([t.theta(feature_names) for t in types])
         std = np.stack([t.weight_noise * np.abs(t.theta(feature_names)) for t in types])
