@@ -52,6 +52,27 @@ def join_processes(
     CPUs the processes exchange data through gloo."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    _mjx_defaults_to_a_local_device()
+
+
+def _mjx_defaults_to_a_local_device() -> None:
+    """Makes MuJoCo MJX place what it is given no device for on this process's first device.
+
+    MJX (mujoco 3.3+) picks ``jax.devices()[0]`` when no device is given, and Brax's
+    ``mjcf.load_model`` gives none: on several processes that is process 0's device, so the
+    tasks' models built on any other process would hold no data ("Closing over jax.Array that
+    spans non-addressable devices"). One process keeps MJX's own default.
+    """
+    try:
+        from mujoco.mjx._src import io
+    except ImportError:  # no MJX here: nothing places a model
+        return
+    resolve = io._resolve_impl_and_device
+
+    def local(impl=None, device=None):
+        return resolve(impl, jax.local_devices()[0] if device is None else device)
+
+    io._resolve_impl_and_device = local
 
 
 def is_writer() -> bool:
@@ -127,10 +148,14 @@ def _is_key(x) -> bool:
 
 
 def _put(x, sharding: jax.sharding.Sharding):
-    """``device_put`` that also takes typed PRNG keys onto devices of other processes."""
+    """``device_put`` that also places this process's arrays (typed PRNG keys too) on devices
+    of other processes: each process gives its own copy of ``x``, from the host, and keeps
+    its own devices' parts."""
     if _is_key(x):
-        data = jax.device_put(jax.random.key_data(x), sharding)
+        data = _put(jax.random.key_data(x), sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    if not sharding.is_fully_addressable and isinstance(x, jax.Array):
+        x = np.asarray(x)  # device to device transfers stay within a process
     return jax.device_put(x, sharding)
 
 

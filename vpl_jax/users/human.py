@@ -65,6 +65,28 @@ class HumanModel:
         regret_weight: float = 0.0,
     ) -> HumanModel:
         """Validated constructor; raises ``ValueError`` naming the bad field."""
+        cls.check(beta, gamma, epsilon, skip_threshold, equal_threshold, regret_weight)
+        return cls(
+            beta=jnp.float32(beta),
+            gamma=jnp.float32(gamma),
+            epsilon=jnp.float32(epsilon),
+            skip_threshold=jnp.float32(skip_threshold),
+            equal_threshold=jnp.float32(equal_threshold),
+            regret_weight=jnp.float32(regret_weight),
+        )
+
+    @staticmethod
+    def check(
+        beta: float = math.inf,
+        gamma: float = 1.0,
+        epsilon: float = 0.0,
+        skip_threshold: float = -math.inf,
+        equal_threshold: float = 0.0,
+        regret_weight: float = 0.0,
+    ) -> None:
+        """Raises ``ValueError`` naming the first field :meth:`create` would refuse. Builds no
+        array, so registering user types at import starts no JAX backend (several processes
+        must join before one starts)."""
         checks = {
             "beta": (beta >= 0, "must be >= 0 (inf for a rational user)"),
             "gamma": (0 < gamma <= 1, "must be in (0, 1]"),
@@ -77,14 +99,6 @@ class HumanModel:
                 raise ValueError(f"human model field {name}={locals()[name]!r} {allowed}")
         if math.isnan(skip_threshold):
             raise ValueError("human model field skip_threshold must not be NaN")
-        return cls(
-            beta=jnp.float32(beta),
-            gamma=jnp.float32(gamma),
-            epsilon=jnp.float32(epsilon),
-            skip_threshold=jnp.float32(skip_threshold),
-            equal_threshold=jnp.float32(equal_threshold),
-            regret_weight=jnp.float32(regret_weight),
-        )
 
     def broadcast(self, num_users: int) -> HumanModel:
         """The same human model with every field f32[U] for ``num_users = U`` users: a scalar

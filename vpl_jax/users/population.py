@@ -89,17 +89,14 @@ class UserType:
                 f"user type {self.name}: weights must map feature names to finite numbers; "
                 f"bad: {bad or dict(self.weights)}"
             )
-        self.human_model()  # validates the human-model fields
+        HumanModel.check(**self._human_fields())
+
+    def _human_fields(self) -> dict[str, float]:
+        names = ("beta", "gamma", "epsilon", "skip_threshold", "equal_threshold", "regret_weight")
+        return {name: getattr(self, name) for name in names}
 
     def human_model(self) -> HumanModel:
-        return HumanModel.create(
-            beta=self.beta,
-            gamma=self.gamma,
-            epsilon=self.epsilon,
-            skip_threshold=self.skip_threshold,
-            equal_threshold=self.equal_threshold,
-            regret_weight=self.regret_weight,
-        )
+        return HumanModel.create(**self._human_fields())
 
     def theta(self, feature_names: Sequence[str]) -> np.ndarray:
         """f32[F] weights resolved against a task's feature names."""
