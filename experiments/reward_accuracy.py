@@ -50,6 +50,7 @@ class Config(harness.PopulationStudy):
     """Boltzmann rationality of every simulated user (inf: rational labels)."""
     methods: tuple[str, ...] = R.REWARD_METHODS
     """Reward models to train."""
+    SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds
     num_seeds: int = 3
     """Training seeds per model, trained in one vmap."""
     data: DatasetConfig = DatasetConfig(

@@ -57,6 +57,7 @@ class Config(harness.PopulationStudy):
     """Boltzmann rationality of the simulated users (inf: rational)."""
     methods: tuple[str, ...] = METHODS
     """Methods to compare."""
+    SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds
     num_seeds: int = 1
     """Independent seeds (reward model + policy), trained in one vmap."""
     data: DatasetConfig = DatasetConfig(
@@ -411,7 +412,7 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
             )
         lines.append(f"| {task} | {method} | {summary} |")
     results.figure(plot_bars(task, pop.type_names, evaluations), f"{task}_per_type")
-    if config.render_episodes:
+    if config.render_episodes and results.writes:
         render_html(
             task,
             env,

@@ -1,6 +1,10 @@
 """The sharded path: seeds split across 4 (simulated) devices give the single-device numbers."""
 
+import dataclasses
+import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -57,7 +61,8 @@ def test_without_a_pool_runs_stay_where_they_are():
     place = sharding.placement(4)
     assert place.mesh is None and place.num_devices == 1
     tree = {"keys": jax.random.split(jax.random.PRNGKey(0), 4), "data": jnp.ones(3)}
-    assert place.split(tree) is tree and place.replicate(tree) is tree and place.gather(tree) is tree
+    assert place.split(tree) is tree and place.replicate(tree) is tree
+    assert place.gather(tree) is tree
 
 
 def test_one_device_is_the_unsharded_path():
@@ -82,14 +87,14 @@ def test_uneven_runs_are_refused():
 
 @pytest.mark.slow
 def test_trainers_split_their_seeds_across_devices_and_agree(tmp_path):
-    """rewards.fit, fit_chunked (checkpointed on 4 devices, resumed on 1) and PolicyTrainer,
-    inside use_devices on 4 devices, give the single-device numbers; 3 seeds use 3 devices."""
+    """rewards.fit and fit_chunked (checkpointed on 4 devices, resumed on 1) inside use_devices
+    on 4 devices give the single-device numbers; 3 seeds use 3 devices. (PolicyTrainer: the
+    experiment tests below.)"""
     out = run_on_fake_devices(
         f"""
         import shutil
         import jax, numpy as np
-        from vpl_jax import envs, pipeline, rewards as R
-        from vpl_jax import policies as P
+        from vpl_jax import envs, rewards as R
         from vpl_jax.data import DatasetConfig, build_dataset
         from vpl_jax.rewards import trainer
         from vpl_jax.runtime import sharding
@@ -142,20 +147,216 @@ def test_trainers_split_their_seeds_across_devices_and_agree(tmp_path):
                                                           every=2))
         close(single, resumed)
         print("REWARDS_OK")
-
-        theta = np.stack([np.asarray(env.weights({{"progress_a": 1.0}})),
-                          np.asarray(env.weights({{"progress_b": 1.0}}))])
-        ppo = pipeline.PolicyTrainer(
-            env, "oracle", None, P.PPOConfig(total_timesteps=2 * 32 * 40, num_envs=32),
-            chunk_updates=1,
-        )
-        inputs = {{"theta": np.broadcast_to(theta, (4, *theta.shape))}}
-        single = ppo.train(keys, inputs)
-        with sharding.use_devices(pool):
-            sharded = ppo.train(keys, inputs)
-        close(single, sharded)
-        print("PPO_OK")
         """,
         tmp_path,
     )
-    assert "REWARDS_OK" in out and "PPO_OK" in out
+    assert "REWARDS_OK" in out
+
+
+# --- every experiment: --devices and the processes, from the command line ------------------------
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--devices", "0"], "devices=0: must be >= 1"),
+        (["--devices", "2"], "devices=2: this run has 1 (jax.devices()); use 1 to 1"),
+        (["--num-processes", "2"], "coordinator_address, num_processes, process_id: give all"),
+        (
+            ["--coordinator-address", "localhost", "--num-processes", "2", "--process-id", "0"],
+            "coordinator_address='localhost': give HOST:PORT",
+        ),
+        (
+            ["--coordinator-address", "h:1", "--num-processes", "2", "--process-id", "2"],
+            "process_id=2: must be <= 1",
+        ),
+    ],
+)
+def test_bad_devices_and_processes_fail_at_parse_time(load_experiment, capsys, argv, message):
+    from vpl_jax import harness
+
+    experiment = load_experiment("reward_accuracy")
+    with pytest.raises(SystemExit):
+        harness.parse(experiment.Config, experiment.PRESETS, argv)
+    assert message in capsys.readouterr().err
+
+
+def test_where_a_run_is_placed_is_bookkeeping(load_experiment):
+    """--devices and the process options change no numbers (beyond rounding): a checkpoint
+    written under one layout resumes under another, and config.json still records them."""
+    experiment = load_experiment("reward_accuracy")
+    base = experiment.PRESETS["cpu"]
+    moved = dataclasses.replace(base, devices=1, num_processes=2, process_id=1,
+                                coordinator_address="h:1")  # fmt: skip
+    assert base.results_json() == moved.results_json()
+    assert json.loads(moved.to_json())["devices"] == 1
+
+
+def test_reproduce_runs_each_experiment_in_its_own_processes(load_experiment, capsys):
+    from vpl_jax import harness
+
+    reproduce = load_experiment("reproduce")
+    with pytest.raises(SystemExit):
+        harness.parse(reproduce.Config, reproduce.PRESETS, ["--distributed"])
+    assert "reproduce starts each experiment in a process of its own" in capsys.readouterr().err
+
+
+def test_seeds_that_do_not_split_across_the_devices_say_what_to_change(tmp_path):
+    out = run_on_fake_devices(
+        f"""
+        import contextlib, importlib.util, io, sys
+        spec = importlib.util.spec_from_file_location("reward_accuracy",
+                                                      "{ROOT}/experiments/reward_accuracy.py")
+        experiment = importlib.util.module_from_spec(spec)
+        sys.modules["reward_accuracy"] = experiment
+        spec.loader.exec_module(experiment)
+        from vpl_jax import harness
+
+        def error(*argv):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try:
+                    return harness.parse(experiment.Config, experiment.PRESETS, list(argv))
+                except SystemExit:
+                    return err.getvalue().strip()
+
+        print(error("--devices", "5"))
+        print(error("--devices", "4", "--num-seeds", "3"))
+        print(error("--devices", "4", "--num-seeds", "6"))
+        assert error("--num-seeds", "3").devices is None  # by default: 3 of the 4 devices
+        assert error("--devices", "2", "--num-seeds", "6").devices == 2
+        """,
+        tmp_path,
+    )
+    assert "error: devices=5: this run has 4 (jax.devices()); use 1 to 4" in out
+    assert (
+        "error: num_seeds=3 does not split evenly across devices=4: use --num-seeds 4 (a multiple "
+        "of 4), or --devices 1 or 3 (or leave --devices out: 3 seeds then use 3 of the 4 devices)"
+    ) in out
+    assert "use --num-seeds 8 (a multiple of 4), or --devices 1, 2 or 3 (or leave" in out
+
+
+#: underspecification (reward model, then PPO on it, then per-user evaluation) at a tiny size.
+TINY = [
+    "--tasks", "navigation", "--methods", "vpl", "--num-seeds", "4", "--data.num-users", "16",
+    "--data.context-size", "4", "--data.heldout-size", "4", "--data.pool-size", "256",
+    "--data.num-episodes", "32", "--reward-train.num-epochs", "2",
+    "--reward-train.users-per-batch", "4", "--reward-chunk-epochs", "1",
+    "--ppo.total-timesteps", "2560", "--ppo.num-envs", "16", "--ppo.num-steps", "40",
+    "--chunk-updates", "2", "--num-eval-episodes", "2", "--render-episodes", "0",
+    "--num-reference-states", "16",
+]  # fmt: skip
+
+
+def experiment_env(devices: int) -> dict[str, str]:
+    """The environment of an experiment process whose CPU shows ``devices`` devices."""
+    return {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+        "VPL_JAX_PROGRESS": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def run_experiment(argv: list[str], devices: int) -> str:
+    """``experiments/underspecification.py TINY argv`` in one process; its output."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "underspecification.py"), *TINY, *argv],
+        env=experiment_env(devices),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    return out.stdout
+
+
+def metric_rows(path: Path) -> dict[tuple, float]:
+    """metrics.json's rows as ``{(method, user_type, metric, seed): value}``."""
+    rows = json.loads(path.read_text())["rows"]
+    return {(r["method"], r["user_type"], r["metric"], r["seed"]): r["value"] for r in rows}
+
+
+def assert_same_metrics(path: Path, expected: dict[tuple, float]):
+    """The rows agree to float rounding: XLA partitions and fuses a sharded program
+    differently, so the numbers agree to about 1e-6, not bit for bit."""
+    rows = metric_rows(path)
+    assert rows.keys() == expected.keys() and len(rows) == 4 * 2 * 3
+    for cell, value in expected.items():
+        assert rows[cell] == pytest.approx(value, rel=1e-4, abs=1e-4), cell
+
+
+@pytest.fixture(scope="module")
+def one_device_metrics(tmp_path_factory) -> dict[tuple, float]:
+    """The tiny run's metrics on one device (--devices 1: the unsharded path)."""
+    root = tmp_path_factory.mktemp("one_device")
+    out = run_experiment(["--results-dir", str(root), "--run-name", "one", "--devices", "1"], 4)
+    assert "devices: 1 cpu device; num_seeds=4 split across 1" in out
+    return metric_rows(root / "underspecification" / "one" / "metrics.json")
+
+
+@pytest.mark.slow
+def test_an_experiment_on_four_devices_gives_the_one_device_metrics(tmp_path, one_device_metrics):
+    """By default an experiment splits its seeds across every device: 4 seeds, one per device
+    (reward model, PPO on it, per-user evaluation)."""
+    out = run_experiment(["--results-dir", str(tmp_path), "--run-name", "four"], 4)
+    assert "devices: 4 cpu devices; num_seeds=4 split across 4" in out
+    assert_same_metrics(
+        tmp_path / "underspecification" / "four" / "metrics.json", one_device_metrics
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_two_processes(argv: list[str], results: list[Path]) -> list[str]:
+    """The tiny experiment as two processes of two CPU devices each, joined by
+    jax.distributed on 127.0.0.1, process i writing to ``results[i]``; their outputs."""
+    port = free_port()
+    command = [sys.executable, str(ROOT / "experiments" / "underspecification.py"), *TINY, *argv,
+               "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [*command, "--process-id", str(i), "--results-dir", str(results[i])],
+            env=experiment_env(2),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=1200)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()  # only if one hangs, waiting for the other
+    for p, out in zip(processes, outs, strict=True):
+        assert p.returncode == 0, out[-6000:]
+    return outs
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_seeds_agree_and_only_process_zero_writes(
+    tmp_path, one_device_metrics
+):
+    """Two processes (jax.distributed, gloo on CPU) split the 4 seeds 2 + 2 through the reward
+    model and PPO; they give the one-device metrics, process 1 writes nothing (not even its own
+    results folder), and a run stopped after its first checkpoints resumes from them on both."""
+    results = [tmp_path / "process_0", tmp_path / "process_1"]
+    argv = ["--run-name", "two", "--checkpoint-every", "2", "--reward-checkpoint-every", "1"]
+    outs = run_two_processes(argv, results)
+    assert "devices: 4 cpu devices, 2 processes; num_seeds=4 split across 4" in outs[0]
+    assert "devices:" not in outs[1] and "results written" not in outs[1]
+    run = results[0] / "underspecification" / "two"
+    assert_same_metrics(run / "metrics.json", one_device_metrics)
+    assert not results[1].exists()
+    # Stopped after the reward model's first epoch and PPO's first chunk: the later steps and
+    # the results go; process 0 reads the checkpoints, both resume.
+    for late in ("checkpoints/navigation_reward_vpl/2", "checkpoints/navigation_vpl/4"):
+        shutil.rmtree(run / late)
+    (run / "metrics.json").unlink()
+    run_two_processes(argv, results)
+    assert_same_metrics(run / "metrics.json", one_device_metrics)
+    assert not results[1].exists()
