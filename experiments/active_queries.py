@@ -94,6 +94,7 @@ class Config(harness.PopulationStudy):
     """entropy: re-encode only this many candidates, those of highest predictive entropy."""
     reference_queries: int = checked(8, Int(ge=1))
     """The random-query budget whose accuracy the other criteria must match."""
+    SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds
     num_seeds: int = checked(2, Int(ge=1))
     """Training seeds per model, trained in one vmap (each elicits every test user)."""
     data: DatasetConfig = DatasetConfig(

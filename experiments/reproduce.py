@@ -7,7 +7,7 @@
 
 Each experiment runs in its own process as ``experiments/NAME.py --preset P --run-name R --seed S``
 (so its results land in ``results/NAME/R/``; ``--tensorboard`` is passed on to every experiment
-that logs training curves); this script then writes
+that logs training curves, ``--devices`` to every one); this script then writes
 ``results/reproduce/R/index.html`` with every figure and summary, and its own tidy metrics (the
 wall time of each experiment).
 """
@@ -71,6 +71,13 @@ class Config(harness.ExperimentConfig):
             )
         return self
 
+    def check_processes(self):
+        if self.joins_processes:
+            raise harness.ConfigError(
+                "coordinator_address/distributed: reproduce starts each experiment in a process "
+                "of its own; on several processes, run each experiment with these options"
+            )
+
 
 PRESETS = {name: Config(preset=name) for name in EXPERIMENT_PRESETS}
 
@@ -115,6 +122,8 @@ def main(config: Config, results: harness.RunResults) -> str:
             cmd.append("--tensorboard")
         if config.overwrite:
             cmd.append("--overwrite")
+        if config.devices is not None:
+            cmd += ["--devices", str(config.devices)]
         print(f"[reproduce] {' '.join(cmd[1:])}", flush=True)
         start = time.time()
         subprocess.run(cmd, check=True)

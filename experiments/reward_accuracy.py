@@ -52,6 +52,7 @@ class Config(harness.PopulationStudy):
     """Boltzmann rationality of every simulated user (inf: rational labels)."""
     methods: tuple[str, ...] = checked(R.REWARD_METHODS, Choices(R.REWARD_METHODS))
     """Reward models to train."""
+    SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds
     num_seeds: int = checked(3, Int(ge=1))
     """Training seeds per model, trained in one vmap."""
     data: DatasetConfig = DatasetConfig(

@@ -58,6 +58,7 @@ class Config(harness.PopulationStudy):
     """Boltzmann rationality of the simulated users (inf: rational)."""
     methods: tuple[str, ...] = checked(METHODS, Choices(METHODS))
     """Methods to compare."""
+    SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds
     num_seeds: int = checked(1, Int(ge=1))
     """Independent seeds (reward model + policy), trained in one vmap."""
     data: DatasetConfig = DatasetConfig(
@@ -394,7 +395,7 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
             )
         lines.append(f"| {task} | {method} | {summary} |")
     results.figure(plot_bars(task, pop.type_names, evaluations), f"{task}_per_type")
-    if config.render_episodes:
+    if config.render_episodes and results.writes:
         render_html(
             task,
             env,

@@ -157,6 +157,20 @@ COMMAND_LINE = [
     ("policy_conflicts", ["--reward-scaling", "zscore"], "reward_scaling='zscore': allowed"),
     ("policy_conflicts", ["--num-reference-states", "0"], "num_reference_states=0: must be an"),
     ("policy_conflicts", ["--tasks", "highwy"], "tasks: unknown value(s) ['highwy']"),
+    # Where a run is placed: devices and processes (issue 19).
+    ("reward_accuracy", ["--devices", "0"], "devices=0: must be an integer >= 1, or None"),
+    ("reward_accuracy", ["--devices", "2"], "devices=2: this run has 1 (jax.devices()); use 1"),
+    ("reward_accuracy", ["--num-processes", "2"], "coordinator_address, num_processes, process"),
+    (
+        "reward_accuracy",
+        ["--coordinator-address", "localhost", "--num-processes", "2", "--process-id", "0"],
+        "coordinator_address='localhost': give HOST:PORT",
+    ),
+    (
+        "reward_accuracy",
+        ["--coordinator-address", "h:1", "--num-processes", "2", "--process-id", "2"],
+        "process_id=2: must be an integer in [0, 1]",
+    ),
     # Where results go.
     ("reward_accuracy", ["--run-name", "a/b"], "run_name='a/b'"),
     ("underspecification", ["--results-dir", ""], "results_dir='': give a folder"),

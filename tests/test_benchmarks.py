@@ -34,3 +34,28 @@ def test_reward_training_benchmark_prints_throughput_and_step_cost():
     assert report["wall_ratio_3_seeds_to_1"] == pytest.approx(ratio, rel=0.02)
     for row in (one, three):
         assert row["run_s"] == pytest.approx(float(np.median(row["run_s_all"])), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_sharded_training_benchmark_splits_seeds_and_memory_across_devices():
+    """On two simulated CPU devices: one row per device count for reward training and PPO, the
+    work counted as documented, and each device's part of the program about half as large."""
+    args = "--cpu-devices 2 --devices 1 2 --seeds 2 --users 16 --heldout-size 8 --epochs 1"
+    args += " --hidden 8 --num-envs 4 --num-steps 8 --updates 1 --repeats 1"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sharded_training.py"), *args.split()],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    report = json.loads(out)
+    assert report["devices_available"] == 2
+    assert report["ppo"]["work_per_call"] == 2 * 1 * 4 * 8  # seeds x updates x envs x steps
+    for part in ("reward", "ppo"):
+        one, two = report[part]["rows"]
+        assert (one["devices"], two["devices"]) == (1, 2)
+        assert one["scaling_efficiency"] == 1.0
+        assert two["per_s"] == pytest.approx(report[part]["work_per_call"] / two["run_s"], 0.01)
+        assert two["per_s_per_device"] == pytest.approx(two["per_s"] / 2, 0.01)
+        # One seed per device: each device's outputs (the seeds' params) are half of one's.
+        assert two["xla_output_bytes"] < 0.6 * one["xla_output_bytes"]

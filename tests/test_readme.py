@@ -34,6 +34,30 @@ def _experiment_commands():
     return commands
 
 
+#: Options naming devices and processes this machine need not have (value-taking: True).
+_PLACEMENT = {
+    "--devices": True,
+    "--coordinator-address": True,
+    "--num-processes": True,
+    "--process-id": True,
+    "--distributed": False,
+}
+
+
+def _without_placement(argv: list[str]) -> list[str]:
+    """``argv`` less the :data:`_PLACEMENT` options (a test on one CPU device cannot join other
+    processes; tests/test_sharding.py runs those on simulated devices and processes)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _PLACEMENT:
+            skip = _PLACEMENT[arg]
+        else:
+            out.append(arg)
+    return out
+
+
 def test_readme_experiment_commands_parse(load_experiment, monkeypatch):
     """The README's experiment command lines are valid configs (parsed and validated, not run)."""
     from vpl_jax import harness
@@ -41,8 +65,9 @@ def test_readme_experiment_commands_parse(load_experiment, monkeypatch):
     monkeypatch.chdir(README.parent)  # paths in the commands are relative to the repository
     commands = _experiment_commands()
     assert any("--population" in c for c in commands)
+    assert any("--coordinator-address" in c for c in commands)
     for script, *argv in commands:
         if "--help" in argv:
             continue
         module = load_experiment(Path(script).stem)
-        harness.parse(module.Config, module.PRESETS, argv)
+        harness.parse(module.Config, module.PRESETS, _without_placement(argv))

@@ -55,6 +55,7 @@ from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
 from vpl_jax.keys import named_key
 from vpl_jax.rewards.batch import check_user_pairs
 from vpl_jax.rewards.trainer import check_training_inputs, train_run
+from vpl_jax.runtime import sharding
 from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
 
 
@@ -437,7 +438,8 @@ class PolicyTrainer:
     of the same shapes — a new round of the iterate loop, another point of a sweep — reuses the
     compiled update. R runs (a leading axis R on the keys and on every input) train in one
     ``vmap``; on a CPU that costs R times one run, but it compiles once and dispatches once per
-    chunk.
+    chunk. Inside :func:`vpl_jax.runtime.sharding.use_devices` the R runs are split across the
+    devices (:func:`~vpl_jax.runtime.sharding.placement`).
 
     Args:
       env: the raw task.
@@ -516,14 +518,17 @@ class PolicyTrainer:
                 "pipeline.reference_states draws them), or pass reward_scaling='none'"
             )
         self.acting(jax.tree.map(lambda x: x[0], inputs))
+        place = sharding.placement(keys.shape[0])
+        keys, inputs = place.split((keys, inputs))
 
         def chunk(states, n):
             states, metrics = self._chunk(states, inputs, n)
+            metrics = place.gather(metrics)
             if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
                 P.check_converged(metrics)  # before a diverged state is saved or trained on
             return states, metrics
 
-        return run_chunked(
+        states, history = run_chunked(
             lambda: self._init(keys, inputs),
             chunk,
             total=self.config.num_updates,
@@ -531,6 +536,7 @@ class PolicyTrainer:
             checkpointer=checkpointer,
             desc=desc,
         )
+        return place.gather(states), history
 
     def train_one(
         self,

@@ -58,6 +58,7 @@ from vpl_jax.harness.tasks import (
     task_env_kwargs,
     task_population,
 )
+from vpl_jax.runtime import sharding
 from vpl_jax.runtime.progress import chunks, progress
 
 C = TypeVar("C", bound=ExperimentConfig)
@@ -123,6 +124,9 @@ def run_experiment(
 
     ``main(config, results)`` adds rows and figures and may return markdown notes for
     ``summary.md``. The resolved config is written before ``main`` starts, the metrics after.
+    ``main`` runs inside :func:`vpl_jax.runtime.sharding.use_devices` with the run's
+    ``--devices``, so the library's trainers split their seeds across them; on several
+    processes every process runs ``main`` and only process 0 writes.
     """
     recorded: list[str] = []
     with _recording_data_warnings(recorded):
@@ -131,14 +135,41 @@ def run_experiment(
         )
     results = RunResults(name, config)
     results.warnings = recorded
-    try:
-        lock = claim_run_folder(results.path, config.overwrite)
-    except RunFolderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    with lock, _recording_data_warnings(recorded):
+    pool = sharding.device_pool(config.devices)
+    lock = _claim_run_folder(results, config.overwrite)
+    with lock, _recording_data_warnings(recorded), sharding.use_devices(pool):
+        if results.writes:
+            print(f"devices: {_describe(pool, config)}")
         results.write_config()
         notes = main(config, results)
         path = results.write(notes or "")
-    print(f"results written to {path}/")
+    if results.writes:
+        print(f"results written to {path}/")
     return results
+
+
+def _claim_run_folder(results: RunResults, overwrite: bool):
+    """The run folder's lock (:func:`claim_run_folder`), taken by process 0 (the others write
+    nothing); a refused folder exits with status 2 on every process."""
+    lock, error = contextlib.nullcontext(), None
+    if results.writes:
+        try:
+            lock = claim_run_folder(results.path, overwrite)
+        except RunFolderError as e:
+            error = e
+    if sharding.process_zero_says(error is not None):
+        print(f"error: {error or 'process 0 could not claim the run folder'}", file=sys.stderr)
+        raise SystemExit(2)
+    return lock
+
+
+def _describe(pool, config: ExperimentConfig) -> str:
+    """E.g. ``4 cpu devices, 2 processes; num_seeds=6 split across 2``: where the seeds go."""
+    processes = len({d.process_index for d in pool})
+    kinds = "/".join(sorted({d.platform for d in pool}))
+    text = f"{len(pool)} {kinds} device{'s' * (len(pool) > 1)}"
+    text += f", {processes} processes" if processes > 1 else ""
+    for name in config.SEED_FIELDS:
+        n = getattr(config, name)
+        text += f"; {name}={n} split across {sharding.split_size(n, len(pool), processes)}"
+    return text

@@ -11,6 +11,12 @@ relate fields. :func:`parse` turns ``argv`` into a validated config::
 the preset's values). Invalid values fail at once, before anything compiles, with a message that
 names the field as the command line spells it (``ppo.vf_coef``, ``data.num_users``) and the
 allowed values.
+
+Every experiment also takes where it runs: ``--devices N`` (the seeds are split across N devices;
+default all that the seed count fills evenly) and, for several processes or hosts,
+``--coordinator-address HOST:PORT --num-processes P --process-id I`` or ``--distributed`` (the
+cluster's environment); :func:`parse` joins the processes (``jax.distributed``) before it checks
+the devices.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jax
 import tyro
 
 from vpl_jax.checks import ConfigError, Int, check_config, checked
+from vpl_jax.runtime import sharding
 
 C = TypeVar("C", bound="ExperimentConfig")
 
@@ -54,6 +62,23 @@ class ExperimentConfig:
     overwrite: bool = False
     """Replace a completed run of the same name (its folder is deleted first). Without it, a
     completed run is never overwritten; an interrupted one resumes from its checkpoints."""
+    devices: int | None = checked(None, Int(ge=1, optional=True))
+    """Devices the seeds are split across, the same number from every process (default: as
+    many of them as the seed count fills evenly; 1: one device)."""
+    coordinator_address: str | None = None
+    """Several processes or hosts (jax.distributed): process 0's HOST:PORT, with num_processes
+    and process_id; start the same command on every process. Process 0 writes the results."""
+    num_processes: int | None = checked(None, Int(ge=1, optional=True))
+    """Processes of the run (with coordinator_address)."""
+    process_id: int | None = checked(None, Int(ge=0, optional=True))
+    """This process's index, 0 to num_processes - 1 (with coordinator_address)."""
+    distributed: bool = False
+    """Join the processes of a cluster job (SLURM, Open MPI, Cloud TPU), reading the address,
+    count and index from its environment as jax.distributed.initialize() does."""
+
+    #: Fields holding how many runs train in one vmap (e.g. ``num_seeds``): the devices split
+    #: them, so each must divide by --devices.
+    SEED_FIELDS = ()
 
     def validate(self: C) -> C:
         """Checks every field, nested configs' too (:func:`~vpl_jax.checks.check_config`);
@@ -66,11 +91,47 @@ class ExperimentConfig:
             )
         check_config(self, "")
         check_results_dir(self.results_dir)
+        self.check_processes()
+        check_devices(self)
         return self
 
-    #: Fields that say where and how a run is recorded, not what it computes: two configs that
-    #: differ only here give the same numbers, so checkpoints of one resume the other.
-    BOOKKEEPING = ("preset", "run_name", "results_dir", "tensorboard", "overwrite")
+    def check_processes(self) -> None:
+        """The multi-process fields agree (all three of the address, count and index, or
+        none); they are checked before :func:`parse` joins the processes."""
+        given = [self.coordinator_address, self.num_processes, self.process_id]
+        if any(v is not None for v in given) and any(v is None for v in given):
+            raise ConfigError(
+                "coordinator_address, num_processes, process_id: give all three (or none, and "
+                "--distributed to read them from the cluster's environment)"
+            )
+        if self.num_processes is not None:
+            Int(ge=0, le=self.num_processes - 1).check("process_id", self.process_id)
+            if not re.fullmatch(r"\S+:\d+", self.coordinator_address):
+                raise ConfigError(
+                    f"coordinator_address={self.coordinator_address!r}: give HOST:PORT of "
+                    "process 0 (e.g. 10.0.0.1:1234)"
+                )
+
+    @property
+    def joins_processes(self) -> bool:
+        """Whether this run joins other processes (``jax.distributed``)."""
+        return self.distributed or self.coordinator_address is not None
+
+    #: Fields that say where and how a run is recorded or placed, not what it computes: two
+    #: configs that differ only here give the same numbers (to float rounding, for the devices),
+    #: so checkpoints of one resume the other.
+    BOOKKEEPING = (
+        "preset",
+        "run_name",
+        "results_dir",
+        "tensorboard",
+        "overwrite",
+        "devices",
+        "coordinator_address",
+        "num_processes",
+        "process_id",
+        "distributed",
+    )
 
     def results_json(self) -> str:
         """The config as JSON without its :attr:`BOOKKEEPING` fields: what a checkpoint's
@@ -117,6 +178,44 @@ def json_safe(value: Any) -> Any:
 
 
 # --- rules that relate fields --------------------------------------------------------------------
+def check_devices(config: ExperimentConfig) -> None:
+    """``devices`` is between 1 and the devices of every process (the same number from each),
+    and each of the config's :attr:`~ExperimentConfig.SEED_FIELDS` splits evenly across the
+    devices and processes; the error says what to change."""
+    processes, most = jax.process_count(), sharding.max_devices()
+    if config.devices is not None:
+        if config.devices > most:
+            raise ConfigError(
+                f"devices={config.devices}: this run has {most} (jax.devices()"
+                + (", the same number from each process" if processes > 1 else "")
+                + f"); use 1 to {most}"
+            )
+        if config.devices % processes:
+            raise ConfigError(
+                f"devices={config.devices}: must be a multiple of the {processes} processes "
+                "(each gives the same number)"
+            )
+    for name in config.SEED_FIELDS:
+        n, flag = getattr(config, name), "--" + name.replace("_", "-")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            continue  # the experiment's own check names what is wrong
+        if n % processes:
+            raise ConfigError(
+                f"{name}={n} does not split across the {processes} processes: use {flag} "
+                f"{-(-n // processes) * processes} (a multiple of {processes})"
+            )
+        d = config.devices
+        if d is not None and n % d:
+            fits = [k for k in range(processes, most + 1, processes) if n % k == 0]
+            fits = ", ".join(str(k) for k in fits[:-1]) + " or " * (len(fits) > 1) + str(fits[-1])
+            raise ConfigError(
+                f"{name}={n} does not split evenly across devices={d}: use {flag} "
+                f"{-(-n // d) * d} (a multiple of {d}), or --devices {fits} (or leave --devices "
+                f"out: {n} {name.removeprefix('num_')} then use "
+                f"{sharding.split_size(n, most, processes)} of the {most} devices)"
+            )
+
+
 def check_checkpoint_every(
     config: Any, name: str = "checkpoint_every", chunk: str = "chunk_updates"
 ):
@@ -149,6 +248,11 @@ def parse(
     default = dataclasses.replace(presets[known.preset], preset=known.preset)
     config = tyro.cli(config_cls, default=default, args=argv, prog=prog, description=description)
     try:
+        config.check_processes()
+        if config.joins_processes:  # before JAX starts: the devices are every process's
+            sharding.join_processes(
+                config.coordinator_address, config.num_processes, config.process_id
+            )
         return config.validate()
     except ValueError as e:  # ConfigError, and library validators (unknown user type, ...)
         _exit(str(e))

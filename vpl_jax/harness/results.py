@@ -27,7 +27,8 @@
 
 Method names are short snake_case and the same everywhere (the reward methods are
 :data:`vpl_jax.rewards.REWARD_METHODS`, the acquisition criteria :data:`vpl_jax.active.CRITERIA`).
-Every file is written atomically.
+Every file is written atomically, and by process 0 only when a run spans several processes
+(:attr:`RunResults.writes`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from vpl_jax.policies.files import save_policy
 from vpl_jax.policies.ppo import PPO, RunnerState
 from vpl_jax.rewards.base import Params, RewardModel
 from vpl_jax.rewards.files import save_model
+from vpl_jax.runtime import sharding
 from vpl_jax.runtime.checkpoint import Checkpointer
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -96,10 +98,15 @@ class RunResults:
         self.rows: list[dict[str, Any]] = []
         self.figures: list[str] = []
         self.warnings: list[str] = []  # DataWarnings raised during the run (run_experiment)
+        # Process 0 writes; on the others of a multi-process run every method here writes
+        # nothing and returns the path it would have written.
+        self.writes = sharding.is_writer()
         self._start = time.time()
 
     def write_config(self) -> Path:
         path = self.path / "config.json"
+        if not self.writes:
+            return path
         with atomic_write(path) as f:
             f.write(self.config.to_json() + "\n")
         return path
@@ -150,7 +157,7 @@ class RunResults:
         ``curves`` maps a name to values ``f32[E]`` or ``f32[E, S]`` (S seeds, logged as
         ``name/seed_s``); point e is logged at step ``e * step_scale``.
         """
-        if not self.config.tensorboard:
+        if not self.config.tensorboard or not self.writes:
             return
         try:
             from tensorboardX import SummaryWriter
@@ -192,7 +199,7 @@ class RunResults:
         import matplotlib.pyplot as plt
 
         paths = []
-        for ext in ("png", "pdf"):
+        for ext in ("png", "pdf") if self.writes else ():
             buffer = io.BytesIO()
             fig.savefig(buffer, format=ext, dpi=150, bbox_inches="tight")
             path = self.path / f"{name}.{ext}"
@@ -205,6 +212,8 @@ class RunResults:
 
     def save_dataset(self, dataset: PreferenceDataset, task: str) -> Path:
         """Writes ``task``'s dataset into the run folder (:func:`dataset_path`), atomically."""
+        if not self.writes:
+            return dataset_path(self.path, task)
         return save_dataset(dataset, dataset_path(self.path, task))
 
     def save_reward_model(
@@ -212,6 +221,8 @@ class RunResults:
     ) -> Path:
         """Writes ``task``'s trained ``method`` into the run folder (:func:`model_folder`):
         the first seed's params when ``seeds`` (params lead with the seed axis S)."""
+        if not self.writes:
+            return model_folder(self.path, task, method)
         if seeds:
             params = jax.tree.map(lambda x: x[0], params)
         return save_model(model_folder(self.path, task, method), model, params)
@@ -223,6 +234,8 @@ class RunResults:
         (:func:`policy_folder`): the first seed's when ``seeds`` (``states`` lead with the seed
         axis S), with the task's constructor arguments under this config
         (:func:`~vpl_jax.harness.tasks.task_env_kwargs`), so it can be rebuilt to act."""
+        if not self.writes:
+            return policy_folder(self.path, task, method)
         params = ppo.policy_params(states)
         if seeds:
             params = jax.tree.map(lambda x: x[0], params)
@@ -237,6 +250,8 @@ class RunResults:
         and seed on the same device write byte-identical files; the wall time goes to
         ``timing.json``.
         """
+        if not self.writes:
+            return self.path
         header = {
             "experiment": self.experiment,
             "preset": self.config.preset,

@@ -15,6 +15,8 @@ Entry points:
 
 * :func:`fit` — validates the inputs, then runs one seed (a single key) or S seeds (keys with a
   leading axis S, one ``vmap``) under ``jit``; compiled once per model, config and data shapes.
+  Inside :func:`vpl_jax.runtime.sharding.use_devices` the S seeds are split across the devices
+  (:func:`~vpl_jax.runtime.sharding.placement`).
 * :func:`make_train` — validates the inputs and returns the pure ``train(key)`` for callers that
   compose it themselves (e.g. ``jax.jit(jax.vmap(train))``).
 * :func:`train_run` — the pure function itself, with the data as explicit arguments.
@@ -48,6 +50,7 @@ from vpl_jax.checks import (
 )
 from vpl_jax.rewards.base import Params, RewardModel, metric_weights
 from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
+from vpl_jax.runtime import sharding
 
 #: Validation metrics early stopping may monitor: minimised, and reported by every model.
 MONITORS = ("nll", "loss")
@@ -432,9 +435,18 @@ def fit(
     """
     check_training_inputs(model, config, train, valid)
     key = as_raw_keys(key)
-    params, history = _fit(model, config, key, train, valid, seeds=is_key_batch(key))
+    seeds = is_key_batch(key)
+    place = _seed_placement(key, seeds)
+    key, (train, valid) = place.split(key), place.replicate((train, valid))
+    params, history = place.gather(_fit(model, config, key, train, valid, seeds=seeds))
     check_converged(history)
     return params, history
+
+
+def _seed_placement(key: jax.Array, seeds: bool) -> sharding.Placement:
+    """Where S seeds train: split across the devices of an enclosing
+    :func:`~vpl_jax.runtime.sharding.use_devices` (one seed stays where it is)."""
+    return sharding.placement(key.shape[0]) if seeds else sharding.Placement()
 
 
 @functools.partial(jax.jit, static_argnames=("model", "config", "seeds"))
@@ -475,16 +487,24 @@ def fit_chunked(
     key = as_raw_keys(key)
     seeds = is_key_batch(key)
     vmap = jax.vmap if seeds else (lambda f: f)
+    place = _seed_placement(key, seeds)
+    key, (train, valid) = place.split(key), place.replicate((train, valid))
+
+    def chunk(state, n):
+        state, records = _chunked_epochs(model, config, state, train, valid, n, seeds)
+        return state, place.gather(records)
+
     # The datasets are arguments of the jitted functions, never constants captured by a closure:
     # one compilation serves every dataset of the same shapes, and no data is baked into the HLO.
     state, records = run_chunked(
         lambda: _chunked_init(model, config, key, train, seeds),
-        lambda state, n: _chunked_epochs(model, config, state, train, valid, n, seeds),
+        chunk,
         config.num_epochs,
         chunk_epochs,
         checkpointer,
         desc,
     )
+    state = place.gather(state)
     records = jax.tree.map(jnp.asarray, records)
     if seeds:
         records = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), records)

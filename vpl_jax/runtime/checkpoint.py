@@ -11,6 +11,13 @@ Orbax writes each checkpoint to a temporary folder and renames it when complete,
 mid-save leaves the previous checkpoint intact. A checkpoint written by a different config, or one
 that cannot be read, raises :class:`CheckpointError`; a run never silently starts over. When the
 newest step is damaged but an older one is intact, the run resumes from that one and warns.
+
+On several processes (``jax.distributed``) every process calls :meth:`Checkpointer.save` and
+:meth:`~Checkpointer.restore` at the same points; only process 0 touches the folder. A save
+gathers the state whole onto process 0 (:func:`vpl_jax.runtime.sharding.whole`), which writes it;
+a restore is read by process 0 and broadcast to the others, each placing it as its template is
+placed. A checkpoint therefore holds whole arrays and resumes on any layout of devices and
+processes.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
+from vpl_jax.runtime import sharding
 from vpl_jax.runtime.progress import chunks, progress
 
 State = Any
@@ -62,22 +71,38 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         self.every = every
         self.fingerprint = fingerprint(config)
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, enable_async_checkpointing=False
-            ),
-        )
+        self._manager = None  # processes other than 0 never touch the folder
+        if sharding.is_writer():
+            alone = {}
+            if jax.process_count() > 1:  # process 0 saves alone: no barrier with the others
+                alone["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                    primary_host=0, active_processes={0}
+                )
+                self.directory.mkdir(parents=True, exist_ok=True)  # orbax's create=True refuses
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=keep,
+                    create=not alone,
+                    enable_async_checkpointing=False,
+                    **alone,
+                ),
+            )
 
     def due(self, step: int, total: int) -> bool:
         return step % self.every == 0 or step == total
 
     def save(self, step: int, state: State, history: Any) -> None:
+        state = _to_savable(sharding.whole(state))  # every process takes part; process 0 writes
+        if jax.process_count() > 1:
+            state = _host_leaves(state)  # orbax saves no process-local jax.Array
+        if self._manager is None:
+            return
         meta = {"fingerprint": self.fingerprint, "step": int(step)}
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_to_savable(state)),
+                state=ocp.args.StandardSave(state),
                 history=ocp.args.StandardSave(history),
                 meta=ocp.args.JsonSave(meta),
             ),
@@ -92,15 +117,42 @@ class Checkpointer:
 
         ``template`` is a state of the right structure (e.g. the initial one);
         ``history_template(step)`` gives the history's abstract structure after ``step`` updates
-        (without it the history comes back as saved, with lists for tuples).
+        (without it the history comes back as saved, with lists for tuples; several processes
+        need it).
         """
+        if jax.process_count() == 1:
+            found = self._restore(_to_savable(template), history_template)
+            return None if found is None else (_from_savable(found[0], template), *found[1:])
+        if history_template is None:
+            raise ValueError("restoring on several processes needs the history's structure")
+        local = sharding.whole(template)
+        saved = _host_leaves(_to_savable(local))  # read as saved: host arrays
+
+        def history_zeros(step: int):
+            return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), history_template(step))
+
+        found = None if self._manager is None else self._restore(saved, history_zeros)
+        step = -1 if found is None else found[1]
+        step = int(multihost_utils.broadcast_one_to_all(np.int64(step)))
+        if step < 0:
+            return None
+        # Process 0 sends what it read; the others send zeros of its shapes (ignored).
+        sent = (saved, history_zeros(step)) if found is None else (found[0], found[2])
+        saved, history = multihost_utils.broadcast_one_to_all(sent)
+        saved = jax.tree.unflatten(jax.tree.structure(_to_savable(local)), saved)
+        state = sharding.place_like(_from_savable(saved, local), template)
+        return state, step, history
+
+    def _restore(self, saved, history_template):
+        """The latest readable ``(state, step, history)`` with the state as saved (like
+        ``saved``, a :func:`_to_savable` template: host arrays are read as host arrays)."""
         steps = sorted(self._manager.all_steps(), reverse=True)
         if not steps:
             return None
         failures, damaged = [], []
         for step in steps:
             try:
-                state, saved_step, history = self._restore_step(step, template, history_template)
+                state, saved_step, history = self._restore_step(step, saved, history_template)
             except _Unreadable as e:  # fall back to the newest intact step
                 failures.append(str(e))
                 damaged.append(step)
@@ -116,7 +168,7 @@ class Checkpointer:
             return state, saved_step, history
         raise CheckpointError(failures[0])
 
-    def _restore_step(self, step, template, history_template):
+    def _restore_step(self, step, saved, history_template):
         where = self.directory / str(step)
         try:
             meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
@@ -131,7 +183,9 @@ class Checkpointer:
                 f"checkpoint {where} was written by a different configuration; use another "
                 "--run-name, or delete the folder to start over"
             )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(template))
+        abstract = jax.tree.map(
+            lambda x: x if isinstance(x, np.ndarray) else ocp.utils.to_shape_dtype_struct(x), saved
+        )
         try:
             restored = self._manager.restore(
                 step,
@@ -147,8 +201,7 @@ class Checkpointer:
                 f"checkpoint {where} does not match this run's state or is damaged "
                 f"({type(e).__name__}: {e}); delete the folder to start over"
             ) from e
-        state = _from_savable(restored.state, template)
-        return state, int(meta["step"]), restored.history
+        return restored.state, int(meta["step"]), restored.history
 
 
 def _is_key(x) -> bool:
@@ -172,6 +225,12 @@ def _to_savable(state: State) -> State:
         return x
 
     return jax.tree.map(savable, state)
+
+
+def _host_leaves(state: State) -> list[np.ndarray]:
+    """The state's leaves as host arrays, in a flat list: some pytree nodes (Brax's ``UInt64``)
+    turn their fields back into device arrays when rebuilt."""
+    return [np.asarray(x) for x in jax.tree.leaves(state)]
 
 
 def _from_savable(saved: State, template: State) -> State:

@@ -86,15 +86,12 @@ class UserType:
                 f"bad: {bad or dict(self.weights)}"
             )
 
+    def _human_fields(self) -> dict[str, float]:
+        names = ("beta", "gamma", "epsilon", "skip_threshold", "equal_threshold", "regret_weight")
+        return {name: getattr(self, name) for name in names}
+
     def human_model(self) -> HumanModel:
-        return HumanModel.create(
-            beta=self.beta,
-            gamma=self.gamma,
-            epsilon=self.epsilon,
-            skip_threshold=self.skip_threshold,
-            equal_threshold=self.equal_threshold,
-            regret_weight=self.regret_weight,
-        )
+        return HumanModel.create(**self._human_fields())
 
     def theta(self, feature_names: Sequence[str]) -> np.ndarray:
         """f32[F] weights resolved against a task's feature names."""
