@@ -7,6 +7,9 @@ analysis of one optimiser step on this backend (flops and bytes of memory access
 together). Bytes per step over run time per step is the memory bandwidth the run achieves: where
 it approaches the device's peak, more seeds cost proportionally more time (the S-seed run is
 bandwidth-bound) and only fewer bytes per seed (e.g. ``--dtype bfloat16``) bring the ratio down.
+Each row's ``roofline`` says how close the run comes: the time its counted bytes and flops need
+at the device's peak bandwidth and matmul throughput (known for H100, H200, A100; give
+``--peak-gb-per-s`` and ``--peak-tflops`` elsewhere) over the measured time, and which bound.
 
 The data are synthetic but shaped like the real thing — a bank of random segments, users of two
 types with opposite linear rewards, rational labels — so no environment has to be rolled out and
@@ -96,6 +99,41 @@ def step_cost(model, config, data, keys, num_seeds: int) -> dict:
     }
 
 
+#: Peak memory bandwidth (GB/s) and dense matrix-multiply throughput (TFLOP/s; float32 inputs
+#: run as TF32 on these GPUs with the default matmul precision) of known devices, by the start of
+#: ``device_kind``. Others (CPUs) take ``--peak-gb-per-s`` / ``--peak-tflops``.
+PEAKS = {
+    "NVIDIA H100": (3350.0, 494.7),
+    "NVIDIA H200": (4800.0, 494.7),
+    "NVIDIA A100": (2039.0, 156.0),
+}
+
+
+def device_peaks(device, gb_per_s: float | None, tflops: float | None) -> tuple:
+    """``(peak GB/s, peak TFLOP/s)``: the flags where given, else the :data:`PEAKS` row of the
+    device (None where unknown)."""
+    kind = getattr(device, "device_kind", "")
+    known = next((v for k, v in PEAKS.items() if kind.startswith(k)), (None, None))
+    return (gb_per_s or known[0], tflops or known[1])
+
+
+def roofline(row: dict, steps: int, peaks: tuple) -> dict | None:
+    """How close one run comes to the roofline: the time XLA's counted bytes and flops need at
+    the device's peaks (the larger of the two says whether the step is memory- or
+    compute-bound) over the measured time; 1.0 is the roofline. None where a peak is unknown."""
+    gb_per_s, tflops = peaks
+    if gb_per_s is None or tflops is None:
+        return None
+    memory_s = row["xla_bytes_accessed_per_step"] * steps / (gb_per_s * 1e9)
+    compute_s = row["xla_flops_per_step"] * steps / (tflops * 1e12)
+    return {
+        "peak_gb_per_s": gb_per_s,
+        "peak_tflops": tflops,
+        "bound": "memory" if memory_s >= compute_s else "compute",
+        "fraction": round(max(memory_s, compute_s) / row["run_s"], 4),
+    }
+
+
 def measure(model, config, data, num_seeds: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     if num_seeds == 1:
@@ -155,6 +193,8 @@ def main():
         default="default",
         help="jax_default_matmul_precision (on GPUs 'default' may use TF32)",
     )
+    parser.add_argument("--peak-gb-per-s", type=float, help="the device's memory bandwidth")
+    parser.add_argument("--peak-tflops", type=float, help="the device's matmul TFLOP/s")
     args = parser.parse_args()
     jax.config.update("jax_default_matmul_precision", args.matmul_precision)
 
@@ -165,6 +205,9 @@ def main():
     results = [measure(model, config, data, s, args.repeats) for s in (1, args.seeds)]
     one, many = results
     device = jax.devices()[0]
+    peaks = device_peaks(device, args.peak_gb_per_s, args.peak_tflops)
+    for row in results:
+        row["roofline"] = roofline(row, row["optimizer_steps_per_seed"], peaks)
     print(
         json.dumps(
             {

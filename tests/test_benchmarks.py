@@ -34,6 +34,7 @@ def test_reward_training_benchmark_prints_throughput_and_step_cost():
     assert report["wall_ratio_3_seeds_to_1"] == pytest.approx(ratio, rel=0.02)
     for row in (one, three):
         assert row["run_s"] == pytest.approx(float(np.median(row["run_s_all"])), abs=1e-4)
+    assert one["roofline"] is None  # a CPU's peaks are unknown unless given
 
 
 @pytest.mark.slow
@@ -59,3 +60,23 @@ def test_sharded_training_benchmark_splits_seeds_and_memory_across_devices():
         assert two["per_s_per_device"] == pytest.approx(two["per_s"] / 2, 0.01)
         # One seed per device: each device's outputs (the seeds' params) are half of one's.
         assert two["xla_output_bytes"] < 0.6 * one["xla_output_bytes"]
+
+
+def test_roofline_fraction_is_the_time_at_the_peaks_over_the_measured_time():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rt", ROOT / "benchmarks" / "reward_training.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = {"xla_bytes_accessed_per_step": 2e9, "xla_flops_per_step": 1e12, "run_s": 1.0}
+    # 10 steps: 20 GB at 100 GB/s is 0.2 s; 10 TFLOP at 100 TFLOP/s is 0.1 s: memory-bound.
+    line = bench.roofline(row, 10, (100.0, 100.0))
+    assert line["bound"] == "memory" and line["fraction"] == pytest.approx(0.2)
+    assert bench.roofline(row, 10, (100.0, 20.0))["bound"] == "compute"  # 0.5 s of flops
+    assert bench.roofline(row, 10, (None, 100.0)) is None
+
+    class H100:
+        device_kind = "NVIDIA H100 80GB HBM3"
+
+    assert bench.device_peaks(H100(), None, None) == bench.PEAKS["NVIDIA H100"]
+    assert bench.device_peaks(H100(), 3000.0, None)[0] == 3000.0
