@@ -380,7 +380,9 @@ class _Captured(Exception):
 
 
 @pytest.mark.slow  # the shared navigation dataset (~20 s) and active_queries' VPL (~18 s)
-@pytest.mark.parametrize("name", ["misspecification", "misidentification", "active_queries"])
+@pytest.mark.parametrize(
+    "name", ["misspecification", "misidentification", "active_queries", "policy_conflicts"]
+)
 def test_policy_experiments_checkpoint_their_ppo_in_the_run_folder(
     name, load_experiment, nav_dataset, monkeypatch, tmp_path
 ):
@@ -398,8 +400,11 @@ def test_policy_experiments_checkpoint_their_ppo_in_the_run_folder(
         raise _Captured(checkpointer)
 
     monkeypatch.setattr(pipeline.PolicyTrainer, "train", train)
-    monkeypatch.setattr(experiment, "build_dataset", lambda *args, **kwargs: nav_dataset)
     argv = ["--run-name", "ck", "--results-dir", str(tmp_path), "--checkpoint-every", "40"]
+    if name == "policy_conflicts":  # no preference data: one policy per user type
+        argv += ["--tasks", "navigation", "--num-reference-episodes", "2"]
+    else:
+        monkeypatch.setattr(experiment, "build_dataset", lambda *args, **kwargs: nav_dataset)
     if name == "active_queries":
         argv += ["--tasks", "navigation", "--models", "vpl", "--criteria", "random"]
         model = R.VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
