@@ -30,6 +30,8 @@ import numpy as np
 
 # MJX prints its optional-import notices on stdout; keep stdout for the JSON.
 with contextlib.redirect_stdout(sys.stderr):
+    from ppo_throughput import best_time  # this folder's scripts share their timing
+
     from vpl_jax import envs
     from vpl_jax import policies as P
     from vpl_jax import rewards as R
@@ -37,15 +39,6 @@ with contextlib.redirect_stdout(sys.stderr):
     from vpl_jax.rewards.trainer import check_training_inputs
     from vpl_jax.runtime import sharding
     from vpl_jax.users import Population
-
-
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def memory(compiled, devices) -> dict:
