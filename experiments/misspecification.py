@@ -33,6 +33,7 @@ features of the world the user believes in). The zero-deviation point is shared 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import jax
@@ -43,16 +44,21 @@ from vpl_jax import envs, harness
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Each, Float, Int, checked
-from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, label_queries
+from vpl_jax.data import (
+    DatasetConfig,
+    PreferenceDataset,
+    build_dataset,
+    label_queries,
+    relabel,
+)
 from vpl_jax.data.beliefs import believed_features
 from vpl_jax.envs.navigation import NavigationWorld
 from vpl_jax.pipeline import (
     PolicyTrainer,
     check_policy_config,
-    fit_relabellings,
+    fit_labellings,
     policy_inputs,
-    relabelled,
-    score_relabellings,
+    score_labellings,
     test_latents,
 )
 from vpl_jax.plotting import plt
@@ -188,19 +194,22 @@ def sweep(config: Config) -> list[Point]:
 
 
 # --- the users' deviations ------------------------------------------------------------------------
+#: The human-model field each kind of deviation sets, and its value at a deviation's size
+#: (beliefs live in the features the users judge).
+FIELDS = {
+    "beta": ("beta", lambda size: 1.0 / size if size else math.inf),
+    "gamma": ("gamma", lambda size: 1.0 - size),
+    "epsilon": ("epsilon", lambda size: size),
+    "regret": ("regret_weight", lambda size: size),
+}
+
+
 def deviating(users: User, point: Point) -> User:
-    """The users with ``point``'s deviation in their human model (beliefs live in features)."""
-    full = lambda v: jnp.full(users.type_id.shape, v, jnp.float32)  # noqa: E731
-    field = {"beta": "beta", "gamma": "gamma", "epsilon": "epsilon", "regret": "regret_weight"}
-    value = {
-        "beta": 1.0 / point.size if point.size else jnp.inf,
-        "gamma": 1.0 - point.size,
-        "epsilon": point.size,
-        "regret": point.size,
-    }
-    if point.kind not in field:
+    """The users with ``point``'s deviation in their human model."""
+    if point.kind not in FIELDS:
         return users
-    return users.replace(human=users.human.replace(**{field[point.kind]: full(value[point.kind])}))
+    field, value = FIELDS[point.kind]
+    return users.with_human(**{field: value(point.size)})
 
 
 def believed_world(env, shift: float) -> NavigationWorld:
@@ -219,59 +228,27 @@ def perceived(env, dataset: PreferenceDataset, point: Point) -> PreferenceDatase
     return dataset.replace(segments=segments.replace(features=features))
 
 
-def relabel(key, env, dataset: PreferenceDataset, point: Point, values) -> PreferenceDataset:
+def relabel_point(key, env, dataset: PreferenceDataset, point: Point, values) -> PreferenceDataset:
     """Every pair of every user answered again, with ``point``'s deviation (the same key for
     every point, so answers differ only where the deviation changes them)."""
-    seen = perceived(env, dataset, point)
-    pairs = jnp.concatenate([dataset.context.pairs, dataset.heldout.pairs], axis=1)
-    answers = label_queries(
+    return relabel(
         key,
+        dataset,
         deviating(dataset.users, point),
-        seen.segments,
-        pairs,
+        perceived(env, dataset, point).segments,
         values if point.kind == "regret" else None,
     )
-    k = dataset.context_size
-
-    def part(lo, hi):
-        return jax.tree.map(lambda x: x[:, lo:hi], answers)
-
-    return dataset.replace(context=part(0, k), heldout=part(k, None))
 
 
 # --- fitting and scoring --------------------------------------------------------------------------
-def stacked(datasets: list[PreferenceDataset], part: str, inputs: str) -> R.UserPairs:
-    """The datasets' pairs (same users and pairs, different answers) with labels ``[P, U, Q]``."""
-    pairs = [R.user_pairs(d, part, inputs) for d in datasets]
-    return relabelled(
-        pairs[0], jnp.stack([p.labels for p in pairs]), jnp.stack([p.mask for p in pairs])
-    )
-
-
-def fit_points(model, config: Config, key, datasets: list[PreferenceDataset]):
-    """One model per labelled dataset, trained in one vmap: params lead with P."""
-    splits = [R.validation_split(d) for d in datasets]
-    return fit_relabellings(
-        model,
-        config.reward_train,
-        key,
-        stacked([s[0] for s in splits], "all", model.inputs),
-        stacked([s[1] for s in splits], "all", model.inputs),
-    )
-
-
 def score_points(model, params, datasets, rational: PreferenceDataset) -> dict[str, np.ndarray]:
     """Per point: ``rational_accuracy`` (given the K context answers) and, for LinearBayes,
     ``alignment`` (posterior from all of a user's answers). ``rational`` holds the test users'
     rational answers (true features) as its held-out pairs."""
-    tests = [d.split()[1] for d in datasets]
-    targets = R.user_pairs(rational, "heldout", model.inputs)
-    accuracy, _ = score_relabellings(
-        model, params, stacked(tests, "context", model.inputs), targets
-    )
+    accuracy, _ = score_labellings(model, params, datasets, rational)
     out = {"rational_accuracy": np.nanmean(np.asarray(accuracy), axis=1)}
-    if isinstance(model, R.LinearBayes):
-        _, mean = score_relabellings(model, params, stacked(tests, "all", model.inputs), targets)
+    if isinstance(model, R.LinearBayes):  # its latent is theta itself
+        _, mean = score_labellings(model, params, datasets, rational, part="all")
         theta = np.asarray(rational.users.theta)
         mean = np.asarray(mean)
         out["alignment"] = np.asarray(R.cosine(mean, theta)).mean(axis=1)
@@ -284,7 +261,7 @@ def fit_correct(env, model, config: Config, key, dataset, point: Point, rational
     if point.kind == "gamma":
         model = R.with_discount(model, 1.0 - point.size)
     seen = perceived(env, dataset, point)
-    params = fit_points(model, config, key, [seen])
+    params = fit_labellings(model, config.reward_train, key, [seen])
     scores = score_points(model, params, [seen], rational)
     return jax.tree.map(lambda x: x[0], params), {m: float(v[0]) for m, v in scores.items()}
 
@@ -382,7 +359,7 @@ def main(config: Config, results: harness.RunResults) -> str:
           f"({time.time() - start:.0f} s)")  # fmt: skip
 
     points = sweep(config)
-    datasets = [relabel(k_label, env, dataset, p, values) for p in points]
+    datasets = [relabel_point(k_label, env, dataset, p, values) for p in points]
     # The users' rational answers about their held-out pairs (true features).
     rational_answers = label_queries(
         k_rational, test.users.rational(), test.segments, test.heldout.pairs
@@ -400,7 +377,7 @@ def main(config: Config, results: harness.RunResults) -> str:
     for method in config.methods:
         start = time.time()
         model = R.make_model(method, sizes)
-        params = fit_points(model, config, k_fit, datasets)
+        params = fit_labellings(model, config.reward_train, k_fit, datasets)  # one vmap
         scores = score_points(model, params, datasets, rational)
         for metric, per_point in scores.items():
             for p, v in zip(points, per_point, strict=True):

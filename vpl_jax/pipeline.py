@@ -23,7 +23,9 @@ Pieces, in the order they run:
 
 Relabelled data — one set of pairs labelled P ways, e.g. by users with P different human models
 — trains in one compiled ``vmap`` with :func:`fit_relabellings` and is scored against shared
-target labels with :func:`score_relabellings`.
+target labels with :func:`score_relabellings`; for P labellings of one dataset
+(:func:`vpl_jax.data.relabel`), :func:`fit_labellings` and :func:`score_labellings` do the
+splitting and stacking.
 
 Methods (names as in results) are entries of :data:`POLICY_METHODS` (:class:`PolicyMethod`:
 which reward, what ``z`` is, whether the reward is scaled): ``oracle`` (PPO on ``theta · phi``
@@ -189,6 +191,60 @@ def score_relabellings(
     check_user_pairs(first, "context", model.inputs)
     check_user_pairs(targets, "targets", model.inputs)
     return _score_relabellings(model, params, context, targets)
+
+
+# --- labellings of one dataset --------------------------------------------------------------------
+def labelling_pairs(datasets: list[PreferenceDataset], part: str, inputs: str) -> R.UserPairs:
+    """The ``part`` pairs of P labellings of one dataset (the same users and pairs, different
+    answers, e.g. from :func:`vpl_jax.data.relabel`) as one :class:`~vpl_jax.rewards.UserPairs`
+    with labels and mask ``[P, U, Q]``, for :func:`fit_relabellings`/:func:`score_relabellings`."""
+    pairs = [R.user_pairs(d, part, inputs) for d in datasets]
+    return relabelled(
+        pairs[0], jnp.stack([p.labels for p in pairs]), jnp.stack([p.mask for p in pairs])
+    )
+
+
+def fit_labellings(
+    model: R.RewardModel,
+    config: R.TrainConfig,
+    key: jax.Array,
+    datasets: list[PreferenceDataset],
+    validation_fraction: float = 0.2,
+) -> Any:
+    """``model`` trained on each of P labellings of one dataset (every training user's K + M
+    pairs, early-stopping on a validation split of them) in one compiled ``vmap``: params lead
+    with P (:func:`fit_relabellings`)."""
+    splits = [R.validation_split(d, validation_fraction) for d in datasets]
+    return fit_relabellings(
+        model,
+        config,
+        key,
+        labelling_pairs([fit for fit, _ in splits], "all", model.inputs),
+        labelling_pairs([valid for _, valid in splits], "all", model.inputs),
+    )
+
+
+def score_labellings(
+    model: R.RewardModel,
+    params: Any,
+    datasets: list[PreferenceDataset],
+    targets: PreferenceDataset,
+    part: str = "context",
+    context_size: int | None = None,
+) -> tuple[jax.Array, jax.Array | None]:
+    """How the models of :func:`fit_labellings` judge the test users' held-out pairs as
+    labelled in ``targets`` (e.g. their rational answers; a test-user dataset), model p given
+    each test user's ``part`` pairs (``"context"`` or ``"all"``) as labelled in
+    ``datasets[p]`` — only their first ``context_size`` context pairs, if given.
+
+    Returns ``(accuracy f32[P, U], posterior_mean f32[P, U, Z] or None)``, as
+    :func:`score_relabellings`.
+    """
+    context = labelling_pairs([d.split()[1] for d in datasets], part, model.inputs)
+    if context_size is not None:
+        context = context.with_context_size(context_size)
+    heldout = R.user_pairs(targets, "heldout", model.inputs)
+    return score_relabellings(model, params, context, heldout)
 
 
 # --- policies -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from vpl_jax.data.dataset import (
     generate,
     label_queries,
     load_dataset,
+    relabel,
     save_dataset,
 )
 from vpl_jax.data.rollouts import Trajectories, collect, rollout_episode
@@ -35,6 +36,7 @@ __all__ = [
     "generate",
     "label_queries",
     "load_dataset",
+    "relabel",
     "rollout_episode",
     "sample_pairs",
     "save_dataset",

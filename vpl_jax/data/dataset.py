@@ -301,6 +301,33 @@ def label_queries(
     return Queries(pairs=pairs, labels=labels, mask=mask)
 
 
+def relabel(
+    key: jax.Array,
+    dataset: PreferenceDataset,
+    users: User,
+    segments: Segments | None = None,
+    values: jax.Array | None = None,
+) -> PreferenceDataset:
+    """``dataset`` with every user's context and held-out pairs answered again by ``users``
+    (the dataset's users with another human model, e.g. ``dataset.users.with_human(epsilon=0.2)``).
+
+    Relabelling one dataset with the same ``key`` for every human model gives common random
+    numbers: the answers differ only where the human model changes them. ``segments`` are what
+    the users judge (default the dataset's own; for a false belief, the believed world's) and
+    ``values`` their optimal values, as in :func:`label_queries`. The result keeps the
+    dataset's segments and users.
+    """
+    segments = dataset.segments if segments is None else segments
+    pairs = jnp.concatenate([dataset.context.pairs, dataset.heldout.pairs], axis=1)
+    answers = label_queries(key, users, segments, pairs, values)
+    k = dataset.context_size
+
+    def part(lo, hi):
+        return jax.tree.map(lambda x: x[:, lo:hi], answers)
+
+    return dataset.replace(context=part(0, k), heldout=part(k, None))
+
+
 def build_dataset(
     key: jax.Array,
     env: FeatureEnv,

@@ -49,6 +49,24 @@ class User:
         )
         return self.replace(human=human)
 
+    def with_human(self, **fields: float) -> User:
+        """The same users with each given human-model field set to one value for all of them,
+        e.g. ``users.with_human(epsilon=0.2)``: every user flips a fifth of their answers.
+
+        Raises ``ValueError`` naming an unknown field or a value its rule
+        (:data:`~vpl_jax.users.human.HUMAN_MODEL_RULES`) refuses.
+        """
+        unknown = sorted(set(fields) - set(HUMAN_MODEL_RULES))
+        if unknown:
+            raise ValueError(
+                f"unknown human model field(s) {unknown}; allowed: {list(HUMAN_MODEL_RULES)}"
+            )
+        for name, value in fields.items():
+            HUMAN_MODEL_RULES[name].check(f"human model field {name}", value)
+        shape = jnp.shape(self.type_id)
+        full = {name: jnp.full(shape, value, jnp.float32) for name, value in fields.items()}
+        return self.replace(human=self.human.replace(**full))
+
 
 @dataclasses.dataclass(frozen=True)
 class UserType:
