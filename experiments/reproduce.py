@@ -80,6 +80,19 @@ SECOND_RUNS = {
                 "--num-seeds", "3",
             ),
         ),
+        # Active queries on driving, with three types that each weigh several features
+        # (examples/mixed_drivers.py): the query curve and the uncertainty report on highway.
+        SecondRun(
+            "driving_active",
+            "active_queries",
+            "-driving",
+            (
+                "--tasks", "highway",
+                "--register", str(HERE.parent / "examples" / "mixed_drivers.py"),
+                "--population", "highway:commuter,considerate,stickler",
+                "--policy-tasks",
+            ),
+        ),
     )
 }  # fmt: skip
 
