@@ -22,10 +22,10 @@ Pieces, in the order they run:
   loop's new queries; on-policy evaluation).
 
 Relabelled data — one set of pairs labelled P ways, e.g. by users with P different human models
-— trains in one compiled ``vmap`` with :func:`fit_relabellings` and is scored against shared
-target labels with :func:`score_relabellings`; for P labellings of one dataset
-(:func:`vpl_jax.data.relabel`), :func:`fit_labellings` and :func:`score_labellings` do the
-splitting and stacking.
+— trains in one compiled ``vmap`` with :func:`fit_relabellings` (S seeds of each in the same
+call) and is scored against shared target labels with :func:`score_relabellings`; for P
+labellings of one dataset (:func:`vpl_jax.data.relabel`), :func:`fit_labellings` and
+:func:`score_labellings` do the splitting and stacking.
 
 Methods (names as in results) are entries of :data:`POLICY_METHODS` (:class:`PolicyMethod`:
 which reward, what ``z`` is, whether the reward is scaled): ``oracle`` (PPO on ``theta · phi``
@@ -56,7 +56,7 @@ from vpl_jax.data.segments import Segments, cut_segments
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
 from vpl_jax.keys import named_key
 from vpl_jax.rewards.batch import check_user_pairs
-from vpl_jax.rewards.trainer import check_training_inputs, train_run
+from vpl_jax.rewards.trainer import as_raw_keys, check_training_inputs, is_key_batch, train_run
 from vpl_jax.runtime import sharding
 from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
 
@@ -120,10 +120,13 @@ def _labelling_axes(data: R.UserPairs | None):
     return data.replace(bank=None, pairs=None, labels=0, mask=0, type_id=None)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "config"))
-def _fit_relabellings(model, config, key, train, valid):
-    run = lambda t, v: train_run(model, config, key, t, v)[0]  # noqa: E731
-    return jax.vmap(run, in_axes=(_labelling_axes(train), _labelling_axes(valid)))(train, valid)
+@functools.partial(jax.jit, static_argnames=("model", "config", "seeds"))
+def _fit_relabellings(model, config, key, train, valid, seeds: bool):
+    run = lambda k, t, v: train_run(model, config, k, t, v)[0]  # noqa: E731
+    labellings = jax.vmap(run, in_axes=(None, _labelling_axes(train), _labelling_axes(valid)))
+    if seeds:
+        return jax.vmap(labellings, in_axes=(0, None, None))(key, train, valid)
+    return labellings(key, train, valid)
 
 
 def fit_relabellings(
@@ -134,7 +137,9 @@ def fit_relabellings(
     valid: R.UserPairs | None = None,
 ) -> Any:
     """One model per labelling of the same pairs, in one compiled ``vmap``: params with a
-    leading axis P.
+    leading axis P — or, for S keys (``key: [S, 2]``), S seeds of each in the same call, params
+    leading with ``[S, P]`` (the seeds split across the devices of an enclosing
+    :func:`~vpl_jax.runtime.sharding.use_devices`).
 
     ``train.labels``/``train.mask`` (and ``valid``'s) are ``[P, U, Q]``: the same users' same
     pairs labelled P ways (e.g. by P human models). Every labelling trains from the same key, so
@@ -142,7 +147,11 @@ def fit_relabellings(
     """
     first = lambda d: None if d is None else relabelled(d, d.labels[0], d.mask[0])  # noqa: E731
     check_training_inputs(model, config, first(train), first(valid))
-    return _fit_relabellings(model, config, key, train, valid)
+    key = as_raw_keys(key)
+    seeds = is_key_batch(key)
+    place = sharding.placement(key.shape[0]) if seeds else sharding.Placement()
+    key, (train, valid) = place.split(key), place.replicate((train, valid))
+    return place.gather(_fit_relabellings(model, config, key, train, valid, seeds=seeds))
 
 
 def undiscounted(model: R.RewardModel) -> R.RewardModel:
@@ -153,8 +162,8 @@ def undiscounted(model: R.RewardModel) -> R.RewardModel:
         return model
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def _score_relabellings(model, params, context, targets):
+@functools.partial(jax.jit, static_argnames=("model", "seeds"))
+def _score_relabellings(model, params, context, targets, seeds: bool):
     plain = undiscounted(model)
     batch = targets.batch()
 
@@ -168,13 +177,21 @@ def _score_relabellings(model, params, context, targets):
         accuracy = R.strict_accuracy(logits, batch.labels, batch.mask, axis=-1, empty=jnp.nan)
         return accuracy, mean
 
-    return jax.vmap(one)(params, context.labels, context.mask)
+    labellings = jax.vmap(one)
+    if seeds:
+        return jax.vmap(labellings, in_axes=(0, None, None))(params, context.labels, context.mask)
+    return labellings(params, context.labels, context.mask)
 
 
 def score_relabellings(
-    model: R.RewardModel, params: Any, context: R.UserPairs, targets: R.UserPairs
+    model: R.RewardModel,
+    params: Any,
+    context: R.UserPairs,
+    targets: R.UserPairs,
+    seeds: bool = False,
 ) -> tuple[jax.Array, jax.Array | None]:
-    """How P models (params with a leading axis P) judge the same target pairs.
+    """How P models (params with a leading axis P; ``[S, P]`` with ``seeds``) judge the same
+    target pairs.
 
     Model p reads each user's context as labelled the p-th way (``context.labels: [P, U, K]``)
     and predicts the shared ``targets`` (e.g. the users' *rational* answers) with its posterior
@@ -184,13 +201,14 @@ def score_relabellings(
     true ones).
 
     Returns:
-      ``(accuracy f32[P, U], posterior_mean f32[P, U, Z] or None)``: each user's accuracy on
-      their strict target labels (NaN if none), and their posterior means (latent models).
+      ``(accuracy f32[P, U], posterior_mean f32[P, U, Z] or None)`` (each with a leading S with
+      ``seeds``): each user's accuracy on their strict target labels (NaN if none), and their
+      posterior means (latent models).
     """
     first = relabelled(context, context.labels[0], context.mask[0])
     check_user_pairs(first, "context", model.inputs)
     check_user_pairs(targets, "targets", model.inputs)
-    return _score_relabellings(model, params, context, targets)
+    return _score_relabellings(model, params, context, targets, seeds=seeds)
 
 
 # --- labellings of one dataset --------------------------------------------------------------------
@@ -213,7 +231,7 @@ def fit_labellings(
 ) -> Any:
     """``model`` trained on each of P labellings of one dataset (every training user's K + M
     pairs, early-stopping on a validation split of them) in one compiled ``vmap``: params lead
-    with P (:func:`fit_relabellings`)."""
+    with P, or with ``[S, P]`` for S keys ``key: [S, 2]`` (:func:`fit_relabellings`)."""
     splits = [R.validation_split(d, validation_fraction) for d in datasets]
     return fit_relabellings(
         model,
@@ -231,20 +249,21 @@ def score_labellings(
     targets: PreferenceDataset,
     part: str = "context",
     context_size: int | None = None,
+    seeds: bool = False,
 ) -> tuple[jax.Array, jax.Array | None]:
     """How the models of :func:`fit_labellings` judge the test users' held-out pairs as
     labelled in ``targets`` (e.g. their rational answers; a test-user dataset), model p given
     each test user's ``part`` pairs (``"context"`` or ``"all"``) as labelled in
     ``datasets[p]`` — only their first ``context_size`` context pairs, if given.
 
-    Returns ``(accuracy f32[P, U], posterior_mean f32[P, U, Z] or None)``, as
-    :func:`score_relabellings`.
+    Returns ``(accuracy f32[P, U], posterior_mean f32[P, U, Z] or None)``, with a leading S
+    for params of S seeds (``seeds``), as :func:`score_relabellings`.
     """
     context = labelling_pairs([d.split()[1] for d in datasets], part, model.inputs)
     if context_size is not None:
         context = context.with_context_size(context_size)
     heldout = R.user_pairs(targets, "heldout", model.inputs)
-    return score_relabellings(model, params, context, heldout)
+    return score_relabellings(model, params, context, heldout, seeds=seeds)
 
 
 # --- policies -------------------------------------------------------------------------------------
