@@ -192,6 +192,14 @@ class UserPairs:
         return self.replace(mask=self.mask & keep)
 
 
+def untyped(data: UserPairs | None) -> UserPairs | None:
+    """``data`` without its users' type names, which neither training nor scoring reads (scores
+    per type need only their number): the names are static in the pytree, so keeping them
+    would compile anew for every population's names, where one compilation serves every
+    dataset of the same shapes."""
+    return None if data is None else data.replace(type_names=())
+
+
 def segment_bank(segments: Segments, inputs: Inputs = DEFAULT_INPUTS) -> SegmentBank:
     """The :class:`SegmentBank` of a dataset's segments with per-step inputs of kind ``inputs``."""
     x = step_inputs(

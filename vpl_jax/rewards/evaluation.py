@@ -23,7 +23,7 @@ import numpy as np
 from flax import struct
 
 from vpl_jax.rewards.base import Params, RewardModel, is_latent
-from vpl_jax.rewards.batch import UserPairs, check_same_inputs, check_user_pairs
+from vpl_jax.rewards.batch import UserPairs, check_same_inputs, check_user_pairs, untyped
 from vpl_jax.rewards.likelihood import bradley_terry_nll, masked_mean, strict_accuracy
 
 
@@ -225,7 +225,8 @@ def evaluate(
       context: the users' K context pairs. heldout: the same users' M held-out pairs.
     """
     check_evaluation_inputs(model, params, context, heldout, seeds)
-    return _evaluate(model, params, context, heldout, seeds, _num_types(heldout))
+    num_types = _num_types(heldout)
+    return _evaluate(model, params, untyped(context), untyped(heldout), seeds, num_types)
 
 
 def context_size_curve(

@@ -49,7 +49,13 @@ from vpl_jax.checks import (
     checked,
 )
 from vpl_jax.rewards.base import Params, RewardModel, metric_weights
-from vpl_jax.rewards.batch import PairBatch, UserPairs, check_same_inputs, check_user_pairs
+from vpl_jax.rewards.batch import (
+    PairBatch,
+    UserPairs,
+    check_same_inputs,
+    check_user_pairs,
+    untyped,
+)
 from vpl_jax.runtime import sharding
 
 #: Validation metrics early stopping may monitor: minimised, and reported by every model.
@@ -437,6 +443,7 @@ def fit(
     key = as_raw_keys(key)
     seeds = is_key_batch(key)
     place = _seed_placement(key, seeds)
+    train, valid = untyped(train), untyped(valid)
     key, (train, valid) = place.split(key), place.replicate((train, valid))
     params, history = place.gather(_fit(model, config, key, train, valid, seeds=seeds))
     check_converged(history)
@@ -488,6 +495,7 @@ def fit_chunked(
     seeds = is_key_batch(key)
     vmap = jax.vmap if seeds else (lambda f: f)
     place = _seed_placement(key, seeds)
+    train, valid = untyped(train), untyped(valid)
     key, (train, valid) = place.split(key), place.replicate((train, valid))
 
     def chunk(state, n):
