@@ -13,6 +13,7 @@ from vpl_jax.data.dataset import (
     label_queries,
     load_dataset,
     relabel,
+    repopulate,
     save_dataset,
 )
 from vpl_jax.data.rollouts import Trajectories, collect, rollout_episode
@@ -37,6 +38,7 @@ __all__ = [
     "label_queries",
     "load_dataset",
     "relabel",
+    "repopulate",
     "rollout_episode",
     "sample_pairs",
     "save_dataset",

@@ -328,6 +328,31 @@ def relabel(
     return dataset.replace(context=part(0, k), heldout=part(k, None))
 
 
+def repopulate(
+    key: jax.Array, dataset: PreferenceDataset, population: Population, test_fraction: float
+) -> PreferenceDataset:
+    """``dataset``'s segments and pairs answered by as many new users drawn from ``population``.
+
+    Every population asked about one dataset's pairs shares its segments and queries (common
+    random numbers: results differ only through the users), and the rollouts are collected and
+    compiled once. Each user slot keeps its K context and M held-out pairs; the users' answers
+    are :func:`relabel`'s. Test users are split afresh, ``test_fraction`` of each new type
+    (:func:`build_dataset`'s split). Pure in ``key``.
+    """
+    if tuple(population.feature_names) != tuple(dataset.meta.feature_names):
+        raise ValueError(
+            f"population features {population.feature_names} do not match the dataset's "
+            f"{dataset.meta.feature_names}"
+        )
+    check_partial_return(population.human, "repopulate")
+    k_users, k_label = jax.random.split(key)
+    users = population.sample(k_users, dataset.num_users)
+    is_test = stratified_holdout(np.asarray(users.type_id), test_fraction, True)
+    meta = dataclasses.replace(dataset.meta, type_names=tuple(population.type_names))
+    answered = relabel(k_label, dataset, users)
+    return answered.replace(users=users, is_test=jnp.asarray(is_test), meta=meta)
+
+
 def build_dataset(
     key: jax.Array,
     env: FeatureEnv,
