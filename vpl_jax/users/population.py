@@ -301,6 +301,41 @@ class Population:
             human=jax.tree.map(lambda x: np.asarray(x)[None], human),
         )
 
+    @classmethod
+    def random_types(
+        cls,
+        task: str,
+        feature_names: Sequence[str],
+        num_types: int,
+        key: jax.Array,
+        human: HumanModel | None = None,
+        weight_noise: float = 0.0,
+    ) -> Population:
+        """``num_types`` types with random weights, in equal shares, named ``type_0``, ….
+
+        Each type's ``theta`` is a standard normal vector over the features scaled to unit
+        length: a direction drawn uniformly on the sphere. The law is symmetric, so no
+        direction is favoured: two types' expected cosine is 0, and the more types, the closer
+        their mean reward is to zero, which one reward for all cannot fit. ``human`` is every
+        type's human model; ``weight_noise`` the relative spread of individual users' weights
+        around their type's (:class:`UserType`'s). Pure in ``key``.
+        """
+        if not is_int(num_types) or num_types < 1:
+            raise ValueError(f"num_types={num_types!r}: must be an integer >= 1")
+        rule_of(UserType, "weight_noise").check("weight_noise", weight_noise)
+        draws = np.asarray(jax.random.normal(key, (num_types, len(feature_names))), np.float64)
+        theta = draws / np.linalg.norm(draws, axis=1, keepdims=True)
+        human = human if human is not None else HumanModel.create()
+        return cls(
+            task=task,
+            feature_names=tuple(feature_names),
+            type_names=tuple(f"type_{t}" for t in range(num_types)),
+            shares=np.full(num_types, 1.0 / num_types, np.float32),
+            theta_mean=theta.astype(np.float32),
+            theta_std=(weight_noise * np.abs(theta)).astype(np.float32),
+            human=jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], num_types), human),
+        )
+
     @property
     def num_types(self) -> int:
         return len(self.type_names)
