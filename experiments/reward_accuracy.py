@@ -29,7 +29,7 @@ import time
 import jax
 import numpy as np
 
-from vpl_jax import harness
+from vpl_jax import harness, pipeline
 from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset
@@ -115,7 +115,6 @@ def train_and_evaluate(
     every ``reward_checkpoint_every`` epochs, resumed from there); scores the test users."""
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
     model = R.make_model(method, sizes)
-    fit_users, valid_users = R.validation_split(dataset, config.validation_fraction)
     _, test = dataset.split()
     pairs = lambda ds, part: R.user_pairs(ds, part, model.inputs)  # noqa: E731
     keys = jax.random.split(key, config.num_seeds)
@@ -130,13 +129,12 @@ def train_and_evaluate(
             ),
             desc=f"{task} {method} reward",
         )
-    params, history = fit(
-        model, config.train, keys, pairs(fit_users, "all"), pairs(valid_users, "all")
+    reward = pipeline.fit_reward(
+        model, config.train, keys, dataset, config.validation_fraction, fit=fit
     )
+    params, evaluation = reward.params, jax.block_until_ready(reward.evaluation)
     context, heldout = pairs(test, "context"), pairs(test, "heldout")
-    evaluation = R.evaluate(model, params, context, heldout, seeds=True)
-    jax.block_until_ready(evaluation)
-    out = {"model": model, "params": params, "evaluation": evaluation, "history": history}
+    out = {"model": model, "params": params, "evaluation": evaluation, "history": reward.history}
     if method == "vpl":
         first = jax.tree.map(lambda x: x[0], params)
         out["curve"] = R.context_size_curve(model, first, context, heldout)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any, get_args
 
 import jax
@@ -67,17 +68,19 @@ class RewardFit:
     """A reward model trained on a dataset's training users and scored on its test users.
 
     Attributes:
-      params: the trained params.
+      params: the trained params (leading with S for S seeds).
       evaluation: the test users' held-out metrics given their context
-        (:class:`~vpl_jax.rewards.Evaluation`).
+        (:class:`~vpl_jax.rewards.Evaluation`; leading with S for S seeds).
+      history: the trainer's :class:`~vpl_jax.rewards.History` (S seeds: leading with S).
     """
 
     params: Any
     evaluation: R.Evaluation
+    history: Any = None
 
     @property
     def heldout_accuracy(self) -> float:
-        """Mean over test users of their held-out accuracy."""
+        """Mean over test users (and seeds) of their held-out accuracy."""
         return float(np.nanmean(np.asarray(self.evaluation.accuracy)))
 
 
@@ -87,12 +90,19 @@ def fit_reward(
     key: jax.Array,
     dataset: PreferenceDataset,
     validation_fraction: float = 0.2,
+    fit: Callable[..., tuple[Any, Any]] = R.fit,
 ) -> RewardFit:
     """Trains ``model`` on the training users' pairs (all K + M of each), early-stopping on a
-    validation split of them, and evaluates the test users' held-out pairs given their context."""
+    validation split of them, and evaluates the test users' held-out pairs given their context.
+
+    One ``key``, or S keys (a leading axis): S seeds trained in one ``vmap`` and scored
+    together. ``fit`` is :func:`~vpl_jax.rewards.fit` or one with its signature (e.g.
+    :func:`~vpl_jax.rewards.fit_chunked` with a checkpointer bound). Every dataset of the same
+    shapes reuses the compiled fit and scores, whatever its population's type names.
+    """
     fit_users, valid_users = R.validation_split(dataset, validation_fraction)
     _, test = dataset.split()
-    params, _ = R.fit(
+    params, history = fit(
         model,
         config,
         key,
@@ -104,8 +114,9 @@ def fit_reward(
         params,
         R.user_pairs(test, "context", model.inputs),
         R.user_pairs(test, "heldout", model.inputs),
+        seeds=is_key_batch(as_raw_keys(key)),
     )
-    return RewardFit(params=params, evaluation=evaluation)
+    return RewardFit(params=params, evaluation=evaluation, history=history)
 
 
 def relabelled(data: R.UserPairs, labels: jax.Array, mask: jax.Array) -> R.UserPairs:
