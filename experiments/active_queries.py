@@ -76,8 +76,9 @@ class Config(harness.PopulationStudy):
     """User types of the locomotion population, in equal shares (--population gives any other)."""
     num_goals: int = checked(4, Int(ge=2, le=6))
     """Goals of the navigation arena (goal_c needs 3, goal_d 4)."""
-    beta: float = checked(math.inf, Float(ge=0, finite=False))
-    """Boltzmann rationality of every simulated user (inf: rational answers)."""
+    beta: float | None = checked(None, Float(ge=0, finite=False, optional=True))
+    """Boltzmann rationality of every simulated user (None: each user type's own; the
+    shipped types are rational, inf)."""
     models: tuple[str, ...] = checked(MODELS, Choices(MODELS))
     """Reward models to train and elicit with (vpl, linear_bayes, btl_ensemble)."""
     criteria: tuple[str, ...] = checked(active.CRITERIA, Choices(active.CRITERIA))

@@ -32,7 +32,6 @@ segments against any segment), ``true_return``, ``normalized_return``, ``success
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax
@@ -71,8 +70,9 @@ class Config(harness.PopulationStudy):
     """Navigation user types, in equal shares (--population gives any other)."""
     num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
-    beta: float = checked(math.inf, Float(ge=0, finite=False))
-    """Boltzmann rationality of the users (inf: rational)."""
+    beta: float | None = checked(None, Float(ge=0, finite=False, optional=True))
+    """Boltzmann rationality of every simulated user (None: each user type's own; the
+    shipped types are rational, inf)."""
     methods: tuple[str, ...] = checked(("btl_ensemble", "vpl"), Choices(METHODS))
     """Reward models (btl: random queries only; it has no belief for information gain)."""
     criteria: tuple[str, ...] = checked(LOOP_CRITERIA, Choices(LOOP_CRITERIA))
@@ -159,8 +159,8 @@ def task_env(config: Config) -> envs.FeatureEnv:
 
 
 def population(config: Config) -> Population:
-    """``--population`` if given, else ``navigation_types`` in equal shares; every user with
-    ``beta``."""
+    """``--population`` if given, else ``navigation_types`` in equal shares (every user with
+    ``beta``, when given)."""
     return harness.task_population(config, TASK)
 
 

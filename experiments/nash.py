@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 
 import jax
@@ -89,8 +88,9 @@ class Config(harness.ExperimentConfig):
     """Shares of cycle_abc, cycle_bca, cycle_cab in the transitive case (goal a wins there)."""
     methods: tuple[str, ...] = checked(METHODS, Choices(METHODS))
     """Methods to compare."""
-    beta: float = checked(math.inf, Float(ge=0, finite=False))
-    """Boltzmann rationality of the simulated users (inf: rational)."""
+    beta: float | None = checked(None, Float(ge=0, finite=False, optional=True))
+    """Boltzmann rationality of every simulated user (None: each user type's own; the
+    shipped types are rational, inf)."""
     data: DatasetConfig = DatasetConfig(
         num_users=768,
         context_size=8,
@@ -253,7 +253,10 @@ def shares(config: Config, case: str) -> dict[str, float]:
 def population(config: Config, case: str) -> Population:
     env = task_env()
     return Population.mixture(
-        "navigation", env.feature_names, shares(config, case), overrides={"beta": config.beta}
+        "navigation",
+        env.feature_names,
+        shares(config, case),
+        overrides=None if config.beta is None else {"beta": config.beta},
     )
 
 

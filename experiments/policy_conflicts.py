@@ -23,7 +23,6 @@ per seed), the regret matrix in ``summary.md`` and a heat map ``<task>_regret.pn
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +49,7 @@ class Config(harness.PopulationStudy):
     """User types of locomotion."""
     num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
-    beta: float = checked(math.inf, Float(ge=0, finite=False))
+    beta: float | None = checked(None, Float(ge=0, finite=False, optional=True))
     """Unused here (no labels are drawn); kept so populations read as in every study."""
     num_seeds: int = checked(2, Int(ge=1))
     """Independent PPO seeds per type."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 
 import jax
@@ -48,8 +47,9 @@ class Config(harness.PopulationStudy):
     """User types of the locomotion population, in equal shares (--population gives any other)."""
     num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena (goal_c needs 3, goal_d 4)."""
-    beta: float = checked(math.inf, Float(ge=0, finite=False))
-    """Boltzmann rationality of every simulated user (inf: rational labels)."""
+    beta: float | None = checked(None, Float(ge=0, finite=False, optional=True))
+    """Boltzmann rationality of every simulated user (None: each user type's own; the
+    shipped types are rational, inf)."""
     methods: tuple[str, ...] = checked(R.REWARD_METHODS, Choices(R.REWARD_METHODS))
     """Reward models to train."""
     SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 
 import jax
@@ -54,8 +53,9 @@ class Config(harness.PopulationStudy):
     """User types of the highway population, in equal shares (--population gives any other)."""
     num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
-    beta: float = checked(math.inf, Float(ge=0, finite=False))
-    """Boltzmann rationality of the simulated users (inf: rational)."""
+    beta: float | None = checked(None, Float(ge=0, finite=False, optional=True))
+    """Boltzmann rationality of every simulated user (None: each user type's own; the
+    shipped types are rational, inf)."""
     methods: tuple[str, ...] = checked(METHODS, Choices(METHODS))
     """Methods to compare."""
     SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds

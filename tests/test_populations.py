@@ -205,3 +205,38 @@ def test_registered_types_are_seen_by_variants_registered_before_them():
     assert math.isinf(
         population_from_spec(f"{name}:late_for_tests", HIGHWAY_FEATURES).human.beta[0]
     )
+
+
+@pytest.mark.parametrize("experiment", ["reward_accuracy", "underspecification", "active_queries"])
+def test_a_registered_types_own_human_model_is_kept_unless_beta_is_given(
+    experiment, load_experiment
+):
+    """A type registered with its own beta (examples/scaled_goals.py's goal_b_noisy) labels with
+    it: experiments used to override every type's beta with their default inf."""
+    module = load_experiment(experiment)
+    register_user_type(
+        "navigation",
+        UserType("noisy_for_tests", {"progress_b": 1.0}, beta=0.2, epsilon=0.1),
+        overwrite=True,
+    )
+    argv = ["--tasks", "navigation"] + (
+        ["--policy-tasks"] if experiment == "active_queries" else []
+    )
+    spec = ["--population", "navigation:goal_a=0.5,noisy_for_tests=0.5"]
+    config = harness.parse(module.Config, module.PRESETS, argv + spec)
+    human = harness.task_population(config, "navigation").human
+    np.testing.assert_allclose(human.beta, [math.inf, 0.2])
+    np.testing.assert_allclose(human.epsilon, [0.0, 0.1])
+    config = harness.parse(module.Config, module.PRESETS, argv + spec + ["--beta", "3"])
+    np.testing.assert_allclose(harness.task_population(config, "navigation").human.beta, [3, 3])
+    gaussian = ["--population", "navigation:gaussian:progress_a=1:std=0.1"]
+    config = harness.parse(module.Config, module.PRESETS, argv + gaussian)
+    assert math.isinf(harness.task_population(config, "navigation").human.beta[0])
+
+
+def test_nash_populations_take_beta_when_given(load_experiment):
+    nash = load_experiment("nash")
+    config = harness.parse(nash.Config, nash.PRESETS, [])
+    assert np.isinf(nash.population(config, "cyclic").human.beta).all()
+    config = harness.parse(nash.Config, nash.PRESETS, ["--beta", "2"])
+    np.testing.assert_allclose(nash.population(config, "cyclic").human.beta, 2.0)

@@ -28,7 +28,6 @@ import dataclasses
 import functools
 import importlib
 import importlib.util
-import math
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -174,11 +173,11 @@ def check_type_fields(config: Any) -> None:
 
 def task_population(config: Any, task: str) -> Population:
     """The population of ``task``: its ``--population`` spec if given, else an equal mixture of
-    ``config.<root task>_types``; every user with ``beta = config.beta`` (and the config's
-    ``weight_noise``, if set). A bad spec, unknown or repeated user types, or a task without user
-    types raise :class:`ConfigError` naming the field."""
+    ``config.<root task>_types``; every user with ``beta = config.beta`` if set (else each user
+    type's own), and the config's ``weight_noise``, if set. A bad spec, unknown or repeated user
+    types, or a task without user types raise :class:`ConfigError` naming the field."""
     env = task_env(config, task)
-    beta = getattr(config, "beta", math.inf)
+    beta = getattr(config, "beta", None)
     noise = getattr(config, "weight_noise", None)
     spec = _population_specs(config).get(task)
     if spec is None:

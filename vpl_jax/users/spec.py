@@ -112,7 +112,7 @@ def parse_population(spec: str) -> PopulationSpec:
 def population_from_spec(
     spec: str | PopulationSpec,
     feature_names: Sequence[str],
-    beta: float = math.inf,
+    beta: float | None = None,
     weight_noise: float | None = None,
 ) -> Population:
     """The :class:`Population` of ``spec`` for a task with ``feature_names``.
@@ -120,7 +120,8 @@ def population_from_spec(
     Args:
       spec: a population string or its :class:`PopulationSpec`.
       feature_names: the task's ``feature_names``.
-      beta: every user's Boltzmann rationality (inf: rational labels).
+      beta: every user's Boltzmann rationality (inf: rational labels); None keeps each user
+        type's own (a Gaussian population's users are then rational).
       weight_noise: a mixture's per-type ``weight_noise`` override (None: each type's own).
         Not used by a Gaussian population, whose spread is ``std``.
     """
@@ -137,7 +138,7 @@ def population_from_spec(
             parsed.task,
             feature_names,
             dict(parsed.shares),
-            overrides={"beta": beta},
+            overrides=None if beta is None else {"beta": beta},
             weight_noise=weight_noise,
         )
     if GAUSSIAN in user_types(parsed.task):
@@ -147,6 +148,6 @@ def population_from_spec(
         feature_names,
         dict(parsed.mean),
         dict(parsed.std) if isinstance(parsed.std, Mapping) else parsed.std,
-        human=HumanModel.create(beta=beta),
+        human=HumanModel.create(beta=math.inf if beta is None else beta),
         name=GAUSSIAN,
     )
