@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 #: The figure experiments, in the order they are run (cheapest first).
 EXPERIMENTS = (
     "reward_accuracy",
+    "many_types",
     "underspecification",
     "policy_conflicts",
     "active_queries",
