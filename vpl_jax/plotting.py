@@ -26,7 +26,7 @@ plt.rcParams.update(
     }
 )
 
-__all__ = ["band", "bars", "over_seeds", "plt"]
+__all__ = ["band", "bars", "errorbars", "over_seeds", "plt"]
 
 
 def over_seeds(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,15 +53,28 @@ def band(ax, x, values, label: str, axis: int = 0, **kwargs):
     return line
 
 
-def bars(ax, x, values, width: float, label: str, axis: int = 0, **kwargs):
-    """Bars at ``x: [N]`` of the mean over seeds of ``values: f32[S, N]`` (seeds along
-    ``axis``), with the 95 % interval over seeds as error bars (:func:`over_seeds`)."""
+def _mean_and_error(values, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean f64[N], yerr f64[2, N])`` of :func:`over_seeds`, as matplotlib's error bars."""
     mean, low, high = over_seeds(values, axis)
     # A percentile interval need not hold the mean to the last bit; matplotlib refuses a
     # negative error.
-    yerr = np.maximum(np.stack([mean - low, high - mean]), 0.0)
+    return mean, np.maximum(np.stack([mean - low, high - mean]), 0.0)
+
+
+def bars(ax, x, values, width: float, label: str, axis: int = 0, **kwargs):
+    """Bars at ``x: [N]`` of the mean over seeds of ``values: f32[S, N]`` (seeds along
+    ``axis``), with the 95 % interval over seeds as error bars (:func:`over_seeds`)."""
+    mean, yerr = _mean_and_error(values, axis)
     kwargs.setdefault("capsize", 2)
     return ax.bar(x, mean, width, yerr=yerr, label=label, **kwargs)
+
+
+def errorbars(ax, x, values, label: str, axis: int = 0, **kwargs):
+    """A line through the mean over seeds of ``values: f32[S, N]`` (seeds along ``axis``) at
+    ``x: [N]``, with the 95 % interval over seeds as error bars (:func:`over_seeds`)."""
+    mean, yerr = _mean_and_error(values, axis)
+    kwargs.setdefault("capsize", 2)
+    return ax.errorbar(x, mean, yerr=yerr, label=label, **kwargs)
 
 
 def draw_arena(ax, env) -> None:
