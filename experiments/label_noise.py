@@ -38,7 +38,7 @@ from vpl_jax import harness
 from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Each, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset, relabel
-from vpl_jax.harness import claims
+from vpl_jax.harness import SweepPoint, claims, sweep_points
 from vpl_jax.intervals import seed_interval
 from vpl_jax.pipeline import fit_labellings, score_labellings
 from vpl_jax.plotting import errorbars, plt
@@ -158,19 +158,7 @@ PRESETS = {
 
 
 # --- the noise --------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Point:
-    """One point of the sweep: a kind of noise and its size (``none``, 0: rational answers)."""
-
-    kind: str
-    size: float
-
-
-def sweep(config: Config) -> list[Point]:
-    return [Point("none", 0.0)] + [Point(k, s) for k in config.kinds for s in config.sizes_of(k)]
-
-
-def noisy(users: User, point: Point) -> User:
+def noisy(users: User, point: SweepPoint) -> User:
     """Rational ``users`` with ``point``'s noise in their answers."""
     rational = users.rational()
     if point.kind == "none":
@@ -179,7 +167,9 @@ def noisy(users: User, point: Point) -> User:
     return rational.with_human(**{field: value(point.size)})
 
 
-def labellings(key, dataset: PreferenceDataset, points: list[Point]) -> list[PreferenceDataset]:
+def labellings(
+    key, dataset: PreferenceDataset, points: list[SweepPoint]
+) -> list[PreferenceDataset]:
     """The dataset answered again at each point, with the same ``key`` (common random numbers)."""
     return [relabel(key, dataset, noisy(dataset.users, p)) for p in points]
 
@@ -214,8 +204,8 @@ def per_type(accuracy: np.ndarray, type_id: np.ndarray, type_names) -> dict[str,
 def plot_noise(curves: dict, config: Config) -> plt.Figure:
     """A panel per task and k (columns) and kind of noise (rows): the test users' accuracy on
     their rational answers against the noise size, a line per method with 95 % intervals over
-    seeds. ``curves[task][method][k]``: ``f32[S, P]`` over the points of :func:`sweep`."""
-    points = sweep(config)
+    seeds. ``curves[task][method][k]``: ``f32[S, P]`` over the sweep's points."""
+    points = sweep_points(config.kinds, config.sizes_of)
     columns = [(task, k) for task in curves for k in config.context_sizes]
     rows = config.kinds
     fig, axes = plt.subplots(
@@ -246,12 +236,12 @@ def plot_noise(curves: dict, config: Config) -> plt.Figure:
 
 # --- the experiment ---------------------------------------------------------------------------
 def main(config: Config, results: harness.RunResults) -> str:
-    points = sweep(config)
+    points = sweep_points(config.kinds, config.sizes_of)
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
     key = jax.random.PRNGKey(config.seed)
     curves: dict = {}
 
-    def add(point: Point, **row):
+    def add(point: SweepPoint, **row):
         kinds = config.kinds if point.kind == "none" else (point.kind,)  # under each kind
         for kind in kinds:
             results.add(**row, noise=kind, size=point.size)
@@ -296,7 +286,7 @@ def notes(curves: dict, config: Config, rows: list[dict]) -> str:
     method's loss of accuracy from no noise to the largest, and the :data:`GRACEFUL` verdict."""
     if not {"vpl", "btl"} <= set(config.methods):
         return ""
-    points = sweep(config)
+    points = sweep_points(config.kinds, config.sizes_of)
 
     def cell(values) -> str:
         i = seed_interval(values)
@@ -316,7 +306,7 @@ def notes(curves: dict, config: Config, rows: list[dict]) -> str:
         for k in config.context_sizes:
             vpl, btl = methods["vpl"][k], methods["btl"][k]
             for kind in config.kinds:
-                big = points.index(Point(kind, max(config.sizes_of(kind))))
+                big = points.index(SweepPoint(kind, max(config.sizes_of(kind))))
                 lines.append(
                     f"| {task} | {k} | {kind} ({points[big].size:g}) | "
                     f"{cell(vpl[:, 0] - btl[:, 0])} | {cell(vpl[:, big] - btl[:, big])} | "

@@ -53,6 +53,7 @@ from vpl_jax.data import (
 )
 from vpl_jax.data.beliefs import believed_features
 from vpl_jax.envs.navigation import NavigationWorld
+from vpl_jax.harness import SweepPoint, sweep_points
 from vpl_jax.pipeline import (
     PolicyTrainer,
     check_policy_config,
@@ -181,18 +182,6 @@ def population(config: Config) -> Population:
     return harness.task_population(config, TASK)
 
 
-@dataclasses.dataclass(frozen=True)
-class Point:
-    """One point of the sweep: a kind of deviation and its size (``none``, 0: rational)."""
-
-    kind: str
-    size: float
-
-
-def sweep(config: Config) -> list[Point]:
-    return [Point("none", 0.0)] + [Point(k, s) for k in config.kinds for s in config.sizes_of(k)]
-
-
 # --- the users' deviations ------------------------------------------------------------------------
 #: The human-model field each kind of deviation sets, and its value at a deviation's size
 #: (beliefs live in the features the users judge).
@@ -204,7 +193,7 @@ FIELDS = {
 }
 
 
-def deviating(users: User, point: Point) -> User:
+def deviating(users: User, point: SweepPoint) -> User:
     """The users with ``point``'s deviation in their human model."""
     if point.kind not in FIELDS:
         return users
@@ -218,7 +207,7 @@ def believed_world(env, shift: float) -> NavigationWorld:
     return world.replace(hazard_center=world.hazard_center + jnp.array([shift, 0.0]))
 
 
-def perceived(env, dataset: PreferenceDataset, point: Point) -> PreferenceDataset:
+def perceived(env, dataset: PreferenceDataset, point: SweepPoint) -> PreferenceDataset:
     """The dataset with the segment features the users perceive (their believed world)."""
     if point.kind != "belief":
         return dataset
@@ -228,7 +217,9 @@ def perceived(env, dataset: PreferenceDataset, point: Point) -> PreferenceDatase
     return dataset.replace(segments=segments.replace(features=features))
 
 
-def relabel_point(key, env, dataset: PreferenceDataset, point: Point, values) -> PreferenceDataset:
+def relabel_point(
+    key, env, dataset: PreferenceDataset, point: SweepPoint, values
+) -> PreferenceDataset:
     """Every pair of every user answered again, with ``point``'s deviation (the same key for
     every point, so answers differ only where the deviation changes them)."""
     return relabel(
@@ -255,7 +246,7 @@ def score_points(model, params, datasets, rational: PreferenceDataset) -> dict[s
     return out
 
 
-def fit_correct(env, model, config: Config, key, dataset, point: Point, rational):
+def fit_correct(env, model, config: Config, key, dataset, point: SweepPoint, rational):
     """The model with ``point``'s correct human model (known discount; LinearBayes on the
     believed features), fitted to one labelled dataset: ``(params, {metric: value})``."""
     if point.kind == "gamma":
@@ -358,7 +349,7 @@ def main(config: Config, results: harness.RunResults) -> str:
     print(f"oracle: true return {np.mean(oracle_eval.true_return):.2f} "
           f"({time.time() - start:.0f} s)")  # fmt: skip
 
-    points = sweep(config)
+    points = sweep_points(config.kinds, config.sizes_of)
     datasets = [relabel_point(k_label, env, dataset, p, values) for p in points]
     # The users' rational answers about their held-out pairs (true features).
     rational_answers = label_queries(
@@ -402,7 +393,7 @@ def main(config: Config, results: harness.RunResults) -> str:
 
     # True return of the policies optimised on the learned rewards, at a few points.
     chosen = [0] + [
-        points.index(Point(kind, max(config.sizes_of(kind)))) for kind in config.policy_kinds
+        points.index(SweepPoint(kind, max(config.sizes_of(kind)))) for kind in config.policy_kinds
     ]
     for method in config.policy_methods:
         start = time.time()

@@ -16,6 +16,7 @@ import pytest
 
 from vpl_jax import rewards as R
 from vpl_jax.data import relabel
+from vpl_jax.harness import SweepPoint
 from vpl_jax.pipeline import fit_labellings, score_labellings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,9 +126,9 @@ def test_presets_are_valid(experiment):
 def test_noise_points_set_the_human_model_of_rational_users(experiment, nav_dataset):
     users = nav_dataset.users.replace(human=nav_dataset.users.human.replace(
         gamma=np.full(16, 0.5, np.float32)))  # fmt: skip
-    none = experiment.noisy(users, experiment.Point("none", 0.0))
-    hot = experiment.noisy(users, experiment.Point("temperature", 4.0))
-    sloppy = experiment.noisy(users, experiment.Point("epsilon", 0.2))
+    none = experiment.noisy(users, SweepPoint("none", 0.0))
+    hot = experiment.noisy(users, SweepPoint("temperature", 4.0))
+    sloppy = experiment.noisy(users, SweepPoint("epsilon", 0.2))
     assert np.all(np.isinf(none.human.beta)) and np.all(none.human.gamma == 1)
     np.testing.assert_allclose(hot.human.beta, 0.25)
     assert np.all(hot.human.epsilon == 0) and np.all(hot.human.gamma == 1)

@@ -44,6 +44,7 @@ from vpl_jax.harness.results import (
     model_folder,
     policy_folder,
 )
+from vpl_jax.harness.sweep import SweepPoint, sweep_points
 from vpl_jax.harness.tasks import (
     TYPE_FIELDS,
     PopulationStudy,
@@ -70,6 +71,7 @@ __all__ = [
     "PopulationStudy",
     "RunFolderError",
     "RunResults",
+    "SweepPoint",
     "check_checkpoint_every",
     "check_dataset_files",
     "check_type_fields",
@@ -89,6 +91,7 @@ __all__ = [
     "reward_models",
     "run_experiment",
     "supported_tasks",
+    "sweep_points",
     "task_dataset",
     "task_env",
     "task_env_kwargs",
