@@ -3,13 +3,15 @@
     python experiments/underspecification.py --tasks navigation \
         --register examples/scaled_goals.py \
         --population navigation:goal_a=0.5,goal_b_noisy=0.5 --reward-scaling none \
-        --methods oracle vpl vpl_spo --num-seeds 3
+        --methods vpl vpl_spo --num-seeds 3
 
 Pairwise labels fix a user's reward only up to scale, and the scale a reward model learns
 follows how deterministic the labels are: ``goal_a``'s rational labels push its learned reward
-far apart, ``goal_b_noisy``'s Boltzmann labels keep it small (beta = 0.2: a pair of median
-return gap, 6.5, is answered right 4 times in 5). A policy trained on unscaled learned rewards
-over both users' latents then sees mostly ``goal_a``'s advantages.
+far apart, while ``goal_b_noisy`` flips one answer in five at random (epsilon = 0.2), which
+caps the log-odds any pair can earn near log(0.8 / 0.2) = 1.4 and so keeps its learned reward
+small, with the same ranking as goal b's. A policy trained on unscaled learned rewards over both
+users' latents then sees mostly ``goal_a``'s advantages. (Boltzmann noise, beta = 0.2, makes the
+reward both small and wrong on pairs of small return gap: there VPL-SPO fails the type too.)
 Importing this file registers ``goal_b_noisy`` for the ``navigation`` task.
 """
 
@@ -21,7 +23,7 @@ register_user_type(
     UserType(
         "goal_b_noisy",
         dict(goal_b.weights),
-        beta=0.2,
-        description="wants goal b, labels with Boltzmann beta = 0.2 (a small learned reward)",
+        epsilon=0.2,
+        description="wants goal b, flips one answer in five (a small learned reward)",
     ),
 )

@@ -203,6 +203,13 @@ COMMAND_LINE = [
     ("many_types", ["--data.num-users", "32"], "data.num_users=32: no user type gets two tra"),
     ("many_types", ["--population", "highway:gaussian:safety=1"], "many_types draws its own"),
     ("many_types", ["--tasks", "locomotion"], "tasks: unknown value(s) ['locomotion']"),
+    # label_noise's sweep.
+    ("label_noise", ["--context-sizes", "2", "16"], "context_sizes=(2, 16): each must be at m"),
+    ("label_noise", ["--context-sizes", "4", "4"], "context_sizes=(4, 4): a context size must"),
+    ("label_noise", ["--epsilon-sizes", "0.7"], "epsilon_sizes=(0.7,): must be a non-empty"),
+    ("label_noise", ["--temperature-sizes", "0"], "temperature_sizes=(0.0,): must be a non-e"),
+    ("label_noise", ["--kinds", "myopia"], "kinds: unknown value(s) ['myopia']"),
+    ("label_noise", ["--num-seeds", "0"], "num_seeds=0: must be an integer"),
     # reproduce's own options.
     ("reproduce", ["--only", "scaled_rewards", "--tensorboard", "--index-only"], "--index-only"),
     ("reproduce", ["--only", "kitchen"], "only: unknown value(s) ['kitchen']"),

@@ -142,7 +142,8 @@ def _number_fields(cls):
 
 @pytest.mark.parametrize("experiment", [None, *sorted(
     ["reward_accuracy", "underspecification", "active_queries", "misspecification",
-     "misidentification", "nash", "policy_conflicts", "reproduce"])])  # fmt: skip
+     "misidentification", "nash", "policy_conflicts", "many_types", "label_noise",
+     "reproduce"])])  # fmt: skip
 def test_every_number_field_of_every_config_declares_its_rule(experiment, load_experiment):
     """A number field without a rule would accept NaN, 2.5 users or a string silently."""
     classes = _configs() if experiment is None else [load_experiment(experiment).Config]
