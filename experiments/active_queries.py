@@ -65,7 +65,7 @@ CRITERION_MODELS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.PopulationStudy):
+class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     tasks: tuple[str, ...] = ("navigation", "highway")
     """Tasks to run (navigation, highway, locomotion)."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b", "goal_c", "goal_d")
@@ -122,17 +122,11 @@ class Config(harness.PopulationStudy):
     length; --ppo.no-center-rewards for a policy task whose episodes end early)."""
     policy_eval_episodes: int = checked(4, Int(ge=1))
     """Evaluation episodes per test user and number of queries (deterministic policy)."""
-    chunk_updates: int = checked(20, Int(ge=1))
-    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = checked(0, Int(ge=0))
-    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
-    Re-running the same command resumes from the last checkpoint."""
 
     def validate(self):
         super().validate()
         Choices(harness.supported_tasks(type(self))).check("tasks", self.tasks)
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
-        harness.check_checkpoint_every(self)
         Choices(self.tasks, min_count=0).check("policy_tasks", self.policy_tasks)
         if self.entropy_shortlist < self.batch_size:
             raise harness.ConfigError(

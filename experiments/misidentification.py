@@ -62,7 +62,7 @@ TASK = "navigation"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.PopulationStudy):
+class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     tasks = (TASK,)  # not a field: the deviations and the narrow data are navigation's
     tensorboard: tyro.conf.Suppress[bool] = False
     """Not offered here: the iterate loop's trainings keep no training curves."""
@@ -97,11 +97,6 @@ class Config(harness.PopulationStudy):
     iterate: IterateConfig = IterateConfig(schedule=(8, 8), episodes_per_round=32)
     """The iterate loop (schedule: new queries per user in each round; its length is the
     number of rounds after round 0; the criterion is set by criteria, one loop each)."""
-    chunk_updates: int = checked(20, Int(ge=1))
-    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = checked(0, Int(ge=0))
-    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
-    Re-running the same command resumes from the last checkpoint."""
 
     def validate(self):
         super().validate()
@@ -115,7 +110,6 @@ class Config(harness.PopulationStudy):
                 f"iterate.criterion={self.iterate.criterion!r}: set by criteria, which runs the "
                 f"loop once per criterion (now {list(self.criteria)}); use --criteria instead"
             )
-        harness.check_checkpoint_every(self)
         self.data.validate(task_env(self), "data")
         check_policy_config(self.ppo, task_env(self))
         population(self)  # unknown or repeated user types raise, naming the field

@@ -89,7 +89,7 @@ METHODS = ("linear_bayes", "btl", "vpl")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.PopulationStudy):
+class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     tasks = (TASK,)  # not a field: the deviations and the narrow data are navigation's
     navigation_types: tuple[str, ...] = ("goal_a", "cautious")
     """Navigation user types, in equal shares (--population gives any other)."""
@@ -127,11 +127,6 @@ class Config(harness.PopulationStudy):
     """PPO for the oracle (whose critic gives V*) and the learned rewards."""
     num_eval_episodes: int = checked(8, Int(ge=1))
     """Evaluation episodes per test user."""
-    chunk_updates: int = checked(20, Int(ge=1))
-    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = checked(0, Int(ge=0))
-    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
-    Re-running the same command resumes from the last checkpoint."""
 
     def sizes_of(self, kind: str) -> tuple[float, ...]:
         return getattr(self, f"{kind}_sizes")
@@ -140,7 +135,6 @@ class Config(harness.PopulationStudy):
         super().validate()
         Choices(self.methods, min_count=0).check("policy_methods", self.policy_methods)
         Choices(self.kinds, min_count=0).check("policy_kinds", self.policy_kinds)
-        harness.check_checkpoint_every(self)
         for kind in self.kinds:  # the sizes of a kind not swept are not used
             SIZES[kind].check(f"{kind}_sizes", self.sizes_of(kind))
         harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")

@@ -81,7 +81,7 @@ CURVES = ("win_probability", "kl", "max_mode_weight")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.ExperimentConfig):
+class Config(harness.ChunkedPolicies):
     cases: tuple[str, ...] = checked(CASES, Choices(CASES))
     """Populations to run: cyclic (equal shares of the three types), transitive (one dominant)."""
     transitive_shares: tuple[float, float, float] = checked((0.8, 0.1, 0.1), Each(Float(ge=0)))
@@ -155,8 +155,6 @@ class Config(harness.ExperimentConfig):
     """Evaluation episodes per method (shared starts; stochastic actions)."""
     chunk_updates: int = checked(10, Int(ge=1))
     """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = checked(0, Int(ge=0))
-    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates."""
 
     def validate(self):
         super().validate()
@@ -169,7 +167,6 @@ class Config(harness.ExperimentConfig):
             raise harness.ConfigError(
                 f"reference_goals={self.reference_goals!r}: a non-empty string of goals {GOALS}"
             )
-        harness.check_checkpoint_every(self)
         env = task_env()
         self.data.validate(env, "data")
         if self.data.segment_horizon != env.episode_length:

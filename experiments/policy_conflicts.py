@@ -38,7 +38,7 @@ from vpl_jax.plotting import plt
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.PopulationStudy):
+class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     tasks: tuple[str, ...] = ("highway",)
     """Tasks to run."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b", "cautious", "hurried")
@@ -63,17 +63,11 @@ class Config(harness.PopulationStudy):
     """Reference steps of per-type reward scaling."""
     num_eval_episodes: int = checked(64, Int(ge=1))
     """Evaluation episodes per (policy, type) pair; every pair sees the same starts."""
-    chunk_updates: int = checked(20, Int(ge=1))
-    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = checked(0, Int(ge=0))
-    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
-    Re-running the same command resumes from the last checkpoint."""
 
     def validate(self):
         super().validate()
         Choices(harness.supported_tasks(type(self))).check("tasks", self.tasks)
         harness.check_type_fields(self)  # unknown or repeated user types, naming the field
-        harness.check_checkpoint_every(self)
         for task in self.tasks:
             env = harness.task_env(self, task)
             pipeline.check_policy_config(self.ppo, env)

@@ -44,7 +44,7 @@ METHODS = ("btl", "vpl", "vpl_spo", "oracle")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(harness.PopulationStudy):
+class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     tasks: tuple[str, ...] = ("navigation",)
     """Tasks to run: navigation (opposite goals), highway (aggressive vs cautious)."""
     navigation_types: tuple[str, ...] = ("goal_a", "goal_b")
@@ -93,11 +93,6 @@ class Config(harness.PopulationStudy):
     """Evaluation episodes per test user (deterministic policy; every user and method sees
     the same starts). With 16, on highway, which starts were drawn moved every method's true
     return by 2-5 together and once ranked an untrained policy above trained ones."""
-    chunk_updates: int = checked(20, Int(ge=1))
-    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
-    checkpoint_every: int = checked(0, Int(ge=0))
-    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
-    Re-running the same command resumes from the last checkpoint."""
     reward_chunk_epochs: int = checked(20, Int(ge=1))
     """Reward-model epochs per jitted chunk (the progress bar advances between chunks)."""
     reward_checkpoint_every: int = checked(0, Int(ge=0))
@@ -118,7 +113,6 @@ class Config(harness.PopulationStudy):
                 "ppo.center_rewards: set per task by center_reward_tasks (now "
                 f"{list(self.center_reward_tasks)}); use --center-reward-tasks TASK ... instead"
             )
-        harness.check_checkpoint_every(self)
         harness.check_checkpoint_every(self, "reward_checkpoint_every", "reward_chunk_epochs")
         harness.reward_models(
             self.sizes, reward_methods(self.methods), self.data.context_size, "data.context_size"

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from vpl_jax.checks import DataWarning
 from vpl_jax.harness.config import (
+    ChunkedPolicies,
     ConfigError,
     ExperimentConfig,
     check_checkpoint_every,
@@ -66,6 +67,7 @@ C = TypeVar("C", bound=ExperimentConfig)
 
 __all__ = [
     "TYPE_FIELDS",
+    "ChunkedPolicies",
     "ConfigError",
     "ExperimentConfig",
     "PopulationStudy",

@@ -226,6 +226,23 @@ def check_checkpoint_every(
         raise ConfigError(f"{name}={every}: must be a multiple of {chunk}={size}")
 
 
+@dataclasses.dataclass(frozen=True)
+class ChunkedPolicies(ExperimentConfig):
+    """Fields of every experiment that trains PPO in jitted chunks and can checkpoint it (mix in
+    beside :class:`PopulationStudy`; redeclare a field to change its default)."""
+
+    chunk_updates: int = checked(20, Int(ge=1))
+    """PPO updates per jitted chunk (the progress bar advances between chunks)."""
+    checkpoint_every: int = checked(0, Int(ge=0))
+    """Save PPO checkpoints every this many updates (0: none); a multiple of chunk_updates.
+    Re-running the same command resumes from the last checkpoint."""
+
+    def validate(self):
+        super().validate()
+        check_checkpoint_every(self)
+        return self
+
+
 # --- command line ---------------------------------------------------------------------------------
 def parse(
     config_cls: type[C],
