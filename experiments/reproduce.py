@@ -166,6 +166,21 @@ def experiment_module(name: str):
 
 
 D, V = claims.difference, claims.value
+#: Queries information gain (VPL) needs to reach random's accuracy after the reference number of
+#: queries, over that number (a criterion that never gets there: 1.5), per task.
+QUERIES_NEEDED = V(
+    "queries_to_match_random",
+    {"method": "info_gain", "model": "vpl"},
+    over=("task",),
+    scale=lambda r: r["reference_queries"],
+    missing=1.5,
+)
+#: Spearman correlation of VPL's posterior spread with the held-out error, after every random
+#: query, per task.
+SPREAD_PREDICTS_ERROR = V(
+    "spread_error_correlation", {"method": "random", "model": "vpl"}, over=("task",),
+    largest="n_queries",
+)  # fmt: skip
 #: The paper's claims, each a test on one run of this reproduction (vpl_jax.harness.claims).
 CLAIMS = (
     claims.Claim(
@@ -209,13 +224,7 @@ CLAIMS = (
         "active_queries",
         "queries info gain (VPL) needs to reach random's accuracy after the reference number, "
         "over that number (never: 1.5), per task",
-        V(
-            "queries_to_match_random",
-            {"method": "info_gain", "model": "vpl"},
-            over=("task",),
-            scale=lambda r: r["reference_queries"],
-            missing=1.5,
-        ),
+        QUERIES_NEEDED,
         0.6,
         direction="<",
     ),
@@ -252,13 +261,7 @@ CLAIMS = (
         "… also on driving, with three types that each weigh several features",
         "active_queries",
         "as above, highway commuter/considerate/stickler",
-        V(
-            "queries_to_match_random",
-            {"method": "info_gain", "model": "vpl"},
-            over=("task",),
-            scale=lambda r: r["reference_queries"],
-            missing=1.5,
-        ),
+        QUERIES_NEEDED,
         0.6,
         direction="<",
         run_suffix=SECOND_RUNS["driving_active"].suffix,
@@ -269,12 +272,7 @@ CLAIMS = (
         "active_queries",
         "Spearman correlation of a test user's posterior spread with their held-out error "
         "after all random queries, per task",
-        V(
-            "spread_error_correlation",
-            {"method": "random", "model": "vpl"},
-            over=("task",),
-            largest="n_queries",
-        ),
+        SPREAD_PREDICTS_ERROR,
         0.0,
     ),
     claims.Claim(
@@ -282,12 +280,7 @@ CLAIMS = (
         "… also on driving",
         "active_queries",
         "as above, highway commuter/considerate/stickler",
-        V(
-            "spread_error_correlation",
-            {"method": "random", "model": "vpl"},
-            over=("task",),
-            largest="n_queries",
-        ),
+        SPREAD_PREDICTS_ERROR,
         0.0,
         run_suffix=SECOND_RUNS["driving_active"].suffix,
     ),
