@@ -437,3 +437,17 @@ def test_bad_experiment_config_fails_naming_the_field(experiment, changes, field
 def test_experiment_presets_validate(experiment):
     for config in experiment.PRESETS.values():
         config.validate()
+
+
+def test_the_population_preference_model_has_no_latent_and_is_scored(nav_dataset):
+    """Nash's population model (latent_dim=0) has a posterior method that raises; held-out
+    scoring took it for a latent model and called it, so nash's cpu preset died in fit_models."""
+    from vpl_jax import pipeline
+    from vpl_jax import rewards as R
+
+    model = N.PreferenceModel(hidden=(16,), embed_dim=4)
+    assert not R.is_latent(model)
+    assert R.is_latent(N.PreferenceModel(hidden=(16,), embed_dim=4, latent_dim=2))
+    train = R.TrainConfig(num_epochs=2, users_per_batch=4)
+    fit = pipeline.fit_reward(model, train, jax.random.PRNGKey(0), nav_dataset)
+    assert np.isfinite(np.asarray(fit.evaluation.log_likelihood)).all()

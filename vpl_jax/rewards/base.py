@@ -75,8 +75,9 @@ class LatentRewardModel(RewardModel, Protocol):
 
 
 def is_latent(model: RewardModel) -> bool:
-    """Whether ``model`` infers a per-user latent from context pairs."""
-    return callable(getattr(model, "posterior", None))
+    """Whether ``model`` infers a per-user latent from context pairs (a model with a
+    ``posterior`` and a ``latent_dim`` of 0, e.g. Nash's population preference model, has none)."""
+    return callable(getattr(model, "posterior", None)) and getattr(model, "latent_dim", None) != 0
 
 
 def step_weights(horizon: int, discount: float) -> jax.Array:
