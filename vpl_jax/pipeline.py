@@ -56,8 +56,14 @@ from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.data.segments import Segments, cut_segments
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
 from vpl_jax.keys import named_key
-from vpl_jax.rewards.batch import check_user_pairs
-from vpl_jax.rewards.trainer import as_raw_keys, check_training_inputs, is_key_batch, train_run
+from vpl_jax.rewards.batch import check_user_pairs, untyped
+from vpl_jax.rewards.trainer import (
+    as_raw_keys,
+    check_training_inputs,
+    is_key_batch,
+    seed_placement,
+    train_run,
+)
 from vpl_jax.runtime import sharding
 from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
 
@@ -160,7 +166,8 @@ def fit_relabellings(
     check_training_inputs(model, config, first(train), first(valid))
     key = as_raw_keys(key)
     seeds = is_key_batch(key)
-    place = sharding.placement(key.shape[0]) if seeds else sharding.Placement()
+    place = seed_placement(key, seeds)
+    train, valid = untyped(train), untyped(valid)  # as rewards.fit: compiled once per shapes
     key, (train, valid) = place.split(key), place.replicate((train, valid))
     return place.gather(_fit_relabellings(model, config, key, train, valid, seeds=seeds))
 

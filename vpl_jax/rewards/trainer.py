@@ -442,7 +442,7 @@ def fit(
     check_training_inputs(model, config, train, valid)
     key = as_raw_keys(key)
     seeds = is_key_batch(key)
-    place = _seed_placement(key, seeds)
+    place = seed_placement(key, seeds)
     train, valid = untyped(train), untyped(valid)
     key, (train, valid) = place.split(key), place.replicate((train, valid))
     params, history = place.gather(_fit(model, config, key, train, valid, seeds=seeds))
@@ -450,7 +450,7 @@ def fit(
     return params, history
 
 
-def _seed_placement(key: jax.Array, seeds: bool) -> sharding.Placement:
+def seed_placement(key: jax.Array, seeds: bool) -> sharding.Placement:
     """Where S seeds train: split across the devices of an enclosing
     :func:`~vpl_jax.runtime.sharding.use_devices` (one seed stays where it is)."""
     return sharding.placement(key.shape[0]) if seeds else sharding.Placement()
@@ -494,7 +494,7 @@ def fit_chunked(
     key = as_raw_keys(key)
     seeds = is_key_batch(key)
     vmap = jax.vmap if seeds else (lambda f: f)
-    place = _seed_placement(key, seeds)
+    place = seed_placement(key, seeds)
     train, valid = untyped(train), untyped(valid)
     key, (train, valid) = place.split(key), place.replicate((train, valid))
 
