@@ -1,15 +1,22 @@
 """Shared fixtures. Environments come from ``envs.make`` (memoised), so jitted rollouts compile
 once per test session.
 
-``VPL_JAX_TEST_CACHE_DIR=DIR`` turns on JAX's persistent compilation cache for repeated local
-runs. It is off by default: a cache shared by concurrent runs (or by different installs) can hold
-entries that crash the reader, and CI starts from a clean machine anyway.
+Each test process (each xdist worker) has a persistent compilation cache of its own, in a fresh
+temporary folder removed at exit: ``_drop_compiled_programs`` empties JAX's in-memory caches
+after every test module, and the programs a later module compiles again (the same PPO update,
+the same reward-model step under another closure) are then read back instead of recompiled. The
+folder is never shared: a cache shared by concurrent runs (or by different installs) can hold
+entries that crash the reader. ``VPL_JAX_TEST_CACHE=0`` turns it off;
+``VPL_JAX_TEST_CACHE_DIR=DIR`` keeps it across runs (a subfolder per worker).
 """
 
+import atexit
 import functools
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,9 +24,23 @@ import jax
 import pytest
 
 warnings.filterwarnings("ignore", message=".*Brax System.*")
-if os.environ.get("VPL_JAX_TEST_CACHE_DIR"):
-    jax.config.update("jax_compilation_cache_dir", os.environ["VPL_JAX_TEST_CACHE_DIR"])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _compilation_cache() -> None:
+    if os.environ.get("VPL_JAX_TEST_CACHE", "1") == "0":
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if os.environ.get("VPL_JAX_TEST_CACHE_DIR"):
+        folder = Path(os.environ["VPL_JAX_TEST_CACHE_DIR"]) / worker
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix=f"vpl_jax_test_cache_{worker}_"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+_compilation_cache()
 
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
