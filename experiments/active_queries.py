@@ -206,13 +206,9 @@ def train(config: Config, dataset: PreferenceDataset, method: str, key: jax.Arra
     ``(model, params, history)``."""
     sizes = dataclasses.replace(config.sizes, context_size=config.num_queries)
     model = R.make_model(method, sizes)
-    fit_users, valid_users = R.validation_split(dataset, config.validation_fraction)
-    params, history = R.fit(
-        model,
-        config.train,
-        jax.random.split(key, config.num_seeds),
-        R.user_pairs(fit_users, "all", model.inputs),
-        R.user_pairs(valid_users, "all", model.inputs),
+    keys = jax.random.split(key, config.num_seeds)
+    params, history = pipeline.train_reward(
+        model, config.train, keys, dataset, config.validation_fraction
     )
     return model, params, history
 

@@ -22,7 +22,6 @@ are saved too, for ``python -m vpl_jax.label --run RUN_FOLDER``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 
 import jax
@@ -121,13 +120,10 @@ def train_and_evaluate(
     start = time.time()
     fit = R.fit
     if config.reward_checkpoint_every:  # else one call: the numbers of runs before checkpoints
-        fit = functools.partial(
-            R.fit_chunked,
-            chunk_epochs=config.reward_chunk_epochs,
-            checkpointer=results.checkpointer(
-                f"{task}_reward_{method}", config.reward_checkpoint_every
-            ),
-            desc=f"{task} {method} reward",
+        fit = pipeline.chunked_fit(
+            results.checkpointer(f"{task}_reward_{method}", config.reward_checkpoint_every),
+            config.reward_chunk_epochs,
+            f"{task} {method} reward",
         )
     reward = pipeline.fit_reward(
         model, config.train, keys, dataset, config.validation_fraction, fit=fit

@@ -152,33 +152,19 @@ def train_rewards(
 ) -> dict:
     """BTL and VPL trained on the training users (S seeds vmapped); VPL posteriors of every user."""
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
-    fit_users, valid_users = R.validation_split(dataset)
-    _, test = dataset.split()
     keys = jax.random.split(key, config.num_seeds)
     out = {}
     for method in reward_methods(config.methods):
         model = R.make_model(method, sizes)
         start = time.time()
-        params, history = R.fit_chunked(
-            model,
-            config.reward_train,
-            keys,
-            R.user_pairs(fit_users, "all", model.inputs),
-            R.user_pairs(valid_users, "all", model.inputs),
-            chunk_epochs=config.reward_chunk_epochs,
-            checkpointer=results.checkpointer(
-                f"{task}_reward_{method}", config.reward_checkpoint_every
-            ),
-            desc=f"{task} {method} reward",
+        fit = pipeline.chunked_fit(
+            results.checkpointer(f"{task}_reward_{method}", config.reward_checkpoint_every),
+            config.reward_chunk_epochs,
+            f"{task} {method} reward",
         )
-        results.log_reward_history(f"{task}/{method}/reward", history)
-        evaluation = R.evaluate(
-            model,
-            params,
-            R.user_pairs(test, "context", model.inputs),
-            R.user_pairs(test, "heldout", model.inputs),
-            seeds=True,
-        )
+        reward = pipeline.fit_reward(model, config.reward_train, keys, dataset, fit=fit)
+        params, evaluation = reward.params, reward.evaluation
+        results.log_reward_history(f"{task}/{method}/reward", reward.history)
         out[method] = {"model": model, "params": params, "evaluation": evaluation}
         acc = np.asarray(evaluation.type_accuracy).mean(0)
         print(

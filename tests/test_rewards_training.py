@@ -297,3 +297,34 @@ def test_chunked_training_takes_the_data_as_arguments_not_as_captured_constants(
     assert trainer._chunked_epochs._cache_size() == compiled
     reference, _ = R.fit(TINY_VPL, config, key, flipped, valid)
     chex.assert_trees_all_close(params, reference, atol=1e-6)  # and it trained on the new data
+
+
+def test_pipeline_fits_train_on_the_validation_split_and_chunking_changes_nothing(nav_dataset):
+    """pipeline.train_reward is fit on validation_split's parts; fit_reward trains the same
+    params and scores the test users; chunked_fit (what experiments pass to checkpoint) gives
+    the numbers of one call, S seeds included."""
+    from vpl_jax import pipeline
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    fit_users, valid_users = R.validation_split(nav_dataset, 0.25)
+    pairs = lambda ds: R.user_pairs(ds, "all", TINY_VPL.inputs)  # noqa: E731
+    direct, _ = R.fit(TINY_VPL, TINY, keys, pairs(fit_users), pairs(valid_users))
+    trained, _ = pipeline.train_reward(TINY_VPL, TINY, keys, nav_dataset, 0.25)
+    chex.assert_trees_all_equal(trained, direct)
+    chunked = pipeline.chunked_fit(chunk_epochs=1)
+    fitted = pipeline.fit_reward(TINY_VPL, TINY, keys, nav_dataset, 0.25, fit=chunked)
+    chex.assert_trees_all_close(fitted.params, direct, atol=1e-6)
+    assert fitted.evaluation.accuracy.shape[0] == 2  # per seed
+    _, test = nav_dataset.split()
+    expected = R.evaluate(
+        TINY_VPL,
+        direct,
+        R.user_pairs(test, "context", TINY_VPL.inputs),
+        R.user_pairs(test, "heldout", TINY_VPL.inputs),
+        seeds=True,
+    )
+    np.testing.assert_allclose(fitted.evaluation.accuracy, expected.accuracy, atol=1e-6)
+    other, _ = pipeline.train_reward(TINY_VPL, TINY, keys, nav_dataset, 0.5)
+    assert not np.array_equal(
+        jax.tree.leaves(other)[0], jax.tree.leaves(direct)[0]
+    )  # the fraction reaches the split

@@ -90,6 +90,38 @@ class RewardFit:
         return float(np.nanmean(np.asarray(self.evaluation.accuracy)))
 
 
+def train_reward(
+    model: R.RewardModel,
+    config: R.TrainConfig,
+    key: jax.Array,
+    dataset: PreferenceDataset,
+    validation_fraction: float = 0.2,
+    fit: Callable[..., tuple[Any, Any]] = R.fit,
+) -> tuple[Any, Any]:
+    """``(params, history)`` of ``model`` trained on the training users' pairs (all K + M of
+    each), early-stopping on a validation split of them (:func:`~vpl_jax.rewards.
+    validation_split`); :func:`fit_reward` without the test users' scores. ``key`` and ``fit``
+    as there."""
+    fit_users, valid_users = R.validation_split(dataset, validation_fraction)
+    return fit(
+        model,
+        config,
+        key,
+        R.user_pairs(fit_users, "all", model.inputs),
+        R.user_pairs(valid_users, "all", model.inputs),
+    )
+
+
+def chunked_fit(checkpointer=None, chunk_epochs: int = 10, desc: str = "reward model"):
+    """A ``fit`` for :func:`fit_reward` / :func:`train_reward`: :func:`~vpl_jax.rewards.
+    fit_chunked` (the same numbers as :func:`~vpl_jax.rewards.fit`) in jitted chunks of
+    ``chunk_epochs`` epochs with a progress bar, checkpointed and resumed by ``checkpointer``
+    (a :class:`~vpl_jax.runtime.checkpoint.Checkpointer`, or None)."""
+    return functools.partial(
+        R.fit_chunked, chunk_epochs=chunk_epochs, checkpointer=checkpointer, desc=desc
+    )
+
+
 def fit_reward(
     model: R.RewardModel,
     config: R.TrainConfig,
@@ -106,15 +138,8 @@ def fit_reward(
     :func:`~vpl_jax.rewards.fit_chunked` with a checkpointer bound). Every dataset of the same
     shapes reuses the compiled fit and scores, whatever its population's type names.
     """
-    fit_users, valid_users = R.validation_split(dataset, validation_fraction)
+    params, history = train_reward(model, config, key, dataset, validation_fraction, fit)
     _, test = dataset.split()
-    params, history = fit(
-        model,
-        config,
-        key,
-        R.user_pairs(fit_users, "all", model.inputs),
-        R.user_pairs(valid_users, "all", model.inputs),
-    )
     evaluation = R.evaluate(
         model,
         params,
