@@ -12,6 +12,7 @@ import pytest
 
 from vpl_jax import active as A
 from vpl_jax import rewards as R
+from vpl_jax.active.beliefs import sigma_points
 from vpl_jax.data import DatasetConfig, build_dataset
 from vpl_jax.users import Population, pair_label_distribution, sample_label
 
@@ -233,6 +234,51 @@ def test_batches_of_queries_are_distinct_and_the_spread_is_recorded(nav_dataset,
     chex.assert_shape(trace.alignment, (u, 3))
     assert np.all(np.abs(np.asarray(trace.alignment)) <= 1.0 + 1e-6)
     assert np.all(np.asarray(trace.spread) > 0)
+
+
+@pytest.mark.parametrize("model", ["vpl", "linear_bayes"])
+def test_a_latent_beliefs_spread_is_the_variance_of_its_predictions(nav_dataset, models, model):
+    """The spread is the variance of P(a > b) over the posterior (as the ensemble's is over its
+    members), by sigma points: close to a Monte Carlo estimate, the same for swapped targets,
+    0 for a point posterior, and the posterior variance when there are no targets."""
+    belief, params = models[model]
+    context = first_pairs(nav_dataset, belief.model, 4)
+    _, test = nav_dataset.split()
+    targets = jax.tree.map(
+        lambda x: x[0], R.user_pairs(test, "heldout", belief.model.inputs).batch()
+    )
+    spread = belief.spread(params, context, targets)
+    q = belief.model.posterior(params, context)
+    z = q.sample(seed=jax.random.PRNGKey(0), sample_shape=(20_000,))
+    probs = jax.nn.sigmoid(belief.pair_logits(params, targets, z))
+    mask = np.asarray(targets.mask)
+    monte_carlo = np.asarray(jnp.var(probs, axis=0))[mask].mean()
+    assert spread > 0
+    np.testing.assert_allclose(spread, monte_carlo, rtol=0.25)
+    swapped = targets.replace(
+        inputs_a=targets.inputs_b,
+        inputs_b=targets.inputs_a,
+        alive_a=targets.alive_b,
+        alive_b=targets.alive_a,
+        labels=1.0 - targets.labels,
+    )
+    np.testing.assert_allclose(belief.spread(params, context, swapped), spread, rtol=1e-5)
+    point = sigma_points(q.mean(), 1e-12 * jnp.eye(q.mean().shape[-1]))
+    point_probs = jax.nn.sigmoid(belief.pair_logits(params, targets, point))
+    np.testing.assert_allclose(np.asarray(jnp.var(point_probs, axis=0)), 0.0, atol=1e-6)
+    no_targets = belief.spread(params, context, None)
+    np.testing.assert_allclose(no_targets, np.mean(np.asarray(q.variance())), rtol=1e-6)
+
+
+def test_sigma_points_match_the_mean_and_covariance():
+    rng = np.random.default_rng(0)
+    root = rng.normal(size=(4, 4))
+    covariance = jnp.asarray(root @ root.T + 0.1 * np.eye(4), jnp.float32)
+    mean = jnp.asarray(rng.normal(size=4), jnp.float32)
+    points = np.asarray(sigma_points(mean, covariance))
+    assert points.shape == (8, 4)
+    np.testing.assert_allclose(points.mean(0), mean, atol=1e-5)
+    np.testing.assert_allclose(np.cov(points.T, bias=True), covariance, rtol=1e-4, atol=1e-4)
 
 
 def unordered(pairs) -> set:

@@ -17,9 +17,9 @@ Interface (one unbatched user; ``vmap`` over users and seeds outside):
 * ``returns(params, bank, z) -> f32[N, S]`` — every particle's return of every candidate segment;
 * ``pair_logits(params, targets, z) -> f32[N, M]`` — every particle's logit of target pairs;
 * ``predict(params, context, targets) -> f32[M]`` — the logit of ``P(a ≻ b)`` of target pairs;
-* ``spread(params, context, targets) -> f32[]`` — the belief's uncertainty: the posterior variance
-  averaged over latent dims (latent models), or the members' weighted variance of ``P(a ≻ b)``
-  averaged over the targets (the ensemble, whose posterior is over members, not a latent);
+* ``spread(params, context, targets) -> f32[]`` — the belief's uncertainty: the variance of the
+  predicted ``P(a ≻ b)`` over its particles (the latent posterior's sigma points; the ensemble's
+  weighted members), averaged over the targets;
 * ``mean(params, context) -> f32[Z]`` — the posterior mean (latent models);
   ``latent_is_theta`` says whether it lives in the space of the users' true weights.
 
@@ -181,14 +181,40 @@ class LatentBelief:
         posterior predictive) — the same as :func:`~vpl_jax.rewards.evaluate` scores."""
         return self.model.predict(params, context, targets)
 
-    def spread(self, params: Params, context: PairBatch, targets: PairBatch) -> jax.Array:
-        """f32[]: posterior variance, averaged over the latent dims."""
-        del targets
-        return jnp.mean(self.model.posterior(params, context).variance())
+    def spread(self, params: Params, context: PairBatch, targets: PairBatch | None) -> jax.Array:
+        """f32[]: the variance of the predicted ``P(a ≻ b)`` over the posterior, averaged over
+        the (unmasked) targets — the ensemble's spread, over latents instead of members.
+
+        The posterior is represented by its 2Z sigma points, ``mean ± sqrt(Z) L e_i`` with
+        ``L L^T`` its covariance (equal weights; they match its mean and covariance exactly), so
+        the number is deterministic and costs 2Z decoder passes. Measured in predictions, not
+        in the latent: VPL's latent has no units and the decoder may ignore some of its dims,
+        so its posterior variance said nothing about which users it gets wrong (Spearman
+        correlation with held-out error −0.17 to +0.08 on navigation and highway; this spread:
+        +0.16 to +0.56). Without targets (elicitation without a held-out set): the posterior
+        variance averaged over the latent dims.
+        """
+        q = self.model.posterior(params, context)
+        if targets is None:
+            return jnp.mean(q.variance())
+        z = sigma_points(q.mean(), q.covariance())
+        probs = jax.nn.sigmoid(self.pair_logits(params, targets, z))  # [2Z, M]
+        mask = targets.mask.astype(probs.dtype)
+        return jnp.sum(jnp.var(probs, axis=0) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
     def mean(self, params: Params, context: PairBatch) -> jax.Array:
         """f32[Z]: the posterior mean."""
         return self.model.posterior(params, context).mean()
+
+
+def sigma_points(mean: jax.Array, covariance: jax.Array) -> jax.Array:
+    """f32[2Z, Z]: ``mean ± sqrt(Z) L e_i`` for ``L`` the Cholesky factor of ``covariance``
+    (``f32[Z]``, ``f32[Z, Z]``): 2Z equally weighted points whose mean and covariance are
+    exactly ``mean`` and ``covariance`` (the unscented transform without a centre point)."""
+    num = mean.shape[-1]
+    jitter = 1e-9 * jnp.eye(num, dtype=covariance.dtype)
+    scale = jnp.sqrt(jnp.float32(num)) * jnp.linalg.cholesky(covariance + jitter)
+    return jnp.concatenate([mean + scale.T, mean - scale.T], axis=0)
 
 
 @dataclasses.dataclass(frozen=True)
