@@ -255,25 +255,6 @@ def train_policy(
     return trainer, states, history
 
 
-def policy_curves(config: Config, env, trainer, states, trace, theta, key) -> P.Evaluation:
-    """Each seed's policy acting on each test user's posterior mean after 0, b, 2b, ... queries:
-    an :class:`~vpl_jax.policies.Evaluation` with leading axes [S, R+1, U]."""
-    z = np.asarray(trace.latent_mean)  # [S, U, R+1, Z]
-    num_seeds, num_users, num_points, _ = z.shape
-    z = np.swapaxes(z, 1, 2).reshape(num_seeds, num_points * num_users, -1)
-    theta = np.tile(np.asarray(theta), (num_points, 1))  # [(R+1) U, F], rounds major
-    ppo = trainer.acting()
-
-    def one(state, z_s):
-        act_params = ppo.policy_params(state)
-        return P.evaluate(env, ppo.act, act_params, z_s, theta, key, config.policy_eval_episodes)
-
-    ev = jax.vmap(one)(states, z)
-    return jax.tree.map(
-        lambda x: np.asarray(x).reshape(num_seeds, num_points, num_users, *x.shape[2:]), ev
-    )
-
-
 def add_policy_rows(results, task, type_names, type_id, criterion, ev, n_queries):
     metrics = [("policy_success", ev.success), ("policy_true_return", ev.true_return)]
     for metric, values in metrics:  # [S, R+1, U] -> [S, U, R+1]
@@ -327,26 +308,11 @@ def add_curve_rows(results, task, type_names, type_id, model, criterion, trace, 
                       np.asarray(values), n_queries)  # fmt: skip
 
 
-def uncertainty_report(trace: active.Trace, heldout: R.UserPairs, num_bins: int) -> dict:
-    """Spread-vs-error correlation f32[R+1] and a :class:`~vpl_jax.active.Calibration` with a
-    leading axis R+1 (per number of queries), from a [S, U] trace, users and seeds pooled."""
-    shape = (*trace.heldout_probs.shape[:2], trace.heldout_probs.shape[-1])  # [S, U, M]
-    labels = np.broadcast_to(np.asarray(heldout.labels), shape)
-    mask = np.broadcast_to(np.asarray(heldout.mask), shape)
-    correlation = jax.vmap(active.spread_error_correlation, in_axes=-1)(
-        trace.spread, trace.accuracy
-    )
-    calibration = jax.vmap(
-        lambda probs: active.calibration_curve(probs, labels, mask, num_bins), in_axes=-2
-    )(trace.heldout_probs)
-    return {"correlation": np.asarray(correlation), "calibration": calibration}
-
-
 def add_uncertainty_rows(results, task, model, report, n_queries):
     for r, n in enumerate(n_queries):
         for metric, value in (
-            ("spread_error_correlation", report["correlation"][r]),
-            ("calibration_ece", report["calibration"].ece[r]),
+            ("spread_error_correlation", report.correlation[r]),
+            ("calibration_ece", report.calibration.ece[r]),
         ):
             results.add(
                 method="random",
@@ -356,7 +322,7 @@ def add_uncertainty_rows(results, task, model, report, n_queries):
                 n_queries=int(n),
                 model=model,
             )
-    final = jax.tree.map(lambda x: x[-1], report["calibration"])
+    final = jax.tree.map(lambda x: x[-1], report.calibration)
     for b in range(final.count.shape[0]):
         results.add(
             method="random",
@@ -369,25 +335,6 @@ def add_uncertainty_rows(results, task, model, report, n_queries):
             n_queries=int(n_queries[-1]),
             model=model,
         )
-
-
-def mean_curve(trace: active.Trace) -> np.ndarray:
-    """f32[R+1]: accuracy averaged over seeds and users."""
-    return np.nanmean(np.asarray(trace.accuracy).reshape(-1, trace.accuracy.shape[-1]), axis=0)
-
-
-def matching(config, traces, n_queries) -> list[dict]:
-    """For each criterion other than random: the fewest queries reaching the accuracy random
-    queries reach (with the same model) after ``reference_queries``."""
-    ref = list(n_queries).index(config.reference_queries)
-    out = []
-    for (model, criterion), trace in traces.items():
-        if criterion == "random" or (model, "random") not in traces:
-            continue
-        target = float(mean_curve(traces[model, "random"])[ref])
-        needed = active.queries_to_reach(mean_curve(trace), n_queries, target)
-        out.append({"model": model, "criterion": criterion, "target": target, "needed": needed})
-    return out
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -410,7 +357,9 @@ def plot_accuracy(per_task: dict, config: Config, n_queries) -> plt.Figure:
                 band(ax, n_queries, acc, criterion, marker=".", **style)
             if (model, "random") in traces:
                 ref = list(n_queries).index(config.reference_queries)
-                ax.axhline(mean_curve(traces[model, "random"])[ref], color="grey", lw=0.7, ls=":")
+                ax.axhline(
+                    active.mean_curve(traces[model, "random"])[ref], color="grey", lw=0.7, ls=":"
+                )
             ax.set_title(f"{task}: {model}")
             ax.set_xlabel("queries asked")
             ax.set_ylabel("held-out accuracy (test users)")
@@ -430,9 +379,9 @@ def plot_uncertainty(per_task: dict, reports: dict, round_index: int) -> plt.Fig
             error = 1.0 - np.asarray(trace.accuracy[..., round_index]).ravel()
             # Spreads of different models are on different scales: rank within each model.
             rank = np.argsort(np.argsort(spread)) / max(len(spread) - 1, 1)
-            corr = reports[task, model]["correlation"][round_index]
+            corr = reports[task, model].correlation[round_index]
             ax_scatter.scatter(rank, error, s=10, alpha=0.6, label=f"{model} (ρ={corr:.2f})")
-            cal = jax.tree.map(lambda x: x[-1], reports[task, model]["calibration"])
+            cal = jax.tree.map(lambda x: x[-1], reports[task, model].calibration)
             ax_rel.plot(
                 cal.predicted,
                 cal.frequency,
@@ -455,7 +404,8 @@ def plot_uncertainty(per_task: dict, reports: dict, round_index: int) -> plt.Fig
 def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
     """Builds the task's dataset, trains each model and elicits every test user with each of
     its criteria. Returns ``(traces, reports, policy)``: traces keyed by (model, criterion),
-    uncertainty reports by model, policy evaluations (:func:`policy_curves`) by criterion."""
+    uncertainty reports by model, policy evaluations
+    (:func:`vpl_jax.pipeline.policy_curves`) by criterion."""
     k_data, k_train, k_elicit = jax.random.split(key, 3)
     k_policy, k_policy_eval = jax.random.split(jax.random.fold_in(key, 1))
     pop = harness.task_population(config, task)
@@ -492,15 +442,20 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
             add_curve_rows(
                 results, task, pop.type_names, type_id, model_name, criterion, trace, n_queries
             )
-            curve = " ".join(f"{a:.3f}" for a in mean_curve(trace))
+            curve = " ".join(f"{a:.3f}" for a in active.mean_curve(trace))
             print(
                 f"[{task}] {model_name:12s} {criterion:17s} accuracy by queries: {curve}"
                 f"  ({time.time() - start:.0f} s)",
                 flush=True,
             )
             if trainer is not None:
-                ev = policy_curves(
-                    config, env, trainer, states, trace, test.users.theta, k_policy_eval
+                ev = pipeline.policy_curves(
+                    trainer,
+                    states,
+                    trace.latent_mean,
+                    test.users.theta,
+                    k_policy_eval,
+                    config.policy_eval_episodes,
                 )
                 policy[criterion] = ev
                 add_policy_rows(results, task, pop.type_names, type_id, criterion, ev, n_queries)
@@ -508,7 +463,7 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
                 print(f"[{task}] {'':12s} {criterion:17s} policy success by queries: {curve}")
         if (model_name, "random") in traces:
             heldout = R.user_pairs(test, "heldout", model.inputs)
-            report = uncertainty_report(
+            report = active.uncertainty_report(
                 traces[model_name, "random"], heldout, config.calibration_bins
             )
             reports[model_name] = report
@@ -525,7 +480,7 @@ def main(config: Config, results: harness.RunResults) -> str:
         if task_policy:
             policy[task] = task_policy
         reports.update({(task, model): r for model, r in task_reports.items()})
-        for m in matching(config, per_task[task], n_queries):
+        for m in active.queries_to_match(per_task[task], n_queries, config.reference_queries):
             m["task"] = task
             matches.append(m)
             results.add(
@@ -596,7 +551,7 @@ def notes(config, per_task, reports, matches, n_queries, headline) -> str:
     ]
     for task, traces in per_task.items():
         for (model, criterion), trace in traces.items():
-            cells = " | ".join(f"{a:.3f}" for a in mean_curve(trace))
+            cells = " | ".join(f"{a:.3f}" for a in active.mean_curve(trace))
             out.append(f"| {task} | {model} | {criterion} | {cells} |")
     if reports:
         out += [
@@ -607,8 +562,8 @@ def notes(config, per_task, reports, matches, n_queries, headline) -> str:
             "|---|---|---|---|",
         ]
         for (task, model), report in reports.items():
-            corr = " ".join(f"{c:.2f}" for c in report["correlation"])
-            ece = float(report["calibration"].ece[-1])
+            corr = " ".join(f"{c:.2f}" for c in report.correlation)
+            ece = float(report.calibration.ece[-1])
             out.append(f"| {task} | {model} | {corr} | {ece:.3f} |")
     return "\n".join(out)
 

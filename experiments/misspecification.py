@@ -33,7 +33,6 @@ features of the world the user believes in). The zero-deviation point is shared 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax
@@ -46,24 +45,23 @@ from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Each, Float, Int, checked
 from vpl_jax.data import (
     DatasetConfig,
-    PreferenceDataset,
     build_dataset,
     label_queries,
-    relabel,
+    perceived,
+    relabel_deviating,
+    shifted_hazard,
 )
-from vpl_jax.data.beliefs import believed_features
-from vpl_jax.envs.navigation import NavigationWorld
 from vpl_jax.harness import SweepPoint, sweep_points
 from vpl_jax.pipeline import (
     PolicyTrainer,
     check_policy_config,
     fit_labellings,
+    labelling_scores,
     policy_inputs,
-    score_labellings,
     test_latents,
 )
 from vpl_jax.plotting import plt
-from vpl_jax.users import Population, User, segment_values
+from vpl_jax.users import Population
 
 TASK = "navigation"
 KINDS = ("beta", "gamma", "epsilon", "regret", "belief")
@@ -176,79 +174,25 @@ def population(config: Config) -> Population:
     return harness.task_population(config, TASK)
 
 
-# --- the users' deviations ------------------------------------------------------------------------
-#: The human-model field each kind of deviation sets, and its value at a deviation's size
-#: (beliefs live in the features the users judge).
-FIELDS = {
-    "beta": ("beta", lambda size: 1.0 / size if size else math.inf),
-    "gamma": ("gamma", lambda size: 1.0 - size),
-    "epsilon": ("epsilon", lambda size: size),
-    "regret": ("regret_weight", lambda size: size),
-}
-
-
-def deviating(users: User, point: SweepPoint) -> User:
-    """The users with ``point``'s deviation in their human model."""
-    if point.kind not in FIELDS:
-        return users
-    field, value = FIELDS[point.kind]
-    return users.with_human(**{field: value(point.size)})
-
-
-def believed_world(env, shift: float) -> NavigationWorld:
-    """The world of a user who thinks the hazard is ``shift`` metres right of where it is."""
-    world = env.true_world
-    return world.replace(hazard_center=world.hazard_center + jnp.array([shift, 0.0]))
-
-
-def perceived(env, dataset: PreferenceDataset, point: SweepPoint) -> PreferenceDataset:
-    """The dataset with the segment features the users perceive (their believed world)."""
-    if point.kind != "belief":
-        return dataset
-    segments = dataset.segments
-    index = jnp.arange(segments.num_segments)
-    features = believed_features(env, segments, index, believed_world(env, point.size))
-    return dataset.replace(segments=segments.replace(features=features))
-
-
-def relabel_point(
-    key, env, dataset: PreferenceDataset, point: SweepPoint, values
-) -> PreferenceDataset:
-    """Every pair of every user answered again, with ``point``'s deviation (the same key for
-    every point, so answers differ only where the deviation changes them)."""
-    return relabel(
-        key,
-        dataset,
-        deviating(dataset.users, point),
-        perceived(env, dataset, point).segments,
-        values if point.kind == "regret" else None,
-    )
-
-
-# --- fitting and scoring --------------------------------------------------------------------------
-def score_points(model, params, datasets, rational: PreferenceDataset) -> dict[str, np.ndarray]:
-    """Per point: ``rational_accuracy`` (given the K context answers) and, for LinearBayes,
-    ``alignment`` (posterior from all of a user's answers). ``rational`` holds the test users'
-    rational answers (true features) as its held-out pairs."""
-    accuracy, _ = score_labellings(model, params, datasets, rational)
-    out = {"rational_accuracy": np.nanmean(np.asarray(accuracy), axis=1)}
-    if isinstance(model, R.LinearBayes):  # its latent is theta itself
-        _, mean = score_labellings(model, params, datasets, rational, part="all")
-        theta = np.asarray(rational.users.theta)
-        mean = np.asarray(mean)
-        out["alignment"] = np.asarray(R.cosine(mean, theta)).mean(axis=1)
-    return out
-
-
+# --- fitting with the correct human model -------------------------------------------------------
 def fit_correct(env, model, config: Config, key, dataset, point: SweepPoint, rational):
     """The model with ``point``'s correct human model (known discount; LinearBayes on the
     believed features), fitted to one labelled dataset: ``(params, {metric: value})``."""
     if point.kind == "gamma":
         model = R.with_discount(model, 1.0 - point.size)
-    seen = perceived(env, dataset, point)
+    seen = dataset
+    if point.kind == "belief":
+        seen = perceived(env, dataset, shifted_hazard(env, point.size))
     params = fit_labellings(model, config.reward_train, key, [seen])
     scores = score_points(model, params, [seen], rational)
     return jax.tree.map(lambda x: x[0], params), {m: float(v[0]) for m, v in scores.items()}
+
+
+def score_points(model, params, datasets, rational) -> dict[str, np.ndarray]:
+    """Per point, the test users' mean ``rational_accuracy`` and (LinearBayes) ``alignment``
+    (:func:`vpl_jax.pipeline.labelling_scores` against their rational answers)."""
+    scores = labelling_scores(model, params, datasets, rational)
+    return {"rational_accuracy" if m == "accuracy" else m: v for m, v in scores.items()}
 
 
 # --- figure ---------------------------------------------------------------------------------------
@@ -333,18 +277,15 @@ def main(config: Config, results: harness.RunResults) -> str:
     for kind in config.policy_kinds:
         for size in (0.0, max(config.sizes_of(kind))):
             add("oracle", "true_return", np.mean(oracle_eval.true_return), kind, size)
-    values = None
+    values = None  # each user's V* at the ends of every segment, for the regret-based users
     if "regret" in config.kinds:
-        ppo = oracle.acting()
-        critic = lambda x: P.critic_values(ppo, oracle_state, x)  # noqa: E731
-        values = jax.jit(segment_values, static_argnums=0)(
-            critic, dataset.segments, dataset.users.theta
-        )
+        values = oracle.segment_values(oracle_state, dataset.segments, dataset.users.theta)
     print(f"oracle: true return {np.mean(oracle_eval.true_return):.2f} "
           f"({time.time() - start:.0f} s)")  # fmt: skip
 
     points = sweep_points(config.kinds, config.sizes_of)
-    datasets = [relabel_point(k_label, env, dataset, p, values) for p in points]
+    # Every pair answered again at each point, with the same key (common random numbers).
+    datasets = [relabel_deviating(k_label, env, dataset, p.kind, p.size, values) for p in points]
     # The users' rational answers about their held-out pairs (true features).
     rational_answers = label_queries(
         k_rational, test.users.rational(), test.segments, test.heldout.pairs

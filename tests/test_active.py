@@ -3,6 +3,7 @@ against a plain Python loop, the uncertainty report, and the claim that choosing
 information gain identifies a user faster than asking at random."""
 
 import dataclasses
+import types
 
 import chex
 import jax
@@ -387,6 +388,61 @@ def test_calibration_curve_by_hand():
     np.testing.assert_allclose(cal.ece, (2 * 0.4 + 3 * (0.9 - 2 / 3)) / 5, atol=1e-6)
     empty = A.calibration_curve(probs, labels, mask, num_bins=10)
     assert np.isnan(empty.frequency[5]) and empty.count[5] == 0
+
+
+def curve_trace(accuracy):
+    """A stand-in trace with only the accuracy ``[S, U, R+1]`` the curves read."""
+    return types.SimpleNamespace(accuracy=np.asarray(accuracy, np.float32))
+
+
+def test_queries_to_match_random_on_hand_made_curves():
+    n_queries = np.array([0, 2, 4, 6])
+    # Random with VPL: two users (and one without held-out pairs, NaN) whose mean reaches 0.75
+    # after 4 queries, the reference budget.
+    random = curve_trace([[[0.5, 0.625, 0.75, 0.875], [0.5, 0.625, 0.75, 0.875],
+                           [np.nan] * 4]])  # fmt: skip
+    np.testing.assert_array_equal(A.mean_curve(random), [0.5, 0.625, 0.75, 0.875])
+    traces = {
+        ("vpl", "random"): random,
+        ("vpl", "info_gain"): curve_trace([[[0.5, 0.75, 0.875, 1.0]]]),  # 0.75 after 2
+        ("vpl", "entropy"): curve_trace([[[0.5, 0.625, 0.625, 0.625]]]),  # never
+        ("btl_ensemble", "disagreement"): curve_trace([[[1.0] * 4]]),  # no random to match
+    }
+    found = A.queries_to_match(traces, n_queries, reference_queries=4)
+    assert [(m["model"], m["criterion"], m["target"]) for m in found] == [
+        ("vpl", "info_gain", 0.75),
+        ("vpl", "entropy", 0.75),
+    ]
+    assert found[0]["needed"] == 2.0 and np.isnan(found[1]["needed"])
+    # A smaller reference budget is met sooner; a curve already there needs no query at all.
+    assert A.queries_to_match(traces, n_queries, 0)[0]["needed"] == 0.0
+    assert A.queries_to_reach([0.5, 0.7], [0, 1], 0.7) == 1.0
+
+
+def test_uncertainty_report_by_hand():
+    # One seed, four users, after 0 and 1 queries; two held-out pairs per user, labels (1, 0),
+    # user 3's second pair masked out.
+    spread = jnp.array([[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]])  # [S, U, R+1]
+    # After 0 queries the error rises with the spread (rho = 1), after 1 it falls (rho = -1).
+    accuracy = jnp.array([[[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.0, 1.0]]])
+    probs = jnp.stack([jnp.array([0.9, 0.1]), jnp.array([0.6, 0.6])])  # [R+1, M], every user
+    heldout_probs = jnp.broadcast_to(probs, (1, 4, 2, 2))
+    trace = types.SimpleNamespace(spread=spread, accuracy=accuracy, heldout_probs=heldout_probs)
+    heldout = types.SimpleNamespace(
+        labels=jnp.tile(jnp.array([1.0, 0.0]), (4, 1)),
+        mask=jnp.array([[True, True]] * 3 + [[True, False]]),
+    )
+    report = A.uncertainty_report(trace, heldout, num_bins=2)
+    np.testing.assert_allclose(report.correlation, [1.0, -1.0], atol=1e-6)
+    cal = report.calibration  # leading axis: number of queries
+    # After 0 queries: 0.1 on three unmasked pairs labelled 0, 0.9 on four labelled 1.
+    np.testing.assert_allclose(cal.count, [[3, 4], [0, 7]])
+    np.testing.assert_allclose(cal.predicted[0], [0.1, 0.9], atol=1e-6)
+    np.testing.assert_allclose(cal.frequency[0], [0.0, 1.0])
+    # After 1 query: 0.6 everywhere, of which 4 of 7 labelled 1; the low bin is empty.
+    assert np.isnan(cal.frequency[1, 0]) and np.isnan(cal.predicted[1, 0])
+    np.testing.assert_allclose(cal.frequency[1, 1], 4 / 7, atol=1e-6)
+    np.testing.assert_allclose(cal.ece, [0.1, 0.6 - 4 / 7], atol=1e-6)
 
 
 def test_spread_error_correlation_is_a_rank_correlation():

@@ -13,7 +13,14 @@ import pytest
 
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
-from vpl_jax.data import Segments, label_queries
+from vpl_jax.data import (
+    Segments,
+    label_queries,
+    perceived,
+    relabel,
+    relabel_deviating,
+    shifted_hazard,
+)
 from vpl_jax.data.beliefs import believed_features
 from vpl_jax.iterate import (
     IterateConfig,
@@ -26,9 +33,13 @@ from vpl_jax.iterate import (
 )
 from vpl_jax.pipeline import (
     PolicyTrainer,
+    fit_labellings,
     fit_relabellings,
+    labelling_scores,
     offline,
+    policy_curves,
     relabelled,
+    score_labellings,
     score_relabellings,
 )
 from vpl_jax.rewards.base import sum_over_steps
@@ -134,6 +145,110 @@ def test_false_belief_labels_by_hand(navigation):
     assert float(label_queries(key, user, segments, PAIR).labels[0, 0]) == 0.0
     fooled = label_queries(key, user, segments.replace(features=seen), PAIR)
     assert float(fooled.labels[0, 0]) == 1.0
+
+
+# --- a dataset answered again with one deviation -------------------------------------------------
+def answers(dataset):
+    return np.concatenate([dataset.context.labels, dataset.heldout.labels], axis=1)
+
+
+def test_relabelling_with_a_deviation_changes_the_answers_as_its_kind_says(navigation, nav_dataset):
+    key = jax.random.PRNGKey(5)
+    again = lambda kind, size, values=None: relabel_deviating(  # noqa: E731
+        key, navigation, nav_dataset, kind, size, values
+    )
+    # The conftest users are rational: with no deviation they answer as they did.
+    none = again("none", 0.0)
+    np.testing.assert_array_equal(answers(none), answers(nav_dataset))
+    # epsilon: about that share of the answers flipped, with common random numbers (the same
+    # draws as relabel with the field set by hand).
+    flipped = answers(again("epsilon", 0.3)) != answers(none)
+    assert 0.2 < flipped.mean() < 0.4
+    by_hand = relabel(key, nav_dataset, nav_dataset.users.with_human(epsilon=0.3))
+    np.testing.assert_array_equal(answers(again("epsilon", 0.3)), answers(by_hand))
+    # belief: a hazard believed where it is changes nothing; 0.4 m to the right, the answers are
+    # those given on the features of that world; the dataset keeps its true features.
+    np.testing.assert_array_equal(answers(again("belief", 0.0)), answers(none))
+    believed = again("belief", 0.4)
+    world = shifted_hazard(navigation, 0.4)
+    moved = navigation.true_world.hazard_center + jnp.array([0.4, 0.0])
+    np.testing.assert_allclose(world.hazard_center, moved)
+    seen = perceived(navigation, nav_dataset, world)
+    every = jnp.arange(nav_dataset.segments.num_segments)
+    np.testing.assert_array_equal(
+        seen.segments.features, believed_features(navigation, nav_dataset.segments, every, world)
+    )
+    np.testing.assert_array_equal(
+        answers(believed), answers(relabel(key, nav_dataset, nav_dataset.users, seen.segments))
+    )
+    assert (answers(believed) != answers(none)).any()
+    chex.assert_trees_all_equal(believed.segments, nav_dataset.segments)
+    # Only regret users are given the optimal values.
+    values = jnp.ones((nav_dataset.num_users, nav_dataset.segments.num_segments, 2))
+    np.testing.assert_array_equal(
+        answers(again("epsilon", 0.3, values)), answers(again("epsilon", 0.3))
+    )
+
+
+@pytest.mark.slow
+def test_labelling_scores_average_the_test_users_scores(nav_dataset):
+    key = jax.random.PRNGKey(6)
+    datasets = [nav_dataset, relabel(key, nav_dataset, nav_dataset.users.with_human(epsilon=0.5))]
+    _, test = nav_dataset.split()
+    for model in (R.LinearBayes.for_beta(2.0), SMALL_BTL):
+        params = fit_labellings(model, TINY_TRAIN, key, datasets)
+        scores = labelling_scores(model, params, datasets, test)
+        accuracy, _ = score_labellings(model, params, datasets, test)
+        np.testing.assert_allclose(scores["accuracy"], np.nanmean(accuracy, axis=1))
+        chex.assert_shape(scores["accuracy"], (2,))
+        if isinstance(model, R.LinearBayes):  # the posterior from all pairs, against theta
+            _, mean = score_labellings(model, params, datasets, test, part="all")
+            expected = cosine(mean, test.users.theta).mean(axis=1)
+            np.testing.assert_allclose(scores["alignment"], expected, rtol=1e-6)
+        else:
+            assert set(scores) == {"accuracy"}
+
+
+@pytest.fixture(scope="module")
+def oracle_runs(navigation):
+    """Two tiny oracle PPO runs (z = theta) and their trainer."""
+    trainer = PolicyTrainer(navigation, "oracle", None, TINY_PPO, reward_scaling="none")
+    theta = jnp.asarray(navigation.default_weights)[None].repeat(4, 0)
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    states, _ = trainer.train(keys, {"theta": theta[None].repeat(2, 0)})
+    return trainer, states
+
+
+@pytest.mark.slow
+def test_policy_curves_evaluate_every_run_on_each_number_of_queries(navigation, oracle_runs):
+    trainer, states = oracle_runs
+    theta = jnp.stack(
+        [navigation.weights({"progress_a": 1.0}), navigation.weights({"safety": 1.0})]
+    )
+    # Run s acts on user u's latent after r queries: three numbers of queries, distinct latents.
+    latents = jax.random.normal(jax.random.PRNGKey(8), (2, 2, 3, theta.shape[1]))
+    key = jax.random.PRNGKey(9)
+    ev = policy_curves(trainer, states, latents, theta, key, episodes=2)
+    chex.assert_shape(ev.true_return, (2, 3, 2))  # [S, R+1, U]
+    for s in range(2):
+        state = jax.tree.map(lambda x, s=s: x[s], states)
+        for r in range(3):
+            one = trainer.evaluate(state, latents[s, :, r], theta, key, 2)
+            np.testing.assert_allclose(ev.true_return[s, r], one.true_return, rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(ev.success[s, r], one.success)
+
+
+@pytest.mark.slow
+def test_an_oracles_segment_values_are_its_critic_at_the_segment_ends(nav_dataset, oracle_runs):
+    trainer, states = oracle_runs
+    state = jax.tree.map(lambda x: x[0], states)
+    theta = nav_dataset.users.theta[:2]
+    values = trainer.segment_values(state, nav_dataset.segments, theta)
+    chex.assert_shape(values, (2, nav_dataset.segments.num_segments, 2))
+    start = nav_dataset.segments.obs_before[3]
+    ppo = trainer.acting()
+    critic = P.critic_values(ppo, state, jnp.concatenate([start, theta[1]]))
+    np.testing.assert_allclose(values[1, 3, 0], critic, rtol=1e-5, atol=1e-5)
 
 
 # --- the assumed discount: per-step weights of a segment's return ---------------------------------

@@ -11,10 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpl_jax.users import (
+    DEVIATIONS,
     HumanModel,
     Population,
     User,
     UserType,
+    deviating,
     get_user_type,
     label_distribution,
     label_pairs,
@@ -372,3 +374,22 @@ def test_a_population_built_directly_is_checked_like_a_mixture(navigation):
     for n in (-1, 2.5):
         with pytest.raises(ValueError, match=f"num_users={n}: must be an integer"):
             population.counts(n)
+
+
+def test_a_deviation_sets_the_human_model_field_its_kind_names():
+    users = jax.tree.map(lambda *x: jnp.stack(x), _user([1.0, 0, 0]), _user([0, 1.0, 0]))
+    assert deviating(users, "none", 0.0) is users
+    human = lambda kind, size: deviating(users, kind, size).human  # noqa: E731
+    np.testing.assert_allclose(human("beta", 0.5).beta, [2.0, 2.0])  # temperature 1/beta
+    assert np.all(np.isinf(human("beta", 0.0).beta))  # no temperature: rational
+    np.testing.assert_allclose(human("gamma", 0.2).gamma, [0.8, 0.8])  # myopia 1 - gamma
+    np.testing.assert_allclose(human("epsilon", 0.3).epsilon, [0.3, 0.3])
+    np.testing.assert_allclose(human("regret", 0.5).regret_weight, [0.5, 0.5])
+    gamma = human("gamma", 0.2)  # the other fields and the weights stay as they were
+    chex.assert_trees_all_equal(gamma.replace(gamma=users.human.gamma), users.human)
+    chex.assert_trees_all_equal(deviating(users, "epsilon", 0.3).theta, users.theta)
+    assert set(DEVIATIONS) == {"beta", "gamma", "epsilon", "regret"}
+    with pytest.raises(ValueError, match="unknown deviation kind 'belief'"):
+        deviating(users, "belief", 0.4)  # beliefs live in the features: data.relabel_deviating
+    with pytest.raises(ValueError, match="epsilon"):
+        deviating(users, "epsilon", 0.7)  # the human model's own rule refuses it

@@ -25,7 +25,13 @@ Relabelled data — one set of pairs labelled P ways, e.g. by users with P diffe
 — trains in one compiled ``vmap`` with :func:`fit_relabellings` (S seeds of each in the same
 call) and is scored against shared target labels with :func:`score_relabellings`; for P
 labellings of one dataset (:func:`vpl_jax.data.relabel`), :func:`fit_labellings` and
-:func:`score_labellings` do the splitting and stacking.
+:func:`score_labellings` do the splitting and stacking, and :func:`labelling_scores` averages
+the test users' accuracy (and LinearBayes' alignment with theta) per labelling.
+
+A latent-conditioned policy acting on each test user's posterior after every number of queries
+of an elicitation (:mod:`vpl_jax.active`) is :func:`policy_curves`; an oracle's critic values at
+the ends of segments (what regret-based labellers compare) are
+:meth:`PolicyTrainer.segment_values`.
 
 Methods (names as in results) are entries of :data:`POLICY_METHODS` (:class:`PolicyMethod`:
 which reward, what ``z`` is, whether the reward is scaled): ``oracle`` (PPO on ``theta · phi``
@@ -66,6 +72,7 @@ from vpl_jax.rewards.trainer import (
 )
 from vpl_jax.runtime import sharding
 from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
+from vpl_jax.users import segment_values
 
 
 # --- rewards --------------------------------------------------------------------------------------
@@ -307,6 +314,29 @@ def score_labellings(
         context = context.with_context_size(context_size)
     heldout = R.user_pairs(targets, "heldout", model.inputs)
     return score_relabellings(model, params, context, heldout, seeds=seeds)
+
+
+def labelling_scores(
+    model: R.RewardModel, params: Any, datasets: list[PreferenceDataset], targets: PreferenceDataset
+) -> dict[str, np.ndarray]:
+    """Per labelling, the test users' mean scores of the models of :func:`fit_labellings`
+    (params leading with P, no seed axis), against the answers in ``targets`` (a test-user
+    dataset whose held-out labels are the reference, e.g. the users' rational answers):
+
+    * ``accuracy`` f32[P] — held-out accuracy given each user's context pairs as labelled in
+      ``datasets[p]`` (:func:`score_labellings`), averaged over users with held-out pairs;
+    * ``alignment`` f32[P], for LinearBayes only (its latent is theta) — the cosine between the
+      posterior mean of theta from all of a user's pairs and the user's true
+      ``targets.users.theta``, averaged over users.
+    """
+    accuracy, _ = score_labellings(model, params, datasets, targets)
+    out = {"accuracy": np.nanmean(np.asarray(accuracy), axis=1)}
+    if isinstance(model, R.LinearBayes):  # its latent is theta itself
+        _, mean = score_labellings(model, params, datasets, targets, part="all")
+        theta = np.asarray(targets.users.theta)
+        mean = np.asarray(mean)
+        out["alignment"] = np.asarray(R.cosine(mean, theta)).mean(axis=1)
+    return out
 
 
 # --- policies -------------------------------------------------------------------------------------
@@ -675,6 +705,16 @@ class PolicyTrainer:
         ppo = self.acting()
         return P.evaluate(self.env, ppo.act, ppo.policy_params(state), z, theta, key, episodes)
 
+    def segment_values(self, state: P.RunnerState, segments: Segments, z: jax.Array) -> jax.Array:
+        """f32[U, N, 2]: one run's critic (:func:`~vpl_jax.policies.critic_values`, in reward
+        units) at the start and end of each of the N ``segments``, conditioned on each user's
+        ``z: f32[U, Z]`` — for the oracle (``z = theta``, ``reward_scaling="none"``) each
+        user's ``(V*(start), V*(end))``, what regret-based labellers compare
+        (:func:`~vpl_jax.users.segment_values`)."""
+        ppo = self.acting()
+        critic = lambda x: P.critic_values(ppo, state, x)  # noqa: E731
+        return jax.jit(segment_values, static_argnums=0)(critic, segments, z)
+
     def segments(
         self, state: P.RunnerState, z: jax.Array, key: jax.Array, episodes: int, horizon: int
     ) -> Segments:
@@ -684,6 +724,46 @@ class PolicyTrainer:
         return policy_segments(
             self.env, ppo.act, ppo.policy_params(state), z, key, episodes, horizon
         )
+
+
+def policy_curves(
+    trainer: PolicyTrainer,
+    states: P.RunnerState,
+    latents: jax.Array,
+    theta: jax.Array,
+    key: jax.Array,
+    episodes: int,
+) -> P.Evaluation:
+    """S runs of a latent-conditioned policy, each acting on each user's latent after every
+    number of queries (e.g. an elicitation trace's posterior means,
+    :attr:`vpl_jax.active.Trace.latent_mean`): what asking buys in behaviour.
+
+    Args:
+      trainer: the :class:`PolicyTrainer` that trained the runs.
+      states: S runs (leading axis S, as :meth:`PolicyTrainer.train` returns them).
+      latents: f32[S, U, R+1, Z] — run s acts on ``latents[s]``: user u's latent after the r-th
+        number of queries.
+      theta: f32[U, F] the users' true weights, which score every evaluation.
+      key: the evaluation key (the same for every run and number of queries).
+      episodes: evaluation episodes per user and number of queries (deterministic policy).
+
+    Returns:
+      An :class:`~vpl_jax.policies.Evaluation` with leading axes [S, R+1, U] (numpy).
+    """
+    z = np.asarray(latents)  # [S, U, R+1, Z]
+    num_seeds, num_users, num_points, _ = z.shape
+    z = np.swapaxes(z, 1, 2).reshape(num_seeds, num_points * num_users, -1)
+    theta = np.tile(np.asarray(theta), (num_points, 1))  # [(R+1) U, F], rounds major
+    ppo = trainer.acting()
+
+    def one(state, z_s):
+        act_params = ppo.policy_params(state)
+        return P.evaluate(trainer.env, ppo.act, act_params, z_s, theta, key, episodes)
+
+    ev = jax.vmap(one)(states, z)
+    return jax.tree.map(
+        lambda x: np.asarray(x).reshape(num_seeds, num_points, num_users, *x.shape[2:]), ev
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("env", "act", "num_episodes", "horizon"))

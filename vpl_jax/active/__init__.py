@@ -8,7 +8,10 @@
   elicitation loop (one ``lax.scan`` per user, every user × seed under one ``jit``);
 * :mod:`~vpl_jax.active.features` — candidates and simulated users from a plain feature matrix
   and a theta matrix (no task, no dataset), for a LinearBayes belief;
-* :mod:`~vpl_jax.active.uncertainty` — posterior spread against error, and calibration.
+* :mod:`~vpl_jax.active.evaluation` — mean accuracy curves and the queries a criterion needs
+  to match random's accuracy (:func:`queries_to_match`);
+* :mod:`~vpl_jax.active.uncertainty` — posterior spread against error, and calibration
+  (:func:`uncertainty_report`: both after every number of queries of a trace).
 
 ::
 
@@ -62,12 +65,18 @@ from vpl_jax.active.elicitation import (
     elicit_users,
     expected_entropy_reduction,
     heldout_accuracy,
-    queries_to_reach,
     score_candidates,
     select_queries,
 )
+from vpl_jax.active.evaluation import mean_curve, queries_to_match, queries_to_reach
 from vpl_jax.active.features import candidates_from_features, users_from_theta
-from vpl_jax.active.uncertainty import Calibration, calibration_curve, spread_error_correlation
+from vpl_jax.active.uncertainty import (
+    Calibration,
+    UncertaintyReport,
+    calibration_curve,
+    spread_error_correlation,
+    uncertainty_report,
+)
 
 __all__ = [
     "BELIEFS",
@@ -79,6 +88,7 @@ __all__ = [
     "EnsembleBelief",
     "LatentBelief",
     "Trace",
+    "UncertaintyReport",
     "ask",
     "binary_entropy",
     "calibration_curve",
@@ -94,7 +104,9 @@ __all__ = [
     "heldout_accuracy",
     "information_gain",
     "make_belief",
+    "mean_curve",
     "particle_probs",
+    "queries_to_match",
     "queries_to_reach",
     "random_scores",
     "register_belief",
@@ -102,6 +114,7 @@ __all__ = [
     "select_batch",
     "select_queries",
     "spread_error_correlation",
+    "uncertainty_report",
     "users_from_theta",
     "volume_removal",
 ]

@@ -568,10 +568,3 @@ def elicit_users(
         users_per_chunk,
         excluded,
     )
-
-
-def queries_to_reach(curve: np.ndarray, n_queries: np.ndarray, target: float) -> float:
-    """The fewest queries at which ``curve`` (f32[R+1], e.g. mean accuracy after ``n_queries``)
-    reaches ``target``; NaN if it never does."""
-    reached = np.flatnonzero(np.asarray(curve) >= target)
-    return float(np.asarray(n_queries)[reached[0]]) if reached.size else float("nan")

@@ -11,14 +11,22 @@ per-user uncertainty (e.g. from an elicitation :class:`~vpl_jax.active.elicitati
   "a preferred" in each bin (a reliability diagram), and the expected calibration error
   ``ECE = sum_bins (n_bin / n) |frequency - mean prediction|``. "Equal" labels count as 0.5.
 
-Both are jittable and take any leading axes, which they pool.
+Both are jittable and take any leading axes, which they pool. :func:`uncertainty_report` applies
+both to an elicitation trace after every number of queries.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
+
+if TYPE_CHECKING:
+    from vpl_jax.active.elicitation import Trace
+    from vpl_jax.rewards import UserPairs
 
 
 @struct.dataclass
@@ -77,3 +85,42 @@ def spread_error_correlation(spread: jax.Array, accuracy: jax.Array) -> jax.Arra
     de = jnp.where(valid, re - mean_rank, 0.0)
     denom = jnp.sqrt(jnp.sum(ds**2) * jnp.sum(de**2))
     return jnp.where((n >= 3) & (denom > 0), jnp.sum(ds * de) / jnp.maximum(denom, 1e-12), jnp.nan)
+
+
+@struct.dataclass
+class UncertaintyReport:
+    """Uncertainty against error after each number of queries (from :func:`uncertainty_report`).
+
+    Attributes:
+      correlation: f32[R+1] :func:`spread_error_correlation` over the trace's users and seeds.
+      calibration: a :class:`Calibration` whose fields lead with R+1 (``predicted``,
+        ``frequency`` and ``count`` f32[R+1, B]; ``ece`` f32[R+1]).
+    """
+
+    correlation: np.ndarray
+    calibration: Calibration
+
+
+def uncertainty_report(trace: Trace, heldout: UserPairs, num_bins: int = 10) -> UncertaintyReport:
+    """Does the belief know what it does not know, after 0, b, 2b, ... queries?
+
+    Args:
+      trace: an elicitation :class:`~vpl_jax.active.Trace` with leading axes [S, U] (from
+        ``elicit_users(..., seeds=True)``; ``accuracy`` and ``spread`` f32[S, U, R+1],
+        ``heldout_probs`` f32[S, U, R+1, M]).
+      heldout: the users' held-out pairs (``labels`` and ``mask`` [U, M]), those the trace's
+        ``heldout_probs`` predict; the same for every seed.
+      num_bins: bins of the reliability diagram.
+
+    Returns:
+      An :class:`UncertaintyReport`: per number of queries, the Spearman correlation of spread
+      with error and the calibration of ``heldout_probs``, users and seeds pooled.
+    """
+    shape = (*trace.heldout_probs.shape[:2], trace.heldout_probs.shape[-1])  # [S, U, M]
+    labels = np.broadcast_to(np.asarray(heldout.labels), shape)
+    mask = np.broadcast_to(np.asarray(heldout.mask), shape)
+    correlation = jax.vmap(spread_error_correlation, in_axes=-1)(trace.spread, trace.accuracy)
+    calibration = jax.vmap(
+        lambda probs: calibration_curve(probs, labels, mask, num_bins), in_axes=-2
+    )(trace.heldout_probs)
+    return UncertaintyReport(correlation=np.asarray(correlation), calibration=calibration)

@@ -1,6 +1,12 @@
 """Preference data: rollouts, segments, query pairs, labels, per-user datasets."""
 
-from vpl_jax.data.beliefs import believed_features, believed_pair_features
+from vpl_jax.data.beliefs import (
+    believed_features,
+    believed_pair_features,
+    perceived,
+    relabel_deviating,
+    shifted_hazard,
+)
 from vpl_jax.data.dataset import (
     DatasetConfig,
     DatasetFileError,
@@ -37,9 +43,12 @@ __all__ = [
     "generate",
     "label_queries",
     "load_dataset",
+    "perceived",
     "relabel",
+    "relabel_deviating",
     "repopulate",
     "rollout_episode",
     "sample_pairs",
     "save_dataset",
+    "shifted_hazard",
 ]

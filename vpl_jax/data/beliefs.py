@@ -4,6 +4,11 @@ A user with a false belief sees the same motion but computes its features in a d
 (for navigation: a hazard somewhere else, a bystander they think is elsewhere). The features they
 perceive are the task's ``features_from_obs`` evaluated in their believed world; labelling with
 those features gives their answers (:func:`~vpl_jax.users.label_pairs`).
+
+:func:`perceived` gives a whole dataset the features of a believed world (e.g.
+:func:`shifted_hazard`), and :func:`relabel_deviating` answers a dataset again by its users with
+one deviation from the assumed human model — a human-model field
+(:data:`~vpl_jax.users.DEVIATIONS`) or this false belief.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
+from vpl_jax.data.dataset import PreferenceDataset, relabel
 from vpl_jax.data.segments import Segments
 from vpl_jax.envs.base import FeatureEnv
+from vpl_jax.users import deviating
 
 
 def believed_features(env: FeatureEnv, segments: Segments, index: jax.Array, world: Any):
@@ -55,3 +63,48 @@ def believed_pair_features(
         )
 
     return jax.vmap(one)(pairs, worlds)
+
+
+def shifted_hazard(env: FeatureEnv, shift: float) -> Any:
+    """The world of a user who thinks the hazard is ``shift`` metres to the right (+x) of where
+    it is: ``env.true_world`` with its ``hazard_center`` moved (tasks with a hazard, e.g.
+    navigation)."""
+    world = env.true_world
+    return world.replace(hazard_center=world.hazard_center + jnp.array([shift, 0.0]))
+
+
+def perceived(env: FeatureEnv, dataset: PreferenceDataset, world: Any) -> PreferenceDataset:
+    """``dataset`` with every segment's features as perceived in ``world``
+    (:func:`believed_features`); its pairs, labels and users unchanged."""
+    segments = dataset.segments
+    index = jnp.arange(segments.num_segments)
+    features = believed_features(env, segments, index, world)
+    return dataset.replace(segments=segments.replace(features=features))
+
+
+def relabel_deviating(
+    key: jax.Array,
+    env: FeatureEnv,
+    dataset: PreferenceDataset,
+    kind: str,
+    size: float,
+    values: jax.Array | None = None,
+) -> PreferenceDataset:
+    """Every pair of every user of ``dataset`` answered again (:func:`~vpl_jax.data.relabel`)
+    by the dataset's users with one deviation of ``size``:
+
+    * ``kind`` a key of :data:`~vpl_jax.users.DEVIATIONS` — that human-model field
+      (:func:`~vpl_jax.users.deviating`); ``regret`` users compare the optimal ``values``
+      (f32[U, N, 2], :func:`~vpl_jax.users.segment_values`), which only they are given;
+    * ``"belief"`` — the users judge the features of a world whose hazard is ``size`` metres
+      to the right (:func:`shifted_hazard`, :func:`perceived`);
+    * ``"none"`` — the users as they are.
+
+    The same ``key`` for every deviation gives common random numbers: answers differ only where
+    the deviation changes them. The result keeps the dataset's (true) segments and users.
+    """
+    if kind == "belief":
+        users, segments = dataset.users, perceived(env, dataset, shifted_hazard(env, size)).segments
+    else:
+        users, segments = deviating(dataset.users, kind, size), dataset.segments
+    return relabel(key, dataset, users, segments, values if kind == "regret" else None)

@@ -14,9 +14,11 @@ from vpl_jax.users.human import (
 )
 from vpl_jax.users.labels import label_pairs, pair_label_distribution, true_returns
 from vpl_jax.users.population import (
+    DEVIATIONS,
     Population,
     User,
     UserType,
+    deviating,
     get_user_type,
     register_user_type,
     user_types,
@@ -25,6 +27,7 @@ from vpl_jax.users.spec import PopulationSpec, parse_population, population_from
 from vpl_jax.users.values import segment_endpoints, segment_values
 
 __all__ = [
+    "DEVIATIONS",
     "HumanModel",
     "HumanModelFit",
     "LabelDistribution",
@@ -34,6 +37,7 @@ __all__ = [
     "UserType",
     "boltzmann",
     "check_partial_return",
+    "deviating",
     "fit_human_model",
     "get_user_type",
     "label_distribution",

@@ -68,6 +68,35 @@ class User:
         return self.replace(human=self.human.replace(**full))
 
 
+#: Deviations from the noisy-rational partial-return labeller, by kind: the human-model field
+#: each sets and the field's value at a deviation of a given size (``beta``: the temperature
+#: ``1/beta``, 0 is rational; ``gamma``: myopia ``1 - gamma``; ``epsilon``: the probability of a
+#: flipped answer; ``regret``: the weight of ``V*(end) - V*(start)``). False beliefs are not
+#: here: they live in the features a user judges (:mod:`vpl_jax.data.beliefs`).
+DEVIATIONS = {
+    "beta": ("beta", lambda size: 1.0 / size if size else math.inf),
+    "gamma": ("gamma", lambda size: 1.0 - size),
+    "epsilon": ("epsilon", lambda size: size),
+    "regret": ("regret_weight", lambda size: size),
+}
+
+
+def deviating(users: User, kind: str, size: float) -> User:
+    """``users`` with a deviation of ``kind`` (a key of :data:`DEVIATIONS`) and ``size`` in their
+    human model, the same for all of them; ``kind="none"`` leaves them as they are.
+
+    ``deviating(users, "gamma", 0.2)`` is ``users.with_human(gamma=0.8)``: users who discount
+    the earlier steps of a segment. Raises ``ValueError`` for another kind, or a size whose
+    field value the human model refuses.
+    """
+    if kind == "none":
+        return users
+    if kind not in DEVIATIONS:
+        raise ValueError(f"unknown deviation kind {kind!r}; allowed: {['none', *DEVIATIONS]}")
+    field, value = DEVIATIONS[kind]
+    return users.with_human(**{field: value(size)})
+
+
 @dataclasses.dataclass(frozen=True)
 class UserType:
     """A named kind of user.
