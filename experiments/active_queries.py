@@ -22,7 +22,7 @@ choosing queries can matter most; ``cautious`` and ``hurried`` also want goal a 
 near the hazard and the bystander, which random segments rarely visit.
 
 Rows (per criterion, model, user type, seed and ``n_queries``): ``heldout_accuracy``,
-``posterior_variance`` and, for LinearBayes, ``theta_alignment``; ``queries_to_match_random``
+``spread`` (the belief's variance of its predicted ``P(a ≻ b)`` on the held-out pairs) and, for LinearBayes, ``theta_alignment``; ``queries_to_match_random``
 (the fewest queries a criterion needs to reach the accuracy random queries reach with
 ``reference_queries``); the uncertainty report from the random-query runs —
 ``spread_error_correlation`` and ``calibration_ece`` per ``n_queries``, and the reliability
@@ -300,7 +300,7 @@ def add_type_rows(results, task, type_names, type_id, model, criterion, metric, 
 
 
 def add_curve_rows(results, task, type_names, type_id, model, criterion, trace, n_queries):
-    metrics = [("heldout_accuracy", trace.accuracy), ("posterior_variance", trace.spread)]
+    metrics = [("heldout_accuracy", trace.accuracy), ("spread", trace.spread)]
     if model == "linear_bayes":
         metrics.append(("theta_alignment", trace.alignment))
     for metric, values in metrics:  # [S, U, R+1]
