@@ -22,9 +22,10 @@ choosing queries can matter most; ``cautious`` and ``hurried`` also want goal a 
 near the hazard and the bystander, which random segments rarely visit.
 
 Rows (per criterion, model, user type, seed and ``n_queries``): ``heldout_accuracy``,
-``spread`` (the belief's variance of its predicted ``P(a ≻ b)`` on the held-out pairs) and, for LinearBayes, ``theta_alignment``; ``queries_to_match_random``
-(the fewest queries a criterion needs to reach the accuracy random queries reach with
-``reference_queries``); the uncertainty report from the random-query runs —
+``spread`` (the belief's variance of its predicted ``P(a ≻ b)`` on the held-out pairs) and,
+for LinearBayes, ``theta_alignment``; ``queries_to_match_random`` (the fewest queries a
+criterion needs to reach the accuracy random queries reach with ``reference_queries``); the
+uncertainty report from the random-query runs —
 ``spread_error_correlation`` and ``calibration_ece`` per ``n_queries``, and the reliability
 curve after all queries (``calibration_frequency`` per ``bin``). On the ``policy_tasks``
 (navigation) a VPL latent-conditioned policy is trained once per seed (PPO on r(s, z)) and run
