@@ -42,14 +42,12 @@ from vpl_jax.harness import SweepPoint, claims, sweep_points
 from vpl_jax.intervals import seed_interval
 from vpl_jax.pipeline import fit_labellings, score_labellings
 from vpl_jax.plotting import errorbars, plt
-from vpl_jax.users import User
+from vpl_jax.users import User, deviating
 
 KINDS = ("epsilon", "temperature")
-#: The human-model field each kind of noise sets, and its value at a noise size.
-FIELDS = {
-    "epsilon": ("epsilon", lambda size: size),
-    "temperature": ("beta", lambda size: 1.0 / size),
-}
+#: Each kind of noise as a deviation of the human model (:data:`vpl_jax.users.DEVIATIONS`; the
+#: ``beta`` deviation's size is the temperature 1/β).
+DEVIATION = {"epsilon": "epsilon", "temperature": "beta"}
 #: The noise sizes each kind accepts (at least one per kind).
 SIZES = {
     "epsilon": Each(Float(gt=0, le=0.5), min_count=1),
@@ -160,11 +158,7 @@ PRESETS = {
 # --- the noise --------------------------------------------------------------------------------
 def noisy(users: User, point: SweepPoint) -> User:
     """Rational ``users`` with ``point``'s noise in their answers."""
-    rational = users.rational()
-    if point.kind == "none":
-        return rational
-    field, value = FIELDS[point.kind]
-    return rational.with_human(**{field: value(point.size)})
+    return deviating(users.rational(), DEVIATION.get(point.kind, point.kind), point.size)
 
 
 def labellings(
