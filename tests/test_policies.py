@@ -595,6 +595,7 @@ def test_standardized_rewards_serve_a_user_whose_rewards_are_small():
 
 
 # --- acting on a latent, and chunked training ----------------------------------------------------
+@pytest.mark.slow  # 35 s / 2 min on 2 busy cores (navigation rollouts, three PPO compiles)
 def test_latent_episode_acts_on_the_observation_with_z_appended(navigation):
     """One episode of ``act(params, [obs, z], key)``: what a hand-written behaviour policy with
     the latent appended does, step for step, and evaluate's deterministic episodes score it."""
@@ -633,6 +634,7 @@ def test_latent_episode_acts_on_the_observation_with_z_appended(navigation):
                                rtol=1e-6)  # fmt: skip
 
 
+@pytest.mark.slow  # 35 s / 2 min on 2 busy cores (navigation rollouts, three PPO compiles)
 def test_train_ppo_in_chunks_equals_one_run_and_stops_at_a_diverged_loss(navigation):
     from vpl_jax.policies import TrainingDivergedError, train_ppo
 
