@@ -282,3 +282,45 @@ class Navigation(FeatureEnv):
             return jnp.clip(action, -1.0, 1.0)
 
         return BehaviourPolicy(init=init, act=act)
+
+
+# --- scripted goal controllers ----------------------------------------------------------------
+def to_goal(goal: jax.Array, pos: jax.Array) -> jax.Array:
+    """f32[2]: the pre-squash action of a proportional controller from ``pos`` to ``goal``
+    (gain 6, clipped to ±2 before the policy's ``tanh``: full speed until about 0.15 m out)."""
+    return jnp.clip(6.0 * (goal - pos), -2.0, 2.0)
+
+
+def goal_policy(env: Navigation, g: int) -> BehaviourPolicy:
+    """The scripted single-goal policy of goal ``g`` (deterministic, ``tanh`` of
+    :func:`to_goal`): a *pure strategy* of the goal game."""
+    goal = env.goals[g]
+    return BehaviourPolicy(
+        init=lambda key: None,
+        act=lambda _, state, key: jnp.tanh(to_goal(goal, env.position(state))),
+    )
+
+
+def goal_data_policy(env: Navigation, goal_share: float) -> BehaviourPolicy:
+    """Recorded episodes that show the goals: with probability ``goal_share`` an episode is a
+    noisy scripted run to a uniformly chosen goal (pre-squash noise std uniform in [0.1, 0.6]),
+    else an episode of the task's broad :attr:`~Navigation.behaviour_policy`. Comparisons of
+    goal-reaching episodes, which broad data alone rarely makes, are what show a population's
+    preferences between goals."""
+    broad = env.behaviour_policy
+
+    def init(key):
+        k_coin, k_goal, k_noise, k_broad = jax.random.split(key, 4)
+        return {
+            "scripted": jax.random.uniform(k_coin) < goal_share,
+            "goal": jax.random.randint(k_goal, (), 0, env.num_goals),
+            "noise": jax.random.uniform(k_noise, (), minval=0.1, maxval=0.6),
+            "broad": broad.init(k_broad),
+        }
+
+    def act(params, state, key):
+        u = to_goal(env.goals[params["goal"]], env.position(state))
+        scripted = jnp.tanh(u + params["noise"] * jax.random.normal(key, u.shape))
+        return jnp.where(params["scripted"], scripted, broad.act(params["broad"], state, key))
+
+    return BehaviourPolicy(init, act)

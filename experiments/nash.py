@@ -7,7 +7,7 @@ rotated order (``cycle_abc``: a > b > c, ``cycle_bca``, ``cycle_cab``; see
 ``vpl_jax/users/types.py``): a majority prefers a to b, b to c and c to a, so no goal is best and
 the population's Nash equilibrium (its maximal lottery) is each goal a third of the time. From the
 users' labels on pairs of whole recorded episodes (half of them heading for a random goal, half
-broad behaviour; :func:`data_policy`) every method learns a policy:
+broad behaviour; :func:`vpl_jax.envs.navigation.goal_data_policy`) every method learns a policy:
 
 * ``btl`` — RLHF: a Bradley–Terry reward r(s), then KL-regularised PPO from the reference on
   it (:func:`vpl_jax.nash.make_rlhf`: the same lottery machinery and KL as Nash-MD, with the
@@ -51,7 +51,6 @@ Figures: goal shares per method and exploitability per method, per case.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 
 import jax
@@ -63,12 +62,11 @@ from vpl_jax import nash as N
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Each, Float, Int, checked
-from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset, collect
-from vpl_jax.data.rollouts import rollout_episode
+from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.envs.base import BehaviourPolicy
+from vpl_jax.envs.navigation import goal_data_policy, to_goal
 from vpl_jax.nash.policy import NOISE_SIZE
 from vpl_jax.plotting import plt
-from vpl_jax.runtime.checkpoint import run_chunked
 from vpl_jax.users import Population
 
 METHODS = ("btl", "vpl", "nash_md", "self_play", "ipo", "dpo")
@@ -100,9 +98,9 @@ class Config(harness.ChunkedPolicies):
         segment_horizon=40,
     )
     """Preference data: users, K context and M held-out pairs each, over whole recorded episodes
-    of :func:`data_policy` (segment_horizon must equal the episode length, 40). Labels are cheap
-    and a population model needs many: each pair is labelled by one user, and two thirds of the
-    pairs split the types 2 to 1."""
+    of :func:`vpl_jax.envs.navigation.goal_data_policy` (segment_horizon must equal the episode
+    length, 40). Labels are cheap and a population model needs many: each pair is labelled by
+    one user, and two thirds of the pairs split the types 2 to 1."""
     preference: N.PreferenceModel = N.PreferenceModel(hidden=(32, 32), embed_dim=16)
     """The preference model P(τ ≻ τ′) of nash_md and self_play (latent_dim must be 0)."""
     preference_train: R.TrainConfig = R.TrainConfig(
@@ -261,44 +259,7 @@ def nash_ppo(config: Config) -> P.PPOConfig:
     return N.nash_ppo_config(config.nash_ppo, task_env().episode_length)
 
 
-# --- scripted controllers -------------------------------------------------------------------------
-def to_goal(goal: jax.Array, pos: jax.Array) -> jax.Array:
-    """f32[2]: the pre-squash action of a proportional controller from ``pos`` to ``goal``."""
-    return jnp.clip(6.0 * (goal - pos), -2.0, 2.0)
-
-
-def goal_policy(env, g: int) -> BehaviourPolicy:
-    """The scripted single-goal policy of goal ``g`` (deterministic): a pure strategy."""
-    goal = env.goals[g]
-    return BehaviourPolicy(
-        init=lambda key: None,
-        act=lambda _, state, key: jnp.tanh(to_goal(goal, env.position(state))),
-    )
-
-
-def data_policy(config: Config, env) -> BehaviourPolicy:
-    """The recorded episodes' policy: with probability ``goal_episode_share`` a noisy scripted
-    run to a uniformly chosen goal (noise std uniform in [0.1, 0.6]), else the task's broad
-    behaviour policy."""
-    broad = env.behaviour_policy
-
-    def init(key):
-        k_coin, k_goal, k_noise, k_broad = jax.random.split(key, 4)
-        return {
-            "scripted": jax.random.uniform(k_coin) < config.goal_episode_share,
-            "goal": jax.random.randint(k_goal, (), 0, len(GOALS)),
-            "noise": jax.random.uniform(k_noise, (), minval=0.1, maxval=0.6),
-            "broad": broad.init(k_broad),
-        }
-
-    def act(params, state, key):
-        u = to_goal(env.goals[params["goal"]], env.position(state))
-        scripted = jnp.tanh(u + params["noise"] * jax.random.normal(key, u.shape))
-        return jnp.where(params["scripted"], scripted, broad.act(params["broad"], state, key))
-
-    return BehaviourPolicy(init, act)
-
-
+# --- the reference ------------------------------------------------------------------------------
 def reference_goal(config: Config, eps: jax.Array) -> jax.Array:
     """i32[...]: the demonstrated goal for noise ``eps: f32[..., 2]`` (arcs of reference_goals)."""
     arcs = jnp.asarray([GOALS.index(g) for g in config.reference_goals])
@@ -309,22 +270,16 @@ def reference_goal(config: Config, eps: jax.Array) -> jax.Array:
 def clone_reference(config: Config, env, key: jax.Array):
     """The reference policy: a behaviour clone of noisy scripted demonstrations whose goal is set
     by the episode's noise input. Returns ``(network, params, clone losses)``."""
-    noisy = P.LatentReward(env, N.noise_sampler(), lambda state, z: jnp.zeros(()))
 
     def act(_, state, k):
         goal = env.goals[reference_goal(config, state.obs[-NOISE_SIZE:])]
         u = to_goal(goal, env.position(state))
         return jnp.tanh(u + config.demo_noise * jax.random.normal(k, u.shape))
 
-    k_demo, k_init, k_clone = jax.random.split(key, 3)
-    demo = collect(noisy, k_demo, config.demo_episodes, policy=BehaviourPolicy(lambda k: None, act))
-    before = jnp.concatenate([demo.initial_obs[:, None], demo.obs[:, :-1]], axis=1)
-    network = N.policy_network(nash_ppo(config), env.action_size)
-    params = network.init(k_init, before[0, 0])
-    obs = before.reshape(-1, before.shape[-1])
-    u = N.pre_squash(demo.actions, 0.999).reshape(-1, env.action_size)
-    params, losses = N.clone(network, params, obs, u, config.clone, k_clone)
-    return network, params, losses
+    demo = BehaviourPolicy(lambda k: None, act)
+    return N.clone_demonstrations(
+        env, demo, config.demo_episodes, nash_ppo(config), config.clone, key
+    )
 
 
 # --- learned models -------------------------------------------------------------------------------
@@ -358,46 +313,22 @@ def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> di
 
 
 # --- policies -------------------------------------------------------------------------------------
-def train_ppo(config: Config, ppo: P.PPO, total: int, key, results, case: str, method: str):
-    """Runs ``ppo`` for ``total`` updates in jitted chunks (progress bar, optional checkpoints);
-    a NaN or inf PPO loss stops it (:func:`vpl_jax.policies.check_converged`)."""
-    init = jax.jit(ppo.init)
-    train_chunk = jax.jit(ppo.train_chunk, static_argnums=1)
-
-    def chunk(state, n):
-        state, metrics = train_chunk(state, n)
-        if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
-            P.check_converged(metrics)
-        return state, metrics
-
-    return run_chunked(
-        lambda: init(key),
-        chunk,
-        total=total,
-        chunk_size=config.chunk_updates,
-        checkpointer=results.checkpointer(
-            f"{case}_{method}", config.checkpoint_every, case=case, method=method
-        ),
-        desc=f"{case} {method}",
+def train_ppo(config: Config, ppo: P.PPO, key, results, case: str, method: str):
+    """:func:`vpl_jax.policies.train_ppo` of ``ppo`` in chunks of ``chunk_updates``,
+    checkpointed in the run folder as ``<case>_<method>``."""
+    checkpointer = results.checkpointer(
+        f"{case}_{method}", config.checkpoint_every, case=case, method=method
     )
+    return P.train_ppo(
+        ppo, key, nash_ppo(config).num_updates, config.chunk_updates, checkpointer,
+        f"{case} {method}",
+    )  # fmt: skip
 
 
 def reward_scale(config: Config, rewards: jax.Array) -> jax.Array:
     """The factor that gives ``rewards: f32[..., N, T]`` (per step, of N episodes) returns with
     standard deviation ``rlhf_return_std`` over the episodes (per leading index)."""
     return config.rlhf_return_std / (jnp.std(rewards.sum(-1), axis=-1) + 1e-8)
-
-
-@functools.partial(jax.jit, static_argnames=("env", "network", "num_modes", "per_mode"))
-def mode_rollouts(env, network, params, num_modes: int, per_mode: int, key) -> jax.Array:
-    """f32[K, M, T, O]: observations after each step of M episodes of each of the K modes of
-    the policy ``(network, params)`` (stochastic actions)."""
-    latents = jnp.repeat(N.noise_nodes(num_modes), per_mode, axis=0)
-    keys = jax.random.split(key, num_modes * per_mode)
-    obs = jax.vmap(lambda z, k: latent_episode(env, network_act(network), params, z, k)[1].obs)(
-        latents, keys
-    )
-    return obs.reshape(num_modes, per_mode, *obs.shape[1:])
 
 
 @dataclasses.dataclass
@@ -411,25 +342,6 @@ class Trained:
     curves: dict
 
 
-@functools.cache
-def network_act(network):
-    """``act(params, obs, key) -> action``: a stochastic action of the noise-conditioned policy
-    network (one function per network, so every such policy shares one compiled evaluation)."""
-
-    def act(params, obs, key):
-        mean, std = N.gaussian(network, params, obs)
-        return jnp.tanh(mean + std * jax.random.normal(key, mean.shape))
-
-    return act
-
-
-def lottery_latents(log_weights: jax.Array):
-    """``latents(n) -> f32[n, 2]``: the noise inputs of n episodes of a lottery over the modes
-    (stratified: an even sample of its proportions)."""
-    nodes = N.noise_nodes(log_weights.shape[0])
-    return lambda n: nodes[N.stratified_modes(log_weights, n)]
-
-
 def vpl_lotteries(config: Config, env, vpl: dict, reference, key) -> Trained:
     """VPL's population policy: for each test user, the KL-regularised optimum over the
     reference's modes under that user's reward ``r(s, z)`` (z its posterior mean),
@@ -439,7 +351,7 @@ def vpl_lotteries(config: Config, env, vpl: dict, reference, key) -> Trained:
     network, ref_params = reference
     k_roll, k_modes = jax.random.split(key)
     num_modes = config.nash.num_modes
-    obs = mode_rollouts(env, network, ref_params, num_modes, config.vpl_mode_rollouts, k_roll)
+    obs = N.mode_rollouts(env, network, ref_params, num_modes, config.vpl_mode_rollouts, k_roll)
     z, _ = vpl["test_posterior"]  # [U, Z]
     model, params = vpl["model"], vpl["params"]
 
@@ -457,7 +369,7 @@ def vpl_lotteries(config: Config, env, vpl: dict, reference, key) -> Trained:
         modes = jax.random.categorical(k_modes, log_w[users])
         return nodes[modes]
 
-    return Trained(network_act(network), ref_params, latents, {})
+    return Trained(N.network_act(network), ref_params, latents, {})
 
 
 def train_method(config, method, env, models, reference, dataset, key, results, case) -> Trained:
@@ -470,12 +382,10 @@ def train_method(config, method, env, models, reference, dataset, key, results, 
         scale = reward_scale(config, model.reward(params, dataset.segments.obs))
         ppo = N.make_rlhf(env, lambda obs: scale * model.reward(params, obs), ref_params,
                           nash_ppo(config), config.nash)  # fmt: skip
-        state, history = train_ppo(
-            config, ppo, nash_ppo(config).num_updates, key, results, case, method
-        )
+        state, history = train_ppo(config, ppo, key, results, case, method)
         params, log_weights = N.lottery(state)
         curves = {k: history[k] for k in ("episode_score", "kl", "max_mode_weight")}
-        return Trained(network_act(network), params, lottery_latents(log_weights), curves)
+        return Trained(N.network_act(network), params, N.lottery_latents(log_weights), curves)
     if method == "vpl":
         return vpl_lotteries(config, env, models["vpl"], reference, key)
     if method in NASH_METHODS:
@@ -483,14 +393,12 @@ def train_method(config, method, env, models, reference, dataset, key, results, 
         pref = models["preference"]
         ppo = N.make_nash_md(env, pref["model"], pref["params"], ref_params, nash_ppo(config),
                              nash_config)  # fmt: skip
-        state, history = train_ppo(
-            config, ppo, nash_ppo(config).num_updates, key, results, case, method
-        )
+        state, history = train_ppo(config, ppo, key, results, case, method)
         curves = {k: history[k] for k in CURVES}
         # Nash-MD's PPO runs the reference's network on raw observations, so its params act
         # like the reference's (and share its compiled evaluation).
         params, log_weights = N.lottery(state)
-        return Trained(network_act(network), params, lottery_latents(log_weights), curves)
+        return Trained(N.network_act(network), params, N.lottery_latents(log_weights), curves)
     # Offline IPO / DPO from the training users' labelled pairs of recorded episodes.
     train, _ = dataset.split()
     pairs = R.user_pairs(train, "all")
@@ -511,77 +419,7 @@ def train_method(config, method, env, models, reference, dataset, key, results, 
     )
     print(f"  {method}: loss {float(losses[0]):.3f} -> {float(losses[-50:].mean()):.3f} "
           f"({time.time() - start:.0f} s)")  # fmt: skip
-    return Trained(network_act(network), params, lottery_latents(log_weights), {"loss": losses})
-
-
-# --- evaluation -----------------------------------------------------------------------------------
-def latent_episode(env, act, params, z: jax.Array, key: jax.Array):
-    """``(final state, trajectory)`` of one episode of ``act(params, obs, key)`` with the latent
-    ``z`` appended to every observation."""
-    policy = BehaviourPolicy(
-        init=lambda k: None,
-        act=lambda _, state, k: act(params, jnp.concatenate([state.obs, z]), k),
-    )
-    return rollout_episode(env, policy, key, env.episode_length)
-
-
-@functools.partial(jax.jit, static_argnames=("env", "act"))
-def policy_episodes(env, act, params, latents: jax.Array, keys: jax.Array):
-    """``(phi f32[N, F], outcome i32[N])``: summed features and the goal reached (-1: none) of N
-    episodes, episode n with latent ``latents[n]`` from start ``keys[n]``."""
-
-    def one(z, key):
-        final, traj = latent_episode(env, act, params, z, key)
-        return traj.features.sum(0), env.goal_reached(final)
-
-    return jax.vmap(one)(latents, keys)
-
-
-@functools.partial(jax.jit, static_argnames=("env",))
-def pure_episodes(env, keys: jax.Array):
-    """``(phi f32[G, N, F], outcome i32[G, N])`` of each scripted single-goal policy from the
-    same starts as :func:`policy_episodes` with the same keys."""
-
-    def per_goal(g):
-        policy = goal_policy(env, g)
-
-        def one(key):
-            final, traj = rollout_episode(env, policy, key, env.episode_length)
-            return traj.features.sum(0), env.goal_reached(final)
-
-        return jax.vmap(one)(keys)
-
-    phis, outcomes = zip(*[per_goal(g) for g in range(len(GOALS))], strict=True)
-    return jnp.stack(phis), jnp.stack(outcomes)
-
-
-def score(pop: Population, phi, outcome, pure) -> dict:
-    """Goal shares, margins, exploitability and per-type win rates of one policy."""
-    theta, w = jnp.asarray(pop.theta_mean), jnp.asarray(pop.shares)
-    phi_pure, _ = pure
-    outcome = np.asarray(outcome)
-    share = {g: float(np.mean(outcome == i)) for i, g in enumerate(GOALS)}
-    share["none"] = float(np.mean(outcome < 0))
-    return {
-        "goal_share": share,
-        "margin": np.asarray(N.pure_strategy_margins(theta, w, phi, outcome, phi_pure)),
-        "exploitability": float(N.exploitability(theta, w, phi, outcome, phi_pure)),
-        "win_rate": np.asarray(N.type_win_rates(theta, phi, outcome, phi_pure)),
-    }
-
-
-def model_table(env, model, params, keys) -> np.ndarray:
-    """f32[G, G]: the learned P(g ≻ h), averaged over pairs of scripted episodes ending at goals
-    g and h (the cycle the preference model found, if any)."""
-
-    def episodes(g):
-        policy = goal_policy(env, g)
-        return jax.vmap(lambda k: rollout_episode(env, policy, k, env.episode_length)[1].obs)(keys)
-
-    obs = jnp.stack([episodes(g) for g in range(len(GOALS))])  # [G, N, T, O]
-    e = model.embed(params, obs, jnp.ones(obs.shape[:-1], bool))  # [G, N, E]
-    logits = model.embedding_logit(params, e[:, None, :, None], e[None, :, None, :])
-    return np.asarray(jax.nn.sigmoid(logits).mean((2, 3)))
+    return Trained(N.network_act(network), params, N.lottery_latents(log_weights), {"loss": losses})
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -646,16 +484,15 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
     pop = population(config, case)
     k_data, k_models, k_methods, k_eval = jax.random.split(key, 4)
     print(f"[{case}] data and models")
-    dataset = build_dataset(
-        k_data, env, pop, config.data, task="navigation", policy=data_policy(config, env)
-    )
+    data_policy = goal_data_policy(env, config.goal_episode_share)
+    dataset = build_dataset(k_data, env, pop, config.data, task="navigation", policy=data_policy)
     models = fit_models(config, dataset, k_models)
     network, ref_params = reference
     eval_keys = jax.random.split(k_eval, config.num_eval_episodes)
-    pure = pure_episodes(env, eval_keys)
+    pure = N.pure_episodes(env, eval_keys)
     notes = []
     if "preference" in models:
-        table = model_table(
+        table = N.goal_preference_table(
             env, models["preference"]["model"], models["preference"]["params"], eval_keys[:64]
         )
         notes.append(
@@ -665,9 +502,9 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
                 for i, g in enumerate(GOALS)
             )
         )
-    act_ref = network_act(network)
+    act_ref = N.network_act(network)
     uniform = N.uniform_log_weights(config.nash.num_modes)
-    trained = {"reference": Trained(act_ref, ref_params, lottery_latents(uniform), {})}
+    trained = {"reference": Trained(act_ref, ref_params, N.lottery_latents(uniform), {})}
     for method, k in zip(config.methods, jax.random.split(k_methods, len(config.methods)),
                          strict=True):  # fmt: skip
         start = time.time()
@@ -685,10 +522,11 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
             curves[(case, method)] = trained[method].curves
     scores = {}
     for method, t in trained.items():
-        phi, outcome = policy_episodes(
+        phi, outcome = N.policy_episodes(
             env, t.act, t.params, t.latents(config.num_eval_episodes), eval_keys
         )
-        s = score(pop, phi, outcome, pure)
+        theta, w = jnp.asarray(pop.theta_mean), jnp.asarray(pop.shares)
+        s = N.policy_scores(theta, w, phi, outcome, pure, GOALS)
         scores[method] = s
         for g, v in s["goal_share"].items():
             results.add(method=method, task="navigation", metric="goal_share", value=v, goal=g,

@@ -451,3 +451,145 @@ def test_the_population_preference_model_has_no_latent_and_is_scored(nav_dataset
     train = R.TrainConfig(num_epochs=2, users_per_batch=4)
     fit = pipeline.fit_reward(model, train, jax.random.PRNGKey(0), nav_dataset)
     assert np.isfinite(np.asarray(fit.evaluation.log_likelihood)).all()
+
+
+# --- navigation's goal game: scripted goals, lotteries, the reference, scores --------------------
+@pytest.fixture(scope="module")
+def three_goals():
+    from vpl_jax import envs
+
+    return envs.make("navigation", num_goals=3)
+
+
+@pytest.mark.slow  # navigation rollouts compile (1-3 min on 2 busy cores)
+def test_scripted_goal_policies_reach_their_goal_and_stay(three_goals):
+    from vpl_jax.data.rollouts import rollout_episode
+    from vpl_jax.envs.navigation import goal_policy
+
+    env = three_goals
+    keys = jax.random.split(jax.random.PRNGKey(0), 8)
+    _, outcome = N.pure_episodes(env, keys)
+    np.testing.assert_array_equal(outcome, np.arange(3)[:, None].repeat(8, 1))
+
+    def positions(k):
+        return jnp.stack([rollout_episode(env, goal_policy(env, g), k, 40)[1].positions
+                          for g in range(3)])  # fmt: skip
+
+    positions = jax.jit(positions)(keys[0])
+    # Within 15 of the 40 steps (0.6 m at up to 1 m/s, 0.1 s a step), and there to the end.
+    dist = np.linalg.norm(np.asarray(positions) - np.asarray(env.goals)[:, None], axis=-1)
+    assert (dist[:, 15:] < env.goal_radius).all(), dist
+
+
+@pytest.mark.slow  # navigation rollouts compile (1-3 min on 2 busy cores)
+def test_goal_data_policy_mixes_scripted_goal_runs_with_broad_behaviour(three_goals):
+    from vpl_jax.data import collect
+    from vpl_jax.envs.navigation import goal_data_policy
+
+    env = three_goals
+
+    def goal_ends(share):
+        traj = collect(env, jax.random.PRNGKey(1), 96, policy=goal_data_policy(env, share))
+        end = np.asarray(traj.positions[:, -1])
+        dist = np.linalg.norm(end[:, None] - np.asarray(env.goals)[None], axis=-1)
+        return np.where(dist.min(1) < env.goal_radius, dist.argmin(1), -1)
+
+    scripted = goal_ends(1.0)
+    assert np.mean(scripted >= 0) > 0.9  # noisy runs still end at their goal
+    assert set(np.unique(scripted[scripted >= 0])) == {0, 1, 2}  # every goal, drawn uniformly
+    assert np.mean(goal_ends(0.0) >= 0) < 0.6  # broad behaviour wanders
+
+
+def test_lottery_latents_are_the_modes_noise_in_the_lottery_proportions():
+    log_weights = jnp.log(jnp.array([0.5, 0.25, 0.25, 0.0]))
+    latents = N.lottery_latents(log_weights)(8)
+    assert latents.shape == (8, 2)
+    np.testing.assert_allclose(jnp.linalg.norm(latents, axis=-1), 1.0, rtol=1e-6)
+    modes = N.mode_of(latents, N.noise_nodes(4))
+    np.testing.assert_array_equal(jnp.bincount(modes, length=4), [4, 2, 2, 0])
+    np.testing.assert_allclose(latents, N.noise_nodes(4)[modes], atol=1e-7)
+
+
+def test_network_act_is_one_function_per_network_drawing_the_squashed_gaussian():
+    network = N.policy_network(P.PPOConfig(hidden_sizes=(8,)), 2)
+    params = network.init(jax.random.PRNGKey(0), jnp.zeros(4))
+    act = N.network_act(network)
+    assert N.network_act(network) is act  # jitted consumers keyed on act compile once
+    obs, key = jnp.array([0.1, -0.2, 1.0, 0.0]), jax.random.PRNGKey(1)
+    mean, std = N.gaussian(network, params, obs)
+    np.testing.assert_allclose(
+        act(params, obs, key), jnp.tanh(mean + std * jax.random.normal(key, (2,))), rtol=1e-6
+    )
+
+
+@pytest.mark.slow  # navigation rollouts compile (1-3 min on 2 busy cores)
+def test_mode_rollouts_are_latent_episodes_of_each_mode(three_goals):
+    env = three_goals
+    network = N.policy_network(P.PPOConfig(hidden_sizes=(8,)), env.action_size)
+    params = network.init(jax.random.PRNGKey(0), jnp.zeros(env.observation_size + 2))
+    key = jax.random.PRNGKey(2)
+    obs = N.mode_rollouts(env, network, params, 3, 2, key)
+    assert obs.shape == (3, 2, env.episode_length, env.observation_size)
+    k = jax.random.split(key, 6)[2 * 1 + 1]  # mode 1, its second episode
+    _, traj = jax.jit(
+        lambda k: P.latent_episode(env, N.network_act(network), params, N.noise_nodes(3)[1], k)
+    )(k)
+    np.testing.assert_array_equal(obs[1, 1], traj.obs)
+
+
+@pytest.mark.slow
+def test_cloned_reference_follows_the_demonstrated_goal_of_each_noise_arc(three_goals):
+    """Demonstrations go to goal a on the upper half of the noise circle and to goal c on the
+    lower half; the clone's modes go where their arc's demonstrations went, and its
+    likelihood of the demonstrated actions rises well above the untrained network's."""
+    from vpl_jax.envs.base import BehaviourPolicy
+    from vpl_jax.envs.navigation import to_goal
+
+    env = three_goals
+
+    def demo_act(_, state, k):
+        goal = jnp.where(state.obs[-1] > 0, 0, 2)
+        u = to_goal(env.goals[goal], env.position(state))
+        return jnp.tanh(u + 0.2 * jax.random.normal(k, u.shape))
+
+    ppo_config = N.nash_ppo_config(P.PPOConfig(hidden_sizes=(32, 32)), env.episode_length)
+    network, params, losses = N.clone_demonstrations(
+        env, BehaviourPolicy(lambda k: None, demo_act), 64, ppo_config,
+        N.CloneConfig(num_steps=400, batch_size=256), jax.random.PRNGKey(0),
+    )  # fmt: skip
+    assert float(losses[-50:].mean()) < float(losses[:10].mean()) - 1.0
+    nodes = N.noise_nodes(4)  # two modes on each half
+    latents = jnp.repeat(nodes, 8, axis=0)
+    keys = jax.random.split(jax.random.PRNGKey(1), 32)
+    _, outcome = N.policy_episodes(env, N.network_act(network), params, latents, keys)
+    wanted = np.where(np.asarray(latents[:, 1]) > 0, 0, 2)
+    assert np.mean(np.asarray(outcome) == wanted) > 0.8
+
+
+def test_policy_scores_of_a_single_goal_policy():
+    theta = jnp.eye(3)[jnp.array([[0, 1, 2], [1, 2, 0], [2, 0, 1]])]
+    theta = jnp.einsum("kgf,g->kf", theta, jnp.array([3.0, 2.0, 1.0]))  # type k ranks goals
+    shares = jnp.full(3, 1 / 3)
+    n = 6
+    phi_pure = jnp.broadcast_to(jnp.eye(3)[:, None], (3, n, 3))
+    outcome = jnp.array([0, 0, 0, 0, -1, -1])
+    phi = jnp.where((outcome >= 0)[:, None], jnp.eye(3)[0], 0.0)
+    s = N.policy_scores(theta, shares, phi, outcome, (phi_pure, None), ("a", "b", "c"))
+    assert s["goal_share"] == pytest.approx({"a": 4 / 6, "b": 0.0, "c": 0.0, "none": 2 / 6})
+    np.testing.assert_allclose(s["margin"], N.pure_strategy_margins(theta, shares, phi, outcome,
+                                                                     phi_pure))  # fmt: skip
+    assert s["exploitability"] == pytest.approx(float(np.max(s["margin"])))
+    np.testing.assert_allclose(s["win_rate"], N.type_win_rates(theta, phi, outcome, phi_pure))
+
+
+@pytest.mark.slow  # navigation rollouts compile (1-3 min on 2 busy cores)
+def test_goal_preference_table_is_antisymmetric(three_goals):
+    model = N.PreferenceModel(hidden=(8,), embed_dim=4)
+    env = three_goals
+    batch = random_batch(jax.random.PRNGKey(0), horizon=env.episode_length,
+                         dim=env.observation_size)  # fmt: skip
+    params = model.init(jax.random.PRNGKey(0), batch)
+    table = N.goal_preference_table(env, model, params, jax.random.split(jax.random.PRNGKey(1), 4))
+    assert table.shape == (3, 3)
+    np.testing.assert_allclose(table + table.T, 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.diag(table), 0.5, atol=1e-5)

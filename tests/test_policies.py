@@ -592,3 +592,61 @@ def test_standardized_rewards_serve_a_user_whose_rewards_are_small():
         errors[scaling] = np.asarray(jax.vmap(action_error)(states)).mean(0)  # [loud, quiet]
     assert errors["standardize"][1] < 0.5 * errors["none"][1], errors  # the quiet user
     assert errors["standardize"][0] < errors["none"][0] + 0.05, errors  # the loud one as well
+
+
+# --- acting on a latent, and chunked training ----------------------------------------------------
+@pytest.mark.slow  # 35 s / 2 min on 2 busy cores (navigation rollouts, three PPO compiles)
+def test_latent_episode_acts_on_the_observation_with_z_appended(navigation):
+    """One episode of ``act(params, [obs, z], key)``: what a hand-written behaviour policy with
+    the latent appended does, step for step, and evaluate's deterministic episodes score it."""
+    from vpl_jax.data.rollouts import rollout_episode
+    from vpl_jax.envs.base import BehaviourPolicy
+    from vpl_jax.policies import evaluate, latent_episode
+
+    obs_size = navigation.observation_size
+    w = jax.random.normal(jax.random.PRNGKey(1), (2, obs_size + 3))
+    z = jnp.array([0.5, -1.0, 2.0])
+    key = jax.random.PRNGKey(2)
+
+    def act(params, obs, k):
+        assert obs.shape == (obs_size + 3,)
+        return jnp.tanh(params @ obs + 0.1 * jax.random.normal(k, (2,)))
+
+    by_hand = BehaviourPolicy(
+        init=lambda k: None, act=lambda _, s, k: act(w, jnp.concatenate([s.obs, z]), k)
+    )
+    final, traj = jax.jit(lambda k: latent_episode(navigation, act, w, z, k))(key)
+    final_ref, traj_ref = jax.jit(lambda k: rollout_episode(navigation, by_hand, k, 40))(key)
+    chex.assert_trees_all_equal(traj, traj_ref)
+    chex.assert_trees_all_equal(final.obs, final_ref.obs)
+    other, _ = jax.jit(lambda k: latent_episode(navigation, act, w, -z, k))(key)
+    assert not np.allclose(final.obs, other.obs)  # z is read
+
+    # evaluate's episodes are latent episodes of the deterministic act, from shared starts.
+    deterministic = lambda params, obs: jnp.tanh(params @ obs)  # noqa: E731
+    theta = jnp.ones((1, navigation.num_features))
+    result = evaluate(navigation, deterministic, w, z[None], theta, key, 2)
+    k_episode = jax.random.split(key, 2)[1]
+    _, traj = jax.jit(
+        lambda k: latent_episode(navigation, lambda p, o, _: deterministic(p, o), w, z, k)
+    )(k_episode)
+    np.testing.assert_allclose(result.episode_true_return[0, 1], traj.features.sum(0) @ theta[0],
+                               rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.slow  # 35 s / 2 min on 2 busy cores (navigation rollouts, three PPO compiles)
+def test_train_ppo_in_chunks_equals_one_run_and_stops_at_a_diverged_loss(navigation):
+    from vpl_jax.policies import TrainingDivergedError, train_ppo
+
+    ppo = make_train(navigation, TINY)
+    key = jax.random.PRNGKey(3)
+    state, history = train_ppo(ppo, key, TINY.num_updates, chunk_size=1)
+    whole, metrics = jax.jit(ppo.train_chunk, static_argnums=1)(
+        jax.jit(ppo.init)(key), TINY.num_updates
+    )
+    chex.assert_trees_all_equal(state.params, whole.params)
+    chex.assert_trees_all_equal(history["policy_loss"], np.asarray(metrics["policy_loss"]))
+    assert history["policy_loss"].shape[0] == TINY.num_updates
+    wild = make_train(navigation, dataclasses.replace(TINY, learning_rate=1e30))
+    with pytest.raises(TrainingDivergedError, match="PPO diverged"):
+        train_ppo(wild, key, TINY.num_updates, chunk_size=1)

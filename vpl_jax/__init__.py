@@ -13,7 +13,8 @@ class _SourceEnvsFinder(importlib.abc.MetaPathFinder):
 
     An install maps that folder into the package (``package-dir`` in pyproject.toml); this finder
     makes a plain checkout on ``PYTHONPATH`` (no install, e.g. an offline accelerator machine)
-    behave the same.
+    behave the same. It goes first on ``sys.meta_path``: a checkout on ``PYTHONPATH`` (a git
+    worktree) must not take ``envs/`` from another checkout installed in editable mode.
     """
 
     def find_spec(self, name, path=None, target=None):
@@ -25,7 +26,7 @@ class _SourceEnvsFinder(importlib.abc.MetaPathFinder):
 
 
 if not (Path(__file__).parent / "envs").is_dir() and (_SOURCE_ENVS / "__init__.py").is_file():
-    sys.meta_path.append(_SourceEnvsFinder())
+    sys.meta_path.insert(0, _SourceEnvsFinder())
 
 
 def _import_mujoco_quietly() -> None:

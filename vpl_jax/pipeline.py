@@ -60,7 +60,7 @@ from vpl_jax import rewards as R
 from vpl_jax.data.dataset import PreferenceDataset
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.data.segments import Segments, cut_segments
-from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
+from vpl_jax.envs.base import FeatureEnv
 from vpl_jax.keys import named_key
 from vpl_jax.rewards.batch import check_user_pairs, untyped
 from vpl_jax.rewards.trainer import (
@@ -71,7 +71,7 @@ from vpl_jax.rewards.trainer import (
     train_run,
 )
 from vpl_jax.runtime import sharding
-from vpl_jax.runtime.checkpoint import Checkpointer, run_chunked
+from vpl_jax.runtime.checkpoint import Checkpointer
 from vpl_jax.users import segment_values
 
 
@@ -671,12 +671,9 @@ class PolicyTrainer:
 
         def chunk(states, n):
             states, metrics = self._chunk(states, inputs, n)
-            metrics = place.gather(metrics)
-            if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
-                P.check_converged(metrics)  # before a diverged state is saved or trained on
-            return states, metrics
+            return states, place.gather(metrics)
 
-        states, history = run_chunked(
+        states, history = P.train_chunked(
             lambda: self._init(keys, inputs),
             chunk,
             total=self.config.num_updates,
@@ -786,9 +783,8 @@ def policy_segments(
         unconditioned policy).
       key: PRNG key. num_episodes: episodes. horizon: H, steps per segment.
     """
-    policy = BehaviourPolicy(
-        init=lambda k: z[jax.random.randint(k, (), 0, z.shape[0])],
-        act=lambda z_e, state, k: act(policy_params, jnp.concatenate([state.obs, z_e]), k),
+    policy = P.latent_policy(
+        act, policy_params, lambda k: z[jax.random.randint(k, (), 0, z.shape[0])]
     )
     keys = jax.random.split(key, num_episodes)
     _, traj = jax.vmap(lambda k: rollout_episode(env, policy, k, env.episode_length))(keys)

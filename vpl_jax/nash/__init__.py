@@ -6,13 +6,16 @@
 * :class:`PreferenceModel` — P(τ ≻ τ′) = σ(g(τ, τ′) − g(τ′, τ)), antisymmetric by construction,
   trained with :func:`vpl_jax.rewards.fit`.
 * :mod:`~vpl_jax.nash.policy` — mixed policies (lotteries over modes, a per-episode noise
-  input), trajectory likelihoods, behaviour cloning of a reference.
+  input), trajectory likelihoods, behaviour cloning of a reference
+  (:func:`clone_demonstrations`).
 * :func:`make_nash_md` — Nash-MD (and self-play): PPO with a trajectory-level win-probability
   return against geometric-mixture opponents and a KL penalty to the reference, and the exact
   mirror-descent step on the lottery's mode weights.
 * :func:`train_direct` — offline DPO/IPO on trajectory log-likelihood ratios.
 * :mod:`~vpl_jax.nash.evaluation` — margins of pure strategies, exploitability and per-type win
-  rates under a population's true preferences.
+  rates under a population's true preferences; in navigation, a policy's and the scripted
+  goals' episodes (:func:`policy_episodes`, :func:`pure_episodes`), their scores
+  (:func:`policy_scores`) and a preference model's goal table (:func:`goal_preference_table`).
 """
 
 from vpl_jax.nash.control import (
@@ -23,6 +26,7 @@ from vpl_jax.nash.control import (
     make_lottery_ppo,
     make_nash_md,
     make_rlhf,
+    mode_rollouts,
     nash_ppo_config,
     opponent_rollouts,
     self_play,
@@ -30,6 +34,10 @@ from vpl_jax.nash.control import (
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
 from vpl_jax.nash.evaluation import (
     exploitability,
+    goal_preference_table,
+    policy_episodes,
+    policy_scores,
+    pure_episodes,
     pure_strategy_margins,
     type_preferences,
     type_win_rates,
@@ -40,9 +48,12 @@ from vpl_jax.nash.offline import DirectConfig, train_direct
 from vpl_jax.nash.policy import (
     CloneConfig,
     clone,
+    clone_demonstrations,
     gaussian,
     gaussian_log_prob,
+    lottery_latents,
     mode_of,
+    network_act,
     noise_angle,
     noise_nodes,
     noise_sampler,
@@ -63,29 +74,37 @@ __all__ = [
     "PreferenceModel",
     "check_ppo_config",
     "clone",
+    "clone_demonstrations",
     "dpo_loss",
     "exploitability",
     "gaussian",
     "gaussian_log_prob",
     "geometric_mix",
     "geometric_mixture",
+    "goal_preference_table",
     "ipo_loss",
     "log_ratio_margin",
     "lottery",
+    "lottery_latents",
     "make_lottery_ppo",
     "make_nash_md",
     "make_rlhf",
     "mirror_step",
     "mode_of",
+    "mode_rollouts",
     "nash_md",
     "nash_ppo_config",
+    "network_act",
     "noise_angle",
     "noise_nodes",
     "noise_sampler",
     "on_circle",
     "opponent_rollouts",
+    "policy_episodes",
     "policy_network",
+    "policy_scores",
     "pre_squash",
+    "pure_episodes",
     "pure_strategy_margins",
     "self_play",
     "stratified_modes",

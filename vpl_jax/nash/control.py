@@ -48,6 +48,7 @@ Truncation is not bootstrapped: the win probability is the whole episode's retur
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -62,10 +63,12 @@ from vpl_jax.nash.policy import (
     gaussian,
     gaussian_log_prob,
     mode_of,
+    network_act,
     noise_nodes,
     uniform_log_weights,
 )
 from vpl_jax.nash.preference import PreferenceModel
+from vpl_jax.policies.evaluation import latent_episode
 from vpl_jax.policies.ppo import (
     PPO,
     PolicyParams,
@@ -185,6 +188,22 @@ def opponent_rollouts(
 
     _, obs = jax.lax.scan(step, state, jax.random.split(k_steps, episode_length))
     return jnp.swapaxes(obs, 0, 1)
+
+
+@functools.partial(jax.jit, static_argnames=("env", "network", "num_modes", "per_mode"))
+def mode_rollouts(
+    env: Env, network, params, num_modes: int, per_mode: int, key: jax.Array
+) -> jax.Array:
+    """f32[K, M, T, O]: observations after each step of M episodes of each of the K modes
+    (:func:`~vpl_jax.nash.policy.noise_nodes`) of the noise-conditioned policy ``(network,
+    params)`` on the raw task ``env`` (stochastic actions, :func:`~vpl_jax.nash.policy.
+    network_act`; the observations without the noise input)."""
+    latents = jnp.repeat(noise_nodes(num_modes), per_mode, axis=0)
+    keys = jax.random.split(key, num_modes * per_mode)
+    obs = jax.vmap(lambda z, k: latent_episode(env, network_act(network), params, z, k)[1].obs)(
+        latents, keys
+    )
+    return obs.reshape(num_modes, per_mode, *obs.shape[1:])
 
 
 class ModeState(NamedTuple):

@@ -46,6 +46,10 @@ tanh policy gives that band of actions almost no mass, so its value only sets ho
 action counts. Log-likelihoods here are those of the *pre-squash* actions, without tanh's
 Jacobian ``-sum log(1 - a^2)``: it does not depend on the policy, so it cancels in every
 log-ratio (DPO, IPO, the KL to a reference) and does not move maximum likelihood.
+
+A reference policy of this form is cloned from noise-conditioned demonstrations with
+:func:`clone_demonstrations`; :func:`network_act` acts with a network and :func:`lottery_latents`
+draws the noise of a lottery's episodes for evaluation.
 """
 
 from __future__ import annotations
@@ -58,7 +62,11 @@ import jax.numpy as jnp
 import optax
 
 from vpl_jax.checks import Float, Int, check_config, checked
+from vpl_jax.data.rollouts import collect
+from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
 from vpl_jax.policies.networks import ActorCritic
+from vpl_jax.policies.ppo import PPOConfig, policy_network
+from vpl_jax.policies.wrappers import LatentReward
 
 #: Size of the per-episode noise input ``(cos φ, sin φ)``.
 NOISE_SIZE = 2
@@ -92,6 +100,20 @@ def gaussian(network: ActorCritic, params, obs: jax.Array) -> tuple[jax.Array, j
     (the policies here do not normalise observations)."""
     mean, log_std, _ = network.apply(params, obs)
     return mean, jnp.broadcast_to(jnp.exp(log_std), mean.shape)
+
+
+@functools.cache
+def network_act(network: ActorCritic):
+    """``act(params, obs, key) -> f32[A]``: a stochastic action (``tanh`` of a draw from the
+    pre-squash Gaussian at raw ``obs``, noise input included) of a noise-conditioned policy
+    network. One function per network, so jitted consumers keyed on ``act`` (e.g.
+    :func:`vpl_jax.nash.evaluation.policy_episodes`) compile once for all its params."""
+
+    def act(params, obs, key):
+        mean, std = gaussian(network, params, obs)
+        return jnp.tanh(mean + std * jax.random.normal(key, mean.shape))
+
+    return act
 
 
 def pre_squash(actions: jax.Array, bound: float = 0.995) -> jax.Array:
@@ -159,6 +181,14 @@ def stratified_modes(log_weights: jax.Array, n: int) -> jax.Array:
     return jnp.minimum(modes, log_weights.shape[0] - 1)
 
 
+def lottery_latents(log_weights: jax.Array):
+    """``latents(n) -> f32[n, 2]``: the noise inputs of n episodes of the lottery
+    ``log_weights: f32[K]`` over the modes :func:`noise_nodes` (stratified: an even sample of
+    its proportions, :func:`stratified_modes`)."""
+    nodes = noise_nodes(log_weights.shape[0])
+    return lambda n: nodes[stratified_modes(log_weights, n)]
+
+
 @dataclasses.dataclass(frozen=True)
 class CloneConfig:
     """Behaviour cloning (the "SFT" reference policy).
@@ -209,3 +239,35 @@ def clone(
         step, (params, tx.init(params)), jax.random.split(key, config.num_steps)
     )
     return params, losses
+
+
+def clone_demonstrations(
+    env: FeatureEnv,
+    demo: BehaviourPolicy,
+    num_episodes: int,
+    ppo_config: PPOConfig,
+    config: CloneConfig,
+    key: jax.Array,
+    action_bound: float = 0.999,
+):
+    """A noise-conditioned policy cloned from demonstrations: the "SFT" reference.
+
+    ``demo`` acts on the raw task ``env`` with the episode's noise input (:func:`noise_sampler`,
+    uniform on the circle) appended to the observation, ``state.obs[-NOISE_SIZE:]``, so the
+    demonstrator can pick its plan by the noise (e.g. a goal per arc of the circle). Its
+    ``num_episodes`` episodes train :func:`~vpl_jax.policies.ppo.policy_network` of
+    ``ppo_config`` (raw observations, noise included) by maximum likelihood of the pre-squash
+    actions (:func:`pre_squash` at ``action_bound``; :func:`clone`).
+
+    Returns ``(network, params, losses f32[num_steps])``.
+    """
+    noisy = LatentReward(env, noise_sampler(), lambda state, z: jnp.zeros(()))
+    k_demo, k_init, k_clone = jax.random.split(key, 3)
+    episodes = collect(noisy, k_demo, num_episodes, policy=demo)
+    before = jnp.concatenate([episodes.initial_obs[:, None], episodes.obs[:, :-1]], axis=1)
+    network = policy_network(ppo_config, env.action_size)
+    params = network.init(k_init, before[0, 0])
+    obs = before.reshape(-1, before.shape[-1])
+    u = pre_squash(episodes.actions, action_bound).reshape(-1, env.action_size)
+    params, losses = clone(network, params, obs, u, config, k_clone)
+    return network, params, losses

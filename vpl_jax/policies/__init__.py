@@ -3,7 +3,7 @@ value functions."""
 
 from vpl_jax.checks import TrainingDivergedError
 from vpl_jax.policies.critic import critic_values
-from vpl_jax.policies.evaluation import Evaluation, evaluate
+from vpl_jax.policies.evaluation import Evaluation, evaluate, latent_episode, latent_policy
 from vpl_jax.policies.networks import (
     ActorCritic,
     entropy_estimate,
@@ -21,6 +21,8 @@ from vpl_jax.policies.ppo import (
     generalized_advantages,
     make_train,
     policy_network,
+    train_chunked,
+    train_ppo,
 )
 from vpl_jax.policies.wrappers import (
     USER_SAMPLING,
@@ -64,6 +66,8 @@ __all__ = [
     "entropy_estimate",
     "evaluate",
     "generalized_advantages",
+    "latent_episode",
+    "latent_policy",
     "latent_size",
     "learned_reward",
     "log_prob_of_pre_squash",
@@ -78,6 +82,8 @@ __all__ = [
     "scaled_latent_reward",
     "table_sampler",
     "tanh_gaussian",
+    "train_chunked",
+    "train_ppo",
     "user_log_weights",
     "wrap_for_training",
 ]

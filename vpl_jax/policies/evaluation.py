@@ -5,6 +5,11 @@ task's observation with that user's ``z[u]`` appended, for ``E`` episodes; the e
 with the user's true reward ``theta[u] · sum_t phi_t`` and the task's success measure
 ``env.success(final_state, theta[u])``. All users see the same ``E`` episode starts (common random
 numbers), so differences between users and between methods are not start-state noise.
+
+Acting on a latent — ``z`` appended to the raw task's observation — is :func:`latent_policy`
+(a :class:`~vpl_jax.envs.base.BehaviourPolicy`) and one episode of it :func:`latent_episode`;
+evaluation here, on-policy segments (:func:`vpl_jax.pipeline.policy_segments`) and the lottery
+policies of :mod:`vpl_jax.nash` (the per-episode noise is their ``z``) all act that way.
 """
 
 from __future__ import annotations
@@ -20,6 +25,35 @@ from flax import struct
 
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
+
+
+def latent_policy(
+    act: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    policy_params: Any,
+    sample_z: Callable[[jax.Array], jax.Array],
+) -> BehaviourPolicy:
+    """The policy ``act(policy_params, obs: f32[O + Z], key) -> f32[A]`` acting on the raw
+    task's observation with a per-episode latent appended: ``sample_z(key) -> f32[Z]`` draws
+    the episode's ``z`` (``lambda _: z`` for a fixed one)."""
+    return BehaviourPolicy(
+        init=sample_z,
+        act=lambda z, state, key: act(policy_params, jnp.concatenate([state.obs, z]), key),
+    )
+
+
+def latent_episode(
+    env: FeatureEnv,
+    act: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    policy_params: Any,
+    z: jax.Array,
+    key: jax.Array,
+    episode_length: int | None = None,
+):
+    """``(final state, Trajectories without the N axis)`` of one episode of
+    :func:`latent_policy` with the fixed latent ``z: f32[Z]`` (``episode_length`` defaults to
+    the task's). Unbatched and unjitted: ``vmap`` it over latents and keys."""
+    length = episode_length if episode_length is not None else env.episode_length
+    return rollout_episode(env, latent_policy(act, policy_params, lambda _: z), key, length)
 
 
 @struct.dataclass
@@ -68,11 +102,8 @@ def evaluate(
     episode_keys = jax.random.split(key, num_episodes)
 
     def episode(z_u, theta_u, k):
-        policy = BehaviourPolicy(
-            init=lambda _: None,
-            act=lambda _, state, __: act(policy_params, jnp.concatenate([state.obs, z_u])),
-        )
-        final_state, traj = rollout_episode(env, policy, k, length)
+        deterministic = lambda params, obs, _: act(params, obs)  # noqa: E731
+        final_state, traj = latent_episode(env, deterministic, policy_params, z_u, k, length)
         true_return = jnp.dot(traj.features.sum(0), theta_u)
         success = env.success(final_state, theta_u)
         return true_return, success, env.position(final_state), traj.positions

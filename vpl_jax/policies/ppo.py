@@ -625,3 +625,48 @@ def check_converged(metrics: dict) -> None:
             f"PPO diverged: {name} is {loss[where]} {at}{run}; lower ppo.learning_rate, keep "
             "ppo.max_grad_norm, or check the reward for NaN or inf"
         )
+
+
+def train_chunked(
+    init: Callable[[], Any],
+    train_chunk: Callable[[Any, int], tuple[Any, dict]],
+    total: int,
+    chunk_size: int,
+    checkpointer=None,
+    desc: str = "PPO",
+) -> tuple[Any, dict]:
+    """``(state, history)`` of ``total`` PPO updates run in jitted chunks of ``chunk_size``
+    (:func:`~vpl_jax.runtime.checkpoint.run_chunked`: a progress bar, and with a
+    ``checkpointer`` saves between chunks and resumes a repeated call), stopping with
+    :class:`~vpl_jax.checks.TrainingDivergedError` after the first chunk whose losses are NaN
+    or inf (:func:`check_converged`, before a diverged state is saved or trained on).
+
+    ``init() -> state``; ``train_chunk(state, n) -> (state, metrics)`` with a leading update
+    axis on the metrics (as :meth:`PPO.train_chunk`; already jitted). :func:`train_ppo` is one
+    :class:`PPO`'s run; :class:`vpl_jax.pipeline.PolicyTrainer` runs R at once through it.
+    """
+    from vpl_jax.runtime.checkpoint import run_chunked  # lazy: orbax is slow to import
+
+    def chunk(state, n):
+        state, metrics = train_chunk(state, n)
+        if not isinstance(metrics["policy_loss"], jax.core.Tracer):  # a structure trace
+            check_converged(metrics)
+        return state, metrics
+
+    return run_chunked(init, chunk, total, chunk_size, checkpointer=checkpointer, desc=desc)
+
+
+def train_ppo(
+    ppo: PPO,
+    key: jax.Array,
+    total: int,
+    chunk_size: int,
+    checkpointer=None,
+    desc: str = "PPO",
+) -> tuple[RunnerState, dict]:
+    """``(runner state, history)`` of ``total`` updates of ``ppo`` from ``ppo.init(key)``, in
+    jitted chunks of ``chunk_size`` (:func:`train_chunked`). The same numbers as
+    ``ppo.train_chunk(ppo.init(key), total)``; ``history``'s leaves lead with ``total``."""
+    init = jax.jit(ppo.init)
+    train_chunk = jax.jit(ppo.train_chunk, static_argnums=1)
+    return train_chunked(lambda: init(key), train_chunk, total, chunk_size, checkpointer, desc)
