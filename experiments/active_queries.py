@@ -118,7 +118,7 @@ class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     """Tasks on which a VPL latent-conditioned policy is trained (PPO on the learned r(s, z),
     z drawn from the training users' posteriors) and run with each test user's posterior mean
     after every number of queries: the policy's success and true return versus queries."""
-    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=2_000_000, center_rewards=True)
+    ppo: P.PPOConfig = P.PPOConfig(total_timesteps=1_000_000, center_rewards=True)
     """PPO of the latent-conditioned policy (rewards centred: navigation episodes have a fixed
     length; --ppo.no-center-rewards for a policy task whose episodes end early)."""
     policy_eval_episodes: int = checked(4, Int(ge=1))
@@ -175,7 +175,7 @@ class Config(harness.PopulationStudy, harness.ChunkedPolicies):
 
 
 PRESETS = {
-    "cpu": Config(),  # about 7 minutes of CPU time (2 cores, idle machine)
+    "cpu": Config(),  # within 10 minutes on an idle 2-core machine
     "paper": Config(
         num_queries=24,
         num_samples=64,
@@ -187,6 +187,7 @@ PRESETS = {
         train=R.TrainConfig(num_epochs=200, users_per_batch=64, patience=40),
         sizes=R.ModelSizes(hidden=(256, 256), latent_dim=16, ensemble_size=5),
         users_per_chunk=64,
+        ppo=P.PPOConfig(total_timesteps=2_000_000, center_rewards=True),
     ),
 }
 
