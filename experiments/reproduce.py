@@ -175,8 +175,8 @@ QUERIES_NEEDED = V(
     scale=lambda r: r["reference_queries"],
     missing=1.5,
 )
-#: Spearman correlation of VPL's posterior spread with the held-out error, after every random
-#: query, per task.
+#: Spearman correlation of VPL's spread (its predictions' variance over the posterior) with the
+#: held-out error, after every random query, per task.
 SPREAD_PREDICTS_ERROR = V(
     "spread_error_correlation", {"method": "random", "model": "vpl"}, over=("task",),
     largest="n_queries",
@@ -268,10 +268,11 @@ CLAIMS = (
     ),
     claims.Claim(
         "uncertainty_informative",
-        "VPL's posterior spread predicts its error (uncertainty is informative)",
+        "VPL's uncertainty predicts its error (uncertainty is informative)",
         "active_queries",
-        "Spearman correlation of a test user's posterior spread with their held-out error "
-        "after all random queries, per task",
+        "Spearman correlation of a test user's spread (the variance of VPL's predicted "
+        "P(a ≻ b) over its posterior) with their held-out error after all random queries, "
+        "per task",
         SPREAD_PREDICTS_ERROR,
         0.0,
     ),
