@@ -134,7 +134,7 @@ class Config(harness.ChunkedPolicies):
     vpl_mode_rollouts: int = checked(32, Int(ge=2))
     """Reference rollouts per mode that VPL's per-user mode returns are estimated from."""
     nash_ppo: P.PPOConfig = P.PPOConfig(
-        total_timesteps=400_000,
+        total_timesteps=200_000,
         num_envs=64,
         num_minibatches=4,
         learning_rate=1e-3,
@@ -325,12 +325,6 @@ def train_ppo(config: Config, ppo: P.PPO, key, results, case: str, method: str):
     )  # fmt: skip
 
 
-def reward_scale(config: Config, rewards: jax.Array) -> jax.Array:
-    """The factor that gives ``rewards: f32[..., N, T]`` (per step, of N episodes) returns with
-    standard deviation ``rlhf_return_std`` over the episodes (per leading index)."""
-    return config.rlhf_return_std / (jnp.std(rewards.sum(-1), axis=-1) + 1e-8)
-
-
 @dataclasses.dataclass
 class Trained:
     """A trained policy: ``act(params, obs_with_latent, key) -> action`` and per-episode latents
@@ -343,33 +337,19 @@ class Trained:
 
 
 def vpl_lotteries(config: Config, env, vpl: dict, reference, key) -> Trained:
-    """VPL's population policy: for each test user, the KL-regularised optimum over the
-    reference's modes under that user's reward ``r(s, z)`` (z its posterior mean),
-    ``w_k(z) ∝ w_μ,k exp(R_k(z) / kl_coef)`` with ``R_k(z)`` the mean return of mode k's
-    reference rollouts (scaled as BTL's for RLHF, per user). Episode n goes to test user
-    ``n mod U`` with a mode drawn from that user's weights."""
+    """VPL's population policy: for each test user (z its posterior mean), the KL-regularised
+    optimum over the reference's modes under ``r(s, z)`` (:func:`vpl_jax.nash.latent_lotteries`,
+    returns scaled as BTL's for RLHF, per user); episode n goes to test user ``n mod U``."""
     network, ref_params = reference
     k_roll, k_modes = jax.random.split(key)
-    num_modes = config.nash.num_modes
-    obs = N.mode_rollouts(env, network, ref_params, num_modes, config.vpl_mode_rollouts, k_roll)
+    obs = N.mode_rollouts(
+        env, network, ref_params, config.nash.num_modes, config.vpl_mode_rollouts, k_roll
+    )
     z, _ = vpl["test_posterior"]  # [U, Z]
-    model, params = vpl["model"], vpl["params"]
-
-    def returns(zu):  # f32[K, M, T] per-step rewards of every rollout for one user
-        return model.reward(params, obs, jnp.broadcast_to(zu, (*obs.shape[:-1], zu.shape[-1])))
-
-    rewards = jax.lax.map(returns, z)  # [U, K, M, T]
-    flat = rewards.reshape(z.shape[0], -1, rewards.shape[-1])
-    scaled = rewards.sum(-1).mean(-1) * reward_scale(config, flat)[:, None]  # [U, K]
-    log_w = jax.nn.log_softmax(N.uniform_log_weights(num_modes) + scaled / config.nash.kl_coef)
-    nodes = N.noise_nodes(num_modes)
-
-    def latents(n):
-        users = jnp.arange(n) % z.shape[0]
-        modes = jax.random.categorical(k_modes, log_w[users])
-        return nodes[modes]
-
-    return Trained(N.network_act(network), ref_params, latents, {})
+    log_w = N.latent_lotteries(
+        vpl["model"], vpl["params"], z, obs, config.nash.kl_coef, config.rlhf_return_std
+    )
+    return Trained(N.network_act(network), ref_params, N.user_lottery_latents(log_w, k_modes), {})
 
 
 def train_method(config, method, env, models, reference, dataset, key, results, case) -> Trained:
@@ -379,9 +359,8 @@ def train_method(config, method, env, models, reference, dataset, key, results, 
         # the episode's return as its score), the reward scaled to returns of spread
         # rlhf_return_std over the recorded episodes.
         model, params = models["btl"]["model"], models["btl"]["params"]
-        scale = reward_scale(config, model.reward(params, dataset.segments.obs))
-        ppo = N.make_rlhf(env, lambda obs: scale * model.reward(params, obs), ref_params,
-                          nash_ppo(config), config.nash)  # fmt: skip
+        scale = N.return_scale(model.reward(params, dataset.segments.obs), config.rlhf_return_std)
+        ppo = N.make_rlhf(env, model, params, ref_params, nash_ppo(config), config.nash, scale)
         state, history = train_ppo(config, ppo, key, results, case, method)
         params, log_weights = N.lottery(state)
         curves = {k: history[k] for k in ("episode_score", "kl", "max_mode_weight")}

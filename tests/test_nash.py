@@ -7,6 +7,7 @@ The closed forms (Gaussian geometric mixture, tabular Nash-MD, DPO/IPO losses by
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -224,6 +225,17 @@ class CyclicPreference:
         return table.mean(-1) if weights is None else table @ weights
 
 
+@dataclasses.dataclass(frozen=True)
+class OutcomeReward:
+    """A known (not learned) reward model on observations: 1 for outcome 1, else 0."""
+
+    inputs: str = "obs"
+
+    def reward(self, params, x, z=None):
+        del params, z
+        return (outcome(x) == 1).astype(jnp.float32)
+
+
 SECTOR_CENTRES = jnp.array([jnp.pi, 5 * jnp.pi / 3, jnp.pi / 3])  # of outcomes 0, 1, 2
 REFERENCE_OUTCOMES = jnp.array([0, 0, 0, 0, 1, 2])  # of the reference's six modes
 
@@ -299,13 +311,73 @@ def test_rlhf_on_the_lottery_moves_to_the_rewarded_outcome(choice_game):
     the time."""
     env, ppo_config, network, reference = choice_game
     config = N.NashConfig(mixture=0.02, kl_coef=0.04, num_modes=6, num_opponents=6)
-    reward = lambda obs: (outcome(obs) == 1).astype(jnp.float32)  # noqa: E731
-    ppo = N.make_rlhf(env, reward, reference, ppo_config, config)
+    ppo = N.make_rlhf(env, OutcomeReward(), None, reference, ppo_config, config)
     state, metrics = jax.jit(ppo.train)(jax.random.PRNGKey(3))
     params, log_weights = N.lottery(state)
     final = shares_of(network, params, log_weights, jax.random.PRNGKey(1))
     assert float(final[1]) > 0.8, final
     assert float(metrics["episode_score"][-1]) > float(metrics["episode_score"][0]) + 0.5
+
+
+def test_lottery_ppos_with_other_params_share_one_compiled_update(choice_game):
+    """The reference's and the score's params travel in the runner state: two RLHF PPOs of one
+    model and config with other params (another population's reward, another reference) run
+    the same compiled update, each with its own params."""
+    env, ppo_config, _, reference = choice_game
+    config = N.NashConfig(mixture=0.02, kl_coef=0.04, num_modes=6, num_opponents=6)
+    other = jax.tree.map(lambda x: x + 0.1, reference)
+    a = N.make_rlhf(env, OutcomeReward(), None, reference, ppo_config, config)
+    b = N.make_rlhf(env, OutcomeReward(), None, other, ppo_config, config, scale=0.0)
+    assert a.train_chunk is b.train_chunk
+    nash = N.make_nash_md(env, CyclicPreference(), None, reference, ppo_config, config)
+    assert nash.train_chunk is N.make_nash_md(env, CyclicPreference(), None, other, ppo_config,
+                                              config).train_chunk  # fmt: skip
+    step = jax.jit(a.train_chunk, static_argnums=1)
+    key = jax.random.PRNGKey(4)
+    state_a, metrics_a = step(a.init(key), 1)
+    state_b, metrics_b = step(b.init(key), 1)
+    assert step._cache_size() == 1
+    chex.assert_trees_all_equal(state_b.hook_state.reference, other)
+    assert float(state_a.hook_state.scored[0]) == 1.0
+    # b's reward is scaled to 0: every episode scores 0; a's reward pays outcome 1's episodes.
+    assert float(jnp.abs(metrics_b["episode_score"]).max()) == 0.0
+    assert float(metrics_a["episode_score"][0]) > 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentFirstFeature:
+    """A known latent reward: ``z[0] * obs[0]`` per step."""
+
+    inputs: str = "obs"
+
+    def reward(self, params, x, z):
+        del params
+        return x[..., 0] * z[..., 0]
+
+
+def test_latent_lotteries_give_each_user_the_modes_their_reward_prefers():
+    """Three modes whose rollouts score -1, 0, +1 per step on feature 0 (with per-rollout
+    spread): a user with z > 0 puts the most weight on mode 2, one with z < 0 on mode 0; the
+    weights are the reference's uniform ones tilted by the scaled returns over kl_coef, and a
+    large kl_coef keeps the reference's; episode n goes to user n mod U."""
+    level = jnp.array([-1.0, 0.0, 1.0])[:, None, None, None]  # [K, 1, 1, 1]
+    spread = jnp.linspace(-0.1, 0.1, 4)[None, :, None, None]  # [1, M, 1, 1]
+    obs = jnp.broadcast_to(level + spread, (3, 4, 5, 2))  # [K, M, T, O]
+    z = jnp.array([[1.0], [-2.0]])
+    log_w = N.latent_lotteries(LatentFirstFeature(), None, z, obs, 0.05, 0.2)
+    w = np.exp(np.asarray(log_w))
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+    assert w[0].argmax() == 2 and w[1].argmax() == 0
+    returns = np.asarray(obs[..., 0].sum(-1))  # [K, M] per rollout, for z = 1
+    scale = 0.2 / returns.std()  # the per-user scale: the spread of z * returns is |z| times
+    expected = np.exp(returns.mean(-1) * scale / 0.05)
+    np.testing.assert_allclose(w[0], expected / expected.sum(), rtol=1e-4)
+    np.testing.assert_allclose(w[1], expected[::-1] / expected.sum(), rtol=1e-4)
+    flat = np.exp(np.asarray(N.latent_lotteries(LatentFirstFeature(), None, z, obs, 1e6, 0.2)))
+    np.testing.assert_allclose(flat, 1 / 3, atol=1e-5)
+    latents = N.user_lottery_latents(log_w, jax.random.PRNGKey(0))(400)
+    modes = np.asarray(N.mode_of(latents, N.noise_nodes(3)))
+    assert (modes[0::2] == 2).mean() > 0.9 and (modes[1::2] == 0).mean() > 0.9
 
 
 def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):

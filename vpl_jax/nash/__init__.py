@@ -22,6 +22,7 @@ from vpl_jax.nash.control import (
     ModeState,
     NashConfig,
     check_ppo_config,
+    latent_lotteries,
     lottery,
     make_lottery_ppo,
     make_nash_md,
@@ -29,6 +30,7 @@ from vpl_jax.nash.control import (
     mode_rollouts,
     nash_ppo_config,
     opponent_rollouts,
+    return_scale,
     self_play,
 )
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
@@ -62,6 +64,7 @@ from vpl_jax.nash.policy import (
     stratified_modes,
     trajectory_log_prob,
     uniform_log_weights,
+    user_lottery_latents,
 )
 from vpl_jax.nash.preference import PreferenceModel
 from vpl_jax.policies.ppo import policy_network
@@ -83,6 +86,7 @@ __all__ = [
     "geometric_mixture",
     "goal_preference_table",
     "ipo_loss",
+    "latent_lotteries",
     "log_ratio_margin",
     "lottery",
     "lottery_latents",
@@ -106,6 +110,7 @@ __all__ = [
     "pre_squash",
     "pure_episodes",
     "pure_strategy_margins",
+    "return_scale",
     "self_play",
     "stratified_modes",
     "train_direct",
@@ -113,4 +118,5 @@ __all__ = [
     "type_preferences",
     "type_win_rates",
     "uniform_log_weights",
+    "user_lottery_latents",
 ]

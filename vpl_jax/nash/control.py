@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -206,11 +206,44 @@ def mode_rollouts(
     return obs.reshape(num_modes, per_mode, *obs.shape[1:])
 
 
+def return_scale(rewards: jax.Array, return_std: float) -> jax.Array:
+    """f32[...]: the factor that gives ``rewards: f32[..., N, T]`` (per step, of N episodes)
+    returns with standard deviation ``return_std`` over the episodes (per leading index) — how
+    a learned reward is put on the footing of a KL weight before a KL-regularised step."""
+    return return_std / (jnp.std(rewards.sum(-1), axis=-1) + 1e-8)
+
+
+def latent_lotteries(
+    model, params, z: jax.Array, obs: jax.Array, kl_coef: float, return_std: float
+) -> jax.Array:
+    """f32[U, K]: each user's KL-regularised optimum over a reference's K modes under their
+    latent-conditioned reward, ``log w_k(z) = log w_μ,k + R_k(z) / kl_coef`` (normalised),
+    with ``w_μ`` uniform and ``R_k(z)`` the mean return of mode k's reference rollouts ``obs:
+    f32[K, M, T, O]`` (:func:`mode_rollouts`) under ``model.reward(params, ·, z)``, scaled per
+    user to returns of spread ``return_std`` (:func:`return_scale`). ``z: f32[U, Z]`` (e.g.
+    posterior means). VPL's population policy as a lottery: every user plays their own."""
+
+    def returns(zu):  # f32[K, M, T] per-step rewards of every rollout for one user
+        return model.reward(params, obs, jnp.broadcast_to(zu, (*obs.shape[:-1], zu.shape[-1])))
+
+    rewards = jax.lax.map(returns, z)  # [U, K, M, T]
+    flat = rewards.reshape(z.shape[0], -1, rewards.shape[-1])
+    scaled = rewards.sum(-1).mean(-1) * return_scale(flat, return_std)[:, None]  # [U, K]
+    return jax.nn.log_softmax(uniform_log_weights(obs.shape[0]) + scaled / kl_coef)
+
+
 class ModeState(NamedTuple):
-    """Nash-MD's state beside PPO's (``RunnerState.hook_state``)."""
+    """Nash-MD's state beside PPO's (``RunnerState.hook_state``).
+
+    The reference's params and the score's (the preference model's, the reward's) ride along
+    unchanged, so they are arguments of the compiled update rather than constants baked into
+    it: a PPO of the same shapes with other params (another population's model, another
+    reference) reuses the compiled program."""
 
     log_weights: jax.Array  # f32[K] the lottery's log-weights over the modes
     payoff: jax.Array  # f32[K] each mode's last estimated soft payoff
+    reference: Any = None  # μ's network params (constant through training)
+    scored: Any = None  # the params the episode score reads (constant through training)
 
 
 def lottery(state: RunnerState) -> tuple[object, jax.Array]:
@@ -242,7 +275,9 @@ def make_nash_md(
       learned lottery of a state is :func:`lottery`. Update metrics add ``win_probability``
       (the lottery's expected win probability against the opponents), ``kl`` (the estimate of
       ``KL(π || μ)`` per episode, modes and behaviour), ``mode_kl`` (``KL(w || w_μ)``) and
-      ``max_mode_weight``. Pure; vmappable over seeds.
+      ``max_mode_weight``. Pure; vmappable over seeds. The params travel in the runner state
+      (:class:`ModeState`), so calls with the same ``env``, ``model`` and configs share one
+      ``train_chunk`` and compile it once.
     """
     config.validate()
     if model.latent_dim or model.inputs != "obs":
@@ -251,12 +286,18 @@ def make_nash_md(
             f"(latent_dim=0, inputs='obs'); got latent_dim={model.latent_dim}, "
             f"inputs={model.inputs!r}"
         )
+    return _start_at(_nash_md(env, model, ppo_config, config), reference_params, model_params)
+
+
+@functools.cache
+def _nash_md(env: Env, model: PreferenceModel, ppo_config: PPOConfig, config: NashConfig) -> PPO:
+    """:func:`make_nash_md`'s PPO before its params are set (one per arguments)."""
     episode_length = ppo_config.episode_length or env.episode_length
     nodes = noise_nodes(config.num_modes)
     opponent_modes = jnp.arange(config.num_opponents) % config.num_modes
     per_mode = jnp.bincount(opponent_modes, length=config.num_modes)[opponent_modes]
 
-    def win(distribution, policy, reference, episodes, log_mix, key):
+    def win(model_params, distribution, policy, reference, episodes, log_mix, key):
         opponents = opponent_rollouts(
             env, distribution, policy, reference, config.mixture, nodes[opponent_modes], key,
             episode_length,
@@ -268,31 +309,49 @@ def make_nash_md(
             model_params, episodes, alive, opponents, alive_opp, weights=omega
         )
 
-    return make_lottery_ppo(env, win, reference_params, ppo_config, config, "win_probability")
+    return _lottery_ppo(env, win, ppo_config, config, "win_probability")
 
 
 def make_rlhf(
     env: Env,
-    reward_fn,
+    model,
+    model_params,
     reference_params,
     ppo_config: PPOConfig,
     config: NashConfig = NashConfig(),
+    scale: float | jax.Array = 1.0,
 ) -> PPO:
-    """KL-regularised RL from the reference on a reward, the RLHF step, with the machinery of
-    :func:`make_nash_md`: an episode's score is its return ``sum_t reward_fn(s_t)`` (``reward_fn:
-    f32[..., O] -> f32[...]``, on the raw observations after each step) instead of a win
+    """KL-regularised RL from the reference on a learned reward, the RLHF step, with the
+    machinery of :func:`make_nash_md`: an episode's score is its return
+    ``scale * sum_t model.reward(model_params, s_t)`` (a reward model without a user latent
+    that reads observations, on the raw observations after each step) instead of a win
     probability, the modes take the mirror-descent step on the regularised objective
     ``E return - τ KL(π || μ)`` (proximal centre ``w^(1-β) w_μ^β``, β = ``config.mixture``),
     and PPO improves each mode less τ times its log-ratio to the reference. Opponents are not
     needed (``num_opponents`` is unused). Update metrics add ``episode_score`` (the lottery's
-    expected return).
+    expected return). Like :func:`make_nash_md`, the params and ``scale`` travel in the runner
+    state: one compiled update per ``env``, ``model`` and configs.
     """
+    config.validate()
+    if getattr(model, "inputs", "obs") != "obs" or getattr(model, "latent_dim", 0):
+        raise ValueError(
+            "make_rlhf needs a reward model on observations without a user latent "
+            f"(inputs='obs'); got inputs={getattr(model, 'inputs', None)!r}"
+        )
+    scored = (jnp.asarray(scale, jnp.float32), model_params)
+    return _start_at(_rlhf(env, model, ppo_config, config), reference_params, scored)
 
-    def score(distribution, policy, reference, episodes, log_mix, key):
+
+@functools.cache
+def _rlhf(env: Env, model, ppo_config: PPOConfig, config: NashConfig) -> PPO:
+    """:func:`make_rlhf`'s PPO before its params are set (one per arguments)."""
+
+    def score(scored, distribution, policy, reference, episodes, log_mix, key):
         del distribution, policy, reference, log_mix, key  # a reward needs no opponents
-        return reward_fn(episodes).sum(-1)
+        scale, params = scored
+        return scale * model.reward(params, episodes).sum(-1)
 
-    return make_lottery_ppo(env, score, reference_params, ppo_config, config, "episode_score")
+    return _lottery_ppo(env, score, ppo_config, config, "episode_score")
 
 
 def make_lottery_ppo(
@@ -302,16 +361,42 @@ def make_lottery_ppo(
     ppo_config: PPOConfig,
     config: NashConfig,
     score_name: str = "score",
+    score_params=None,
 ) -> PPO:
     """PPO over a lottery of ``config.num_modes`` modes from the reference (see the module
-    docstring), scoring each whole episode with ``score(distribution, policy, reference,
-    episodes f32[B, T, O], log_mix f32[K], key) -> f32[B]``: PPO pays the score at the
-    episode's end less ``kl_coef`` times the per-step log-ratio to the reference, and the mode
-    weights take the step ``log w ← log w_mix + η payoff`` from ``w_mix ∝ w^(1-β) w_μ^β``.
+    docstring), scoring each whole episode with ``score(score_params, distribution, policy,
+    reference, episodes f32[B, T, O], log_mix f32[K], key) -> f32[B]``: PPO pays the score at
+    the episode's end less ``kl_coef`` times the per-step log-ratio to the reference, and the
+    mode weights take the step ``log w ← log w_mix + η payoff`` from ``w_mix ∝ w^(1-β) w_μ^β``.
     The update metric ``score_name`` is the lottery's expected score (the modes' mean scores
-    weighted by w; the rollout draws modes uniformly). :func:`make_nash_md` and
-    :func:`make_rlhf` are its two scores."""
+    weighted by w; the rollout draws modes uniformly). ``reference_params`` and
+    ``score_params`` travel in the runner state (:class:`ModeState`), arguments of the compiled
+    update. :func:`make_nash_md` and :func:`make_rlhf` are its two scores."""
     config.validate()
+    return _start_at(
+        _lottery_ppo(env, score, ppo_config, config, score_name), reference_params, score_params
+    )
+
+
+def _start_at(ppo: PPO, reference_params, score_params) -> PPO:
+    """``ppo`` (of :func:`_lottery_ppo`) starting at the reference, with both params in its
+    state; ``train_chunk`` stays ``ppo``'s (so its compiled program is shared)."""
+
+    def init(key: jax.Array) -> RunnerState:
+        # Adam's initial state does not depend on the params' values, only on their structure.
+        state = ppo.init(key)
+        hook = state.hook_state._replace(reference=reference_params, scored=score_params)
+        return state._replace(params=reference_params, hook_state=hook)
+
+    def train(key: jax.Array):
+        return ppo.train_chunk(init(key), ppo.config.num_updates)
+
+    return ppo._replace(init=init, train=train)
+
+
+def _lottery_ppo(env: Env, score, ppo_config: PPOConfig, config: NashConfig, score_name: str):
+    """The lottery PPO of :func:`make_lottery_ppo` with its params left to :func:`_start_at`
+    (``init`` starts at a freshly initialised network until then)."""
     episode_length = ppo_config.episode_length or env.episode_length
     check_ppo_config(ppo_config, episode_length)
     num_modes = config.num_modes
@@ -327,16 +412,16 @@ def make_lottery_ppo(
     network = policy_network(ppo_config, env.action_size)
     log_mu = uniform_log_weights(num_modes)
 
-    def reference(obs):
-        return gaussian(network, reference_params, obs)
-
     def rollout_reward(distribution, policy, traj: Transition, key, state: ModeState):
+        def reference(obs):
+            return gaussian(network, state.reference, obs)
+
         # One rollout = one whole episode per environment, so column b of final_obs (the
         # observations after each step, before any reset) is episode b.
         episodes = jnp.swapaxes(traj.final_obs[..., :inner], 0, 1)  # [B, T, O]
         modes = mode_of(traj.obs[0, :, inner:], nodes)  # [B]
         log_mix = geometric_mix(state.log_weights, log_mu, config.mixture)
-        value = score(distribution, policy, reference, episodes, log_mix, key)
+        value = score(state.scored, distribution, policy, reference, episodes, log_mix, key)
         pi = distribution(policy, traj.obs).distribution
         log_ratio = pi.log_prob(traj.pre_squash) - gaussian_log_prob(
             *reference(traj.obs), traj.pre_squash
@@ -358,20 +443,11 @@ def make_lottery_ppo(
             "mode_kl": mode_kl,
             "max_mode_weight": w.max(),
         }
-        return reward, metrics, ModeState(log_weights, payoff)
+        return reward, metrics, state._replace(log_weights=log_weights, payoff=payoff)
 
-    ppo = make_train(
+    return make_train(
         noisy_env,
         ppo_config,
         rollout_reward=rollout_reward,
         hook_state=ModeState(log_mu, jnp.zeros((num_modes,))),
     )
-
-    def init(key: jax.Array):
-        # Adam's initial state does not depend on the params' values, only on their structure.
-        return ppo.init(key)._replace(params=reference_params)
-
-    def train(key: jax.Array):
-        return ppo.train_chunk(init(key), ppo_config.num_updates)
-
-    return ppo._replace(init=init, train=train)

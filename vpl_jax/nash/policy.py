@@ -189,6 +189,19 @@ def lottery_latents(log_weights: jax.Array):
     return lambda n: nodes[stratified_modes(log_weights, n)]
 
 
+def user_lottery_latents(log_weights: jax.Array, key: jax.Array):
+    """``latents(n) -> f32[n, 2]``: the noise inputs of n episodes of per-user lotteries
+    ``log_weights: f32[U, K]`` (e.g. :func:`~vpl_jax.nash.control.latent_lotteries`): episode
+    n goes to user ``n mod U`` and draws a mode from that user's weights with ``key``."""
+    nodes = noise_nodes(log_weights.shape[-1])
+
+    def latents(n):
+        users = jnp.arange(n) % log_weights.shape[0]
+        return nodes[jax.random.categorical(key, log_weights[users])]
+
+    return latents
+
+
 @dataclasses.dataclass(frozen=True)
 class CloneConfig:
     """Behaviour cloning (the "SFT" reference policy).
