@@ -26,9 +26,9 @@ import pytest
 warnings.filterwarnings("ignore", message=".*Brax System.*")
 
 
-def _compilation_cache() -> None:
+def _compilation_cache() -> Path | None:
     if os.environ.get("VPL_JAX_TEST_CACHE", "1") == "0":
-        return
+        return None
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if os.environ.get("VPL_JAX_TEST_CACHE_DIR"):
         folder = Path(os.environ["VPL_JAX_TEST_CACHE_DIR"]) / worker
@@ -38,9 +38,30 @@ def _compilation_cache() -> None:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return folder
 
 
-_compilation_cache()
+_CACHE = _compilation_cache()
+
+
+@pytest.fixture(scope="session")
+def subprocess_cache():
+    """``subprocess_cache(name) -> dict``: environment entries that give a subprocess (an
+    experiment run from the command line) the persistent compilation cache ``name``, a subfolder
+    of this worker's, so a later run of the same programs (a resumed or repeated run, another
+    test's run of the same command) reads them back instead of compiling again. Processes that
+    run at the same time must use different names (JAX writes cache files in place, and a reader
+    can see half of one). Empty when the cache is off."""
+
+    def entries(name: str) -> dict[str, str]:
+        if _CACHE is None:
+            return {}
+        return {
+            "JAX_COMPILATION_CACHE_DIR": str(_CACHE / "subprocess" / name),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
+        }
+
+    return entries
 
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"

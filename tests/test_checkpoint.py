@@ -286,11 +286,13 @@ _EXPERIMENT = textwrap.dedent(
 
 @pytest.mark.slow  # three tiny runs of misspecification in subprocesses: about 4 min on 2 cores
 def test_an_experiment_killed_mid_ppo_resumes_with_the_same_command_to_identical_metrics(
-    tmp_path,
+    tmp_path, subprocess_cache
 ):
     """misspecification (its oracle's PPO checkpointed every 2 of 20 updates) is SIGKILLed
     mid-PPO after a checkpoint, then run again with the same command: it resumes from that
-    checkpoint and writes the metrics.json of an uninterrupted run, byte for byte."""
+    checkpoint and writes the metrics.json of an uninterrupted run, byte for byte. The resumed
+    run reads the programs the uninterrupted run compiled (never the killed run's cache, which
+    a kill can leave with half a file)."""
     experiments = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
     script = tmp_path / "run.py"
     script.write_text(_EXPERIMENT.format(experiments=experiments))
@@ -310,7 +312,8 @@ def test_an_experiment_killed_mid_ppo_resumes_with_the_same_command_to_identical
         return [sys.executable, str(script), "misspecification", *argv, "--run-name", name]
 
     log = (tmp_path / "uninterrupted.log").open("w")  # a file: a full pipe would block it
-    reference = subprocess.Popen(command("uninterrupted"), env=env, stderr=log)
+    cache = subprocess_cache("killed_mid_ppo")
+    reference = subprocess.Popen(command("uninterrupted"), env={**env, **cache}, stderr=log)
     killed = subprocess.Popen(command("killed"), env={**env, "VPL_JAX_TEST_PAUSE": "1"})
     steps = tmp_path / "misspecification" / "killed" / "checkpoints" / "oracle"
     deadline = time.time() + 480
@@ -323,14 +326,16 @@ def test_an_experiment_killed_mid_ppo_resumes_with_the_same_command_to_identical
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (steps.parent.parent / "metrics.json").exists(), "killed before PPO ended"
-    resumed = subprocess.run(command("killed"), env=env, stderr=subprocess.PIPE, text=True)
+    code = reference.wait()
+    log.close()
+    assert code == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
+    resumed = subprocess.run(
+        command("killed"), env={**env, **cache}, stderr=subprocess.PIPE, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     step = [int(line.split()[-1]) for line in resumed.stderr.splitlines()
             if line.startswith("resumed oracle at")]  # fmt: skip
     assert len(step) == 1 and 4 <= step[0] < 20, resumed.stderr[-3000:]
-    code = reference.wait()
-    log.close()
-    assert code == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
     folder = tmp_path / "misspecification"
     written = (folder / "killed" / "metrics.json").read_bytes()
     assert written == (folder / "uninterrupted" / "metrics.json").read_bytes()

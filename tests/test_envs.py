@@ -129,8 +129,9 @@ def test_every_feature_is_a_function_of_the_transition(name):
         init=lambda key: (),
         act=lambda params, state, key: jax.random.uniform(key, (env.action_size,), minval=-1),
     )
-    for policy in (None, noisy):
-        traj, prev = _rollouts(env, policy)
+    # The behaviour rollouts are test_failing_early_never_pays's (same size: compiled once).
+    for policy, n in ((None, 128), (noisy, 32)):
+        traj, prev = _rollouts(env, policy, n)
         recomputed = jax.jit(jax.vmap(jax.vmap(env.features_from_transition)))(
             prev, traj.actions, traj.obs
         )

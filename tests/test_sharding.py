@@ -221,10 +221,12 @@ TINY = [
 ]  # fmt: skip
 
 
-def experiment_env(devices: int) -> dict[str, str]:
-    """The environment of an experiment process whose CPU shows ``devices`` devices."""
+def experiment_env(devices: int, cache: dict[str, str]) -> dict[str, str]:
+    """The environment of an experiment process whose CPU shows ``devices`` devices, with the
+    compilation cache entries ``cache`` (conftest's ``subprocess_cache``)."""
     return {
         **os.environ,
+        **cache,
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
         "JAX_PLATFORMS": "cpu",
         "VPL_JAX_PROGRESS": "0",
@@ -232,11 +234,11 @@ def experiment_env(devices: int) -> dict[str, str]:
     }
 
 
-def run_experiment(argv: list[str], devices: int) -> str:
+def run_experiment(argv: list[str], devices: int, cache: dict[str, str]) -> str:
     """``experiments/underspecification.py TINY argv`` in one process; its output."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "underspecification.py"), *TINY, *argv],
-        env=experiment_env(devices),
+        env=experiment_env(devices, cache),
         capture_output=True,
         text=True,
         timeout=1200,
@@ -261,19 +263,23 @@ def assert_same_metrics(path: Path, expected: dict[tuple, float]):
 
 
 @pytest.fixture(scope="module")
-def one_device_metrics(tmp_path_factory) -> dict[tuple, float]:
+def one_device_metrics(tmp_path_factory, subprocess_cache) -> dict[tuple, float]:
     """The tiny run's metrics on one device (--devices 1: the unsharded path)."""
     root = tmp_path_factory.mktemp("one_device")
-    out = run_experiment(["--results-dir", str(root), "--run-name", "one", "--devices", "1"], 4)
+    argv = ["--results-dir", str(root), "--run-name", "one", "--devices", "1"]
+    out = run_experiment(argv, 4, subprocess_cache("sharding_one_device"))
     assert "devices: 1 cpu device; num_seeds=4 split across 1" in out
     return metric_rows(root / "underspecification" / "one" / "metrics.json")
 
 
 @pytest.mark.slow
-def test_an_experiment_on_four_devices_gives_the_one_device_metrics(tmp_path, one_device_metrics):
+def test_an_experiment_on_four_devices_gives_the_one_device_metrics(
+    tmp_path, one_device_metrics, subprocess_cache
+):
     """By default an experiment splits its seeds across every device: 4 seeds, one per device
     (reward model, PPO on it, per-user evaluation)."""
-    out = run_experiment(["--results-dir", str(tmp_path), "--run-name", "four"], 4)
+    argv = ["--results-dir", str(tmp_path), "--run-name", "four"]
+    out = run_experiment(argv, 4, subprocess_cache("sharding_four_devices"))
     assert "devices: 4 cpu devices; num_seeds=4 split across 4" in out
     assert_same_metrics(
         tmp_path / "underspecification" / "four" / "metrics.json", one_device_metrics
@@ -286,16 +292,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_processes(argv: list[str], results: list[Path]) -> list[str]:
+def run_two_processes(argv: list[str], results: list[Path], cache) -> list[str]:
     """The tiny experiment as two processes of two CPU devices each, joined by
-    jax.distributed on 127.0.0.1, process i writing to ``results[i]``; their outputs."""
+    jax.distributed on 127.0.0.1, process i writing to ``results[i]`` and compiling into the
+    cache ``cache(f"sharding_process_{i}")`` (a repeated run reads its programs back); their
+    outputs."""
     port = free_port()
     command = [sys.executable, str(ROOT / "experiments" / "underspecification.py"), *TINY, *argv,
                "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]  # fmt: skip
     processes = [
         subprocess.Popen(
             [*command, "--process-id", str(i), "--results-dir", str(results[i])],
-            env=experiment_env(2),
+            env=experiment_env(2, cache(f"sharding_process_{i}")),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -314,14 +322,14 @@ def run_two_processes(argv: list[str], results: list[Path]) -> list[str]:
 
 @pytest.mark.slow
 def test_two_processes_split_the_seeds_agree_and_only_process_zero_writes(
-    tmp_path, one_device_metrics
+    tmp_path, one_device_metrics, subprocess_cache
 ):
     """Two processes (jax.distributed, gloo on CPU) split the 4 seeds 2 + 2 through the reward
     model and PPO; they give the one-device metrics, process 1 writes nothing (not even its own
     results folder), and a run stopped after its first checkpoints resumes from them on both."""
     results = [tmp_path / "process_0", tmp_path / "process_1"]
     argv = ["--run-name", "two", "--checkpoint-every", "2", "--reward-checkpoint-every", "1"]
-    outs = run_two_processes(argv, results)
+    outs = run_two_processes(argv, results, subprocess_cache)
     assert "devices: 4 cpu devices, 2 processes; num_seeds=4 split across 4" in outs[0]
     assert "devices:" not in outs[1] and "results written" not in outs[1]
     run = results[0] / "underspecification" / "two"
@@ -332,6 +340,6 @@ def test_two_processes_split_the_seeds_agree_and_only_process_zero_writes(
     for late in ("checkpoints/navigation_reward_vpl/2", "checkpoints/navigation_vpl/4"):
         shutil.rmtree(run / late)
     (run / "metrics.json").unlink()
-    run_two_processes(argv, results)
+    run_two_processes(argv, results, subprocess_cache)
     assert_same_metrics(run / "metrics.json", one_device_metrics)
     assert not results[1].exists()
