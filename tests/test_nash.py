@@ -661,7 +661,15 @@ def test_goal_preference_table_is_antisymmetric(three_goals):
     batch = random_batch(jax.random.PRNGKey(0), horizon=env.episode_length,
                          dim=env.observation_size)  # fmt: skip
     params = model.init(jax.random.PRNGKey(0), batch)
-    table = N.goal_preference_table(env, model, params, jax.random.split(jax.random.PRNGKey(1), 4))
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    table = N.goal_preference_table(env, model, params, keys)
     assert table.shape == (3, 3)
     np.testing.assert_allclose(table + table.T, 1.0, atol=1e-5)
     np.testing.assert_allclose(np.diag(table), 0.5, atol=1e-5)
+    # Another model's params (another population's, as the Nash study's second case) reuse
+    # the compiled rollouts and scoring.
+    from vpl_jax.nash.evaluation import _goal_preferences
+
+    before = _goal_preferences._cache_size()
+    other = N.goal_preference_table(env, model, model.init(jax.random.PRNGKey(5), batch), keys)
+    assert _goal_preferences._cache_size() == before and not np.allclose(other, table)

@@ -146,8 +146,13 @@ def goal_preference_table(
 ) -> np.ndarray:
     """f32[G, G]: the learned ``P(g ≻ h)``, averaged over pairs of scripted episodes
     (:func:`~vpl_jax.envs.navigation.goal_policy`, one from each start in ``keys``) ending at
-    goals g and h: the goal-level cycle a population preference model found, if any."""
+    goals g and h: the goal-level cycle a population preference model found, if any. One
+    compiled program per task and model (params and starts are its arguments)."""
+    return np.asarray(_goal_preferences(env, model, params, keys))
 
+
+@functools.partial(jax.jit, static_argnames=("env", "model"))
+def _goal_preferences(env: Navigation, model: PreferenceModel, params, keys: jax.Array):
     def episodes(g):
         policy = goal_policy(env, g)
         return jax.vmap(lambda k: rollout_episode(env, policy, k, env.episode_length)[1].obs)(keys)
@@ -155,4 +160,4 @@ def goal_preference_table(
     obs = jnp.stack([episodes(g) for g in range(env.num_goals)])  # [G, N, T, O]
     e = model.embed(params, obs, jnp.ones(obs.shape[:-1], bool))  # [G, N, E]
     logits = model.embedding_logit(params, e[:, None, :, None], e[None, :, None, :])
-    return np.asarray(jax.nn.sigmoid(logits).mean((2, 3)))
+    return jax.nn.sigmoid(logits).mean((2, 3))
