@@ -393,6 +393,8 @@ def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):
                        N.NashConfig(mixture=1.5))  # fmt: skip
     with pytest.raises(ValueError, match="latent_dim"):
         N.make_nash_md(env, N.PreferenceModel(latent_dim=2), None, reference, ppo_config)
+    with pytest.raises(ValueError, match=r"make_rlhf needs .* got inputs='obs', latent_dim=2"):
+        N.make_rlhf(env, N.PreferenceModel(latent_dim=2), None, reference, ppo_config)
     play = N.self_play(N.NashConfig(mixture=0.1, kl_coef=0.02))
     assert play.mixture == 0.0 and play.eta == pytest.approx(5.0)
     with pytest.raises(ValueError, match="num_opponents"):

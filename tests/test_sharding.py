@@ -25,15 +25,12 @@ def run_on_fake_devices(script: str, tmp_path: Path, devices: int = 4, timeout: 
     set before JAX starts); returns its stdout, failing with its output if it fails."""
     path = tmp_path / "script.py"
     path.write_text(textwrap.dedent(script))
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-        "VPL_JAX_PROGRESS": "0",
-        "PYTHONPATH": str(ROOT),
-    }
     out = subprocess.run(
-        [sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(path)],
+        env=experiment_env(devices, {}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     return out.stdout

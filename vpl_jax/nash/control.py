@@ -333,10 +333,11 @@ def make_rlhf(
     state: one compiled update per ``env``, ``model`` and configs.
     """
     config.validate()
-    if getattr(model, "inputs", "obs") != "obs" or getattr(model, "latent_dim", 0):
+    inputs, latent_dim = getattr(model, "inputs", "obs"), getattr(model, "latent_dim", 0)
+    if inputs != "obs" or latent_dim:
         raise ValueError(
             "make_rlhf needs a reward model on observations without a user latent "
-            f"(inputs='obs'); got inputs={getattr(model, 'inputs', None)!r}"
+            f"(inputs='obs', no latent_dim); got inputs={inputs!r}, latent_dim={latent_dim}"
         )
     scored = (jnp.asarray(scale, jnp.float32), model_params)
     return _start_at(_rlhf(env, model, ppo_config, config), reference_params, scored)
