@@ -168,6 +168,24 @@ def test_highway_leaving_the_road_fails():
     assert not env.success(state, env.default_weights)
 
 
+def test_highway_lateral_acceleration_is_bounded_by_tyre_grip():
+    """A full lateral command is reached at 8 m/s^2 (0.8 m/s per step), not at once, so a
+    policy that flips its lateral command every step swerves at 8 m/s^2 — saturating comfort,
+    as the behaviour data often does — never at the 50 m/s^2 an instant command allowed (a
+    learned reward extrapolated there and a VPL policy wiggled for every user)."""
+    env, step = _one_car_highway()
+    state = _scene(ego_y=0.0, ego_v=20.0, car_dx=90.0, car_dy=LANE_WIDTH, car_v=20.0)
+    lateral_speeds, lateral_accels, comfort = [], [], []
+    for t in range(8):
+        state = step(state, jnp.array([0.0, 1.0 if t < 4 else -1.0]))
+        lateral_speeds.append(float(state.pipeline_state.qd[1]))
+        lateral_accels.append(float(state.obs[5]))  # the ego's lateral acceleration / 8 m/s^2
+        comfort.append(_named(env, state)["comfort"])
+    np.testing.assert_allclose(lateral_speeds, [0.8, 1.6, 2.4, 2.5, 1.7, 0.9, 0.1, -0.7], atol=1e-4)
+    np.testing.assert_allclose(lateral_accels, [1, 1, 1, 0.125, -1, -1, -1, -1], atol=1e-4)
+    assert comfort[4] == pytest.approx(-1.0)  # |a| = 8 m/s^2 and a jerk of 112.5 m/s^3: both max
+
+
 def test_highway_behaviour_policy_is_diverse():
     env = _task("highway")[0]
     _, final, features = _behaviour_rollout("highway", num_steps=30)
