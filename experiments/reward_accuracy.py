@@ -10,8 +10,8 @@ users' held-out pairs given their K context pairs. Writes tidy rows (``heldout_a
 ``heldout_log_likelihood`` per method and user type; ``context_curve_accuracy`` for VPL with
 ``n_queries`` = k; ``theta_alignment`` for LinearBayes) and three figures: accuracy per user
 type, VPL accuracy versus k, and the VPL latent space of the test users coloured by type. Each
-task's dataset and trained reward models (seed 0) are saved too, for
-``python -m vpl_jax.label --run RUN_FOLDER``.
+task's dataset and trained reward models (seed 0, which ``python -m vpl_jax.label --run
+RUN_FOLDER`` serves; seed s >= 1 in each model folder's ``seed_<s>``) are saved too.
 
 ``--dataset PATH ...`` replaces the built dataset of each file's task by the file (a
 ``save_dataset`` ``.npz``, e.g. simulated users merged with real people's answers by

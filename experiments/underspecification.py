@@ -18,8 +18,8 @@ true return and the task's success measure (navigation: reached the user's goal)
 rows (``success``, ``true_return`` per method and user type, and the reward models'
 ``heldout_accuracy`` per user type), bar charts, a top-down picture of the test users' paths,
 an animation of a few test users' rollouts by method (``<task>_rollouts.html``, self-contained:
-it draws offline), and each task's dataset, trained reward models and policies (seed 0) for
-``python -m vpl_jax.label --run RUN_FOLDER``.
+it draws offline), and each task's dataset, trained reward models and policies (seed 0, which
+``python -m vpl_jax.label --run RUN_FOLDER`` serves; seed s >= 1 in each folder's ``seed_<s>``).
 """
 
 from __future__ import annotations

@@ -526,3 +526,25 @@ def test_data_warnings_are_shown_and_recorded_in_the_results(tmp_path):
 
     harness.run_experiment("toy", ToyConfig, {"cpu": config}, quiet, argv=["--run-name", "q"])
     assert "warnings" not in json.loads((tmp_path / "toy" / "q" / "metrics.json").read_text())
+
+
+def test_every_seeds_model_is_saved_and_an_overwrite_drops_seeds_it_no_longer_has(
+    tmp_path, nav_dataset
+):
+    """Seed 0 in the model's folder, seed s >= 1 in ``seed_<s>``, each that seed's params; a run
+    of the same folder with fewer seeds leaves no seed of the old run behind."""
+    import chex
+    import jax
+
+    from vpl_jax import rewards as R
+
+    model = R.make_model("btl", R.ModelSizes(hidden=(4,)))
+    batch = R.user_pairs(nav_dataset, "context", model.inputs).batch(np.arange(2))
+    params = jax.vmap(lambda k: model.init(k, batch))(jax.random.split(jax.random.PRNGKey(0), 3))
+    results = harness.RunResults("toy", dataclasses.replace(ToyConfig(), results_dir=str(tmp_path)))
+    folder = results.save_reward_model("navigation", "btl", model, params)
+    for s, path in enumerate([folder, folder / "seed_1", folder / "seed_2"]):
+        _, loaded = R.load_model(path, nav_dataset)
+        chex.assert_trees_all_close(loaded, jax.tree.map(lambda x, s=s: x[s], params))
+    results.save_reward_model("navigation", "btl", model, jax.tree.map(lambda x: x[:2], params))
+    assert (folder / "seed_1").is_dir() and not (folder / "seed_2").exists()

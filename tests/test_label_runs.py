@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # three tiny experiment runs: about 5 minutes on 
 
 @pytest.fixture(scope="module")
 def run_folder(load_experiment, tmp_path_factory):
-    """A tiny reward_accuracy run on navigation (LinearBayes and VPL, one seed, two epochs)."""
+    """A tiny reward_accuracy run on navigation (LinearBayes and VPL, two seeds, two epochs)."""
     experiment = load_experiment("reward_accuracy")
     config = dataclasses.replace(
         experiment.PRESETS["cpu"],
@@ -23,7 +23,7 @@ def run_folder(load_experiment, tmp_path_factory):
         run_name="tiny",
         tasks=("navigation",),
         methods=("linear_bayes", "vpl"),
-        num_seeds=1,
+        num_seeds=2,
         data=DatasetConfig(
             num_users=16, context_size=8, heldout_size=16, pool_size=512, num_episodes=64
         ),
@@ -35,14 +35,23 @@ def run_folder(load_experiment, tmp_path_factory):
     return results.path
 
 
-def test_a_run_folder_keeps_each_tasks_dataset_and_first_seed_models(run_folder):
+def test_a_run_folder_keeps_each_tasks_dataset_and_every_seeds_models(run_folder):
+    """Seed 0 in the model's folder (what the app serves), seed 1 in its ``seed_1`` subfolder:
+    the same model, trained from another key."""
+    import chex
+
     dataset = load_dataset(harness.dataset_path(run_folder, "navigation"))
     assert dataset.meta.task == "navigation" and dataset.num_users == 16
     for method, cls in (("vpl", R.VPL), ("linear_bayes", R.LinearBayes)):
         folder = harness.model_folder(run_folder, "navigation", method)
-        model, _ = R.load_model(folder, dataset)
+        model, params = R.load_model(folder, dataset)
         assert isinstance(model, cls)
-        assert not list(folder.glob(".*.tmp")), "written atomically: no temporary files left"
+        other, other_params = R.load_model(folder / "seed_1", dataset)
+        assert other == model and not (folder / "seed_2").exists()
+        if method == "vpl":  # LinearBayes' posterior is the same for every key
+            with pytest.raises(AssertionError):
+                chex.assert_trees_all_close(params, other_params)
+        assert not list(folder.rglob(".*.tmp")), "written atomically: no temporary files left"
 
 
 def test_a_nested_model_an_ensemble_saves_and_loads(run_folder, tmp_path):

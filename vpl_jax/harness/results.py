@@ -83,6 +83,27 @@ def policy_folder(run: str | os.PathLike, task: str, method: str) -> Path:
     return Path(run) / "policies" / f"{task}_{method}"
 
 
+def _seed_folder(folder: Path, seed: int) -> Path:
+    """Seed 0's files in ``folder`` itself, seed s >= 1's in ``folder/seed_<s>``."""
+    return folder if seed == 0 else folder / f"seed_{seed}"
+
+
+def _drop_other_seeds(folder: Path, num: int) -> None:
+    """Removes ``seed_<s>`` subfolders with s >= ``num`` that an overwritten run left behind."""
+    for path in folder.glob("seed_*"):
+        suffix = path.name.removeprefix("seed_")
+        if path.is_dir() and suffix.isdigit() and int(suffix) >= num:
+            shutil.rmtree(path)
+
+
+def _per_seed(tree: Any, seeds: bool) -> list[tuple[int, Any]]:
+    """``[(s, tree[s]), ...]`` over the leading seed axis, or ``[(0, tree)]`` without one."""
+    if not seeds:
+        return [(0, tree)]
+    num = jax.tree.leaves(tree)[0].shape[0]
+    return [(s, jax.tree.map(lambda x, s=s: x[s], tree)) for s in range(num)]
+
+
 class RunResults:
     """Collects tidy rows and figures for one run and writes them atomically.
 
@@ -219,28 +240,34 @@ class RunResults:
     def save_reward_model(
         self, task: str, method: str, model: RewardModel, params: Params, seeds: bool = True
     ) -> Path:
-        """Writes ``task``'s trained ``method`` into the run folder (:func:`model_folder`):
-        the first seed's params when ``seeds`` (params lead with the seed axis S)."""
-        if not self.writes:
-            return model_folder(self.path, task, method)
-        if seeds:
-            params = jax.tree.map(lambda x: x[0], params)
-        return save_model(model_folder(self.path, task, method), model, params)
+        """Writes ``task``'s trained ``method`` into the run folder (:func:`model_folder`).
+        With ``seeds`` (params lead with the seed axis S) the first seed goes there — what the
+        labelling app serves — and seed s >= 1 into its ``seed_<s>`` subfolder, so every seed of
+        a run can be inspected afterwards."""
+        folder = model_folder(self.path, task, method)
+        if self.writes:
+            runs = _per_seed(params, seeds)
+            for s, one in runs:
+                save_model(_seed_folder(folder, s), model, one)
+            _drop_other_seeds(folder, len(runs))
+        return folder
 
     def save_policy(
         self, task: str, method: str, ppo: PPO, states: RunnerState, seeds: bool = True
     ) -> Path:
         """Writes ``task``'s trained ``method`` policy into the run folder
-        (:func:`policy_folder`): the first seed's when ``seeds`` (``states`` lead with the seed
-        axis S), with the task's constructor arguments under this config
-        (:func:`~vpl_jax.harness.tasks.task_env_kwargs`), so it can be rebuilt to act."""
-        if not self.writes:
-            return policy_folder(self.path, task, method)
-        params = ppo.policy_params(states)
-        if seeds:
-            params = jax.tree.map(lambda x: x[0], params)
+        (:func:`policy_folder`), with the task's constructor arguments under this config
+        (:func:`~vpl_jax.harness.tasks.task_env_kwargs`), so it can be rebuilt to act. With
+        ``seeds`` (``states`` lead with the seed axis S) seed 0 goes there and seed s >= 1 into
+        its ``seed_<s>`` subfolder, as :meth:`save_reward_model`."""
         folder = policy_folder(self.path, task, method)
-        return save_policy(folder, ppo, params, task, method, task_env_kwargs(self.config, task))
+        if self.writes:
+            kwargs = task_env_kwargs(self.config, task)
+            runs = _per_seed(ppo.policy_params(states), seeds)
+            for s, params in runs:
+                save_policy(_seed_folder(folder, s), ppo, params, task, method, kwargs)
+            _drop_other_seeds(folder, len(runs))
+        return folder
 
     def write(self, notes: str = "") -> Path:
         """Writes ``metrics.json``, ``metrics.csv``, ``intervals.json``, ``summary.md`` and

@@ -2,8 +2,9 @@
 the trained policies to roll out, and the registrations its tasks need.
 
 ``reward_accuracy`` and ``underspecification`` save ``<task>_dataset.npz`` and
-``models/<task>_<method>/`` (seed 0) into their run folder (:func:`vpl_jax.harness.dataset_path`,
-:func:`vpl_jax.harness.model_folder`); ``underspecification`` also saves
+``models/<task>_<method>/`` (seed 0; other seeds in its ``seed_<s>/``) into their run folder
+(:func:`vpl_jax.harness.dataset_path`, :func:`vpl_jax.harness.model_folder`);
+``underspecification`` also saves
 ``policies/<task>_<method>/`` (:func:`vpl_jax.harness.policy_folder`). The app serves a model
 with a belief about one person: VPL (its z) or LinearBayes (its θ). A run of registered task
 variants or user types records the registrations in its ``config.json`` (``register``); the app
