@@ -14,13 +14,13 @@ physics substep (``kv * timestep / mass = 1``, exact in every Brax backend), so 
 
 * ``action[0]`` in ``[-1, 1]`` is the longitudinal acceleration, ``action[0] * 4 m/s^2`` when
   positive and ``action[0] * 8 m/s^2`` when negative; the speed stays within ``[0, 35] m/s``;
-* ``action[1]`` in ``[-1, 1]`` commands the lateral velocity, ``action[1] * 2.5 m/s``, which the
-  ego approaches at most at 8 m/s^2 (tyre grip, about 0.8 g: 0.8 m/s per step), so both
-  accelerations stay within ``[-8, 8] m/s^2``. With an instant lateral command a policy could
-  swerve at 50 m/s^2 every step, which the behaviour data reaches in about 1 step in 1000, and a
-  learned reward extrapolated there: on a driving population one of three VPL seeds' policies
-  learned to wiggle at that acceleration for every user (README, "BTL, VPL and the oracle on a
-  driving population").
+* ``action[1]`` in ``[-1, 1]`` commands the lateral velocity, ``action[1] * 2.5 m/s``, which the ego
+  approaches at most at 8 m/s^2 (tyre grip, about 0.8 g: 0.8 m/s per step), so each component of the
+  acceleration stays within ``[-8, 8] m/s^2``. With an instant lateral command a policy could swerve
+  at 50 m/s^2 every step, which the behaviour data reaches in about 1 step in 1000, and a learned
+  reward extrapolated there: on a driving population one of three VPL seeds' policies learned to
+  wiggle at that acceleration for every user (README, "BTL, VPL and the oracle on a driving
+  population").
 
 The ego starts at x = 0 in a random lane at a random speed in ``[10, 30] m/s``.
 

@@ -158,7 +158,7 @@ def test_highway_leaving_the_road_fails():
     env, step = _one_car_highway()
     state = _scene(ego_y=LANE_WIDTH, ego_v=20.0, car_dx=90.0, car_dy=-LANE_WIDTH, car_v=20.0)
     failed, law = [], []
-    for _ in range(15):  # 2.5 m/s to the left: off the road (edge + 1 m) after 12 steps
+    for _ in range(15):  # 2.5 m/s to the left: off the road (edge + 1 m) after 13 steps
         state = step(state, jnp.array([0.0, 1.0]))
         failed.append(bool(state.info["failed"]))
         law.append(_named(env, state)["law"])
@@ -183,7 +183,7 @@ def test_highway_lateral_acceleration_is_bounded_by_tyre_grip():
         comfort.append(_named(env, state)["comfort"])
     np.testing.assert_allclose(lateral_speeds, [0.8, 1.6, 2.4, 2.5, 1.7, 0.9, 0.1, -0.7], atol=1e-4)
     np.testing.assert_allclose(lateral_accels, [1, 1, 1, 0.125, -1, -1, -1, -1], atol=1e-4)
-    assert comfort[4] == pytest.approx(-1.0)  # |a| = 8 m/s^2 and a jerk of 112.5 m/s^3: both max
+    assert comfort[4] == pytest.approx(-1.0)  # |a| = 8 m/s^2 and a jerk of 90 m/s^3: both max
 
 
 def test_highway_behaviour_policy_is_diverse():

@@ -548,3 +548,25 @@ def test_every_seeds_model_is_saved_and_an_overwrite_drops_seeds_it_no_longer_ha
         chex.assert_trees_all_close(loaded, jax.tree.map(lambda x, s=s: x[s], params))
     results.save_reward_model("navigation", "btl", model, jax.tree.map(lambda x: x[:2], params))
     assert (folder / "seed_1").is_dir() and not (folder / "seed_2").exists()
+
+
+def test_every_seeds_policy_is_saved_beside_seed_zeros(tmp_path, navigation, untrained_policy):
+    """Each seed's policy params (the observation statistics with them) load back from its
+    folder, built again to act in the task."""
+    import chex
+    import jax
+
+    from vpl_jax.policies.files import load_policy
+
+    @dataclasses.dataclass(frozen=True)
+    class WithGoals(ToyConfig):
+        num_goals: int = 2
+
+    ppo, _ = untrained_policy(navigation, 2, key=0)
+    states = jax.jit(jax.vmap(ppo.init))(jax.random.split(jax.random.PRNGKey(1), 2))
+    results = harness.RunResults("toy", WithGoals(results_dir=str(tmp_path)))
+    folder = results.save_policy("navigation", "vpl", ppo, states)
+    for s, path in enumerate([folder, folder / "seed_1"]):
+        expected = jax.tree.map(lambda x, s=s: x[s], ppo.policy_params(states))
+        chex.assert_trees_all_close(load_policy(path).params, expected)
+    assert not (folder / "seed_2").exists()

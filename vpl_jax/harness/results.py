@@ -19,11 +19,13 @@
   of each pair of methods, then the experiment's own notes);
 * for experiments that build datasets and train reward models (``reward_accuracy``,
   ``underspecification``): ``<task>_dataset.npz`` (:func:`~vpl_jax.data.save_dataset`) and
-  ``models/<task>_<method>/``, the trained reward model of the first seed
-  (:func:`~vpl_jax.rewards.save_model`) — what ``python -m vpl_jax.label --run`` serves;
+  ``models/<task>_<method>/``, the trained reward model of seed 0
+  (:func:`~vpl_jax.rewards.save_model`) — what ``python -m vpl_jax.label --run`` serves — and
+  of each seed s >= 1 in its ``seed_<s>/``;
 * for experiments that also train policies (``underspecification``):
-  ``policies/<task>_<method>/``, the trained policy of the first seed
-  (:func:`~vpl_jax.policies.files.save_policy`), which the labelling app rolls out for a person.
+  ``policies/<task>_<method>/``, the trained policy of seed 0
+  (:func:`~vpl_jax.policies.files.save_policy`), which the labelling app rolls out for a person,
+  and of each seed s >= 1 in its ``seed_<s>/``.
 
 Method names are short snake_case and the same everywhere (the reward methods are
 :data:`vpl_jax.rewards.REWARD_METHODS`, the acquisition criteria :data:`vpl_jax.active.CRITERIA`).

@@ -1,15 +1,14 @@
 """``python -m vpl_jax.label --run RUN_FOLDER [--task T] [--method vpl|linear_bayes]``, or
 ``python -m vpl_jax.label --dataset D.npz [--model M]``; ``--queries info_gain|random``.
 
-``--run`` is a run folder of ``experiments/reward_accuracy.py`` or ``underspecification.py``,
-which save each task's dataset and trained reward models (seed 0), and for underspecification
-its trained policies, which "show my policy" rolls out; ``--task`` is needed when it holds
-several tasks, and ``--method`` defaults to vpl (else linear_bayes). The run's registrations
-(its config's ``register``) are imported. ``--dataset`` is a file written by
-:func:`~vpl_jax.data.save_dataset`; ``--model`` a folder written by
-:func:`~vpl_jax.rewards.save_model` (a trained VPL or LinearBayes); ``--register`` imports the
-files or modules that register its task, if it is a variant. Serves on 127.0.0.1 unless
-``--host`` names another address, which also needs ``--allow-remote``.
+``--run`` is a run folder of ``experiments/reward_accuracy.py`` or ``underspecification.py``, which
+save each task's dataset and trained reward models (seed 0 is served), and for underspecification
+its trained policies, which "show my policy" rolls out; ``--task`` is needed when it holds several
+tasks, and ``--method`` defaults to vpl (else linear_bayes). The run's registrations (its config's
+``register``) are imported. ``--dataset`` is a file written by :func:`~vpl_jax.data.save_dataset`;
+``--model`` a folder written by :func:`~vpl_jax.rewards.save_model` (a trained VPL or LinearBayes);
+``--register`` imports the files or modules that register its task, if it is a variant. Serves on
+127.0.0.1 unless ``--host`` names another address, which also needs ``--allow-remote``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The policy that serves the person, on request: VPL's, conditioned on their z, next to BTL's.
 
-A run of ``underspecification`` saves its trained policies (seed 0,
-:func:`~vpl_jax.policies.files.save_policy`). When the app serves such a run's VPL, "show my
-policy" rolls out, offline and deterministically, the VPL policy acting on the person's posterior
-mean z (from their answers so far) and BTL's one policy for everyone, from the same start state
-(one per person, the same on every request, so a person sees how their answers move their
-policy). Each rollout is scored by the person's own θ as LinearBayes reads it from their answers
-(:func:`~vpl_jax.label.summary.theta_posterior`; like any pairwise θ, on the scale of their
+A run of ``underspecification`` saves its trained policies (seed 0, which the app uses; other seeds
+in ``seed_<s>/``; :func:`~vpl_jax.policies.files.save_policy`). When the app serves such a run's
+VPL, "show my policy" rolls out, offline and deterministically, the VPL policy acting on the
+person's posterior mean z (from their answers so far) and BTL's one policy for everyone, from the
+same start state (one per person, the same on every request, so a person sees how their answers move
+their policy). Each rollout is scored by the person's own θ as LinearBayes reads it from their
+answers (:func:`~vpl_jax.label.summary.theta_posterior`; like any pairwise θ, on the scale of their
 rationality β).
 
 A run without saved policies still serves; the page then says why the policy is unavailable

@@ -1,8 +1,8 @@
 """A trained policy on disk: saved to a folder, loaded back to act in its task.
 
-Experiments that train policies save them (seed 0) beside their reward models
-(:meth:`vpl_jax.harness.RunResults.save_policy`, into ``<run>/policies/<task>_<method>/``), and
-the labelling app rolls them out for a person's z::
+Experiments that train policies save them (seed 0; seed s >= 1 in ``seed_<s>/``) beside their reward
+models (:meth:`vpl_jax.harness.RunResults.save_policy`, into ``<run>/policies/<task>_<method>/``),
+and the labelling app rolls them out for a person's z::
 
     save_policy("policies/nav_vpl", ppo, ppo.policy_params(state), "navigation", "vpl",
                 env_kwargs={"num_goals": 2})     # one seed's state (no seed axis)

@@ -1,7 +1,7 @@
 """A trained reward model on disk: saved to a folder, loaded back against a dataset.
 
-Experiments save the reward models they train (seed 0) into their run folder
-(:meth:`vpl_jax.harness.RunResults.save_reward_model`), and the labelling app serves them::
+Experiments save the reward models they train (seed 0; seed s >= 1 in ``seed_<s>/``) into their run
+folder (:meth:`vpl_jax.harness.RunResults.save_reward_model`), and the labelling app serves them::
 
     params, _ = rewards.fit(model, config, key, user_pairs(fit_users), user_pairs(valid))
     save_model("models/nav_vpl", model, params)           # one seed's params (no seed axis)
