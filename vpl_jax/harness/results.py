@@ -85,25 +85,19 @@ def policy_folder(run: str | os.PathLike, task: str, method: str) -> Path:
     return Path(run) / "policies" / f"{task}_{method}"
 
 
-def _seed_folder(folder: Path, seed: int) -> Path:
-    """Seed 0's files in ``folder`` itself, seed s >= 1's in ``folder/seed_<s>``."""
-    return folder if seed == 0 else folder / f"seed_{seed}"
-
-
-def _drop_other_seeds(folder: Path, num: int) -> None:
-    """Removes ``seed_<s>`` subfolders with s >= ``num`` that an overwritten run left behind."""
+def _save_each_seed(folder: Path, tree: Any, seeds: bool, save: Callable[[Path, Any], Any]):
+    """``save(path, tree[s])`` for each seed s of ``tree``'s leading axis (``seeds``; else the
+    whole ``tree`` as seed 0): seed 0 into ``folder`` itself, seed s >= 1 into
+    ``folder/seed_<s>``. Then removes the ``seed_<s>`` subfolders past the last seed that an
+    overwritten run left behind."""
+    num = jax.tree.leaves(tree)[0].shape[0] if seeds else 1
+    for s in range(num):
+        one = jax.tree.map(lambda x, s=s: x[s], tree) if seeds else tree
+        save(folder if s == 0 else folder / f"seed_{s}", one)
     for path in folder.glob("seed_*"):
         suffix = path.name.removeprefix("seed_")
         if path.is_dir() and suffix.isdigit() and int(suffix) >= num:
             shutil.rmtree(path)
-
-
-def _per_seed(tree: Any, seeds: bool) -> list[tuple[int, Any]]:
-    """``[(s, tree[s]), ...]`` over the leading seed axis, or ``[(0, tree)]`` without one."""
-    if not seeds:
-        return [(0, tree)]
-    num = jax.tree.leaves(tree)[0].shape[0]
-    return [(s, jax.tree.map(lambda x, s=s: x[s], tree)) for s in range(num)]
 
 
 class RunResults:
@@ -248,10 +242,7 @@ class RunResults:
         a run can be inspected afterwards."""
         folder = model_folder(self.path, task, method)
         if self.writes:
-            runs = _per_seed(params, seeds)
-            for s, one in runs:
-                save_model(_seed_folder(folder, s), model, one)
-            _drop_other_seeds(folder, len(runs))
+            _save_each_seed(folder, params, seeds, lambda path, one: save_model(path, model, one))
         return folder
 
     def save_policy(
@@ -265,10 +256,12 @@ class RunResults:
         folder = policy_folder(self.path, task, method)
         if self.writes:
             kwargs = task_env_kwargs(self.config, task)
-            runs = _per_seed(ppo.policy_params(states), seeds)
-            for s, params in runs:
-                save_policy(_seed_folder(folder, s), ppo, params, task, method, kwargs)
-            _drop_other_seeds(folder, len(runs))
+            _save_each_seed(
+                folder,
+                ppo.policy_params(states),
+                seeds,
+                lambda path, params: save_policy(path, ppo, params, task, method, kwargs),
+            )
         return folder
 
     def write(self, notes: str = "") -> Path:
