@@ -198,6 +198,53 @@ def test_results_are_tidy_and_complete(tmp_path):
     assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*"))
 
 
+def test_type_means_average_each_types_users_ignoring_nan():
+    # Two seeds, two columns, four users: types a (users 0 and 1), b (user 2; NaN in column 1),
+    # c (user 3); type d has no user and is left out.
+    values = np.array(
+        [[[1.0, 3.0, 5.0, 7.0], [2.0, 4.0, np.nan, 8.0]],
+         [[0.0, 0.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0]]], np.float32
+    )  # fmt: skip  # [S, C, U]
+    type_id = np.array([0, 0, 1, 2])
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice"):  # b, column 1: all NaN
+        means = harness.type_means(values, type_id, ("a", "b", "c", "d"))
+        # Users along another axis give the same means; without overall, no "all".
+        moved = harness.type_means(np.moveaxis(values, 2, 1), type_id, "abc", 1, overall=False)
+    assert list(means) == ["a", "b", "c", "all"]
+    np.testing.assert_array_equal(means["a"], [[2.0, 3.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(means["b"], [[5.0, np.nan], [1.0, 1.0]])
+    np.testing.assert_array_equal(means["c"], [[7.0, 8.0], [2.0, 1.0]])
+    np.testing.assert_allclose(means["all"], [[4.0, 14 / 3], [0.75, 1.0]])
+    assert list(moved) == ["a", "b", "c"]
+    for name in moved:
+        np.testing.assert_array_equal(moved[name], means[name])
+
+
+def test_type_rows_are_per_type_seed_and_column_with_the_columns_fields_last(tmp_path):
+    results = harness.RunResults("toy", dataclasses.replace(ToyConfig(), results_dir=str(tmp_path)))
+    values = np.array([[[1.0, 0.0], [3.0, 1.0]], [[0.5, 0.5], [0.5, 1.0]]])  # [S, U, C]
+    columns = [(0, {"n_queries": 0, "model": "vpl"}), (1, {"n_queries": 2, "model": "vpl"})]
+    results.add_type_rows(values, np.array([0, 1]), ("a", "b"), columns, axis=1, method="random",
+                          task="navigation", metric="heldout_accuracy")  # fmt: skip
+    rows = [(r["user_type"], r["seed"], r["n_queries"], r["value"]) for r in results.rows]
+    assert rows == [
+        ("a", 0, 0, 1.0), ("a", 0, 2, 0.0), ("a", 1, 0, 0.5), ("a", 1, 2, 0.5),
+        ("b", 0, 0, 3.0), ("b", 0, 2, 1.0), ("b", 1, 0, 0.5), ("b", 1, 2, 1.0),
+        ("all", 0, 0, 2.0), ("all", 0, 2, 0.5), ("all", 1, 0, 0.5), ("all", 1, 2, 0.75),
+    ]  # fmt: skip
+    assert list(results.rows[0]) == [
+        "method", "task", "user_type", "metric", "value", "seed", "n_queries", "model"
+    ]  # fmt: skip
+    # A column may give several rows (label_noise: the noise-free point under each kind).
+    results.rows.clear()
+    twice = [(0, {"noise": "epsilon"}), (0, {"noise": "temperature"})]
+    results.add_type_rows(values[:, :1], np.array([0]), ("a",), twice, axis=1, overall=False,
+                          method="btl", task="highway", metric="m")  # fmt: skip
+    assert [(r["seed"], r["noise"], r["value"]) for r in results.rows] == [
+        (0, "epsilon", 1.0), (0, "temperature", 1.0), (1, "epsilon", 0.5), (1, "temperature", 0.5)
+    ]  # fmt: skip
+
+
 def test_summary_and_intervals_json_carry_intervals_over_seeds(tmp_path):
     """Three seeds per cell: summary.md shows ``mean [low, high]`` and the probability of
     improvement; metrics.json keeps the per-seed rows; intervals.json has the aggregates."""

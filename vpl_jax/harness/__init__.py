@@ -44,6 +44,7 @@ from vpl_jax.harness.results import (
     load_timing,
     model_folder,
     policy_folder,
+    type_means,
 )
 from vpl_jax.harness.sweep import SweepPoint, sweep_points
 from vpl_jax.harness.tasks import (
@@ -98,6 +99,7 @@ __all__ = [
     "task_env",
     "task_env_kwargs",
     "task_population",
+    "type_means",
 ]
 
 

@@ -27,6 +27,9 @@
   (:func:`~vpl_jax.policies.files.save_policy`), which the labelling app rolls out for a person,
   and of each seed s >= 1 in its ``seed_<s>/``.
 
+Per-user scores become rows per user type and ``"all"`` with :meth:`RunResults.add_type_rows`
+(the means: :func:`type_means`).
+
 Method names are short snake_case and the same everywhere (the reward methods are
 :data:`vpl_jax.rewards.REWARD_METHODS`, the acquisition criteria :data:`vpl_jax.active.CRITERIA`).
 Every file is written atomically, and by process 0 only when a run spans several processes
@@ -43,7 +46,7 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +170,32 @@ class RunResults:
         }
         row.update({k: json_safe(v) for k, v in extra.items()})
         self.rows.append(row)
+
+    def add_type_rows(
+        self,
+        values: Any,
+        type_id: Any,
+        type_names: Sequence[str],
+        columns: Sequence[tuple[int, dict[str, Any]]],
+        *,
+        axis: int = -1,
+        overall: bool = True,
+        **fields: Any,
+    ) -> None:
+        """Adds rows of per-user ``values`` averaged per user type (:func:`type_means`).
+
+        ``values: f32[S, C, U]`` holds one value per seed, column (e.g. number of queries) and
+        user, the users along ``axis`` (e.g. ``f32[S, U, C]`` with ``axis=1``); ``type_id:
+        i32[U]`` indexes ``type_names``. Each type's mean ``f32[S, C]`` (then that of ``"all"``
+        users when ``overall``) gives a row per seed s and entry ``(c, extra)`` of ``columns``,
+        in that order: ``value=mean[s, c]``, ``seed=s``, ``fields`` (``method``, ``task``,
+        ``metric``, …) and then ``extra`` (e.g. ``{"n_queries": 4}``; a column may appear in
+        several entries).
+        """
+        for name, mean in type_means(values, type_id, type_names, axis, overall).items():
+            for s in range(mean.shape[0]):
+                for c, extra in columns:
+                    self.add(**fields, user_type=name, value=mean[s, c], seed=s, **extra)
 
     def log_curves(self, prefix: str, curves: dict[str, Any], step_scale: int = 1) -> None:
         """Logs training curves to TensorBoard when the config asks for it (else does nothing).
@@ -363,6 +392,25 @@ class RunResults:
         if notes:
             lines += [notes.rstrip(), ""]
         return "\n".join(lines)
+
+
+def type_means(
+    values: Any, type_id: Any, type_names: Sequence[str], axis: int = -1, overall: bool = True
+) -> dict[str, np.ndarray]:
+    """``{user type: f32[...]}``: ``values`` (one entry per user along ``axis``, e.g.
+    ``f32[S, C, U]``) averaged over the users of each type of ``type_names`` (``type_id: i32[U]``
+    indexes them), ignoring NaN (users without a score); a type with no users is left out. With
+    ``overall``, ``"all"`` (every user) comes last."""
+    values, type_id = np.asarray(values), np.asarray(type_id)
+    axis = axis % values.ndim
+    out = {}
+    for t, name in enumerate(type_names):
+        if np.any(type_id == t):
+            members = (slice(None),) * axis + (type_id == t,)
+            out[name] = np.nanmean(values[members], axis=axis)
+    if overall:
+        out["all"] = np.nanmean(values, axis=axis)
+    return out
 
 
 def _cells(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[float]]]:
