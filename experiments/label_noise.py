@@ -186,14 +186,6 @@ def rational_accuracy(
     }
 
 
-def per_type(accuracy: np.ndarray, type_id: np.ndarray, type_names) -> dict[str, np.ndarray]:
-    """``{user type or "all": f32[...]}``: the mean over a type's test users (last axis)."""
-    out = {name: np.nanmean(accuracy[..., type_id == t], axis=-1)
-           for t, name in enumerate(type_names) if np.any(type_id == t)}  # fmt: skip
-    out["all"] = np.nanmean(accuracy, axis=-1)
-    return out
-
-
 # --- figure -----------------------------------------------------------------------------------
 def plot_noise(curves: dict, config: Config) -> plt.Figure:
     """A panel per task and k (columns) and kind of noise (rows): the test users' accuracy on
@@ -235,9 +227,11 @@ def main(config: Config, results: harness.RunResults) -> str:
     key = jax.random.PRNGKey(config.seed)
     curves: dict = {}
 
+    def kinds(point: SweepPoint) -> tuple[str, ...]:
+        return config.kinds if point.kind == "none" else (point.kind,)  # under each kind
+
     def add(point: SweepPoint, **row):
-        kinds = config.kinds if point.kind == "none" else (point.kind,)  # under each kind
-        for kind in kinds:
+        for kind in kinds(point):
             results.add(**row, noise=kind, size=point.size)
 
     for task in config.tasks:
@@ -261,12 +255,11 @@ def main(config: Config, results: harness.RunResults) -> str:
             model = R.make_model(method, sizes)
             accuracy = rational_accuracy(model, config, k_method, datasets)
             curves[task][method] = {k: np.nanmean(a, axis=-1) for k, a in accuracy.items()}
-            for k, a in accuracy.items():
-                for user_type, value in per_type(a, type_id, type_names).items():
-                    for s in range(config.num_seeds):
-                        for n, p in enumerate(points):
-                            add(p, method=method, task=task, user_type=user_type, metric=METRIC,
-                                value=value[s, n], seed=s, n_queries=k)  # fmt: skip
+            for k, a in accuracy.items():  # [S, P, U]: per type, seed and noise point
+                columns = [(n, {"n_queries": k, "noise": kind, "size": p.size})
+                           for n, p in enumerate(points) for kind in kinds(p)]  # fmt: skip
+                results.add_type_rows(a, type_id, type_names, columns, method=method, task=task,
+                                      metric=METRIC)  # fmt: skip
             big = max(config.context_sizes)
             mean = curves[task][method][big].mean(axis=0)
             print(f"[{task}] {method:12s} k={big}: {mean[0]:.3f} at no noise, "
