@@ -453,6 +453,129 @@ def test_spread_error_correlation_is_a_rank_correlation():
     assert np.isnan(A.spread_error_correlation(spread[:2], accuracy[:2]))
 
 
+def test_matches_as_rows_words_and_a_table():
+    matches = [
+        {"model": "vpl", "criterion": "info_gain", "target": 0.75, "needed": 2.0},
+        {"model": "vpl", "criterion": "entropy", "target": 0.75, "needed": float("nan")},
+    ]
+    rows = A.match_rows(matches, reference_queries=4)
+    assert rows[0] == {
+        "method": "info_gain",
+        "metric": "queries_to_match_random",
+        "value": 2.0,
+        "model": "vpl",
+        "target": 0.75,
+        "reference_queries": 4,
+    }
+    assert rows[1]["method"] == "entropy" and np.isnan(rows[1]["value"])
+    assert A.needed_text(2.0) == "2" and A.needed_text(float("nan")) == "never"
+    assert A.match_text(matches[1], 4) == (
+        "entropy (vpl) reaches random's accuracy after 4 queries (0.750) with never queries"
+    )
+    table = A.match_table([{**m, "task": "navigation"} for m in matches], 4)
+    assert table[0] == "## Queries needed to reach random's accuracy after 4"
+    assert table[-2:] == [
+        "| navigation | vpl | info_gain | 0.750 | 2 |",
+        "| navigation | vpl | entropy | 0.750 | never |",
+    ]
+
+
+def test_curve_metrics_and_the_accuracy_table():
+    trace = types.SimpleNamespace(
+        accuracy=np.array([[[0.5, 1.0], [np.nan, np.nan]]]),  # [S, U, R+1]; user 1: no pairs
+        spread=np.array([[[0.2, 0.1], [0.3, 0.2]]]),
+        alignment=np.array([[[0.0, 0.5], [0.1, 0.9]]]),
+    )
+    assert list(A.curve_metrics(trace)) == ["heldout_accuracy", "spread"]
+    metrics = A.curve_metrics(trace, alignment=True)
+    assert list(metrics) == ["heldout_accuracy", "spread", "theta_alignment"]
+    assert metrics["theta_alignment"] is trace.alignment
+    table = A.accuracy_table({"highway": {("linear_bayes", "random"): trace}}, np.array([0, 2]))
+    assert table[2:] == [
+        "| task | model | criterion | 0 | 2 |",
+        "|---|---|---|---|---|",
+        "| highway | linear_bayes | random | 0.500 | 1.000 |",
+    ]
+
+
+def hand_report():
+    """An :class:`~vpl_jax.active.UncertaintyReport` after 0 and 2 queries, two bins."""
+    calibration = A.Calibration(
+        predicted=np.array([[0.1, 0.9], [np.nan, 0.6]]),
+        frequency=np.array([[0.0, 1.0], [np.nan, 0.5]]),
+        count=np.array([[3.0, 4.0], [0.0, 7.0]]),
+        ece=np.array([0.1, 0.1]),
+    )
+    return A.UncertaintyReport(correlation=np.array([1.0, -0.5]), calibration=calibration)
+
+
+def test_uncertainty_report_as_rows_and_a_table():
+    rows = A.uncertainty_rows(hand_report(), np.array([0, 2]))
+    assert [(r["metric"], r["n_queries"], r["value"]) for r in rows[:4]] == [
+        ("spread_error_correlation", 0, 1.0),
+        ("calibration_ece", 0, 0.1),
+        ("spread_error_correlation", 2, -0.5),
+        ("calibration_ece", 2, 0.1),
+    ]
+    # The reliability diagram after all (2) queries, a row per bin, the empty one NaN.
+    assert list(rows[5]) == ["metric", "value", "predicted", "count", "bin", "n_queries"]
+    assert rows[5] == {"metric": "calibration_frequency", "value": 0.5, "predicted": 0.6,
+                       "count": 7.0, "bin": 1, "n_queries": 2}  # fmt: skip
+    assert rows[4]["bin"] == 0 and np.isnan(rows[4]["value"]) and len(rows) == 6
+    table = A.uncertainty_table({("navigation", "vpl"): hand_report()})
+    assert table[-1] == "| navigation | vpl | 1.00 -0.50 | 0.100 |"
+
+
+@pytest.mark.slow  # two elicitations of the test users: about 15 s on 2 cores
+def test_elicit_test_users_elicits_every_test_user_of_a_dataset(nav_dataset):
+    """The dataset's wiring of :func:`elicit_users`: its query pool, its test users scored on
+    their held-out pairs (never asked), every seed of the params."""
+    params = jax.tree.map(lambda *x: jnp.stack(x), *[init(LINEAR_BAYES, nav_dataset, s)
+                                                     for s in (0, 1)])  # fmt: skip
+    acq, key = A.Acquisition("volume_removal", batch_size=2), jax.random.PRNGKey(3)
+    trace = A.elicit_test_users(nav_dataset, LINEAR_BAYES, params, acq, key, num_rounds=2,
+                                num_samples=8, users_per_chunk=None)  # fmt: skip
+    _, test = nav_dataset.split()
+    expected = A.elicit_users(
+        A.make_belief(LINEAR_BAYES, 8), acq, params, A.candidates(nav_dataset, LINEAR_BAYES.inputs),
+        test.users, R.user_pairs(test, "heldout", LINEAR_BAYES.inputs).batch(), key, num_rounds=2,
+        seeds=True, users_per_chunk=None, exclude=test.heldout.pairs,
+    )  # fmt: skip
+    assert trace.accuracy.shape == (2, test.num_users, 3)
+    chex.assert_trees_all_equal(trace, expected)
+
+
+def test_figures_draw_each_criterion_against_the_queries():
+    from vpl_jax.active import figures
+
+    n_queries = np.array([0, 2, 4])
+    rng = np.random.default_rng(0)
+
+    def trace():  # [S, U, R+1] = [2, 5, 3]
+        return types.SimpleNamespace(accuracy=rng.uniform(size=(2, 5, 3)),
+                                     spread=rng.uniform(size=(2, 5, 3)))  # fmt: skip
+
+    traces = {("vpl", "info_gain"): trace(), ("vpl", "random"): trace(),
+              ("btl_ensemble", "random"): trace()}  # fmt: skip
+    per_task = {"navigation": traces, "highway": dict(traces)}
+    fig = figures.plot_accuracy(per_task, n_queries, reference_queries=2)
+    axes = np.reshape(fig.axes, (2, 2))  # tasks x models, models in the order of the keys
+    assert [ax.get_title() for ax in axes[0]] == ["navigation: vpl", "navigation: btl_ensemble"]
+    labels = [t.get_text() for t in axes[0, 0].get_legend().get_texts()]
+    assert labels == ["info_gain", "random"]
+    target = A.mean_curve(traces["vpl", "random"])[1]  # random's accuracy after 2 queries
+    assert any(np.allclose(line.get_ydata(), target) for line in axes[0, 0].get_lines())
+    ev = types.SimpleNamespace(success=rng.uniform(size=(2, 3, 5)))  # [S, R+1, U]
+    fig = figures.plot_policy_success({"navigation": {"info_gain": ev, "random": ev}}, n_queries)
+    (ax,) = fig.axes
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), ev.success.mean((0, 2)))
+    reports = {(t, m): hand_report() for t in per_task for m in ("vpl", "btl_ensemble")}
+    fig = figures.plot_uncertainty(per_task, reports, round_index=1)
+    assert len(fig.axes) == 4
+    scatter_labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert scatter_labels == ["vpl (ρ=-0.50)", "btl_ensemble (ρ=-0.50)"]
+
+
 # --- learning: information gain identifies a user with fewer queries -----------------------------
 @pytest.fixture(scope="module")
 def four_goal_vpl():

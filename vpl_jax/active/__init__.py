@@ -9,9 +9,13 @@
 * :mod:`~vpl_jax.active.features` — candidates and simulated users from a plain feature matrix
   and a theta matrix (no task, no dataset), for a LinearBayes belief;
 * :mod:`~vpl_jax.active.evaluation` — mean accuracy curves and the queries a criterion needs
-  to match random's accuracy (:func:`queries_to_match`);
+  to match random's accuracy (:func:`queries_to_match`; as results rows :func:`match_rows`, as
+  markdown :func:`match_table` and :func:`accuracy_table`), a trace's curves by metric name;
 * :mod:`~vpl_jax.active.uncertainty` — posterior spread against error, and calibration
-  (:func:`uncertainty_report`: both after every number of queries of a trace).
+  (:func:`uncertainty_report`: both after every number of queries of a trace; as results rows
+  :func:`uncertainty_rows`, as markdown :func:`uncertainty_table`);
+* :mod:`~vpl_jax.active.figures` — accuracy, a policy's success and the uncertainty report
+  against the number of queries (needs matplotlib; not imported here).
 
 ::
 
@@ -22,6 +26,7 @@
     trace = elicit_users(belief, "info_gain", params, cands, test.users, heldout, key,
                          num_rounds=8, seeds=True, exclude=test.heldout.pairs)
     trace.accuracy                                  # f32[S, U, 9]: after 0..8 queries
+    trace = elicit_test_users(dataset, model, params, "info_gain", key, num_rounds=8)  # the same
 
 From plain features ``f32[N, F]`` and true weights ``theta: f32[U, F]`` (no held-out set: only
 the alignment with theta is measured)::
@@ -62,13 +67,24 @@ from vpl_jax.active.elicitation import (
     ask,
     criteria_for,
     elicit,
+    elicit_test_users,
     elicit_users,
     expected_entropy_reduction,
     heldout_accuracy,
     score_candidates,
     select_queries,
 )
-from vpl_jax.active.evaluation import mean_curve, queries_to_match, queries_to_reach
+from vpl_jax.active.evaluation import (
+    accuracy_table,
+    curve_metrics,
+    match_rows,
+    match_table,
+    match_text,
+    mean_curve,
+    needed_text,
+    queries_to_match,
+    queries_to_reach,
+)
 from vpl_jax.active.features import candidates_from_features, users_from_theta
 from vpl_jax.active.uncertainty import (
     Calibration,
@@ -76,6 +92,8 @@ from vpl_jax.active.uncertainty import (
     calibration_curve,
     spread_error_correlation,
     uncertainty_report,
+    uncertainty_rows,
+    uncertainty_table,
 )
 
 __all__ = [
@@ -89,6 +107,7 @@ __all__ = [
     "LatentBelief",
     "Trace",
     "UncertaintyReport",
+    "accuracy_table",
     "ask",
     "binary_entropy",
     "calibration_curve",
@@ -96,15 +115,21 @@ __all__ = [
     "candidates",
     "candidates_from_features",
     "criteria_for",
+    "curve_metrics",
     "disagreement",
     "elicit",
+    "elicit_test_users",
     "elicit_users",
     "expected_entropy_reduction",
     "has_belief",
     "heldout_accuracy",
     "information_gain",
     "make_belief",
+    "match_rows",
+    "match_table",
+    "match_text",
     "mean_curve",
+    "needed_text",
     "particle_probs",
     "queries_to_match",
     "queries_to_reach",
@@ -115,6 +140,8 @@ __all__ = [
     "select_queries",
     "spread_error_correlation",
     "uncertainty_report",
+    "uncertainty_rows",
+    "uncertainty_table",
     "users_from_theta",
     "volume_removal",
 ]

@@ -26,7 +26,8 @@ accuracy (without a held-out set: NaN), the belief's spread and (LinearBayes) th
 the true theta, scores the pool, picks b unasked candidates, asks the simulated user (their human
 model, :func:`~vpl_jax.users.pair_label_distribution` and :func:`~vpl_jax.users.sample_label`) and
 writes the answers into the buffer. The R rounds are one ``lax.scan``; :func:`elicit_users` runs
-it for every user × seed under one ``jit`` (a ``vmap`` in chunks of users, to bound memory).
+it for every user × seed under one ``jit`` (a ``vmap`` in chunks of users, to bound memory), and
+:func:`elicit_test_users` for a dataset's test users, with its query pool and held-out pairs.
 
 Randomness: round t uses ``fold_in(key, t)``, split into a key for the particles/random scores
 and one for the user's answers.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import TYPE_CHECKING
 
 import chex
 import jax
@@ -58,14 +60,20 @@ from vpl_jax.active.beliefs import (
     Candidates,
     EnsembleBelief,
     LatentBelief,
+    candidates,
     excluded_candidates,
+    make_belief,
     particle_probs,
 )
 from vpl_jax.checks import Choice, ConfigError, Float, Int, check_config, checked
-from vpl_jax.rewards import PairBatch, cosine
+from vpl_jax.rewards import PairBatch, cosine, user_pairs
 from vpl_jax.rewards.base import Params
 from vpl_jax.rewards.likelihood import strict_accuracy
 from vpl_jax.users import User, check_partial_return, pair_label_distribution, sample_label
+
+if TYPE_CHECKING:
+    from vpl_jax.data import PreferenceDataset
+    from vpl_jax.rewards import RewardModel
 
 #: Active query-selection criteria, by the names results record (see the module docstring).
 CRITERIA = (
@@ -567,4 +575,40 @@ def elicit_users(
         seeds,
         users_per_chunk,
         excluded,
+    )
+
+
+def elicit_test_users(
+    dataset: PreferenceDataset,
+    model: RewardModel,
+    params: Params,
+    acq: Acquisition | str,
+    key: jax.Array,
+    *,
+    num_rounds: int,
+    num_samples: int = 32,
+    users_per_chunk: int | None = 16,
+) -> Trace:
+    """Elicits every test user of ``dataset`` from an empty context, each of S seeds of
+    ``params`` (a leading axis S, e.g. from :func:`vpl_jax.pipeline.train_reward` with S keys):
+    :func:`elicit_users` with ``model``'s belief (``num_samples`` particles), the dataset's
+    query pool (:func:`~vpl_jax.active.beliefs.candidates`) and the test users' held-out pairs,
+    which are never asked (an answered query would then be scored as held-out).
+
+    Returns:
+      a :class:`Trace` with leading axes [S, U] (U: the dataset's test users).
+    """
+    _, test = dataset.split()
+    return elicit_users(
+        make_belief(model, num_samples),
+        acq,
+        params,
+        candidates(dataset, model.inputs),
+        test.users,
+        user_pairs(test, "heldout", model.inputs).batch(),
+        key,
+        num_rounds=num_rounds,
+        seeds=True,
+        users_per_chunk=users_per_chunk,
+        exclude=test.heldout.pairs,
     )

@@ -12,12 +12,13 @@ per-user uncertainty (e.g. from an elicitation :class:`~vpl_jax.active.elicitati
   ``ECE = sum_bins (n_bin / n) |frequency - mean prediction|``. "Equal" labels count as 0.5.
 
 Both are jittable and take any leading axes, which they pool. :func:`uncertainty_report` applies
-both to an elicitation trace after every number of queries.
+both to an elicitation trace after every number of queries; :func:`uncertainty_rows` turns a
+report into results rows and :func:`uncertainty_table` reports into markdown.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -124,3 +125,47 @@ def uncertainty_report(trace: Trace, heldout: UserPairs, num_bins: int = 10) -> 
         lambda probs: calibration_curve(probs, labels, mask, num_bins), in_axes=-2
     )(trace.heldout_probs)
     return UncertaintyReport(correlation=np.asarray(correlation), calibration=calibration)
+
+
+def uncertainty_rows(report: UncertaintyReport, n_queries: np.ndarray) -> list[dict[str, Any]]:
+    """Results rows of a report (fields for :meth:`vpl_jax.harness.RunResults.add`, without
+    method, task or model): ``spread_error_correlation`` and ``calibration_ece`` after each
+    number of queries (``n_queries: [R+1]``), then the reliability diagram after all of them,
+    ``calibration_frequency`` per ``bin`` with its ``predicted`` probability and ``count``."""
+    rows = [
+        {"metric": metric, "value": value, "n_queries": int(n)}
+        for r, n in enumerate(n_queries)
+        for metric, value in (
+            ("spread_error_correlation", report.correlation[r]),
+            ("calibration_ece", report.calibration.ece[r]),
+        )
+    ]
+    final = jax.tree.map(lambda x: x[-1], report.calibration)
+    for b in range(final.count.shape[0]):
+        rows.append(
+            {
+                "metric": "calibration_frequency",
+                "value": final.frequency[b],
+                "predicted": final.predicted[b],
+                "count": final.count[b],
+                "bin": b,
+                "n_queries": int(n_queries[-1]),
+            }
+        )
+    return rows
+
+
+def uncertainty_table(reports: dict[tuple[str, str], UncertaintyReport]) -> list[str]:
+    """Markdown lines: a table of ``reports`` (keyed by ``(task, model)``, from random queries),
+    the spread's correlation with error after each number of queries and the ECE after all."""
+    out = [
+        "## Uncertainty (random queries)",
+        "",
+        "| task | model | Spearman ρ(spread, error) by queries | ECE after all |",
+        "|---|---|---|---|",
+    ]
+    for (task, model), report in reports.items():
+        corr = " ".join(f"{c:.2f}" for c in report.correlation)
+        ece = float(report.calibration.ece[-1])
+        out.append(f"| {task} | {model} | {corr} | {ece:.3f} |")
+    return out
