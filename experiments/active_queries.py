@@ -9,7 +9,7 @@ and a BTL ensemble on the training users (``num_seeds`` seeds in one ``vmap``), 
 *test* user from scratch: starting from an empty context, each criterion picks the next pair from
 the shared query pool, the simulated user answers with their human model, and the model's
 posterior is updated — ``num_queries`` rounds in one ``lax.scan``, every user × seed in one
-``jit`` (:func:`vpl_jax.active.elicit_users`).
+``jit`` (:func:`vpl_jax.active.elicit_test_users`).
 
 Criteria and the model each one scores with (``method`` in the results is the criterion; the
 model is the ``model`` field): ``info_gain`` and ``entropy`` with VPL, ``mutual_info_theta`` and
@@ -31,8 +31,8 @@ curve after all queries (``calibration_frequency`` per ``bin``). On the ``policy
 (navigation) a VPL latent-conditioned policy is trained once per seed (PPO on r(s, z)) and run
 with each test user's posterior mean after every number of queries: ``policy_success`` and
 ``policy_true_return`` per VPL criterion — what asking well buys in behaviour, not only in
-label accuracy. Figures: accuracy versus queries (mean and 95% band over users and seeds),
-policy success versus queries, and the uncertainty report.
+label accuracy. Figures (:mod:`vpl_jax.active.figures`): accuracy versus queries (mean and 95%
+band over seeds), policy success versus queries, and the uncertainty report.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ import numpy as np
 from vpl_jax import active, harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
+from vpl_jax.active import figures
 from vpl_jax.checks import Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
 from vpl_jax.keys import named_key
-from vpl_jax.plotting import band, plt
 
 #: Reward models with a belief about each user, in the order figures show them.
 MODELS = ("vpl", "linear_bayes", "btl_ensemble")
@@ -206,8 +206,7 @@ def runs(config: Config) -> list[tuple[str, str]]:
 def train(config: Config, dataset: PreferenceDataset, method: str, key: jax.Array):
     """Trains ``method`` on the training users, S seeds in one vmap; returns
     ``(model, params, history)``."""
-    sizes = dataclasses.replace(config.sizes, context_size=config.num_queries)
-    model = R.make_model(method, sizes)
+    model = harness.reward_models(config.sizes, [method], config.num_queries, "num_queries")[method]
     keys = jax.random.split(key, config.num_seeds)
     params, history = pipeline.train_reward(
         model, config.train, keys, dataset, config.validation_fraction
@@ -215,37 +214,11 @@ def train(config: Config, dataset: PreferenceDataset, method: str, key: jax.Arra
     return model, params, history
 
 
-def elicit(config, dataset, model, params, criterion, key) -> active.Trace:
-    """Elicits every test user with ``criterion``: a Trace with leading axes [S, U]."""
-    _, test = dataset.split()
-    acq = active.Acquisition(
-        criterion,
-        batch_size=config.batch_size,
-        diversity=config.diversity,
-        shortlist=config.entropy_shortlist,
-    )
-    return active.elicit_users(
-        active.make_belief(model, config.num_samples),
-        acq,
-        params,
-        active.candidates(dataset, model.inputs),
-        test.users,
-        R.user_pairs(test, "heldout", model.inputs).batch(),
-        key,
-        num_rounds=config.num_queries // config.batch_size,
-        seeds=True,
-        users_per_chunk=config.users_per_chunk,
-        exclude=test.heldout.pairs,  # never ask a pair that is then scored as held-out
-    )
-
-
-# --- the latent-conditioned policy --------------------------------------------------------------
-def train_policy(
-    config: Config, dataset: PreferenceDataset, env, model, params, key, results, task: str
-):
+def train_policy(config: Config, dataset, env, model, params, key, results, task: str):
     """PPO on VPL's learned reward r(s, z) with z from the training users' posteriors, one run
-    per reward seed (vmapped), checkpointed in ``checkpoints/<task>_vpl`` when asked. Returns
-    ``(trainer, states, history)``; states lead with the seed axis."""
+    per reward seed (vmapped), checkpointed in ``checkpoints/<task>_vpl`` when asked and logged.
+    Returns ``(trainer, states)``; states lead with the seed axis."""
+    start = time.time()
     trainer = pipeline.PolicyTrainer(env, "vpl", model, config.ppo, config.chunk_updates)
     inputs = jax.vmap(lambda p: pipeline.policy_inputs("vpl", model, p, dataset))(params)
     states, history = trainer.train(
@@ -254,159 +227,16 @@ def train_policy(
         desc="VPL policy",
         checkpointer=results.checkpointer(f"{task}_vpl", config.checkpoint_every),
     )
-    return trainer, states, history
-
-
-def add_policy_rows(results, task, type_names, type_id, criterion, ev, n_queries):
-    metrics = [("policy_success", ev.success), ("policy_true_return", ev.true_return)]
-    for metric, values in metrics:  # [S, R+1, U] -> [S, U, R+1]
-        add_type_rows(results, task, type_names, type_id, "vpl", criterion, metric,
-                      np.moveaxis(np.asarray(values), 1, 2), n_queries)  # fmt: skip
-
-
-def plot_policy_success(policy: dict, n_queries) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(policy), figsize=(4.8 * len(policy), 3.6), squeeze=False)
-    for ax, (task, evaluations) in zip(axes[0], policy.items(), strict=True):
-        for criterion, ev in evaluations.items():
-            success = np.moveaxis(np.asarray(ev.success), 1, -1)  # [S, U, R+1]
-            style = {"ls": "--", "color": "grey"} if criterion == "random" else {}
-            # The band is over seeds: each seed's mean over its users.
-            band(ax, n_queries, np.nanmean(success, axis=1), criterion, marker=".", **style)
-        ax.set_ylim(0, 1.05)
-        ax.set_title(f"{task}: VPL policy on the elicited z")
-        ax.set_xlabel("queries asked")
-        ax.set_ylabel("success (test users)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-# --- rows ----------------------------------------------------------------------------------------
-def add_type_rows(results, task, type_names, type_id, model, criterion, metric, values, n_queries):
-    """Rows of ``values: f32[S, U, R+1]`` averaged over each type's users, per seed and
-    number of queries."""
-    for t, name in enumerate(type_names):
-        per_type = np.nanmean(values[:, type_id == t], axis=1)  # [S, R+1]
-        for s in range(per_type.shape[0]):
-            for r, n in enumerate(n_queries):
-                results.add(
-                    method=criterion,
-                    task=task,
-                    user_type=name,
-                    metric=metric,
-                    value=per_type[s, r],
-                    seed=s,
-                    n_queries=int(n),
-                    model=model,
-                )
-
-
-def add_curve_rows(results, task, type_names, type_id, model, criterion, trace, n_queries):
-    metrics = [("heldout_accuracy", trace.accuracy), ("spread", trace.spread)]
-    if model == "linear_bayes":
-        metrics.append(("theta_alignment", trace.alignment))
-    for metric, values in metrics:  # [S, U, R+1]
-        add_type_rows(results, task, type_names, type_id, model, criterion, metric,
-                      np.asarray(values), n_queries)  # fmt: skip
-
-
-def add_uncertainty_rows(results, task, model, report, n_queries):
-    for r, n in enumerate(n_queries):
-        for metric, value in (
-            ("spread_error_correlation", report.correlation[r]),
-            ("calibration_ece", report.calibration.ece[r]),
-        ):
-            results.add(
-                method="random",
-                task=task,
-                metric=metric,
-                value=value,
-                n_queries=int(n),
-                model=model,
-            )
-    final = jax.tree.map(lambda x: x[-1], report.calibration)
-    for b in range(final.count.shape[0]):
-        results.add(
-            method="random",
-            task=task,
-            metric="calibration_frequency",
-            value=final.frequency[b],
-            predicted=final.predicted[b],
-            count=final.count[b],
-            bin=b,
-            n_queries=int(n_queries[-1]),
-            model=model,
-        )
-
-
-# --- figures -------------------------------------------------------------------------------------
-def plot_accuracy(per_task: dict, config: Config, n_queries) -> plt.Figure:
-    models = [m for m in MODELS if any(k[0] == m for t in per_task.values() for k in t)]
-    fig, axes = plt.subplots(
-        len(per_task),
-        len(models),
-        figsize=(4.6 * len(models), 3.6 * len(per_task)),
-        squeeze=False,
-        sharex=True,
-    )
-    for row, (task, traces) in zip(axes, per_task.items(), strict=True):
-        for ax, model in zip(row, models, strict=True):
-            for (m, criterion), trace in traces.items():
-                if m != model:
-                    continue
-                acc = np.nanmean(np.asarray(trace.accuracy), axis=1)  # [S, U, R+1] -> [S, R+1]
-                style = {"ls": "--", "color": "grey"} if criterion == "random" else {}
-                band(ax, n_queries, acc, criterion, marker=".", **style)
-            if (model, "random") in traces:
-                ref = list(n_queries).index(config.reference_queries)
-                ax.axhline(
-                    active.mean_curve(traces[model, "random"])[ref], color="grey", lw=0.7, ls=":"
-                )
-            ax.set_title(f"{task}: {model}")
-            ax.set_xlabel("queries asked")
-            ax.set_ylabel("held-out accuracy (test users)")
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_uncertainty(per_task: dict, reports: dict, round_index: int) -> plt.Figure:
-    fig, axes = plt.subplots(len(per_task), 2, figsize=(10, 3.8 * len(per_task)), squeeze=False)
-    for (ax_scatter, ax_rel), (task, traces) in zip(axes, per_task.items(), strict=True):
-        for model in MODELS:
-            if (model, "random") not in traces:
-                continue
-            trace = traces[model, "random"]
-            spread = np.asarray(trace.spread[..., round_index]).ravel()
-            error = 1.0 - np.asarray(trace.accuracy[..., round_index]).ravel()
-            # Spreads of different models are on different scales: rank within each model.
-            rank = np.argsort(np.argsort(spread)) / max(len(spread) - 1, 1)
-            corr = reports[task, model].correlation[round_index]
-            ax_scatter.scatter(rank, error, s=10, alpha=0.6, label=f"{model} (ρ={corr:.2f})")
-            cal = jax.tree.map(lambda x: x[-1], reports[task, model].calibration)
-            ax_rel.plot(
-                cal.predicted,
-                cal.frequency,
-                marker="o",
-                label=f"{model} (ECE {float(cal.ece):.3f})",
-            )
-        ax_scatter.set_xlabel(f"posterior spread, rank within model (after {round_index} queries)")
-        ax_scatter.set_ylabel("held-out error")
-        ax_scatter.set_title(f"{task}: does uncertainty predict error?")
-        ax_scatter.legend(fontsize=8)
-        ax_rel.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-        ax_rel.set_xlabel("predicted P(a ≻ b)")
-        ax_rel.set_ylabel("empirical frequency of a ≻ b")
-        ax_rel.set_title(f"{task}: calibration after all queries (random)")
-        ax_rel.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    jax.block_until_ready(states)
+    results.log_ppo_history(f"{task}/vpl/ppo", history, config.ppo.env_steps_per_update)
+    print(f"[{task}] trained the VPL policy ({time.time() - start:.0f} s)", flush=True)
+    return trainer, states
 
 
 def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
     """Builds the task's dataset, trains each model and elicits every test user with each of
-    its criteria. Returns ``(traces, reports, policy)``: traces keyed by (model, criterion),
-    uncertainty reports by model, policy evaluations
+    its criteria, adding the rows. Returns ``(traces, reports, policy)``: traces keyed by
+    (model, criterion), uncertainty reports by model, policy evaluations
     (:func:`vpl_jax.pipeline.policy_curves`) by criterion."""
     k_data, k_train, k_elicit = jax.random.split(key, 3)
     k_policy, k_policy_eval = jax.random.split(jax.random.fold_in(key, 1))
@@ -415,35 +245,41 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
     dataset = build_dataset(k_data, env, pop, config.data, task=task)
     _, test = dataset.split()
     type_id = np.asarray(test.users.type_id)
-    todo = runs(config)
-    models = list(dict.fromkeys(m for m, _ in todo))
+    todo, rounds = runs(config), config.num_queries // config.batch_size
     traces, reports, policy = {}, {}, {}
-    for model_name in models:
+
+    def add_rows(values, model: str, **fields):
+        """Rows of ``values: f32[S, U, R+1]`` per user type, seed and number of queries."""
+        columns = [(r, {"n_queries": int(n), "model": model}) for r, n in enumerate(n_queries)]
+        results.add_type_rows(
+            values, type_id, pop.type_names, columns, axis=1, overall=False, task=task, **fields
+        )
+
+    for model_name in dict.fromkeys(m for m, _ in todo):
         # Keys by name: leaving a model or criterion out does not change the others' numbers.
-        k_model = named_key(k_train, model_name)
         start = time.time()
-        model, params, history = train(config, dataset, model_name, k_model)
+        model, params, history = train(config, dataset, model_name, named_key(k_train, model_name))
         jax.block_until_ready(params)
         results.log_reward_history(f"{task}/{model_name}/reward", history)
         print(f"[{task}] trained {model_name} ({time.time() - start:.0f} s)", flush=True)
         trainer = None
         if model_name == "vpl" and task in config.policy_tasks:
-            start = time.time()
-            trainer, states, history = train_policy(
+            trainer, states = train_policy(
                 config, dataset, env, model, params, k_policy, results, task
             )
-            jax.block_until_ready(states)
-            results.log_ppo_history(f"{task}/vpl/ppo", history, config.ppo.env_steps_per_update)
-            print(f"[{task}] trained the VPL policy ({time.time() - start:.0f} s)", flush=True)
         for criterion in [c for m, c in todo if m == model_name]:
             start = time.time()
+            acq = active.Acquisition(
+                criterion, config.batch_size, config.diversity, config.entropy_shortlist
+            )
             # The key depends on the criterion only: random asks every model the same queries.
             k = named_key(k_elicit, criterion)
-            trace = jax.tree.map(np.asarray, elicit(config, dataset, model, params, criterion, k))
-            traces[model_name, criterion] = trace
-            add_curve_rows(
-                results, task, pop.type_names, type_id, model_name, criterion, trace, n_queries
-            )
+            trace = active.elicit_test_users(dataset, model, params, acq, k, num_rounds=rounds,
+                num_samples=config.num_samples, users_per_chunk=config.users_per_chunk)  # fmt: skip
+            traces[model_name, criterion] = trace = jax.tree.map(np.asarray, trace)
+            metrics = active.curve_metrics(trace, alignment=model_name == "linear_bayes")
+            for metric, values in metrics.items():  # [S, U, R+1]
+                add_rows(values, model_name, method=criterion, metric=metric)
             curve = " ".join(f"{a:.3f}" for a in active.mean_curve(trace))
             print(
                 f"[{task}] {model_name:12s} {criterion:17s} accuracy by queries: {curve}"
@@ -451,16 +287,12 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
                 flush=True,
             )
             if trainer is not None:
-                ev = pipeline.policy_curves(
-                    trainer,
-                    states,
-                    trace.latent_mean,
-                    test.users.theta,
-                    k_policy_eval,
-                    config.policy_eval_episodes,
-                )
-                policy[criterion] = ev
-                add_policy_rows(results, task, pop.type_names, type_id, criterion, ev, n_queries)
+                policy[criterion] = ev = pipeline.policy_curves(trainer, states, trace.latent_mean,
+                    test.users.theta, k_policy_eval, config.policy_eval_episodes)  # fmt: skip
+                for metric, values in [("policy_success", ev.success),
+                                       ("policy_true_return", ev.true_return)]:  # fmt: skip
+                    # [S, R+1, U] -> [S, U, R+1]
+                    add_rows(np.moveaxis(values, 1, 2), "vpl", method=criterion, metric=metric)
                 curve = " ".join(f"{a:.2f}" for a in np.asarray(ev.success).mean((0, 2)))
                 print(f"[{task}] {'':12s} {criterion:17s} policy success by queries: {curve}")
         if (model_name, "random") in traces:
@@ -469,7 +301,8 @@ def run_task(config: Config, task: str, key: jax.Array, results, n_queries):
                 traces[model_name, "random"], heldout, config.calibration_bins
             )
             reports[model_name] = report
-            add_uncertainty_rows(results, task, model_name, report, n_queries)
+            for row in active.uncertainty_rows(report, n_queries):
+                results.add(method="random", task=task, **row, model=model_name)
     return traces, reports, policy
 
 
@@ -482,38 +315,23 @@ def main(config: Config, results: harness.RunResults) -> str:
         if task_policy:
             policy[task] = task_policy
         reports.update({(task, model): r for model, r in task_reports.items()})
-        for m in active.queries_to_match(per_task[task], n_queries, config.reference_queries):
+        found = active.queries_to_match(per_task[task], n_queries, config.reference_queries)
+        for m, row in zip(found, active.match_rows(found, config.reference_queries), strict=True):
             m["task"] = task
             matches.append(m)
-            results.add(
-                method=m["criterion"],
-                task=task,
-                metric="queries_to_match_random",
-                value=m["needed"],
-                model=m["model"],
-                target=m["target"],
-                reference_queries=config.reference_queries,
-            )
-            print(
-                f"[{task}] {m['criterion']} ({m['model']}) reaches random's accuracy after "
-                f"{config.reference_queries} queries ({m['target']:.3f}) with "
-                f"{_count(m['needed'])} queries",
-                flush=True,
-            )
-    results.figure(plot_accuracy(per_task, config, n_queries), "accuracy_vs_queries")
+            results.add(task=task, **row)
+            print(f"[{task}] {active.match_text(m, config.reference_queries)}", flush=True)
+    accuracy = figures.plot_accuracy(per_task, n_queries, config.reference_queries)
+    results.figure(accuracy, "accuracy_vs_queries")
     if policy:
-        results.figure(plot_policy_success(policy, n_queries), "policy_success_vs_queries")
+        results.figure(figures.plot_policy_success(policy, n_queries), "policy_success_vs_queries")
     if reports:
         round_index = min(2, len(n_queries) - 1)
-        results.figure(plot_uncertainty(per_task, reports, round_index), "uncertainty")
+        results.figure(figures.plot_uncertainty(per_task, reports, round_index), "uncertainty")
     headline = _headline(config, matches)
     if headline:
         print(headline, flush=True)
     return notes(config, per_task, reports, matches, n_queries, headline)
-
-
-def _count(needed: float) -> str:
-    return "never" if math.isnan(needed) else f"{needed:.0f}"
 
 
 def _headline(config: Config, matches: list[dict]) -> str:
@@ -525,48 +343,24 @@ def _headline(config: Config, matches: list[dict]) -> str:
             met = not math.isnan(m["needed"]) and m["needed"] <= budget
             return (
                 f"Headline (navigation, {len(config.navigation_types)} user types, VPL): "
-                f"information gain needs {_count(m['needed'])} queries to reach the accuracy "
-                f"random queries reach with {config.reference_queries} ({m['target']:.3f}); "
-                f"target <= {budget}: {'met' if met else 'NOT met'}."
+                f"information gain needs {active.needed_text(m['needed'])} queries to reach the "
+                f"accuracy random queries reach with {config.reference_queries} "
+                f"({m['target']:.3f}); target <= {budget}: {'met' if met else 'NOT met'}."
             )
     return ""
 
 
 def notes(config, per_task, reports, matches, n_queries, headline) -> str:
-    lines = [
-        f"| {m['task']} | {m['model']} | {m['criterion']} | {m['target']:.3f} | "
-        f"{_count(m['needed'])} |"
-        for m in matches
-    ]
+    """summary.md's notes: the headline, the queries each criterion needs, the accuracy curves
+    and the uncertainty report."""
     out = [
         *([headline, ""] if headline else []),
-        f"## Queries needed to reach random's accuracy after {config.reference_queries}",
+        *active.match_table(matches, config.reference_queries),
         "",
-        "| task | model | criterion | random's accuracy | queries needed |",
-        "|---|---|---|---|---|",
-        *lines,
-        "",
-        "## Mean held-out accuracy by number of queries (users and seeds pooled)",
-        "",
-        "| task | model | criterion | " + " | ".join(str(int(n)) for n in n_queries) + " |",
-        "|---" * (len(n_queries) + 3) + "|",
+        *active.accuracy_table(per_task, n_queries),
     ]
-    for task, traces in per_task.items():
-        for (model, criterion), trace in traces.items():
-            cells = " | ".join(f"{a:.3f}" for a in active.mean_curve(trace))
-            out.append(f"| {task} | {model} | {criterion} | {cells} |")
     if reports:
-        out += [
-            "",
-            "## Uncertainty (random queries)",
-            "",
-            "| task | model | Spearman ρ(spread, error) by queries | ECE after all |",
-            "|---|---|---|---|",
-        ]
-        for (task, model), report in reports.items():
-            corr = " ".join(f"{c:.2f}" for c in report.correlation)
-            ece = float(report.calibration.ece[-1])
-            out.append(f"| {task} | {model} | {corr} | {ece:.3f} |")
+        out += ["", *active.uncertainty_table(reports)]
     return "\n".join(out)
 
 
