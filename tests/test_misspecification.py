@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vpl_jax import pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.data import (
@@ -33,14 +34,20 @@ from vpl_jax.iterate import (
 )
 from vpl_jax.pipeline import (
     PolicyTrainer,
+    correct_human_model,
     fit_labellings,
     fit_relabellings,
+    label_agreement,
     labelling_scores,
     offline,
+    policies_on_rewards,
     policy_curves,
+    policy_inputs,
+    rational_targets,
     relabelled,
     score_labellings,
     score_relabellings,
+    train_oracle,
 )
 from vpl_jax.rewards.base import sum_over_steps
 from vpl_jax.users import HumanModel, User, segment_score, segment_values
@@ -207,6 +214,90 @@ def test_labelling_scores_average_the_test_users_scores(nav_dataset):
             np.testing.assert_allclose(scores["alignment"], expected, rtol=1e-6)
         else:
             assert set(scores) == {"accuracy"}
+
+
+def test_rational_targets_and_the_agreement_of_each_labelling_with_them(nav_dataset):
+    key = jax.random.PRNGKey(11)
+    rational = rational_targets(key, nav_dataset)
+    _, test = nav_dataset.split()
+    by_hand = label_queries(key, test.users.rational(), test.segments, test.heldout.pairs)
+    chex.assert_trees_all_equal(rational.heldout, by_hand)
+    chex.assert_trees_all_equal(rational.context, test.context)  # only the held-out answers
+    # A labelling whose held-out answers are the opposite agrees exactly where the first does not.
+    flipped = nav_dataset.replace(heldout=nav_dataset.heldout.replace(
+        labels=1.0 - nav_dataset.heldout.labels))  # fmt: skip
+    agreement = label_agreement([nav_dataset, rational, flipped], rational)
+    same = np.mean(np.asarray(test.heldout.labels) == np.asarray(by_hand.labels))
+    np.testing.assert_allclose(agreement, [same, 1.0, 1.0 - same])
+    assert same > 0.5  # the conftest users are rational: mostly the same answers
+
+
+def test_the_correct_human_model_knows_the_discount_or_sees_the_believed_world(
+    navigation, nav_dataset
+):
+    for model in (R.LinearBayes(), SMALL_BTL):
+        known, seen = correct_human_model(model, navigation, nav_dataset, "gamma", 0.3)
+        assert known == R.with_discount(model, 0.7) and known.discount == pytest.approx(0.7)
+        assert seen is nav_dataset  # a myopic user judged the true features
+    model = R.LinearBayes()
+    known, seen = correct_human_model(model, navigation, nav_dataset, "belief", 0.4)
+    assert known is model
+    believed = perceived(navigation, nav_dataset, shifted_hazard(navigation, 0.4))
+    np.testing.assert_array_equal(seen.segments.features, believed.segments.features)
+    assert not np.allclose(seen.segments.features, nav_dataset.segments.features)
+    chex.assert_trees_all_equal(seen.context, nav_dataset.context)  # the same answers
+    for kind in ("beta", "epsilon", "regret"):
+        with pytest.raises(ValueError, match=f"deviation kind '{kind}'"):
+            correct_human_model(model, navigation, nav_dataset, kind, 0.5)
+    with pytest.raises(ValueError, match="cannot assume a labeller discount"):
+        correct_human_model(R.DPLMeanVariance(), navigation, nav_dataset, "gamma", 0.3)
+
+
+@pytest.mark.slow
+def test_policies_on_rewards_train_one_run_per_reward_and_score_its_test_users(
+    navigation, nav_dataset
+):
+    """Two LinearBayes rewards (two labellings) in one vmap: each run is scored on its own
+    dataset's test users acting on their posterior means, as training and evaluating by hand."""
+    key, k_policy, k_eval = jax.random.split(jax.random.PRNGKey(12), 3)
+    model = R.LinearBayes.for_beta(2.0)
+    datasets = [nav_dataset, relabel(key, nav_dataset, nav_dataset.users.with_human(epsilon=0.4))]
+    params = fit_labellings(model, TINY_TRAIN, key, datasets)
+    fits = [(jax.tree.map(lambda x, p=p: x[p], params), d) for p, d in enumerate(datasets)]
+    trainer = PolicyTrainer(navigation, "linear_bayes", model, TINY_PPO)
+    evaluations, history = policies_on_rewards(trainer, fits, k_policy, k_eval, episodes=2)
+    _, test = nav_dataset.split()
+    assert len(evaluations) == 2
+    for leaf in jax.tree.leaves(history):
+        assert np.shape(leaf)[:2] == (TINY_PPO.num_updates, 2)  # [updates, R]
+    inputs = [policy_inputs("linear_bayes", model, p, d) for p, d in fits]
+    states, _ = trainer.train(jax.random.split(k_policy, 2),
+                              jax.tree.map(lambda *xs: jnp.stack(xs), *inputs))  # fmt: skip
+    for r, ((p, d), ev) in enumerate(zip(fits, evaluations, strict=True)):
+        chex.assert_shape(ev.true_return, (test.num_users,))
+        state = jax.tree.map(lambda x, r=r: x[r], states)
+        z = pipeline.test_latents("linear_bayes", model, p, d)
+        by_hand = trainer.evaluate(state, z, test.users.theta, k_eval, 2)
+        np.testing.assert_allclose(ev.true_return, by_hand.true_return, rtol=1e-5, atol=1e-5)
+    # The two rewards' posteriors differ, so do the latents the two runs act on.
+    latents = [pipeline.test_latents("linear_bayes", model, *fit) for fit in fits]
+    assert not np.allclose(latents[0], latents[1])
+
+
+@pytest.mark.slow
+def test_the_oracle_is_one_raw_reward_run_on_every_users_theta(navigation, nav_dataset):
+    key = jax.random.PRNGKey(13)
+    trainer, state, history = train_oracle(navigation, TINY_PPO, 1, nav_dataset, key)
+    assert (trainer.method, trainer.model, trainer.reward_scaling) == ("oracle", None, "none")
+    for leaf in jax.tree.leaves(history):
+        assert np.shape(leaf)[:2] == (TINY_PPO.num_updates, 1)
+    # As training by hand on the theta of every user, training and test alike, raw rewards
+    # (no references, so no per-user scaling) and uniform user sampling (no log_weights).
+    by_hand = PolicyTrainer(navigation, "oracle", None, TINY_PPO, 1, reward_scaling="none")
+    alone = by_hand.train_one(key, {"theta": nav_dataset.users.theta})
+    chex.assert_trees_all_equal(state.params, alone.params)
+    values = trainer.segment_values(state, nav_dataset.segments, nav_dataset.users.theta[:2])
+    chex.assert_shape(values, (2, nav_dataset.segments.num_segments, 2))
 
 
 @pytest.fixture(scope="module")

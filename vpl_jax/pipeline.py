@@ -26,7 +26,13 @@ Relabelled data — one set of pairs labelled P ways, e.g. by users with P diffe
 call) and is scored against shared target labels with :func:`score_relabellings`; for P
 labellings of one dataset (:func:`vpl_jax.data.relabel`), :func:`fit_labellings` and
 :func:`score_labellings` do the splitting and stacking, and :func:`labelling_scores` averages
-the test users' accuracy (and LinearBayes' alignment with theta) per labelling.
+the test users' accuracy (and LinearBayes' alignment with theta) per labelling. Labels given
+with a known deviation from the assumed human model are fitted with the correct one through
+:func:`correct_human_model` (the model told the discount, or the features the user believed in).
+
+The oracle — PPO on every user's true reward, with raw rewards so that its critic is each user's
+``V*`` — is :func:`train_oracle`; one policy per learned reward (R rewards in one ``vmap``), each
+scored on its dataset's test users, is :func:`policies_on_rewards`.
 
 A latent-conditioned policy acting on each test user's posterior after every number of queries
 of an elicitation (:mod:`vpl_jax.active`) is :func:`policy_curves`; an oracle's critic values at
@@ -57,7 +63,8 @@ import numpy as np
 
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
-from vpl_jax.data.dataset import PreferenceDataset
+from vpl_jax.data.beliefs import perceived, shifted_hazard
+from vpl_jax.data.dataset import PreferenceDataset, label_queries
 from vpl_jax.data.rollouts import rollout_episode
 from vpl_jax.data.segments import Segments, cut_segments
 from vpl_jax.envs.base import FeatureEnv
@@ -337,6 +344,53 @@ def labelling_scores(
         mean = np.asarray(mean)
         out["alignment"] = np.asarray(R.cosine(mean, theta)).mean(axis=1)
     return out
+
+
+def rational_targets(key: jax.Array, dataset: PreferenceDataset) -> PreferenceDataset:
+    """The test users of ``dataset`` with their held-out pairs answered by their rational selves
+    (:meth:`~vpl_jax.users.User.rational`, on the true features) with ``key``: the reference
+    answers of :func:`labelling_scores` and :func:`label_agreement`."""
+    _, test = dataset.split()
+    answers = label_queries(key, test.users.rational(), test.segments, test.heldout.pairs)
+    return test.replace(heldout=answers)
+
+
+def label_agreement(datasets: list[PreferenceDataset], targets: PreferenceDataset) -> np.ndarray:
+    """f64[P]: per labelling of one dataset, the share of its test users' held-out answers
+    (every pair, masked or not) that equal the held-out labels of ``targets`` (a test-user
+    dataset, e.g. :func:`rational_targets`)."""
+    labels = np.asarray(targets.heldout.labels)
+    return np.array([np.mean(np.asarray(d.split()[1].heldout.labels) == labels) for d in datasets])
+
+
+CORRECTABLE_KINDS: tuple[str, ...] = ("gamma", "belief")
+"""Deviations whose correct human model :func:`correct_human_model` expresses."""
+
+
+def correct_human_model(
+    model: R.RewardModel, env: FeatureEnv, dataset: PreferenceDataset, kind: str, size: float
+) -> tuple[R.RewardModel, PreferenceDataset]:
+    """``(model, dataset)`` as the correct human model sees labels given with the deviation
+    ``kind`` of ``size`` (:func:`vpl_jax.data.relabel_deviating`), for :func:`fit_labellings`:
+
+    * ``"gamma"`` — myopia ``1 - gamma = size``: ``model`` told the discount
+      (:func:`~vpl_jax.rewards.with_discount`; ``ValueError`` for a model without one) and the
+      dataset as it is;
+    * ``"belief"`` — a hazard believed ``size`` metres to the right: ``model`` as it is and
+      the dataset's segments with the features of the believed world
+      (:func:`~vpl_jax.data.perceived`, :func:`~vpl_jax.data.shifted_hazard`; only a model
+      that reads features sees them).
+
+    Raises ``ValueError`` naming ``kind`` for any other kind (no correct model expressible).
+    """
+    if kind == "gamma":
+        return R.with_discount(model, 1.0 - size), dataset
+    if kind == "belief":
+        return model, perceived(env, dataset, shifted_hazard(env, size))
+    raise ValueError(
+        f"deviation kind {kind!r}: the framework cannot express its correct human model "
+        f"(correctable: {list(CORRECTABLE_KINDS)})"
+    )
 
 
 # --- policies -------------------------------------------------------------------------------------
@@ -789,6 +843,78 @@ def policy_segments(
     keys = jax.random.split(key, num_episodes)
     _, traj = jax.vmap(lambda k: rollout_episode(env, policy, k, env.episode_length))(keys)
     return cut_segments(traj, horizon)
+
+
+def train_oracle(
+    env: FeatureEnv,
+    config: P.PPOConfig,
+    chunk_updates: int,
+    dataset: PreferenceDataset,
+    key: jax.Array,
+    *,
+    desc: str = "oracle PPO",
+    checkpointer: Checkpointer | None = None,
+) -> tuple[PolicyTrainer, P.RunnerState, Any]:
+    """One PPO run on every user's true reward ``theta · phi``, conditioned on ``theta`` (each
+    episode draws one of the dataset's users, training and test alike, uniformly): its returns
+    are the test users' reference, its critic each user's ``V*``
+    (:meth:`PolicyTrainer.segment_values`).
+
+    Returns ``(trainer, state, history)``: the oracle's :class:`PolicyTrainer` (to evaluate the
+    run and read its critic), the run's state (no leading axis) and its training curves
+    (``[updates, 1]``, :meth:`PolicyTrainer.train`).
+    """
+    # Raw rewards (no per-user scaling): its critic is each user's V* in their own reward's
+    # units, which regret-based labels compare with their returns.
+    trainer = PolicyTrainer(env, "oracle", None, config, chunk_updates, reward_scaling="none")
+    states, history = trainer.train(
+        key[None], {"theta": dataset.users.theta[None]}, desc=desc, checkpointer=checkpointer
+    )
+    return trainer, jax.tree.map(lambda x: x[0], states), history
+
+
+def policies_on_rewards(
+    trainer: PolicyTrainer,
+    fits: list[tuple[Any, PreferenceDataset]],
+    key: jax.Array,
+    eval_key: jax.Array,
+    episodes: int,
+    *,
+    desc: str = "PPO",
+    checkpointer: Checkpointer | None = None,
+) -> tuple[list[P.Evaluation], Any]:
+    """One policy per learned reward: R PPO runs in one ``vmap`` (:meth:`PolicyTrainer.train`),
+    each scored on its dataset's test users.
+
+    Args:
+      trainer: the :class:`PolicyTrainer` of the rewards' method and model.
+      fits: R learned rewards ``(params, dataset)`` of the same shapes; run r trains on
+        :func:`policy_inputs` of ``fits[r]`` (its defaults).
+      key: PPO's key, split into R keys (run r trains with the r-th).
+      eval_key: the evaluation key, the same for every run.
+      episodes: evaluation episodes per test user.
+      desc, checkpointer: as :meth:`PolicyTrainer.train`.
+
+    Returns:
+      ``(evaluations, history)``: R :class:`~vpl_jax.policies.Evaluation` (run r acting for
+      each test user of ``fits[r]``'s dataset on its :func:`test_latents`, ``[U_test]``) and
+      the runs' training curves (``[updates, R]``).
+    """
+    method, model = trainer.method, trainer.model
+    inputs = [policy_inputs(method, model, params, data) for params, data in fits]
+    states, history = trainer.train(
+        jax.random.split(key, len(fits)),
+        jax.tree.map(lambda *xs: jnp.stack(xs), *inputs),
+        desc=desc,
+        checkpointer=checkpointer,
+    )
+    evaluations = []
+    for r, (params, data) in enumerate(fits):
+        state = jax.tree.map(lambda x, r=r: x[r], states)
+        z = test_latents(method, model, params, data)
+        _, test = data.split()
+        evaluations.append(trainer.evaluate(state, z, test.users.theta, eval_key, episodes))
+    return evaluations, history
 
 
 # --- the offline pipeline -------------------------------------------------------------------------
