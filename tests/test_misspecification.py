@@ -49,6 +49,7 @@ from vpl_jax.pipeline import (
     score_relabellings,
     train_oracle,
 )
+from vpl_jax.plotting import metric_grid, plt
 from vpl_jax.rewards.base import sum_over_steps
 from vpl_jax.users import HumanModel, User, segment_score, segment_values
 
@@ -665,6 +666,35 @@ def test_an_iterate_loop_killed_mid_round_resumes_to_identical_rounds(
         chex.assert_trees_all_equal(a.pipeline.state.params, b.pipeline.state.params)
         chex.assert_trees_all_equal(a.pipeline.policy.true_return, b.pipeline.policy.true_return)
         assert a.onpolicy_accuracy == b.onpolicy_accuracy
+
+
+# --- the sweep's figure ---------------------------------------------------------------------------
+def test_metric_grid_draws_a_line_per_method_and_a_dashed_one_per_variant():
+    def row(method, metric, kind, x, value, human="assumed"):
+        return {"method": method, "metric": metric, "kind": kind, "x": x, "value": value,
+                "human": human}  # fmt: skip
+
+    rows = [row("b", "acc", "k1", 1.0, 0.6), row("b", "acc", "k1", 0.0, 0.9),
+            row("b", "acc", "k1", 1.0, 0.8, "correct"), row("a", "acc", "k2", 0.0, 0.5),
+            row("a", "ret", "k1", 0.0, 3.0), row("c", "acc", "k1", 0.0, 0.1)]  # fmt: skip
+    fig = metric_grid(rows, ("acc", "none", "ret"), {"k1": "size 1", "k2": "size 2"}, ("a", "b"),
+                      column="kind", x="x", line="method", variant=("human", "correct", "known"),
+                      colors=("c", "a", "b"))  # fmt: skip
+    axes = np.array(fig.axes[:4]).reshape(2, 2)  # "none" has no rows: two rows of axes
+    lines = {ax: {ln.get_label(): ln for ln in ax.get_lines()} for ax in axes.flat}
+    assert set(lines[axes[0, 0]]) == {"b", "b (known)"}  # "c" is not a line drawn
+    solid, dashed = lines[axes[0, 0]]["b"], lines[axes[0, 0]]["b (known)"]
+    np.testing.assert_array_equal(solid.get_xydata(), [[0.0, 0.9], [1.0, 0.6]])  # sorted by x
+    assert (solid.get_linestyle(), solid.get_marker()) == ("-", "o")
+    assert (dashed.get_linestyle(), dashed.get_marker()) == ("--", "s")
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    assert solid.get_color() == dashed.get_color() == palette[2]  # b's place in colors
+    assert lines[axes[0, 1]]["a"].get_color() == palette[1]
+    assert set(lines[axes[1, 0]]) == {"a"} and not lines[axes[1, 1]]
+    assert [ax.get_xlabel() for ax in axes.flat] == ["", "", "size 1", "size 2"]  # bottom row
+    assert [ax.get_ylabel() for ax in axes.flat] == ["acc", "", "ret", ""]  # first column
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["b", "b (known)", "a"]
+    plt.close(fig)
 
 
 # --- the experiments' configs (bad ones: test_bad_inputs.py) -------------------------------------

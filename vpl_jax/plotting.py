@@ -1,4 +1,5 @@
-"""Figures: one house style for every experiment's plots, and the arena picture.
+"""Figures: one house style for every experiment's plots, a grid of metrics from result rows
+(:func:`metric_grid`), and the arena picture.
 
 Error bars and bands are 95 % confidence intervals over seeds (:mod:`vpl_jax.intervals`, as
 ``summary.md`` reports them), never the spread over users: average over users first, then pass
@@ -9,6 +10,8 @@ backend automatically.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,7 +29,7 @@ plt.rcParams.update(
     }
 )
 
-__all__ = ["band", "bars", "errorbars", "over_seeds", "plt"]
+__all__ = ["band", "bars", "errorbars", "metric_grid", "over_seeds", "plt"]
 
 
 def over_seeds(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,6 +78,80 @@ def errorbars(ax, x, values, label: str, axis: int = 0, **kwargs):
     mean, yerr = _mean_and_error(values, axis)
     kwargs.setdefault("capsize", 2)
     return ax.errorbar(x, mean, yerr=yerr, label=label, **kwargs)
+
+
+def metric_grid(
+    rows: Sequence[dict],
+    metrics: Sequence[str],
+    columns: dict[str, str],
+    lines: Sequence[str],
+    *,
+    column: str,
+    x: str,
+    line: str = "method",
+    variant: tuple[str, str, str] | None = None,
+    colors: Sequence[str] | None = None,
+) -> plt.Figure:
+    """A grid of line plots of long-format result rows (``{"metric", "value", ...}``, as
+    :meth:`vpl_jax.harness.RunResults.add` writes them): a row of axes per metric, a column per
+    value of ``row[column]``, a line per value of ``row[line]`` (its ``value`` against
+    ``row[x]``, sorted by x).
+
+    Args:
+      rows: the rows; each has ``"metric"``, ``"value"`` and the keys named below.
+      metrics: the metrics to plot, in order (one without rows gets no axes row).
+      columns: the values of ``row[column]`` to plot, in order, each mapped to its x label.
+      lines: the values of ``row[line]`` to draw, in order (solid, circles).
+      variant: ``(key, value, label)``: rows whose ``key`` is ``value`` form lines of their own,
+        dashed with squares, labelled ``"{line} ({label})"``.
+      colors: the order in which line values take the colour cycle (default ``lines``), so a
+        line keeps its colour whichever lines are drawn.
+    """
+    metrics = [m for m in metrics if any(r["metric"] == m for r in rows)]
+    fig, axes = plt.subplots(
+        len(metrics), len(columns), figsize=(3.2 * len(columns), 2.8 * len(metrics)), squeeze=False
+    )
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color = dict(zip(lines if colors is None else colors, palette, strict=False))
+
+    def is_variant(r: dict) -> bool:
+        return variant is not None and r[variant[0]] == variant[1]
+
+    for i, metric in enumerate(metrics):
+        for j, col in enumerate(columns):
+            ax = axes[i, j]
+            for name in lines:
+                for dashed, style in ((False, "-o"), (True, "--s")):
+                    points = sorted(
+                        (r[x], r["value"])
+                        for r in rows
+                        if r["metric"] == metric
+                        and r[line] == name
+                        and r[column] == col
+                        and is_variant(r) == dashed
+                    )
+                    if points:
+                        label = f"{name} ({variant[2]})" if dashed else name
+                        xs, ys = zip(*points, strict=True)
+                        ax.plot(xs, ys, style, color=color[name], label=label, ms=4)
+            if i == len(metrics) - 1:
+                ax.set_xlabel(columns[col])
+            if j == 0:
+                ax.set_ylabel(metric.replace("_", " "))
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="lower center",
+        ncol=4,
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02),
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
 
 
 def draw_arena(ax, env) -> None:
