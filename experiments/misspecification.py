@@ -12,7 +12,7 @@ by the same users with a deviation of growing size from the Boltzmann partial-re
 * ``epsilon`` — the probability of a flipped answer;
 * ``regret`` — the regret weight w: the user scores a segment by its partial return plus
   ``w (V*(end) - V*(start))``, with ``V*`` the critic of an oracle policy trained on the users'
-  true rewards (:func:`vpl_jax.policies.critic_values`, :func:`vpl_jax.users.segment_values`);
+  true rewards (:func:`vpl_jax.pipeline.train_oracle`, :func:`vpl_jax.users.segment_values`);
 * ``belief`` — a false belief: the user thinks the hazard is ``deviation`` metres to the right
   of where it is and judges segments by the features of that world
   (:mod:`vpl_jax.data.beliefs`).
@@ -24,66 +24,44 @@ the posterior mean of theta from all of a user's pairs and the true theta), ``ra
 about their held-out pairs) and ``true_return`` (PPO on the learned reward, at no deviation and
 at the largest deviation of each kind in ``policy_kinds``; ``oracle`` rows: PPO on the true
 reward). Then, where the framework can express the correct human model, the same data are fitted
-with it (``human_model = correct``): a known myopic discount (every model's likelihood
-discounts the segment return, ``rewards.with_discount``) and a known belief (LinearBayes on the
-features of the world the user believes in). The zero-deviation point is shared by every kind
+with it (``human_model = correct``, :func:`vpl_jax.pipeline.correct_human_model`): a known myopic
+discount (every model's likelihood discounts the segment return) and a known belief (LinearBayes
+on the features of the world the user believes in). The zero-deviation point is shared by every kind
 (its rows repeat under each kind, so each curve starts at 0).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from vpl_jax import envs, harness
+from vpl_jax import harness, pipeline
 from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Each, Float, Int, checked
-from vpl_jax.data import (
-    DatasetConfig,
-    build_dataset,
-    label_queries,
-    perceived,
-    relabel_deviating,
-    shifted_hazard,
-)
+from vpl_jax.data import DatasetConfig, relabel_deviating
 from vpl_jax.harness import SweepPoint, sweep_points
-from vpl_jax.pipeline import (
-    PolicyTrainer,
-    check_policy_config,
-    fit_labellings,
-    labelling_scores,
-    policy_inputs,
-    test_latents,
-)
-from vpl_jax.plotting import plt
-from vpl_jax.users import Population
+from vpl_jax.plotting import metric_grid
 
 TASK = "navigation"
-KINDS = ("beta", "gamma", "epsilon", "regret", "belief")
-#: The deviation sizes each kind accepts (at least one per kind swept).
-SIZES = {
-    "beta": Each(Float(gt=0), min_count=1),  # temperatures 1/beta
-    "gamma": Each(Float(ge=0, lt=1), min_count=1),  # myopia 1 - gamma
-    "epsilon": Each(Float(gt=0, le=0.5), min_count=1),
-    "regret": Each(Float(gt=0, le=1), min_count=1),
-    "belief": Each(Float(gt=0), min_count=1),
+#: Each kind of deviation: the sizes it accepts (at least one per kind swept) and its unit.
+DEVIATIONS = {
+    "beta": (Each(Float(gt=0), min_count=1), "temperature 1/β"),
+    "gamma": (Each(Float(ge=0, lt=1), min_count=1), "myopia 1 − γ"),
+    "epsilon": (Each(Float(gt=0, le=0.5), min_count=1), "mistake probability ε"),
+    "regret": (Each(Float(gt=0, le=1), min_count=1), "regret weight w"),
+    "belief": (Each(Float(gt=0), min_count=1), "believed hazard shift (m)"),
 }
-#: The size of each kind's model error, as plotted.
-UNITS = {
-    "beta": "temperature 1/β",
-    "gamma": "myopia 1 − γ",
-    "epsilon": "mistake probability ε",
-    "regret": "regret weight w",
-    "belief": "believed hazard shift (m)",
-}
+KINDS = tuple(DEVIATIONS)
 #: Kinds whose correct human model the framework expresses, and for which methods.
 CORRECTABLE = {"gamma": ("linear_bayes", "btl", "vpl"), "belief": ("linear_bayes",)}
 METHODS = ("linear_bayes", "btl", "vpl")
+#: The inferred-reward errors, as plotted and tabulated.
+METRICS = ("alignment", "rational_accuracy", "true_return")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,11 +112,11 @@ class Config(harness.PopulationStudy, harness.ChunkedPolicies):
         Choices(self.methods, min_count=0).check("policy_methods", self.policy_methods)
         Choices(self.kinds, min_count=0).check("policy_kinds", self.policy_kinds)
         for kind in self.kinds:  # the sizes of a kind not swept are not used
-            SIZES[kind].check(f"{kind}_sizes", self.sizes_of(kind))
+            DEVIATIONS[kind][0].check(f"{kind}_sizes", self.sizes_of(kind))
         harness.reward_models(self.sizes, self.methods, self.data.context_size, "data.context_size")
-        self.data.validate(task_env(self), "data")
-        check_policy_config(self.ppo, task_env(self))
-        population(self)  # unknown or repeated user types raise, naming the field
+        self.data.validate(harness.task_env(self, TASK), "data")
+        pipeline.check_policy_config(self.ppo, harness.task_env(self, TASK))
+        harness.task_population(self, TASK)  # unknown or repeated user types raise, naming it
         return self
 
 
@@ -165,203 +143,107 @@ PRESETS = {
 }
 
 
-def task_env(config: Config) -> envs.FeatureEnv:
-    return envs.make(TASK, num_goals=config.num_goals)
-
-
-def population(config: Config) -> Population:
-    """``--population`` if given, else ``navigation_types`` in equal shares."""
-    return harness.task_population(config, TASK)
-
-
-# --- fitting with the correct human model -------------------------------------------------------
-def fit_correct(env, model, config: Config, key, dataset, point: SweepPoint, rational):
-    """The model with ``point``'s correct human model (known discount; LinearBayes on the
-    believed features), fitted to one labelled dataset: ``(params, {metric: value})``."""
-    if point.kind == "gamma":
-        model = R.with_discount(model, 1.0 - point.size)
-    seen = dataset
-    if point.kind == "belief":
-        seen = perceived(env, dataset, shifted_hazard(env, point.size))
-    params = fit_labellings(model, config.reward_train, key, [seen])
-    scores = score_points(model, params, [seen], rational)
-    return jax.tree.map(lambda x: x[0], params), {m: float(v[0]) for m, v in scores.items()}
-
-
-def score_points(model, params, datasets, rational) -> dict[str, np.ndarray]:
-    """Per point, the test users' mean ``rational_accuracy`` and (LinearBayes) ``alignment``
-    (:func:`vpl_jax.pipeline.labelling_scores` against their rational answers)."""
-    scores = labelling_scores(model, params, datasets, rational)
-    return {"rational_accuracy" if m == "accuracy" else m: v for m, v in scores.items()}
-
-
-# --- figure ---------------------------------------------------------------------------------------
-def plot_sweep(rows: list[dict], kinds, methods) -> plt.Figure:
-    """Rows: metrics; columns: kinds of deviation; a line per method (dashed: correct model)."""
-    metrics = [m for m in ("alignment", "rational_accuracy", "true_return") if any(
-        r["metric"] == m for r in rows)]  # fmt: skip
-    fig, axes = plt.subplots(
-        len(metrics), len(kinds), figsize=(3.2 * len(kinds), 2.8 * len(metrics)), squeeze=False
-    )
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = dict(zip(("oracle", *METHODS), palette[: len(METHODS) + 1], strict=True))
-    for i, metric in enumerate(metrics):
-        for j, kind in enumerate(kinds):
-            ax = axes[i, j]
-            for method in ("oracle", *methods):
-                for human, style in (("boltzmann", "-o"), ("correct", "--s")):
-                    sel = sorted(
-                        (r["deviation"], r["value"])
-                        for r in rows
-                        if r["metric"] == metric
-                        and r["method"] == method
-                        and r["deviation_kind"] == kind
-                        and r["human_model"] == human
-                    )
-                    if not sel:
-                        continue
-                    label = method if human == "boltzmann" else f"{method} (correct model)"
-                    ax.plot(*zip(*sel, strict=True), style, color=colors[method], label=label,
-                            ms=4)  # fmt: skip
-            if i == len(metrics) - 1:
-                ax.set_xlabel(UNITS[kind])
-            if j == 0:
-                ax.set_ylabel(metric.replace("_", " "))
-    handles = {}
-    for ax in axes.flat:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, h)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8,
-               bbox_to_anchor=(0.5, -0.02))  # fmt: skip
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
-
-
 # --- the experiment -------------------------------------------------------------------------------
 def main(config: Config, results: harness.RunResults) -> str:
-    env = task_env(config)
-    pop = population(config)
+    env = harness.task_env(config, TASK)
     key = jax.random.PRNGKey(config.seed)
     k_data, k_oracle, k_label, k_rational, k_fit, k_policy, k_eval = jax.random.split(key, 7)
-    dataset = build_dataset(k_data, env, pop, config.data, task=TASK)
-    _, test = dataset.split()
+    dataset = harness.task_dataset(config, TASK, k_data)
+    theta = dataset.split()[1].users.theta  # the test users'
+    largest = {kind: max(config.sizes_of(kind)) for kind in config.kinds}
     rows: list[dict] = []
 
     def add(method, metric, value, kind, size, human="boltzmann"):
-        kinds = config.kinds if kind == "none" else (kind,)  # the shared point, under each kind
-        for k in kinds:
+        for k in config.kinds if kind == "none" else (kind,):  # the shared point, under each kind
             row = {"method": method, "metric": metric, "value": float(value),
                    "deviation_kind": k, "deviation": size, "human_model": human}  # fmt: skip
             rows.append(row)
             results.add(task=TASK, **row)
 
-    # The oracle: PPO on every user's true reward, conditioned on theta. Its critic gives each
-    # user's V* (regret-based users); its returns are the test users' reference.
+    # The oracle: its returns are the test users' reference, its critic each user's V* (regret).
     start = time.time()
-    # Raw rewards (no per-user scaling): its critic is each user's V* in their own reward's
-    # units, which regret-based labels compare with their returns.
-    oracle = PolicyTrainer(
-        env, "oracle", None, config.ppo, config.chunk_updates, reward_scaling="none"
-    )
-    oracle_states, history = oracle.train(
-        k_oracle[None],
-        {"theta": dataset.users.theta[None]},
-        desc="oracle PPO",
+    oracle, oracle_state, history = pipeline.train_oracle(
+        env, config.ppo, config.chunk_updates, dataset, k_oracle,
         checkpointer=results.checkpointer("oracle", config.checkpoint_every),
-    )  # one run (PolicyTrainer.train_one), keeping its training curves
-    oracle_state = jax.tree.map(lambda x: x[0], oracle_states)
+    )  # fmt: skip
     results.log_ppo_history("oracle/ppo", history, config.ppo.env_steps_per_update)
-    oracle_eval = oracle.evaluate(
-        oracle_state, test.users.theta, test.users.theta, k_eval, config.num_eval_episodes
-    )
+    reference = oracle.evaluate(oracle_state, theta, theta, k_eval, config.num_eval_episodes)
     for kind in config.policy_kinds:
-        for size in (0.0, max(config.sizes_of(kind))):
-            add("oracle", "true_return", np.mean(oracle_eval.true_return), kind, size)
+        for size in (0.0, largest[kind]):
+            add("oracle", "true_return", np.mean(reference.true_return), kind, size)
     values = None  # each user's V* at the ends of every segment, for the regret-based users
     if "regret" in config.kinds:
         values = oracle.segment_values(oracle_state, dataset.segments, dataset.users.theta)
-    print(f"oracle: true return {np.mean(oracle_eval.true_return):.2f} "
-          f"({time.time() - start:.0f} s)")  # fmt: skip
+    print(f"oracle: true return {np.mean(reference.true_return):.2f} ({time.time() - start:.0f} s)")
 
     points = sweep_points(config.kinds, config.sizes_of)
     # Every pair answered again at each point, with the same key (common random numbers).
     datasets = [relabel_deviating(k_label, env, dataset, p.kind, p.size, values) for p in points]
-    # The users' rational answers about their held-out pairs (true features).
-    rational_answers = label_queries(
-        k_rational, test.users.rational(), test.segments, test.heldout.pairs
-    )
-    rational = test.replace(heldout=rational_answers)
-    agreement = [
-        float(np.mean(np.asarray(d.split()[1].heldout.labels == rational_answers.labels)))
-        for d in datasets
-    ]
-    for p, a in zip(points, agreement, strict=True):
+    rational = pipeline.rational_targets(k_rational, dataset)  # the reference answers
+    for p, a in zip(points, pipeline.label_agreement(datasets, rational), strict=True):
         add("users", "label_agreement", a, p.kind, p.size)
+
+    def scores(model, params, datasets) -> dict[str, np.ndarray]:  # rational_accuracy, alignment
+        out = pipeline.labelling_scores(model, params, datasets, rational)
+        return {"rational_accuracy" if m == "accuracy" else m: v for m, v in out.items()}
 
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
     fitted = {}
     for method in config.methods:
         start = time.time()
         model = R.make_model(method, sizes)
-        params = fit_labellings(model, config.reward_train, k_fit, datasets)  # one vmap
-        scores = score_points(model, params, datasets, rational)
-        for metric, per_point in scores.items():
+        params = pipeline.fit_labellings(model, config.reward_train, k_fit, datasets)  # one vmap
+        assumed = scores(model, params, datasets)
+        for metric, per_point in assumed.items():
             for p, v in zip(points, per_point, strict=True):
                 add(method, metric, v, p.kind, p.size)
         # The correct human model, where expressible: one fit per point (its model differs).
-        corrected = {}
-        for kind in config.kinds if config.correct else ():
-            if method not in CORRECTABLE.get(kind, ()):
-                continue
-            for i, p in enumerate(points):
-                if p.kind == kind:
-                    corrected[p], scores_c = fit_correct(
-                        env, model, config, k_fit, datasets[i], p, rational
-                    )
-                    for metric, value in scores_c.items():
-                        add(method, metric, value, kind, p.size, "correct")
-            for metric, per_point in scores.items():  # at no deviation it is the assumed model
+        corrected, correctable = {}, [k for k in config.kinds if method in CORRECTABLE.get(k, ())]
+        for kind in correctable if config.correct else ():
+            for p, data in zip(points, datasets, strict=True):
+                if p.kind == kind:  # the model told the deviation, on the data as it sees them
+                    known, seen = pipeline.correct_human_model(model, env, data, kind, p.size)
+                    params_c = pipeline.fit_labellings(known, config.reward_train, k_fit, [seen])
+                    corrected[p] = jax.tree.map(lambda x: x[0], params_c)
+                    for metric, v in scores(known, params_c, [seen]).items():
+                        add(method, metric, v[0], kind, p.size, "correct")
+            for metric, per_point in assumed.items():  # at no deviation it is the assumed model
                 add(method, metric, per_point[0], kind, 0.0, "correct")
         fitted[method] = (model, params, corrected)
-        summary = ", ".join(f"{m} {v[0]:.3f}→{v[-1]:.3f}" for m, v in scores.items())
+        summary = ", ".join(f"{m} {v[0]:.3f}→{v[-1]:.3f}" for m, v in assumed.items())
         print(f"[{method}] fitted {len(points)} points ({summary}; {time.time() - start:.0f} s)")
 
     # True return of the policies optimised on the learned rewards, at a few points.
-    chosen = [0] + [
-        points.index(SweepPoint(kind, max(config.sizes_of(kind)))) for kind in config.policy_kinds
-    ]
+    chosen = [points[0]] + [SweepPoint(kind, largest[kind]) for kind in config.policy_kinds]
+    myopic = SweepPoint("gamma", largest.get("gamma"))  # its correct model's reward too
     for method in config.policy_methods:
         start = time.time()
         model, params, corrected = fitted[method]
-        runs = [(points[i], "boltzmann", jax.tree.map(lambda x, i=i: x[i], params))
-                for i in chosen]  # fmt: skip
-        runs += [(p, "correct", c) for p, c in corrected.items()
-                 if p.kind == "gamma" and p.size == max(config.sizes_of("gamma"))
-                 and p.kind in config.policy_kinds]  # fmt: skip
-        data_of = {p: datasets[points.index(p)] for p in points}
-        inputs = [policy_inputs(method, model, prm, data_of[p]) for p, _, prm in runs]
-        trainer = PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
-        states, history = trainer.train(
-            jax.random.split(k_policy, len(runs)),
-            jax.tree.map(lambda *xs: jnp.stack(xs), *inputs),
-            desc=f"{method} PPO ×{len(runs)}",
+        runs = [(p, "boltzmann", jax.tree.map(lambda x, p=p: x[points.index(p)], params))
+                for p in chosen]  # fmt: skip
+        if myopic in corrected and "gamma" in config.policy_kinds:
+            runs.append((myopic, "correct", corrected[myopic]))
+        trainer = pipeline.PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
+        evaluations, history = pipeline.policies_on_rewards(
+            trainer, [(prm, datasets[points.index(p)]) for p, _, prm in runs], k_policy, k_eval,
+            config.num_eval_episodes, desc=f"{method} PPO ×{len(runs)}",
             checkpointer=results.checkpointer(method, config.checkpoint_every),
-        )
-        for r, (p, human, prm) in enumerate(runs):
-            results.log_ppo_history(
-                f"{method}/ppo/{p.kind}_{p.size:g}_{human}",
-                jax.tree.map(lambda x, r=r: np.asarray(x)[:, r : r + 1], history),
-                config.ppo.env_steps_per_update,
-            )
-            state = jax.tree.map(lambda x, r=r: x[r], states)
-            z = test_latents(method, model, prm, data_of[p])
-            ev = trainer.evaluate(state, z, test.users.theta, k_eval, config.num_eval_episodes)
+        )  # fmt: skip
+        for r, ((p, human, _), ev) in enumerate(zip(runs, evaluations, strict=True)):
+            run_history = jax.tree.map(lambda x, r=r: np.asarray(x)[:, r : r + 1], history)
+            results.log_ppo_history(f"{method}/ppo/{p.kind}_{p.size:g}_{human}", run_history,
+                                    config.ppo.env_steps_per_update)  # fmt: skip
             add(method, "true_return", np.mean(ev.true_return), p.kind, p.size, human)
             if p.kind == "none" and config.correct and "gamma" in config.policy_kinds:
                 add(method, "true_return", np.mean(ev.true_return), "gamma", 0.0, "correct")
         print(f"[{method}] PPO on {len(runs)} learned rewards ({time.time() - start:.0f} s)")
 
-    results.figure(plot_sweep(rows, config.kinds, config.methods), "misspecification")
+    fig = metric_grid(
+        rows, METRICS, {k: DEVIATIONS[k][1] for k in config.kinds}, ("oracle", *config.methods),
+        column="deviation_kind", x="deviation", colors=("oracle", *METHODS),
+        variant=("human_model", "correct", "correct model"),  # dashed: the correct human model
+    )  # fmt: skip
+    results.figure(fig, "misspecification")
     return notes(rows, config)
 
 
@@ -375,18 +257,14 @@ def notes(rows: list[dict], config: Config) -> str:
     ]
     index = {(r["method"], r["metric"], r["deviation_kind"], r["deviation"], r["human_model"]):
              r["value"] for r in rows}  # fmt: skip
-    for method in ("oracle", *config.methods):
-        for metric in ("alignment", "rational_accuracy", "true_return"):
-            for kind in config.kinds:
-                big = max(config.sizes_of(kind))
-                base = index.get((method, metric, kind, 0.0, "boltzmann"))
-                if base is None:
-                    continue
-                assumed = index.get((method, metric, kind, big, "boltzmann"))
-                correct = index.get((method, metric, kind, big, "correct"))
-                fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
-                lines.append(f"| {method} | {metric} | {kind} ({big:g}) | {fmt(base)} | "
-                             f"{fmt(assumed)} | {fmt(correct)} |")  # fmt: skip
+    entries = itertools.product(("oracle", *config.methods), METRICS, config.kinds)
+    for method, metric, kind in entries:
+        big = max(config.sizes_of(kind))
+        at = ((0.0, "boltzmann"), (big, "boltzmann"), (big, "correct"))
+        cells = [index.get((method, metric, kind, size, human)) for size, human in at]
+        if cells[0] is not None:  # none, largest with the assumed model, with the correct one
+            values = " | ".join("" if v is None else f"{v:.3f}" for v in cells)
+            lines.append(f"| {method} | {metric} | {kind} ({big:g}) | {values} |")
     return "\n".join(lines)
 
 
