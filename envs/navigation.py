@@ -35,6 +35,7 @@ features that user perceives (see :mod:`vpl_jax.data.beliefs`).
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -299,6 +300,21 @@ def goal_policy(env: Navigation, g: int) -> BehaviourPolicy:
         init=lambda key: None,
         act=lambda _, state, key: jnp.tanh(to_goal(goal, env.position(state))),
     )
+
+
+def noisy_goal_policy(
+    env: Navigation, goal_of: Callable[[State], jax.Array], noise: float
+) -> BehaviourPolicy:
+    """Noisy scripted runs to the goal ``goal_of(state) -> i32[]`` picks at every step (e.g.
+    from an input appended to the observation, ``state.obs[O:]``): ``tanh`` of :func:`to_goal`
+    plus Gaussian pre-squash noise of standard deviation ``noise``. A demonstrator whose plan is
+    set by what it observes (the reference of :func:`vpl_jax.nash.policy.clone_reference`)."""
+
+    def act(_, state, key):
+        u = to_goal(env.goals[goal_of(state)], env.position(state))
+        return jnp.tanh(u + noise * jax.random.normal(key, u.shape))
+
+    return BehaviourPolicy(lambda key: None, act)
 
 
 def goal_data_policy(env: Navigation, goal_share: float) -> BehaviourPolicy:

@@ -104,6 +104,27 @@ def test_behaviour_policy_covers_every_goal_and_the_hazard(navigation):
     assert 0.05 < entered_hazard < 0.8
 
 
+def test_noisy_goal_policy_heads_for_the_goal_its_state_picks(navigation):
+    """The goal is read from the state at every step (here from an input appended to the
+    observation, as the Nash study's reference reads its noise arc): from near the centre, goal a
+    (top, 0.6 m up) and goal b (bottom) saturate the controller, ``tanh(±2)`` along y; noise is
+    added before the squash."""
+    state = navigation.reset(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    policy = nav.noisy_goal_policy(navigation, lambda s: jnp.where(s.obs[-1] > 0, 0, 1), 0.0)
+    assert policy.init(key) is None
+    for flag, goal, sign in ((1.0, 0, 1.0), (-1.0, 1, -1.0)):
+        flagged = state.replace(obs=jnp.append(state.obs, flag))
+        action = policy.act(None, flagged, key)
+        np.testing.assert_allclose(action, nav.goal_policy(navigation, goal).act(None, state, key))
+        np.testing.assert_allclose(action[1], sign * np.tanh(2.0), rtol=1e-6)
+    noisy = nav.noisy_goal_policy(navigation, lambda s: 1, 0.5)
+    u = nav.to_goal(navigation.goals[1], navigation.position(state))
+    expected = jnp.tanh(u + 0.5 * jax.random.normal(key, (2,)))
+    np.testing.assert_allclose(noisy.act(None, state, key), expected, rtol=1e-6)
+    assert not np.allclose(noisy.act(None, state, key), jnp.tanh(u), atol=1e-2)
+
+
 # --- every registered task: rewards are learnable from transitions, failures never pay -----------
 def _rollouts(env, policy, n=32, seed=0):
     traj = collect(env, jax.random.PRNGKey(seed), n, policy=policy)

@@ -380,6 +380,59 @@ def test_latent_lotteries_give_each_user_the_modes_their_reward_prefers():
     assert (modes[0::2] == 2).mean() > 0.9 and (modes[1::2] == 0).mean() > 0.9
 
 
+class ChoiceTask(ChoiceEnv):
+    """:class:`ChoiceEnv` with what recorded rollouts read: the action as the step's features
+    and the observation as the position."""
+
+    def reset(self, rng):
+        return super().reset(rng).replace(info={"features": jnp.zeros(2)})
+
+    def step(self, state, action):
+        return super().step(state, action).replace(info={"features": action})
+
+    def position(self, state):
+        return state.obs
+
+
+def test_vpl_lotteries_are_latent_lotteries_of_the_reference_modes_rollouts(choice_game):
+    """On the one-step game the reference's modes 0-3 go to outcome 0 (x < 0) and modes 4, 5 to
+    outcomes 1 and 2 (x > 0): under the latent reward ``z * x`` a user with z > 0 weights modes
+    4, 5 most, one with z < 0 modes 0-3; the weights are :func:`latent_lotteries` of
+    :func:`mode_rollouts` with the first half of the split key, the episodes' modes drawn with
+    the second half."""
+    _, _, network, reference = choice_game
+    env, z, key = ChoiceTask(), jnp.array([[1.0], [-1.0]]), jax.random.PRNGKey(5)
+    log_w, latents = N.vpl_lotteries(env, network, reference, LatentFirstFeature(), None, z,
+                                     6, 8, 0.05, 0.2, key)  # fmt: skip
+    assert log_w.shape == (2, 6)
+    w = np.exp(np.asarray(log_w))
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+    assert w[0, 4:].sum() > 0.9 and w[1, :4].sum() > 0.9, w
+    k_roll, k_modes = jax.random.split(key)
+    obs = N.mode_rollouts(env, network, reference, 6, 8, k_roll)
+    expected = N.latent_lotteries(LatentFirstFeature(), None, z, obs, 0.05, 0.2)
+    np.testing.assert_allclose(log_w, expected, rtol=1e-6)
+    np.testing.assert_array_equal(latents(10), N.user_lottery_latents(log_w, k_modes)(10))
+    modes = np.asarray(N.mode_of(latents(400), N.noise_nodes(6)))
+    assert (modes[0::2] >= 4).mean() > 0.9 and (modes[1::2] < 4).mean() > 0.9
+
+
+def test_train_lottery_returns_the_learned_lottery_of_a_chunked_run(choice_game):
+    env, ppo_config, _, reference = choice_game
+    config = N.NashConfig(mixture=0.02, kl_coef=0.04, num_modes=6, num_opponents=6)
+    ppo = N.make_rlhf(env, OutcomeReward(), None, reference, ppo_config, config)
+    key = jax.random.PRNGKey(6)
+    (params, log_weights), history = N.train_lottery(ppo, key, 3, 2)
+    assert history["episode_score"].shape[0] == 3
+    assert log_weights.shape == (6,)
+    np.testing.assert_allclose(jax.nn.logsumexp(log_weights), 0.0, atol=1e-5)
+    assert not np.allclose(log_weights, N.uniform_log_weights(6))  # the modes were re-weighted
+    # The same numbers as one chunk of all three updates.
+    state, metrics = jax.jit(ppo.train_chunk, static_argnums=1)(ppo.init(key), 3)
+    chex.assert_trees_all_close((params, log_weights), N.lottery(state), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(history["episode_score"], metrics["episode_score"], rtol=1e-5)
+
+
 def test_make_nash_md_rejects_configs_it_cannot_run(choice_game):
     env, ppo_config, _, reference = choice_game
     bad = dataclasses.replace(ppo_config, num_steps=2 * env.episode_length)
@@ -451,6 +504,26 @@ def test_direct_preference_training_prefers_the_preferred(direct_data, loss):
     if loss == "ipo":
         # IPO regresses the margin to 1/(2 tau) = 1 rather than pushing it to infinity.
         assert 0.5 < float(jnp.mean(h)) < 1.5, float(jnp.mean(h))
+
+
+def test_train_direct_on_dataset_uses_the_training_users_pairs_of_recorded_segments(nav_dataset):
+    network = N.policy_network(P.PPOConfig(hidden_sizes=(8,)), 2)
+    obs_size = nav_dataset.segments.obs.shape[-1]
+    reference = network.init(jax.random.PRNGKey(0), jnp.zeros(obs_size + 2))
+    config = N.DirectConfig(num_steps=4, pairs_per_batch=8, num_modes=2)
+    key = jax.random.PRNGKey(1)
+    (params, log_weights), losses = N.train_direct_on_dataset(network, reference, nav_dataset,
+                                                              config, key)  # fmt: skip
+    assert losses.shape == (4,) and log_weights.shape == (2,)
+    np.testing.assert_allclose(losses[0], np.log(2.0), rtol=1e-4)  # starts at the reference
+    train, _ = nav_dataset.split()
+    pairs = R.user_pairs(train, "all")
+    assert pairs.pairs.shape[0] == train.num_users < nav_dataset.num_users  # no test user
+    seg = nav_dataset.segments
+    expected = N.train_direct(network, reference, seg.previous_obs, seg.actions, seg.alive,
+                              pairs.pairs.reshape(-1, 2), pairs.labels.reshape(-1),
+                              pairs.mask.reshape(-1), config, key)  # fmt: skip
+    chex.assert_trees_all_equal(((params, log_weights), losses), expected)
 
 
 # --- judging a policy by the population's true preferences ------------------------------------
@@ -613,31 +686,33 @@ def test_mode_rollouts_are_latent_episodes_of_each_mode(three_goals):
 
 @pytest.mark.slow
 def test_cloned_reference_follows_the_demonstrated_goal_of_each_noise_arc(three_goals):
-    """Demonstrations go to goal a on the upper half of the noise circle and to goal c on the
-    lower half; the clone's modes go where their arc's demonstrations went, and its
-    likelihood of the demonstrated actions rises well above the untrained network's."""
-    from vpl_jax.envs.base import BehaviourPolicy
-    from vpl_jax.envs.navigation import to_goal
-
+    """Demonstrations (:func:`N.clone_reference`) go to goal a on the upper half of the noise
+    circle and to goal c on the lower half; the clone's modes go where their arc's
+    demonstrations went, and its likelihood of the demonstrated actions rises well above the
+    untrained network's. Scored (:func:`N.score_policy`) by a population that wants goal a, the
+    half of its episodes at goal c lose to the scripted goal a."""
     env = three_goals
-
-    def demo_act(_, state, k):
-        goal = jnp.where(state.obs[-1] > 0, 0, 2)
-        u = to_goal(env.goals[goal], env.position(state))
-        return jnp.tanh(u + 0.2 * jax.random.normal(k, u.shape))
-
     ppo_config = N.nash_ppo_config(P.PPOConfig(hidden_sizes=(32, 32)), env.episode_length)
-    network, params, losses = N.clone_demonstrations(
-        env, BehaviourPolicy(lambda k: None, demo_act), 64, ppo_config,
-        N.CloneConfig(num_steps=400, batch_size=256), jax.random.PRNGKey(0),
+    network, params, losses = N.clone_reference(
+        env, (0, 2), 0.2, 64, ppo_config, N.CloneConfig(num_steps=400, batch_size=256),
+        jax.random.PRNGKey(0),
     )  # fmt: skip
     assert float(losses[-50:].mean()) < float(losses[:10].mean()) - 1.0
     nodes = N.noise_nodes(4)  # two modes on each half
     latents = jnp.repeat(nodes, 8, axis=0)
     keys = jax.random.split(jax.random.PRNGKey(1), 32)
-    _, outcome = N.policy_episodes(env, N.network_act(network), params, latents, keys)
+    act = N.network_act(network)
+    phi, outcome = N.policy_episodes(env, act, params, latents, keys)
     wanted = np.where(np.asarray(latents[:, 1]) > 0, 0, 2)
     assert np.mean(np.asarray(outcome) == wanted) > 0.8
+    theta = jnp.zeros((1, env.num_features)).at[0, 0].set(1.0)  # progress to goal a only
+    pure = N.pure_episodes(env, keys)
+    s = N.score_policy(env, act, params, latents, keys, theta, jnp.ones(1), pure, "abc")
+    expected = N.policy_scores(theta, jnp.ones(1), phi, outcome, pure, "abc")
+    assert s["goal_share"] == expected["goal_share"]
+    assert s["goal_share"]["a"] == pytest.approx(np.mean(np.asarray(outcome) == 0))
+    np.testing.assert_allclose(s["margin"], expected["margin"])
+    assert s["exploitability"] == pytest.approx(s["margin"][0]) and s["margin"][0] > 0.3
 
 
 def test_policy_scores_of_a_single_goal_policy():
@@ -654,6 +729,16 @@ def test_policy_scores_of_a_single_goal_policy():
                                                                      phi_pure))  # fmt: skip
     assert s["exploitability"] == pytest.approx(float(np.max(s["margin"])))
     np.testing.assert_allclose(s["win_rate"], N.type_win_rates(theta, phi, outcome, phi_pure))
+    rows = N.score_rows(s, ("a", "b", "c"), ("cycle_abc", "cycle_bca", "cycle_cab"))
+    assert [r["metric"] for r in rows] == ["goal_share"] * 4 + ["margin"] * 3 + [
+        "exploitability"] + ["win_rate"] * 3  # fmt: skip
+    assert rows[0] == {"metric": "goal_share", "value": 4 / 6, "goal": "a"}
+    assert rows[3] == {"metric": "goal_share", "value": 2 / 6, "goal": "none"}
+    assert [r["goal"] for r in rows[4:7]] == ["a", "b", "c"]
+    np.testing.assert_array_equal([r["value"] for r in rows[4:7]], s["margin"])
+    assert rows[7] == {"metric": "exploitability", "value": s["exploitability"]}
+    assert [r["user_type"] for r in rows[8:]] == ["cycle_abc", "cycle_bca", "cycle_cab"]
+    np.testing.assert_array_equal([r["value"] for r in rows[8:]], s["win_rate"])
 
 
 @pytest.mark.slow  # navigation rollouts compile (1-3 min on 2 busy cores)

@@ -8,6 +8,7 @@ import pytest
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
 from vpl_jax.nash.gaussian import geometric_mixture
 from vpl_jax.nash.matrix_game import exploitability, nash_md, win_probability
+from vpl_jax.nash.policy import noise_nodes, on_circle, reference_goal
 
 CYCLIC = jnp.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])  # 0 ≻ 1 ≻ 2 ≻ 0
 
@@ -63,6 +64,17 @@ def test_dpo_and_ipo_losses_by_hand():
     np.testing.assert_allclose(ipo_loss(h, 1.0, tau=0.25), (1.5 - 2.0) ** 2, rtol=1e-6)
     np.testing.assert_allclose(ipo_loss(h, 0.0, tau=0.25), (1.5 + 2.0) ** 2, rtol=1e-6)
     np.testing.assert_allclose(ipo_loss(h, 0.5, tau=0.25), 0.5 * 0.25 + 0.5 * 12.25, rtol=1e-6)
+
+
+def test_reference_goal_is_the_goal_of_each_equal_arc_of_the_noise_circle():
+    arc_goals = (0, 0, 0, 0, 1, 2)  # the experiment's default reference_goals "aaaabc"
+    # The midpoint of each of six arcs, then just past 0 and just short of 2π (the first and the
+    # last arc), then a quarter and three quarters of the way round with two arcs.
+    np.testing.assert_array_equal(reference_goal(arc_goals, noise_nodes(6)), arc_goals)
+    near_ends = on_circle(jnp.array([1e-4, 2 * jnp.pi - 1e-4]))
+    np.testing.assert_array_equal(reference_goal(arc_goals, near_ends), [0, 2])
+    halves = on_circle(jnp.array([[jnp.pi / 2], [3 * jnp.pi / 2]]))  # leading axes kept
+    np.testing.assert_array_equal(reference_goal((0, 2), halves), [[0], [2]])
 
 
 @pytest.mark.slow

@@ -7,15 +7,19 @@
   trained with :func:`vpl_jax.rewards.fit`.
 * :mod:`~vpl_jax.nash.policy` — mixed policies (lotteries over modes, a per-episode noise
   input), trajectory likelihoods, behaviour cloning of a reference
-  (:func:`clone_demonstrations`).
+  (:func:`clone_demonstrations`; navigation's goal per noise arc: :func:`clone_reference`).
 * :func:`make_nash_md` — Nash-MD (and self-play): PPO with a trajectory-level win-probability
   return against geometric-mixture opponents and a KL penalty to the reference, and the exact
-  mirror-descent step on the lottery's mode weights.
-* :func:`train_direct` — offline DPO/IPO on trajectory log-likelihood ratios.
+  mirror-descent step on the lottery's mode weights; :func:`make_rlhf` the same on a reward;
+  :func:`train_lottery` trains either in chunks. :func:`vpl_lotteries` — each user's
+  KL-regularised lottery over the reference's modes under a latent reward.
+* :func:`train_direct` — offline DPO/IPO on trajectory log-likelihood ratios (from a dataset's
+  training users: :func:`train_direct_on_dataset`).
 * :mod:`~vpl_jax.nash.evaluation` — margins of pure strategies, exploitability and per-type win
   rates under a population's true preferences; in navigation, a policy's and the scripted
   goals' episodes (:func:`policy_episodes`, :func:`pure_episodes`), their scores
-  (:func:`policy_scores`) and a preference model's goal table (:func:`goal_preference_table`).
+  (:func:`policy_scores`, :func:`score_policy`; as result rows :func:`score_rows`) and a
+  preference model's goal table (:func:`goal_preference_table`).
 """
 
 from vpl_jax.nash.control import (
@@ -32,6 +36,8 @@ from vpl_jax.nash.control import (
     opponent_rollouts,
     return_scale,
     self_play,
+    train_lottery,
+    vpl_lotteries,
 )
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
 from vpl_jax.nash.evaluation import (
@@ -41,16 +47,19 @@ from vpl_jax.nash.evaluation import (
     policy_scores,
     pure_episodes,
     pure_strategy_margins,
+    score_policy,
+    score_rows,
     type_preferences,
     type_win_rates,
 )
 from vpl_jax.nash.gaussian import geometric_mixture
 from vpl_jax.nash.matrix_game import geometric_mix, mirror_step, nash_md
-from vpl_jax.nash.offline import DirectConfig, train_direct
+from vpl_jax.nash.offline import DirectConfig, train_direct, train_direct_on_dataset
 from vpl_jax.nash.policy import (
     CloneConfig,
     clone,
     clone_demonstrations,
+    clone_reference,
     gaussian,
     gaussian_log_prob,
     lottery_latents,
@@ -61,6 +70,7 @@ from vpl_jax.nash.policy import (
     noise_sampler,
     on_circle,
     pre_squash,
+    reference_goal,
     stratified_modes,
     trajectory_log_prob,
     uniform_log_weights,
@@ -78,6 +88,7 @@ __all__ = [
     "check_ppo_config",
     "clone",
     "clone_demonstrations",
+    "clone_reference",
     "dpo_loss",
     "exploitability",
     "gaussian",
@@ -110,13 +121,19 @@ __all__ = [
     "pre_squash",
     "pure_episodes",
     "pure_strategy_margins",
+    "reference_goal",
     "return_scale",
+    "score_policy",
+    "score_rows",
     "self_play",
     "stratified_modes",
     "train_direct",
+    "train_direct_on_dataset",
+    "train_lottery",
     "trajectory_log_prob",
     "type_preferences",
     "type_win_rates",
     "uniform_log_weights",
     "user_lottery_latents",
+    "vpl_lotteries",
 ]

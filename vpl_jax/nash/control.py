@@ -66,6 +66,7 @@ from vpl_jax.nash.policy import (
     network_act,
     noise_nodes,
     uniform_log_weights,
+    user_lottery_latents,
 )
 from vpl_jax.nash.preference import PreferenceModel
 from vpl_jax.policies.evaluation import latent_episode
@@ -77,6 +78,7 @@ from vpl_jax.policies.ppo import (
     Transition,
     make_train,
     policy_network,
+    train_ppo,
 )
 from vpl_jax.policies.wrappers import LatentReward, observation_size
 
@@ -232,6 +234,32 @@ def latent_lotteries(
     return jax.nn.log_softmax(uniform_log_weights(obs.shape[0]) + scaled / kl_coef)
 
 
+def vpl_lotteries(
+    env: Env,
+    network,
+    reference_params,
+    model,
+    params,
+    z: jax.Array,
+    num_modes: int,
+    per_mode: int,
+    kl_coef: float,
+    return_std: float,
+    key: jax.Array,
+):
+    """VPL's population policy as a lottery over a reference's modes: for each user (``z:
+    f32[U, Z]``, e.g. test users' posterior means), :func:`latent_lotteries` of ``per_mode``
+    rollouts of each of the reference's ``num_modes`` modes (:func:`mode_rollouts` of ``(network,
+    reference_params)``) under the latent reward ``model.reward(params, ·, z)``. Returns
+    ``(log_weights f32[U, K], latents)``, ``latents(n) -> f32[n, 2]`` the noise inputs of n
+    episodes, episode n user ``n mod U``'s (:func:`~vpl_jax.nash.policy.user_lottery_latents`);
+    the policy acts with the reference's params."""
+    k_roll, k_modes = jax.random.split(key)
+    obs = mode_rollouts(env, network, reference_params, num_modes, per_mode, k_roll)
+    log_weights = latent_lotteries(model, params, z, obs, kl_coef, return_std)
+    return log_weights, user_lottery_latents(log_weights, k_modes)
+
+
 class ModeState(NamedTuple):
     """Nash-MD's state beside PPO's (``RunnerState.hook_state``).
 
@@ -249,6 +277,22 @@ class ModeState(NamedTuple):
 def lottery(state: RunnerState) -> tuple[object, jax.Array]:
     """``(network params, log-weights f32[K])`` of the mixed policy in a Nash-MD ``state``."""
     return state.params, state.hook_state.log_weights
+
+
+def train_lottery(
+    ppo: PPO,
+    key: jax.Array,
+    total: int,
+    chunk_size: int,
+    checkpointer=None,
+    desc: str = "PPO",
+) -> tuple[tuple[object, jax.Array], dict]:
+    """``((network params, log-weights f32[K]), history)``: :func:`~vpl_jax.policies.train_ppo`
+    of a lottery PPO (:func:`make_nash_md`, :func:`make_rlhf`: ``total`` updates from
+    ``ppo.init(key)`` in jitted chunks of ``chunk_size``, checkpointed by ``checkpointer``) and
+    the lottery it learned (:func:`lottery`); ``history``'s leaves lead with ``total``."""
+    state, history = train_ppo(ppo, key, total, chunk_size, checkpointer, desc)
+    return lottery(state), history
 
 
 def make_nash_md(

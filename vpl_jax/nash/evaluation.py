@@ -23,9 +23,9 @@ with a 2/3 majority. Shapes: N episodes, G pure strategies, K types, F features.
 In navigation the outcome is the goal an episode ends at and the pure strategies are the
 scripted single-goal controllers (:func:`vpl_jax.envs.navigation.goal_policy`):
 :func:`policy_episodes` and :func:`pure_episodes` roll them out from shared starts,
-:func:`policy_scores` gives all of the above for one policy, and :func:`goal_preference_table`
-reads off the goal-level preferences a learned :class:`~vpl_jax.nash.preference.PreferenceModel`
-found.
+:func:`policy_scores` gives all of the above for one policy (:func:`score_policy`: from its
+episodes; :func:`score_rows`: as result rows), and :func:`goal_preference_table` reads off the
+goal-level preferences a learned :class:`~vpl_jax.nash.preference.PreferenceModel` found.
 """
 
 from __future__ import annotations
@@ -139,6 +139,43 @@ def policy_scores(theta, shares, phi, outcome, pure, outcome_names) -> dict:
         "exploitability": float(exploitability(theta, shares, phi, outcome, phi_pure)),
         "win_rate": np.asarray(type_win_rates(theta, phi, outcome, phi_pure)),
     }
+
+
+def score_policy(
+    env: Navigation,
+    act,
+    params,
+    latents: jax.Array,
+    keys: jax.Array,
+    theta: jax.Array,
+    shares: jax.Array,
+    pure,
+    outcome_names,
+) -> dict:
+    """:func:`policy_scores` of N episodes of a policy (:func:`policy_episodes` of ``act``,
+    ``params`` and ``latents: f32[N, Z]`` from the N starts ``keys``) under the population
+    ``theta: f32[K, F]``, ``shares: f32[K]``, against the pure strategies' episodes from the same
+    starts (``pure``, :func:`pure_episodes` of ``keys``)."""
+    phi, outcome = policy_episodes(env, act, params, latents, keys)
+    return policy_scores(theta, shares, phi, outcome, pure, outcome_names)
+
+
+def score_rows(scores: dict, outcome_names, type_names) -> list[dict]:
+    """One policy's :func:`policy_scores` as long-format rows (``metric``, ``value``, and
+    ``goal`` or ``user_type``): ``goal_share`` per outcome and ``none``, ``margin`` per pure
+    strategy (outcome ``outcome_names[g]``), ``exploitability``, and ``win_rate`` per type
+    (``type_names``)."""
+    shares = scores["goal_share"].items()
+    rows = [{"metric": "goal_share", "value": v, "goal": g} for g, v in shares]
+    rows += [
+        {"metric": "margin", "value": v, "goal": g}
+        for g, v in zip(outcome_names, scores["margin"], strict=True)
+    ]
+    rows.append({"metric": "exploitability", "value": scores["exploitability"]})
+    return rows + [
+        {"metric": "win_rate", "value": v, "user_type": name}
+        for name, v in zip(type_names, scores["win_rate"], strict=True)
+    ]
 
 
 def goal_preference_table(

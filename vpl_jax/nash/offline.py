@@ -16,7 +16,7 @@ Recorded actions can be exactly ±1; they are clipped to ``±action_bound`` befo
 Training starts from the reference (π_0 = μ, uniform over the modes, so h = 0), as DPO and IPO
 do from the SFT policy. Reference log-likelihoods are computed once. No environment interaction:
 the whole run is one ``jit``-ed ``lax.scan`` over Adam steps on random minibatches of labelled
-pairs.
+pairs. :func:`train_direct_on_dataset` runs it on a preference dataset's segments and pairs.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from vpl_jax.checks import Choice, Float, Int, check_config, checked
+from vpl_jax.data import PreferenceDataset
 from vpl_jax.nash.direct import dpo_loss, ipo_loss, log_ratio_margin
 from vpl_jax.nash.policy import (
     noise_nodes,
@@ -37,6 +38,7 @@ from vpl_jax.nash.policy import (
     uniform_log_weights,
 )
 from vpl_jax.policies.networks import ActorCritic
+from vpl_jax.rewards.batch import user_pairs
 
 LOSSES = ("dpo", "ipo")
 
@@ -149,3 +151,32 @@ def train_direct(
     )
     params, log_weights = policy
     return (params, jax.nn.log_softmax(log_weights)), losses
+
+
+def train_direct_on_dataset(
+    network: ActorCritic,
+    reference_params,
+    dataset: PreferenceDataset,
+    config: DirectConfig,
+    key: jax.Array,
+):
+    """:func:`train_direct` from the labelled pairs (all K + M of each) of ``dataset``'s
+    training users, pooled, over its segments as the trajectories (the observations before
+    each step, the actions, ``alive``; whole recorded episodes when ``segment_horizon`` is the
+    episode length, as in the Nash study). Returns ``((params, log_weights f32[K]), losses
+    f32[num_steps])``."""
+    train, _ = dataset.split()
+    pairs = user_pairs(train, "all")
+    seg = dataset.segments
+    return train_direct(
+        network,
+        reference_params,
+        seg.previous_obs,
+        seg.actions,
+        seg.alive,
+        pairs.pairs.reshape(-1, 2),
+        pairs.labels.reshape(-1),
+        pairs.mask.reshape(-1),
+        config,
+        key,
+    )

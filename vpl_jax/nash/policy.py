@@ -48,14 +48,16 @@ Jacobian ``-sum log(1 - a^2)``: it does not depend on the policy, so it cancels 
 log-ratio (DPO, IPO, the KL to a reference) and does not move maximum likelihood.
 
 A reference policy of this form is cloned from noise-conditioned demonstrations with
-:func:`clone_demonstrations`; :func:`network_act` acts with a network and :func:`lottery_latents`
-draws the noise of a lottery's episodes for evaluation.
+:func:`clone_demonstrations` (in navigation, scripted runs to the goal of each arc of the noise
+circle: :func:`clone_reference`); :func:`network_act` acts with a network and
+:func:`lottery_latents` draws the noise of a lottery's episodes for evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +66,7 @@ import optax
 from vpl_jax.checks import Float, Int, check_config, checked
 from vpl_jax.data.rollouts import collect
 from vpl_jax.envs.base import BehaviourPolicy, FeatureEnv
+from vpl_jax.envs.navigation import Navigation, noisy_goal_policy
 from vpl_jax.policies.networks import ActorCritic
 from vpl_jax.policies.ppo import PPOConfig, policy_network
 from vpl_jax.policies.wrappers import LatentReward
@@ -284,3 +287,32 @@ def clone_demonstrations(
     u = pre_squash(episodes.actions, action_bound).reshape(-1, env.action_size)
     params, losses = clone(network, params, obs, u, config, k_clone)
     return network, params, losses
+
+
+def reference_goal(arc_goals: Sequence[int], eps: jax.Array) -> jax.Array:
+    """i32[...]: ``arc_goals[i]`` for noise inputs ``eps: f32[..., 2]`` on the i-th of
+    ``len(arc_goals)`` equal arcs of the circle (counter-clockwise from φ = 0): the goal a
+    reference's demonstrations head for on each arc."""
+    arcs = jnp.asarray(arc_goals)
+    arc = jnp.floor(noise_angle(eps) / (2 * jnp.pi) * len(arcs)).astype(jnp.int32)
+    return arcs[jnp.clip(arc, 0, len(arcs) - 1)]
+
+
+def clone_reference(
+    env: Navigation,
+    arc_goals: Sequence[int],
+    demo_noise: float,
+    num_episodes: int,
+    ppo_config: PPOConfig,
+    config: CloneConfig,
+    key: jax.Array,
+):
+    """The "SFT" reference of navigation's goal game: :func:`clone_demonstrations` of
+    ``num_episodes`` noisy scripted runs (pre-squash noise std ``demo_noise``,
+    :func:`~vpl_jax.envs.navigation.noisy_goal_policy`) to the goal of the episode's noise arc
+    (:func:`reference_goal` of ``arc_goals``, goal indices), so the lottery of the arcs is
+    the reference's. Returns ``(network, params, losses f32[num_steps])``."""
+    demo = noisy_goal_policy(
+        env, lambda state: reference_goal(arc_goals, state.obs[-NOISE_SIZE:]), demo_noise
+    )
+    return clone_demonstrations(env, demo, num_episodes, ppo_config, config, key)
