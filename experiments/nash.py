@@ -14,8 +14,8 @@ broad behaviour; :func:`vpl_jax.envs.navigation.goal_data_policy`) every method 
   episode's return as its score). A reward orders the goals, so the cycle is lost (all goals tie
   in the best fit) and the policy settles on whatever its reward's noise says;
 * ``vpl`` — VPL's latent reward r(s, z); for each test user, the KL-regularised optimum over the
-  reference's modes under that user's reward (:func:`vpl_lotteries`). As a population policy it
-  is the lottery of "give each user their own first choice";
+  reference's modes under that user's reward (:func:`vpl_jax.nash.vpl_lotteries`). As a
+  population policy it is the lottery of "give each user their own first choice";
 * ``nash_md`` — a preference model P(τ ≻ τ′) (antisymmetric, can represent the cycle), then
   Nash-MD: mirror descent on the lottery's mode weights and PPO on each mode's win probability
   against opponents from the geometric mixture of the policy and the reference, with the KL to
@@ -31,10 +31,7 @@ drawn with learned weights, tells a shared network which plan to follow. Their c
 ``reference`` in the results, is a behaviour clone of scripted demonstrations whose goal is set
 by the noise: the arcs of ``reference_goals`` (default ``aaaabc``: goal a four times out of six),
 an SFT policy that over-represents goal a, uniform over its modes (one at each arc's middle, or
-several per arc). Nash-MD re-weights the modes by mirror descent against the geometric mixture
-of the policy and the reference, and improves each mode's behaviour by PPO on its win
-probability, with the KL to the reference split exactly between the two
-(:mod:`vpl_jax.nash.control`).
+several per arc; :func:`vpl_jax.nash.clone_reference`).
 
 Every policy is scored with the users' *true* rewards on ``num_eval_episodes`` episodes from
 starts shared by all methods: ``goal_share`` (the share of episodes ending at each goal, or
@@ -45,7 +42,8 @@ per goal g) and ``win_rate`` per user type (a type's probability of preferring t
 episode to a uniformly chosen single-goal one). Then the *transitive* control case: the same
 types with one dominant (``transitive_shares``, default 0.8/0.1/0.1, where goal a is the
 Condorcet winner), in which every method should go to goal a. Rows carry the case in ``case``.
-Figures: goal shares per method and exploitability per method, per case.
+Figures: goal shares and exploitability per method and case, and the training curves of Nash-MD
+and self-play (``nash_training``).
 """
 
 from __future__ import annotations
@@ -63,9 +61,7 @@ from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Each, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset, build_dataset
-from vpl_jax.envs.base import BehaviourPolicy
-from vpl_jax.envs.navigation import goal_data_policy, to_goal
-from vpl_jax.nash.policy import NOISE_SIZE
+from vpl_jax.envs.navigation import goal_data_policy
 from vpl_jax.plotting import plt
 from vpl_jax.users import Population
 
@@ -239,18 +235,13 @@ def task_env() -> envs.FeatureEnv:
     return envs.make("navigation", num_goals=3)
 
 
-def shares(config: Config, case: str) -> dict[str, float]:
-    if case == "cyclic":
-        return dict.fromkeys(TYPES, 1.0 / 3.0)
-    return dict(zip(TYPES, config.transitive_shares, strict=True))
-
-
 def population(config: Config, case: str) -> Population:
-    env = task_env()
+    """The types in equal shares (``cyclic``) or in ``transitive_shares`` (``transitive``)."""
+    shares = (1.0 / 3.0,) * 3 if case == "cyclic" else config.transitive_shares
     return Population.mixture(
         "navigation",
-        env.feature_names,
-        shares(config, case),
+        task_env().feature_names,
+        dict(zip(TYPES, shares, strict=True)),
         overrides=None if config.beta is None else {"beta": config.beta},
     )
 
@@ -259,146 +250,67 @@ def nash_ppo(config: Config) -> P.PPOConfig:
     return N.nash_ppo_config(config.nash_ppo, task_env().episode_length)
 
 
-# --- the reference ------------------------------------------------------------------------------
-def reference_goal(config: Config, eps: jax.Array) -> jax.Array:
-    """i32[...]: the demonstrated goal for noise ``eps: f32[..., 2]`` (arcs of reference_goals)."""
-    arcs = jnp.asarray([GOALS.index(g) for g in config.reference_goals])
-    arc = jnp.floor(N.noise_angle(eps) / (2 * jnp.pi) * len(arcs)).astype(jnp.int32)
-    return arcs[jnp.clip(arc, 0, len(arcs) - 1)]
-
-
-def clone_reference(config: Config, env, key: jax.Array):
-    """The reference policy: a behaviour clone of noisy scripted demonstrations whose goal is set
-    by the episode's noise input. Returns ``(network, params, clone losses)``."""
-
-    def act(_, state, k):
-        goal = env.goals[reference_goal(config, state.obs[-NOISE_SIZE:])]
-        u = to_goal(goal, env.position(state))
-        return jnp.tanh(u + config.demo_noise * jax.random.normal(k, u.shape))
-
-    demo = BehaviourPolicy(lambda k: None, act)
-    return N.clone_demonstrations(
-        env, demo, config.demo_episodes, nash_ppo(config), config.clone, key
-    )
-
-
-# --- learned models -------------------------------------------------------------------------------
+# --- models and policies ------------------------------------------------------------------------
 def fit_models(config: Config, dataset: PreferenceDataset, key: jax.Array) -> dict:
-    """The preference model, BTL and VPL as the methods need them (trained on training users)."""
-    train, test = dataset.split()
-    models = {}
+    """``{name: (model, params)}`` of the preference model, BTL and VPL as the methods need them
+    (:func:`vpl_jax.pipeline.fit_reward`: trained on the training users, scored on the test's)."""
+    sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
+    models = {method: R.make_model(method, sizes) for method in reward_methods(config.methods)}
     if set(NASH_METHODS) & set(config.methods):
         models["preference"] = config.preference
-    sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
-    for method in reward_methods(config.methods):
-        models[method] = R.make_model(method, sizes)
     out = {}
     for name, k in zip(sorted(models), jax.random.split(key, len(models)), strict=True):
-        model = models[name]
         train_config = config.preference_train if name == "preference" else config.reward_train
         start = time.time()
-        fit = pipeline.fit_reward(model, train_config, k, dataset)
-        params, evaluation = fit.params, fit.evaluation
-        out[name] = {"model": model, "params": params, "evaluation": evaluation}
-        if name == "vpl":
-            out[name]["train_posterior"] = R.posterior_moments(
-                model, params, R.user_pairs(train, "context", model.inputs)
-            )
-            out[name]["test_posterior"] = R.posterior_moments(
-                model, params, R.user_pairs(test, "context", model.inputs)
-            )
-        acc = np.round(np.asarray(evaluation.type_accuracy), 3)
+        fit = pipeline.fit_reward(models[name], train_config, k, dataset)
+        out[name] = (models[name], fit.params)
+        acc = np.round(np.asarray(fit.evaluation.type_accuracy), 3)
         print(f"  {name}: held-out accuracy per type {acc} ({time.time() - start:.0f} s)")
     return out
 
 
-# --- policies -------------------------------------------------------------------------------------
-def train_ppo(config: Config, ppo: P.PPO, key, results, case: str, method: str):
-    """:func:`vpl_jax.policies.train_ppo` of ``ppo`` in chunks of ``chunk_updates``,
-    checkpointed in the run folder as ``<case>_<method>``."""
-    checkpointer = results.checkpointer(
-        f"{case}_{method}", config.checkpoint_every, case=case, method=method
-    )
-    return P.train_ppo(
-        ppo, key, nash_ppo(config).num_updates, config.chunk_updates, checkpointer,
-        f"{case} {method}",
-    )  # fmt: skip
-
-
-@dataclasses.dataclass
-class Trained:
-    """A trained policy: ``act(params, obs_with_latent, key) -> action`` and per-episode latents
-    (``latents(n) -> f32[n, Z]``), plus training curves to plot."""
-
-    act: object
-    params: object
-    latents: object
-    curves: dict
-
-
-def vpl_lotteries(config: Config, env, vpl: dict, reference, key) -> Trained:
-    """VPL's population policy: for each test user (z its posterior mean), the KL-regularised
-    optimum over the reference's modes under ``r(s, z)`` (:func:`vpl_jax.nash.latent_lotteries`,
-    returns scaled as BTL's for RLHF, per user); episode n goes to test user ``n mod U``."""
+def train_method(config, method, env, models, reference, dataset, key, results, case):
+    """``(params, latents, curves)``: ``method``'s lottery, acting with the reference's network
+    (``latents(n) -> f32[n, 2]``, the noise inputs of n episodes), and its training curves."""
     network, ref_params = reference
-    k_roll, k_modes = jax.random.split(key)
-    obs = N.mode_rollouts(
-        env, network, ref_params, config.nash.num_modes, config.vpl_mode_rollouts, k_roll
-    )
-    z, _ = vpl["test_posterior"]  # [U, Z]
-    log_w = N.latent_lotteries(
-        vpl["model"], vpl["params"], z, obs, config.nash.kl_coef, config.rlhf_return_std
-    )
-    return Trained(N.network_act(network), ref_params, N.user_lottery_latents(log_w, k_modes), {})
-
-
-def train_method(config, method, env, models, reference, dataset, key, results, case) -> Trained:
-    network, ref_params = reference
+    if method == "vpl":  # each test user's optimum over the reference's modes under r(s, z)
+        model, params = models["vpl"]
+        z = pipeline.test_latents("vpl", model, params, dataset)
+        _, latents = N.vpl_lotteries(env, network, ref_params, model, params, z,
+                                     config.nash.num_modes, config.vpl_mode_rollouts,
+                                     config.nash.kl_coef, config.rlhf_return_std, key)  # fmt: skip
+        return ref_params, latents, {}
+    if method in DIRECT_METHODS:  # offline, from the training users' labelled episode pairs
+        direct = dataclasses.replace(config.direct, loss=method)
+        start = time.time()
+        (params, log_weights), losses = N.train_direct_on_dataset(
+            network, ref_params, dataset, direct, key
+        )
+        print(f"  {method}: loss {float(losses[0]):.3f} -> {float(losses[-50:].mean()):.3f} "
+              f"({time.time() - start:.0f} s)")  # fmt: skip
+        return params, N.lottery_latents(log_weights), {"loss": losses}
     if method == "btl":
         # RLHF: KL-regularised PPO from the reference on BTL's reward (Nash-MD's machinery with
         # the episode's return as its score), the reward scaled to returns of spread
         # rlhf_return_std over the recorded episodes.
-        model, params = models["btl"]["model"], models["btl"]["params"]
+        model, params = models["btl"]
         scale = N.return_scale(model.reward(params, dataset.segments.obs), config.rlhf_return_std)
         ppo = N.make_rlhf(env, model, params, ref_params, nash_ppo(config), config.nash, scale)
-        state, history = train_ppo(config, ppo, key, results, case, method)
-        params, log_weights = N.lottery(state)
-        curves = {k: history[k] for k in ("episode_score", "kl", "max_mode_weight")}
-        return Trained(N.network_act(network), params, N.lottery_latents(log_weights), curves)
-    if method == "vpl":
-        return vpl_lotteries(config, env, models["vpl"], reference, key)
-    if method in NASH_METHODS:
+        names = ("episode_score", "kl", "max_mode_weight")
+    else:
         nash_config = config.nash if method == "nash_md" else N.self_play(config.nash)
-        pref = models["preference"]
-        ppo = N.make_nash_md(env, pref["model"], pref["params"], ref_params, nash_ppo(config),
-                             nash_config)  # fmt: skip
-        state, history = train_ppo(config, ppo, key, results, case, method)
-        curves = {k: history[k] for k in CURVES}
-        # Nash-MD's PPO runs the reference's network on raw observations, so its params act
-        # like the reference's (and share its compiled evaluation).
-        params, log_weights = N.lottery(state)
-        return Trained(N.network_act(network), params, N.lottery_latents(log_weights), curves)
-    # Offline IPO / DPO from the training users' labelled pairs of recorded episodes.
-    train, _ = dataset.split()
-    pairs = R.user_pairs(train, "all")
-    seg = dataset.segments
-    direct = dataclasses.replace(config.direct, loss=method)
-    start = time.time()
-    (params, log_weights), losses = N.train_direct(
-        network,
-        ref_params,
-        seg.previous_obs,
-        seg.actions,
-        seg.alive,
-        pairs.pairs.reshape(-1, 2),
-        pairs.labels.reshape(-1),
-        pairs.mask.reshape(-1),
-        direct,
-        key,
+        model, params = models["preference"]
+        ppo = N.make_nash_md(env, model, params, ref_params, nash_ppo(config), nash_config)
+        names = CURVES
+    checkpointer = results.checkpointer(
+        f"{case}_{method}", config.checkpoint_every, case=case, method=method
     )
-    print(f"  {method}: loss {float(losses[0]):.3f} -> {float(losses[-50:].mean()):.3f} "
-          f"({time.time() - start:.0f} s)")  # fmt: skip
-    return Trained(N.network_act(network), params, N.lottery_latents(log_weights), {"loss": losses})
+    # The lottery PPOs run the reference's network on raw observations, so their params act
+    # like the reference's (and share its compiled evaluation).
+    (params, log_weights), history = N.train_lottery(
+        ppo, key, nash_ppo(config).num_updates, config.chunk_updates, checkpointer,
+        f"{case} {method}")  # fmt: skip
+    return params, N.lottery_latents(log_weights), {k: history[k] for k in names}
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -471,60 +383,35 @@ def run_case(config: Config, case: str, key, results: harness.RunResults, curves
     pure = N.pure_episodes(env, eval_keys)
     notes = []
     if "preference" in models:
-        table = N.goal_preference_table(
-            env, models["preference"]["model"], models["preference"]["params"], eval_keys[:64]
-        )
-        notes.append(
-            f"{case}: learned P(row goal ≻ column goal) between scripted episodes: "
-            + "; ".join(
-                f"{g}: " + ", ".join(f"{table[i, j]:.2f}" for j in range(len(GOALS)))
-                for i, g in enumerate(GOALS)
-            )
-        )
-    act_ref = N.network_act(network)
-    uniform = N.uniform_log_weights(config.nash.num_modes)
-    trained = {"reference": Trained(act_ref, ref_params, N.lottery_latents(uniform), {})}
+        table = N.goal_preference_table(env, *models["preference"], eval_keys[:64])
+        text = "; ".join(f"{g}: " + ", ".join(f"{p:.2f}" for p in row)
+                         for g, row in zip(GOALS, table, strict=True))  # fmt: skip
+        notes.append(f"{case}: learned P(row goal ≻ column goal) between scripted episodes: {text}")
+    act = N.network_act(network)
+    uniform = N.lottery_latents(N.uniform_log_weights(config.nash.num_modes))
+    trained = {"reference": (ref_params, uniform, {})}
     for method, k in zip(config.methods, jax.random.split(k_methods, len(config.methods)),
                          strict=True):  # fmt: skip
         start = time.time()
-        trained[method] = train_method(
-            config, method, env, models, (network, ref_params), dataset, k, results, case
-        )
+        trained[method] = train_method(config, method, env, models, reference, dataset, k,
+                                       results, case)  # fmt: skip
         print(f"  {method} trained ({time.time() - start:.0f} s)")
         ppo_trained = method == "btl" or method in NASH_METHODS  # else curves per Adam step
-        results.log_curves(
-            f"{case}/{method}",
-            trained[method].curves,
-            step_scale=nash_ppo(config).env_steps_per_update if ppo_trained else 1,
-        )
+        step_scale = nash_ppo(config).env_steps_per_update if ppo_trained else 1
+        results.log_curves(f"{case}/{method}", trained[method][2], step_scale=step_scale)
         if method in NASH_METHODS:
-            curves[(case, method)] = trained[method].curves
+            curves[(case, method)] = trained[method][2]
     scores = {}
-    for method, t in trained.items():
-        phi, outcome = N.policy_episodes(
-            env, t.act, t.params, t.latents(config.num_eval_episodes), eval_keys
-        )
-        theta, w = jnp.asarray(pop.theta_mean), jnp.asarray(pop.shares)
-        s = N.policy_scores(theta, w, phi, outcome, pure, GOALS)
-        scores[method] = s
-        for g, v in s["goal_share"].items():
-            results.add(method=method, task="navigation", metric="goal_share", value=v, goal=g,
-                        case=case)  # fmt: skip
-        for g, v in zip(GOALS, s["margin"], strict=True):
-            results.add(method=method, task="navigation", metric="margin", value=v, goal=g,
-                        case=case)  # fmt: skip
-        results.add(method=method, task="navigation", metric="exploitability",
-                    value=s["exploitability"], case=case)  # fmt: skip
-        for name, v in zip(pop.type_names, s["win_rate"], strict=True):
-            results.add(method=method, task="navigation", user_type=name, metric="win_rate",
-                        value=v, case=case)  # fmt: skip
+    theta, w = jnp.asarray(pop.theta_mean), jnp.asarray(pop.shares)
+    for method, (params, latents, _) in trained.items():
+        s = scores[method] = N.score_policy(env, act, params, latents(config.num_eval_episodes),
+                                            eval_keys, theta, w, pure, GOALS)  # fmt: skip
+        for row in N.score_rows(s, GOALS, pop.type_names):
+            results.add(method=method, task="navigation", **row, case=case)
         shares_text = " ".join(f"{g}={v:.2f}" for g, v in s["goal_share"].items())
         print(f"[{case}] {method:10s} exploitability {s['exploitability']:.3f}  {shares_text}")
-        notes.append(
-            f"| {case} | {method} | {s['exploitability']:.3f} | {shares_text} | "
-            + ", ".join(f"{v:.2f}" for v in s["win_rate"])
-            + " |"
-        )
+        wins = ", ".join(f"{v:.2f}" for v in s["win_rate"])
+        notes.append(f"| {case} | {method} | {s['exploitability']:.3f} | {shares_text} | {wins} |")
     return scores, notes
 
 
@@ -532,7 +419,11 @@ def main(config: Config, results: harness.RunResults) -> str:
     all_scores, curves, lines, model_lines = {}, {}, [], []
     k_ref, k_cases = jax.random.split(jax.random.PRNGKey(config.seed))
     # The reference (SFT) policy does not depend on the population: cloned once.
-    network, ref_params, clone_losses = clone_reference(config, task_env(), k_ref)
+    arcs = [GOALS.index(g) for g in config.reference_goals]
+    network, ref_params, clone_losses = N.clone_reference(
+        task_env(), arcs, config.demo_noise, config.demo_episodes, nash_ppo(config), config.clone,
+        k_ref,
+    )  # fmt: skip
     print(f"reference: clone loss {float(clone_losses[0]):.2f} -> {float(clone_losses[-1]):.2f}")
     results.log_curves("reference/clone", {"loss": clone_losses})
     keys = jax.random.split(k_cases, len(config.cases))
@@ -546,18 +437,9 @@ def main(config: Config, results: harness.RunResults) -> str:
     results.figure(plot_exploitability(all_scores), "exploitability")
     if curves:
         results.figure(plot_nash_curves(curves), "nash_training")
-    return "\n".join(
-        [
-            "## Exploitability, goal shares and per-type win rates",
-            "",
-            "| case | method | exploitability | goal shares | win rate per type "
-            f"({', '.join(TYPES)}) |",
-            "|---|---|---|---|---|",
-            *lines,
-            "",
-            *model_lines,
-        ]
-    )
+    title, types = "## Exploitability, goal shares and per-type win rates", ", ".join(TYPES)
+    header = f"| case | method | exploitability | goal shares | win rate per type ({types}) |"
+    return "\n".join([title, "", header, "|---|---|---|---|---|", *lines, "", *model_lines])
 
 
 if __name__ == "__main__":
