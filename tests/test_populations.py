@@ -147,15 +147,19 @@ def test_navigation_studies_take_populations_and_reject_other_tasks(
     experiment, load_experiment, capsys
 ):
     module = load_experiment(experiment)
+
+    def population(config):
+        return harness.task_population(config, "navigation")
+
     argv = ["--population", "navigation:goal_a=0.8,goal_b=0.2", "--weight-noise", "0.2"]
-    pop = module.population(harness.parse(module.Config, module.PRESETS, argv))
+    pop = population(harness.parse(module.Config, module.PRESETS, argv))
     assert pop.type_names == ("goal_a", "goal_b")
     np.testing.assert_allclose(pop.shares, [0.8, 0.2], rtol=1e-6)
     gaussian = ["--population", "navigation:gaussian:progress_a=1,safety=0.5:std=0.2"]
-    pop = module.population(harness.parse(module.Config, module.PRESETS, gaussian))
+    pop = population(harness.parse(module.Config, module.PRESETS, gaussian))
     assert pop.type_names == ("gaussian",)
     # The default is navigation_types in equal shares.
-    assert module.population(harness.parse(module.Config, module.PRESETS, [])).type_names == (
+    assert population(harness.parse(module.Config, module.PRESETS, [])).type_names == (
         "goal_a",
         "cautious",
     )
