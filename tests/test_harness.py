@@ -450,8 +450,11 @@ def test_policy_experiments_checkpoint_their_ppo_in_the_run_folder(
     argv = ["--run-name", "ck", "--results-dir", str(tmp_path), "--checkpoint-every", "40"]
     if name == "policy_conflicts":  # no preference data: one policy per user type
         argv += ["--tasks", "navigation", "--num-reference-episodes", "2"]
-    else:
-        monkeypatch.setattr(experiment, "build_dataset", lambda *args, **kwargs: nav_dataset)
+    else:  # the data are stubbed wherever the experiment builds them
+        stub = lambda *args, **kwargs: nav_dataset  # noqa: E731
+        monkeypatch.setattr(harness, "task_dataset", stub)
+        if hasattr(experiment, "build_dataset"):
+            monkeypatch.setattr(experiment, "build_dataset", stub)
     if name == "active_queries":
         argv += ["--tasks", "navigation", "--models", "vpl", "--criteria", "random"]
         model = R.VPL(latent_dim=2, embed_dim=8, encoder_hidden=(8,), decoder_hidden=(8,))
