@@ -111,6 +111,7 @@ def test_idm_accelerates_on_a_free_road_and_brakes_behind_a_close_leader():
     assert close == -8.0  # clipped at the cars' maximum braking
 
 
+@pytest.mark.slow  # 11 s in the fast tier on 2 cores (2026-12-07)
 def test_highway_forcing_braking_costs_courtesy():
     env, step = _one_car_highway()
     brake = jnp.array([-1.0, 0.0])
@@ -186,6 +187,7 @@ def test_highway_lateral_acceleration_is_bounded_by_tyre_grip():
     assert comfort[4] == pytest.approx(-1.0)  # |a| = 8 m/s^2 and a jerk of 90 m/s^3: both max
 
 
+@pytest.mark.slow  # 19 s in the fast tier on 2 cores (2026-12-07)
 def test_highway_behaviour_policy_is_diverse():
     env = _task("highway")[0]
     _, final, features = _behaviour_rollout("highway", num_steps=30)
@@ -254,6 +256,7 @@ def test_locomotion_success_is_displacement_along_the_users_direction():
     )
 
 
+@pytest.mark.slow  # 28 s in the fast tier on 2 cores (2026-12-07)
 def test_locomotion_behaviour_policy_walks_in_many_directions():
     env = _task("locomotion")[0]
     start, final, features = _behaviour_rollout("locomotion", num_steps=50)

@@ -118,6 +118,7 @@ def test_for_beta_scales_the_prior_and_keeps_the_defaults():
 
 
 # --- learning ------------------------------------------------------------------------------------
+@pytest.mark.slow  # 12 s in the fast tier on 2 cores (2026-12-07)
 def test_elicitation_without_heldout_recovers_theta_and_information_gain_beats_random(problem):
     _, _, cands, users = problem
     model = LinearBayes.for_beta(BETA)
@@ -138,6 +139,7 @@ def test_elicitation_without_heldout_recovers_theta_and_information_gain_beats_r
     np.testing.assert_array_equal(same.queries, traces["mutual_info_theta"].queries)
 
 
+@pytest.mark.slow  # 10 s in the fast tier on 2 cores (2026-12-07)
 def test_per_step_features_and_their_sums_are_the_same_problem():
     """For a non-myopic user (γ = 1) and LinearBayes (discount 1) only a trajectory's feature sum
     matters, so per-step features and their sums give the same elicitation."""

@@ -71,6 +71,7 @@ def _small_vpl(dataset):
     return model, model.init(jax.random.PRNGKey(1), batch)
 
 
+@pytest.mark.slow  # 14 s in the fast tier on 2 cores (2026-12-07)
 def test_a_saved_model_loads_with_its_params_and_a_bad_folder_is_refused(nav_dataset, tmp_path):
     import json
 
@@ -208,6 +209,7 @@ def test_the_command_refuses_a_remote_host_and_info_gain_without_a_model(tmp_pat
 
 
 # --- the policy that serves the person ----------------------------------------------------------
+@pytest.mark.slow  # 11 s in the fast tier on 2 cores (2026-12-07)
 def test_a_saved_policy_acts_as_it_did_and_a_bad_folder_is_refused(
     navigation, untrained_policy, tmp_path
 ):

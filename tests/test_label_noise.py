@@ -78,6 +78,7 @@ def test_with_human_refuses_unknown_fields_and_bad_values(nav_dataset):
 
 # --- seeds ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["btl", "linear_bayes"])
+@pytest.mark.slow  # 45 s in the fast tier on 2 cores (2026-12-07)
 def test_fitting_seeds_in_one_call_equals_fitting_each_seed_alone(nav_dataset, method):
     model = R.make_model(method, R.ModelSizes(hidden=(16,), context_size=8))
     users = nav_dataset.users.rational()
@@ -96,6 +97,7 @@ def test_fitting_seeds_in_one_call_equals_fitting_each_seed_alone(nav_dataset, m
         np.testing.assert_allclose(accuracy[s], alone, atol=1e-6)
 
 
+@pytest.mark.slow  # 11 s in the fast tier on 2 cores (2026-12-07)
 def test_a_shorter_context_masks_the_later_answers(nav_dataset):
     """k context answers are the first k: what follows them does not change the score."""
     model = R.make_model("linear_bayes", R.ModelSizes(context_size=8))

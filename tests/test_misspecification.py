@@ -706,6 +706,7 @@ def test_presets_are_valid(load_experiment):
 
 
 # --- the policy-method registry -------------------------------------------------------------------
+@pytest.mark.slow  # 11 s in the fast tier on 2 cores (2026-12-07)
 def test_a_registered_policy_method_is_one_entry_and_acts_as_its_twin(nav_dataset, monkeypatch):
     """A new method is one registry entry: 'vpl_twin' (VPL's reward, posterior z) gets exactly
     VPL's policy inputs and test latents; unknown names follow their model; bad entries and a

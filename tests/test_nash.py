@@ -417,6 +417,7 @@ def test_vpl_lotteries_are_latent_lotteries_of_the_reference_modes_rollouts(choi
     assert (modes[0::2] >= 4).mean() > 0.9 and (modes[1::2] < 4).mean() > 0.9
 
 
+@pytest.mark.slow  # 19 s in the fast tier on 2 cores (2026-12-07)
 def test_train_lottery_returns_the_learned_lottery_of_a_chunked_run(choice_game):
     env, ppo_config, _, reference = choice_game
     config = N.NashConfig(mixture=0.02, kl_coef=0.04, num_modes=6, num_opponents=6)

@@ -154,6 +154,7 @@ def test_sampled_context_size_is_uniform_up_to_the_users_labelled_pairs():
         np.testing.assert_allclose(counts, expected, atol=5 * np.sqrt(expected.max()))
 
 
+@pytest.mark.slow  # 11 s in the fast tier on 2 cores (2026-12-07)
 def test_sampled_context_takes_typed_and_raw_keys_alike():
     from vpl_jax.rewards.base import sample_context
 
@@ -610,6 +611,7 @@ def test_vpl_decoder_choice_is_validated_and_the_basis_decoder_is_linear_in_its_
     )
 
 
+@pytest.mark.slow  # 17 s in the fast tier on 2 cores (2026-12-07)
 def test_latent_log_likelihood_is_the_posterior_predictive_not_the_plug_in():
     """VPL's held-out log-likelihood is log E_{z ~ q} p(y | z) (as LinearBayes' is its
     predictive), not log p(y | E[z]): checked against a 4096-sample estimate, on a model whose

@@ -119,6 +119,7 @@ def test_baselines_learn_a_single_user_type(one_goal, model):
     assert float(history.train["nll"][-1]) < float(history.train["nll"][0])
 
 
+@pytest.mark.slow  # 11 s in the fast tier on 2 cores (2026-12-07)
 def test_linear_bayes_recovers_each_users_weights(two_goals):
     model = R.LinearBayes()
     params, _, result, _, _ = fit_and_evaluate(
@@ -267,6 +268,7 @@ def test_a_diverged_training_raises_instead_of_returning_initial_params(nav_data
         fit(R.BTL(hidden=(8,)), wild, jax.random.split(jax.random.PRNGKey(0), 2), train)
 
 
+@pytest.mark.slow  # 11 s in the fast tier on 2 cores (2026-12-07)
 def test_evaluate_with_params_of_another_size_or_model_names_the_mismatch(nav_dataset):
     train, test = nav_dataset.split()
     context = R.user_pairs(test, "context")
@@ -299,6 +301,7 @@ def test_chunked_training_takes_the_data_as_arguments_not_as_captured_constants(
     chex.assert_trees_all_close(params, reference, atol=1e-6)  # and it trained on the new data
 
 
+@pytest.mark.slow  # 79 s in the fast tier on 2 cores (2026-12-07)
 def test_pipeline_fits_train_on_the_validation_split_and_chunking_changes_nothing(nav_dataset):
     """pipeline.train_reward is fit on validation_split's parts; fit_reward trains the same
     params and scores the test users; chunked_fit (what experiments pass to checkpoint) gives
