@@ -8,8 +8,13 @@ wanting opposite goals; locomotion) it builds a preference dataset, trains the r
 (``methods``; ``num_seeds`` seeds in one ``vmap``) on the training users, and scores the *test*
 users' held-out pairs given their K context pairs. Writes tidy rows (``heldout_accuracy``,
 ``heldout_log_likelihood`` per method and user type; ``context_curve_accuracy`` for VPL with
-``n_queries`` = k; ``theta_alignment`` for LinearBayes) and three figures: accuracy per user
-type, VPL accuracy versus k, and the VPL latent space of the test users coloured by type. Each
+``n_queries`` = k; ``theta_alignment`` for LinearBayes; ``latent_recovery``, ``latent_spread``
+and ``latent_nearest`` for the latent models, :func:`vpl_jax.rewards.latent_separation` per seed)
+and three figures: accuracy per user type, VPL accuracy versus k, and the VPL latent space of the
+test users coloured by type. ``summary.md`` also says how often the types' rational labels
+disagree on the query pool (:func:`vpl_jax.users.type_disagreement`) and how far apart each latent
+model puts them: a minority that its labels rarely tell from a larger type, and whose users sit
+at that type's centre, gets that type's reward. Each
 task's dataset and trained reward models (seed 0, which ``python -m vpl_jax.label --run
 RUN_FOLDER`` serves; seed s >= 1 in each model folder's ``seed_<s>``) are saved too.
 
@@ -28,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from vpl_jax import harness, pipeline
+from vpl_jax import harness, pipeline, users
 from vpl_jax import rewards as R
 from vpl_jax.checks import Choices, Float, Int, checked
 from vpl_jax.data import DatasetConfig, PreferenceDataset
@@ -140,6 +145,8 @@ def train_and_evaluate(
         first = jax.tree.map(lambda x: x[0], params)
         out["curve"] = R.context_size_curve(model, first, context, heldout)
         out["projection"] = R.latent_projection(model, first, context)
+    if R.is_latent(model):  # where each type's users sit in the latent space, per seed
+        out["separation"] = R.latent_separation(model, params, context, seeds=True)
     if method == "linear_bayes":
         out["alignment"] = jax.vmap(
             lambda p: R.theta_alignment(model, p, context, test.users.theta)
@@ -167,16 +174,27 @@ def add_rows(results, task, type_names, method, out, type_id):
                 )
             if "alignment" in out:
                 # People merged in have no known theta (stored as zeros): they are left out.
-                users = out["alignment_known"] & (np.asarray(type_id) == t)
-                if users.any():
+                known = out["alignment_known"] & (np.asarray(type_id) == t)
+                if known.any():
                     results.add(
                         method=method,
                         task=task,
                         user_type=name,
                         metric="theta_alignment",
-                        value=np.asarray(out["alignment"][s])[users].mean(),
+                        value=np.asarray(out["alignment"][s])[known].mean(),
                         seed=s,
                     )
+    if "separation" in out:
+        sep = out["separation"]
+        for metric, values in (
+            ("latent_recovery", sep.recovery),
+            ("latent_spread", sep.spread),
+            ("latent_nearest", sep.nearest),
+        ):
+            for s in range(values.shape[0]):
+                for t, name in enumerate(type_names):
+                    results.add(method=method, task=task, user_type=name, metric=metric,
+                                value=values[s, t], seed=s)  # fmt: skip
     if "curve" in out:
         for k in range(out["curve"].type_accuracy.shape[0]):
             for t, name in enumerate(type_names):
@@ -239,10 +257,40 @@ def plot_latents(per_task: dict) -> plt.Figure:
     return fig
 
 
+def type_structure(task: str, dataset: PreferenceDataset, outs: dict) -> list[str]:
+    """Summary lines: how often the types' mean weights disagree on the dataset's query pool
+    (:func:`vpl_jax.users.type_disagreement`), and, per latent method, how far apart it puts
+    them (:func:`vpl_jax.rewards.latent_separation`, means over seeds)."""
+    names = dataset.meta.type_names
+    theta, type_id = np.asarray(dataset.users.theta), np.asarray(dataset.users.type_id)
+    known = np.any(theta != 0, axis=1)  # people merged in have no known theta
+    present = [t for t in range(len(names)) if np.any(known & (type_id == t))]
+    means = np.stack([theta[known & (type_id == t)].mean(0) for t in present])
+    features = dataset.segments.features * dataset.segments.alive[..., None]
+    d = np.asarray(users.type_disagreement(means, features, dataset.pool))
+    header = " | ".join(names[t] for t in present)
+    lines = [f"### {task}: how often the types' rational labels disagree on the query pool", "",
+             f"| | {header} |", "|---" * (len(present) + 1) + "|"]  # fmt: skip
+    for i, t in enumerate(present):
+        lines.append(f"| {names[t]} | " + " | ".join(f"{v:.2f}" for v in d[i]) + " |")
+    lines += ["", f"### {task}: latent separation of the test users' types (mean over seeds)",
+              "", "| method | user type | nearest-centre recovery | spread | distance to the "
+              "nearest other centre |", "|---|---|---|---|---|"]  # fmt: skip
+    for method, out in outs.items():
+        if "separation" not in out:
+            continue
+        sep = jax.tree.map(lambda x: np.nanmean(np.asarray(x), axis=0), out["separation"])
+        for t, name in enumerate(names):
+            if not np.isnan(sep.recovery[t]):
+                lines.append(f"| {method} | {name} | {sep.recovery[t]:.2f} | {sep.spread[t]:.2f}"
+                             f" | {sep.nearest[t]:.2f} |")  # fmt: skip
+    return lines
+
+
 def main(config: Config, results: harness.RunResults) -> str:
     key = jax.random.PRNGKey(config.seed)
     per_task = {}
-    lines = []
+    lines, structure = [], []
     for task in config.tasks:
         key, k_data, k_models = jax.random.split(key, 3)
         dataset = harness.task_dataset(config, task, k_data)  # built, or the --dataset file
@@ -262,6 +310,7 @@ def main(config: Config, results: harness.RunResults) -> str:
             print(f"[{task}] {method:16s} {per_type}  ({outs[method]['seconds']:.0f} s)")
             lines.append(f"| {task} | {method} | {per_type} |")
         per_task[task] = (type_names, outs)
+        structure += ["", *type_structure(task, dataset, outs)]
     results.figure(plot_accuracy(per_task, config.methods), "heldout_accuracy")
     if "vpl" in config.methods:
         results.figure(plot_context_curve(per_task), "vpl_context_curve")
@@ -273,6 +322,7 @@ def main(config: Config, results: harness.RunResults) -> str:
             "| task | method | accuracy per user type |",
             "|---|---|---|",
             *lines,
+            *structure,
         ]
     )
 

@@ -31,7 +31,7 @@ def run_folder(load_experiment, tmp_path_factory):
         sizes=R.ModelSizes(hidden=(8,), latent_dim=2),
     ).validate()
     results = harness.RunResults("reward_accuracy", config)
-    experiment.main(config, results)
+    results.write(experiment.main(config, results))  # metrics.json and summary.md
     return results.path
 
 
@@ -52,6 +52,24 @@ def test_a_run_folder_keeps_each_tasks_dataset_and_every_seeds_models(run_folder
             with pytest.raises(AssertionError):
                 chex.assert_trees_all_close(params, other_params)
         assert not list(folder.rglob(".*.tmp")), "written atomically: no temporary files left"
+
+
+def test_a_run_reports_how_far_apart_each_latent_model_puts_the_types(run_folder):
+    """Per seed, type and latent method: nearest-centre recovery, spread and the distance to the
+    nearest other centre; the summary adds how often the types' labels disagree."""
+    rows = harness.load_metrics(run_folder)["rows"]
+    for metric in ("latent_recovery", "latent_spread", "latent_nearest"):
+        got = {(r["method"], r["seed"], r["user_type"]) for r in rows if r["metric"] == metric}
+        assert got == {(m, s, t) for m in ("linear_bayes", "vpl") for s in (0, 1)
+                       for t in ("goal_a", "goal_b")}, metric  # fmt: skip
+    recovery = [r["value"] for r in rows if r["metric"] == "latent_recovery"]
+    assert all(0.0 <= v <= 1.0 for v in recovery)
+    summary = (run_folder / "summary.md").read_text()
+    assert "how often the types' rational labels disagree" in summary
+    # goal_a and goal_b users want opposite goals: they disagree on most pairs that do not tie.
+    line = next(x for x in summary.splitlines() if x.startswith("| goal_a | 0.00 |"))
+    assert float(line.split("|")[3]) > 0.5
+    assert "| vpl | goal_b |" in summary and "| linear_bayes | goal_a |" in summary
 
 
 def test_a_nested_model_an_ensemble_saves_and_loads(run_folder, tmp_path):

@@ -643,3 +643,23 @@ def test_latent_log_likelihood_is_the_posterior_predictive_not_the_plug_in():
     # 64 samples estimate the predictive to about 0.1 here; the plug-in is off by 0.4 to 3.5.
     np.testing.assert_allclose(log_lik, predictive, atol=0.15)
     assert np.all(np.abs(log_lik - plug_in) > 0.3), (log_lik, plug_in)
+
+
+def test_type_separation_by_hand():
+    # Type 0 at (0, 0) and (2, 0); type 1 at (10, 0) and (0.5, 0) — its second user sits nearer
+    # type 0's centre; type 2 has no user.
+    points = jnp.array([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [0.5, 0.0]])
+    type_id = jnp.array([0, 0, 1, 1])
+    sep = R.type_separation(points, type_id, 3)
+    np.testing.assert_allclose(sep.centres[:2], [[1.0, 0.0], [5.25, 0.0]])
+    assert np.isnan(np.asarray(sep.centres[2])).all()
+    np.testing.assert_allclose(sep.spread[:2], [1.0, 4.75])
+    np.testing.assert_allclose(sep.nearest[:2], [4.25, 4.25])
+    np.testing.assert_allclose(sep.centre_distance[0, 1], 4.25)
+    np.testing.assert_allclose(sep.recovery[:2], [1.0, 0.5])
+    assert np.isnan(np.asarray(sep.recovery[2])) and np.isnan(np.asarray(sep.nearest[2]))
+    # Invariant to the users' order.
+    order = jnp.array([3, 1, 0, 2])
+    again = R.type_separation(points[order], type_id[order], 3)
+    np.testing.assert_allclose(again.recovery[:2], sep.recovery[:2])
+    np.testing.assert_allclose(again.spread[:2], sep.spread[:2])

@@ -99,6 +99,16 @@ def test_vpl_latent_separates_types_and_sharpens_with_context(vpl_two_goals):
     a, b = first[type_id == 0], first[type_id == 1]
     # The types fall on opposite sides of the first principal axis.
     assert min(a.max(), b.max()) < max(a.min(), b.min())
+    sep = R.latent_separation(VPL_MODEL, params, context)
+    print(f"recovery {np.asarray(sep.recovery)}, spread {np.asarray(sep.spread)}")
+    assert float(np.min(sep.recovery)) >= 0.9  # each user nearest their own type's centre
+    assert float(np.min(sep.nearest)) > 2 * float(np.max(sep.spread))
+    # With a seed axis: the same numbers for each seed's params.
+    stacked = jax.tree.map(lambda x: np.stack([x, x]), params)
+    both = R.latent_separation(VPL_MODEL, stacked, context, seeds=True)
+    np.testing.assert_allclose(both.recovery[1], sep.recovery, atol=1e-6)
+    with pytest.raises(ValueError, match="no user latent"):
+        R.latent_separation(R.BTL(), params, context)
     _, variance = R.posterior_moments(VPL_MODEL, params, context)
     _, prior_variance = R.posterior_moments(VPL_MODEL, params, context.with_context_size(0))
     assert float(variance.mean()) < float(prior_variance.mean())

@@ -24,6 +24,7 @@ from vpl_jax.users import (
     register_user_type,
     segment_return,
     true_returns,
+    type_disagreement,
 )
 
 F = 3
@@ -393,3 +394,26 @@ def test_a_deviation_sets_the_human_model_field_its_kind_names():
         deviating(users, "belief", 0.4)  # beliefs live in the features: data.relabel_deviating
     with pytest.raises(ValueError, match="epsilon"):
         deviating(users, "epsilon", 0.7)  # the human model's own rule refuses it
+
+
+def test_type_disagreement_by_hand_and_its_invariants():
+    # Three one-step segments with features (x, y); types weigh x, y and x + y.
+    features = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]], [[2.0, 2.0]]])
+    theta = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    pairs = jnp.array([[0, 1], [0, 2], [1, 2], [0, 0]])
+    d = np.asarray(type_disagreement(theta, features, pairs))
+    # Pair (0, 1): x says 0, y says 1, x + y ties (not counted for it); pairs (0, 2) and (1, 2):
+    # all prefer segment 2; pair (0, 0) ties for everyone.
+    np.testing.assert_allclose(d, [[0, 1 / 3, 0], [1 / 3, 0, 0], [0, 0, 0]], atol=1e-6)
+    # Symmetric, zero on the diagonal, unchanged when every pair is asked the other way round.
+    key = jax.random.PRNGKey(0)
+    features = jax.random.normal(key, (20, 3, 4))
+    theta = jax.random.normal(jax.random.fold_in(key, 1), (5, 4))
+    pairs = jax.random.randint(jax.random.fold_in(key, 2), (200, 2), 0, 20)
+    d = np.asarray(type_disagreement(theta, features, pairs))
+    np.testing.assert_allclose(d, d.T, atol=1e-6)
+    np.testing.assert_allclose(np.diag(d), 0.0)
+    np.testing.assert_allclose(type_disagreement(theta, features, pairs[:, ::-1]), d, atol=1e-6)
+    # Opposite weights disagree on every pair that does not tie.
+    opposite = type_disagreement(jnp.stack([theta[0], -theta[0]]), features, pairs)
+    assert float(opposite[0, 1]) == 1.0

@@ -38,14 +38,17 @@ from vpl_jax.rewards.ensemble import Ensemble
 from vpl_jax.rewards.evaluation import (
     Evaluation,
     LatentProjection,
+    LatentSeparation,
     context_size_curve,
     cosine,
     evaluate,
     heldout_log_probs,
     heldout_logits,
     latent_projection,
+    latent_separation,
     posterior_moments,
     theta_alignment,
+    type_separation,
 )
 from vpl_jax.rewards.files import MODEL_CLASSES, ModelFileError, load_model, save_model
 from vpl_jax.rewards.likelihood import masked_mean, strict_accuracy
@@ -84,6 +87,7 @@ __all__ = [
     "Inputs",
     "LatentProjection",
     "LatentRewardModel",
+    "LatentSeparation",
     "LinearBayes",
     "ModelFileError",
     "ModelSizes",
@@ -105,6 +109,7 @@ __all__ = [
     "heldout_logits",
     "is_latent",
     "latent_projection",
+    "latent_separation",
     "load_model",
     "make_model",
     "make_train",
@@ -121,6 +126,7 @@ __all__ = [
     "strict_accuracy",
     "theta_alignment",
     "train_run",
+    "type_separation",
     "user_pairs",
     "validation_split",
     "with_discount",

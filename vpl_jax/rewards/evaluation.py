@@ -323,3 +323,70 @@ def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
     """f32[...]: cosine similarity of ``a`` and ``b`` along their last axis (0 if either is 0)."""
     norms = jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1)
     return jnp.sum(a * b, axis=-1) / jnp.maximum(norms, 1e-12)
+
+
+@struct.dataclass
+class LatentSeparation:
+    """How far apart a model puts the user types in its latent space (the posterior means).
+
+    A type whose users sit on another type's centre gets that type's reward: these numbers say
+    whether a minority has a latent of its own or is absorbed into a larger type. Type axes are
+    type ids (``type_names`` order); a type with no user has NaN everywhere.
+
+    Attributes:
+      centres: f32[T, Z], the mean of each type's users' posterior means.
+      spread: f32[T], root-mean-square distance of a type's users to its centre.
+      centre_distance: f32[T, T], distances between the centres.
+      nearest: f32[T], distance from a type's centre to the nearest other type's centre.
+      recovery: f32[T], share of a type's users whose nearest centre is their own type's.
+    """
+
+    centres: jax.Array
+    spread: jax.Array
+    centre_distance: jax.Array
+    nearest: jax.Array
+    recovery: jax.Array
+
+
+def type_separation(points: jax.Array, type_id: jax.Array, num_types: int) -> LatentSeparation:
+    """:class:`LatentSeparation` of ``points: f32[U, Z]`` (e.g. posterior means) grouped by
+    ``type_id: i32[U]`` into ``num_types`` types (pure and jittable; ``num_types`` static)."""
+    one_hot = jax.nn.one_hot(type_id, num_types)  # [U, T]
+    count = jnp.sum(one_hot, axis=0)  # [T]
+    present = count > 0
+    centres = (one_hot.T @ points) / jnp.maximum(count, 1.0)[:, None]
+    centres = jnp.where(present[:, None], centres, jnp.nan)
+    own = centres[type_id]  # [U, Z]
+    sq = jnp.sum(jnp.square(points - own), axis=-1)
+    spread = jnp.sqrt(jnp.sum(one_hot * sq[:, None], axis=0) / jnp.maximum(count, 1.0))
+    spread = jnp.where(present, spread, jnp.nan)
+    diff = centres[:, None, :] - centres[None, :, :]
+    centre_distance = jnp.sqrt(jnp.sum(jnp.square(diff), axis=-1))
+    others = jnp.where(jnp.eye(num_types, dtype=bool), jnp.inf, centre_distance)
+    nearest = jnp.min(jnp.where(jnp.isnan(others), jnp.inf, others), axis=-1)
+    nearest = jnp.where(present & jnp.isfinite(nearest), nearest, jnp.nan)
+    to_centres = jnp.sum(jnp.square(points[:, None, :] - centres[None]), axis=-1)  # [U, T]
+    closest = jnp.argmin(jnp.where(present[None], to_centres, jnp.inf), axis=-1)
+    hit = (closest == type_id).astype(jnp.float32)
+    recovery = jnp.where(present, (one_hot.T @ hit) / jnp.maximum(count, 1.0), jnp.nan)
+    return LatentSeparation(centres, spread, centre_distance, nearest, recovery)
+
+
+def latent_separation(
+    model: RewardModel, params: Params, context: UserPairs, *, seeds: bool = False
+) -> LatentSeparation:
+    """:class:`LatentSeparation` of the users' posterior means given their context pairs
+    (``params`` with a leading seed axis if ``seeds``; every field then leads with S)."""
+    if not is_latent(model):
+        raise ValueError(f"{type(model).__name__} has no user latent (no posterior)")
+    check_user_pairs(context, "context", model.inputs)
+    return _latent_separation(model, params, untyped(context), seeds, _num_types(context))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "seeds", "num_types"))
+def _latent_separation(model, params, context, seeds, num_types):
+    def one(p):
+        mean = model.posterior(p, context.batch()).mean()
+        return type_separation(mean, context.type_id, num_types)
+
+    return jax.vmap(one)(params) if seeds else one(params)

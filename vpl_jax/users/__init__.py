@@ -12,7 +12,12 @@ from vpl_jax.users.human import (
     segment_return,
     segment_score,
 )
-from vpl_jax.users.labels import label_pairs, pair_label_distribution, true_returns
+from vpl_jax.users.labels import (
+    label_pairs,
+    pair_label_distribution,
+    true_returns,
+    type_disagreement,
+)
 from vpl_jax.users.population import (
     DEVIATIONS,
     Population,
@@ -52,5 +57,6 @@ __all__ = [
     "segment_score",
     "segment_values",
     "true_returns",
+    "type_disagreement",
     "user_types",
 ]

@@ -84,3 +84,19 @@ def true_returns(users: User, features: jax.Array) -> jax.Array:
     if summed.ndim == 2:
         return users.theta.astype(summed.dtype) @ summed.T
     return jnp.einsum("unf,uf->un", summed, users.theta)
+
+
+def type_disagreement(theta: jax.Array, features: jax.Array, pairs: jax.Array) -> jax.Array:
+    """f32[T, T]: the share of ``pairs`` on which two weight vectors' rational labels differ.
+
+    ``theta: f32[T, F]`` (e.g. a population's type means, ``Population.theta_mean``),
+    ``features: f32[N, H, F]`` per-step features of N segments and ``pairs: i32[P, 2]`` indices
+    into them. A pair counts for types s and t when neither ties on it (undiscounted returns).
+    How often two types disagree bounds what K of one user's labels can tell them apart by: at
+    a rate d, a context of K random pairs holds about d·K pairs that separate them.
+    """
+    returns = theta.astype(jnp.float32) @ features.sum(axis=-2).T  # [T, N]
+    sign = jnp.sign(returns[:, pairs[:, 0]] - returns[:, pairs[:, 1]])  # [T, P]
+    counted = (sign[:, None] != 0) & (sign[None] != 0)
+    differ = counted & (sign[:, None] != sign[None])
+    return jnp.sum(differ, axis=-1) / jnp.maximum(jnp.sum(counted, axis=-1), 1)
