@@ -217,6 +217,28 @@ def test_labelling_scores_average_the_test_users_scores(nav_dataset):
             assert set(scores) == {"accuracy"}
 
 
+@pytest.mark.slow
+def test_s_seeds_fit_and_score_in_one_vmap_as_each_seed_alone(nav_dataset):
+    """The misspecification sweep's seed axis: fit_labellings with S keys and labelling_scores
+    with seeds=True give, per seed, what a single-seed fit and its scores give."""
+    key = jax.random.PRNGKey(14)
+    datasets = [nav_dataset, relabel(key, nav_dataset, nav_dataset.users.with_human(epsilon=0.5))]
+    _, test = nav_dataset.split()
+    keys = jax.random.split(key, 2)
+    model = R.LinearBayes.for_beta(2.0)  # both scores: accuracy and alignment
+    params = fit_labellings(model, TINY_TRAIN, keys, datasets)  # [S, P]
+    scores = labelling_scores(model, params, datasets, test, seeds=True)
+    assert set(scores) == {"accuracy", "alignment"}
+    for s in range(2):
+        alone = fit_labellings(model, TINY_TRAIN, keys[s], datasets)  # [P]
+        chex.assert_trees_all_close(jax.tree.map(lambda x, s=s: x[s], params), alone, atol=1e-5)
+        for metric, values in labelling_scores(model, alone, datasets, test).items():
+            chex.assert_shape(scores[metric], (2, 2))  # [S, P]
+            np.testing.assert_allclose(scores[metric][s], values, atol=1e-5)
+    # The seeds differ (else a seed axis would report a zero-width interval by construction).
+    assert not np.allclose(params["prior"]["mean"][0], params["prior"]["mean"][1])
+
+
 def test_rational_targets_and_the_agreement_of_each_labelling_with_them(nav_dataset):
     key = jax.random.PRNGKey(11)
     rational = rational_targets(key, nav_dataset)
@@ -299,6 +321,15 @@ def test_the_oracle_is_one_raw_reward_run_on_every_users_theta(navigation, nav_d
     chex.assert_trees_all_equal(state.params, alone.params)
     values = trainer.segment_values(state, nav_dataset.segments, nav_dataset.users.theta[:2])
     chex.assert_shape(values, (2, nav_dataset.segments.num_segments, 2))
+    # S keys: S runs in one vmap (states and history lead with S), run s as key s alone.
+    keys = jax.random.split(key, 2)
+    _, states, history = train_oracle(navigation, TINY_PPO, 1, nav_dataset, keys)
+    for leaf in jax.tree.leaves(history):
+        assert np.shape(leaf)[:2] == (TINY_PPO.num_updates, 2)
+    for s in range(2):
+        _, alone, _ = train_oracle(navigation, TINY_PPO, 1, nav_dataset, keys[s])
+        run = jax.tree.map(lambda x, s=s: x[s], states)
+        chex.assert_trees_all_close(run.params, alone.params, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -694,6 +725,30 @@ def test_metric_grid_draws_a_line_per_method_and_a_dashed_one_per_variant():
     assert [ax.get_xlabel() for ax in axes.flat] == ["", "", "size 1", "size 2"]  # bottom row
     assert [ax.get_ylabel() for ax in axes.flat] == ["acc", "", "ret", ""]  # first column
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["b", "b (known)", "a"]
+    plt.close(fig)
+
+
+def test_metric_grid_draws_the_mean_over_seeds_with_its_interval():
+    """Rows repeated at one x (one per seed) give one line through their mean, with the 95 %
+    interval over seeds (plotting.over_seeds) as error bars."""
+    from vpl_jax.plotting import over_seeds
+
+    values = {0.0: [0.9, 0.8, 0.7], 1.0: [0.5, 0.6, 0.4]}
+    rows = [{"method": "a", "metric": "acc", "kind": "k", "x": x, "value": v, "seed": s}
+            for x, vs in values.items() for s, v in enumerate(vs)]  # fmt: skip
+    fig = metric_grid(rows, ("acc",), {"k": "size"}, ("a",), column="kind", x="x")
+    ax = fig.axes[0]
+    (container,) = ax.containers  # one errorbar: its line, caps and bars
+    assert container.get_label() == "a"
+    line, _, (bars,) = container.lines
+    np.testing.assert_allclose(line.get_xydata(), [[0.0, 0.8], [1.0, 0.5]])  # the means
+    assert (line.get_linestyle(), line.get_marker()) == ("-", "o")
+    segments = bars.get_segments()  # the vertical bars, one per x
+    mean, low, high = over_seeds(np.array([values[0.0], values[1.0]]).T)
+    for n, segment in enumerate(segments):
+        np.testing.assert_allclose(segment[:, 1], [low[n], high[n]])
+        assert low[n] < mean[n] < high[n]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a"]
     plt.close(fig)
 
 

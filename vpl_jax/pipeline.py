@@ -324,25 +324,31 @@ def score_labellings(
 
 
 def labelling_scores(
-    model: R.RewardModel, params: Any, datasets: list[PreferenceDataset], targets: PreferenceDataset
+    model: R.RewardModel,
+    params: Any,
+    datasets: list[PreferenceDataset],
+    targets: PreferenceDataset,
+    seeds: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per labelling, the test users' mean scores of the models of :func:`fit_labellings`
-    (params leading with P, no seed axis), against the answers in ``targets`` (a test-user
-    dataset whose held-out labels are the reference, e.g. the users' rational answers):
+    (params leading with P; with ``seeds``, ``[S, P]`` for S seeds, all scored in one ``vmap``),
+    against the answers in ``targets`` (a test-user dataset whose held-out labels are the
+    reference, e.g. the users' rational answers):
 
-    * ``accuracy`` f32[P] — held-out accuracy given each user's context pairs as labelled in
-      ``datasets[p]`` (:func:`score_labellings`), averaged over users with held-out pairs;
-    * ``alignment`` f32[P], for LinearBayes only (its latent is theta) — the cosine between the
-      posterior mean of theta from all of a user's pairs and the user's true
+    * ``accuracy`` f32[P] (``[S, P]`` with ``seeds``) — held-out accuracy given each user's
+      context pairs as labelled in ``datasets[p]`` (:func:`score_labellings`), averaged over
+      users with held-out pairs;
+    * ``alignment`` f32[P] (``[S, P]``), for LinearBayes only (its latent is theta) — the cosine
+      between the posterior mean of theta from all of a user's pairs and the user's true
       ``targets.users.theta``, averaged over users.
     """
-    accuracy, _ = score_labellings(model, params, datasets, targets)
-    out = {"accuracy": np.nanmean(np.asarray(accuracy), axis=1)}
+    accuracy, _ = score_labellings(model, params, datasets, targets, seeds=seeds)
+    out = {"accuracy": np.nanmean(np.asarray(accuracy), axis=-1)}  # over the users
     if isinstance(model, R.LinearBayes):  # its latent is theta itself
-        _, mean = score_labellings(model, params, datasets, targets, part="all")
+        _, mean = score_labellings(model, params, datasets, targets, part="all", seeds=seeds)
         theta = np.asarray(targets.users.theta)
         mean = np.asarray(mean)
-        out["alignment"] = np.asarray(R.cosine(mean, theta)).mean(axis=1)
+        out["alignment"] = np.asarray(R.cosine(mean, theta)).mean(axis=-1)
     return out
 
 
@@ -855,22 +861,29 @@ def train_oracle(
     desc: str = "oracle PPO",
     checkpointer: Checkpointer | None = None,
 ) -> tuple[PolicyTrainer, P.RunnerState, Any]:
-    """One PPO run on every user's true reward ``theta · phi``, conditioned on ``theta`` (each
-    episode draws one of the dataset's users, training and test alike, uniformly): its returns
-    are the test users' reference, its critic each user's ``V*``
-    (:meth:`PolicyTrainer.segment_values`).
+    """PPO on every user's true reward ``theta · phi``, conditioned on ``theta`` (each episode
+    draws one of the dataset's users, training and test alike, uniformly): its returns are the
+    test users' reference, its critic each user's ``V*`` (:meth:`PolicyTrainer.segment_values`).
+    One run for a single ``key``; S runs (seeds) in one ``vmap`` for S keys (``key: [S, 2]``,
+    or typed keys ``[S]``), run s as a single-key call with ``key[s]`` trains it (to float
+    rounding).
 
     Returns ``(trainer, state, history)``: the oracle's :class:`PolicyTrainer` (to evaluate the
-    run and read its critic), the run's state (no leading axis) and its training curves
-    (``[updates, 1]``, :meth:`PolicyTrainer.train`).
+    runs and read their critics), the run's state (no leading axis; a leading S for S keys) and
+    the training curves (``[updates, 1]``, or ``[updates, S]``; :meth:`PolicyTrainer.train`).
     """
     # Raw rewards (no per-user scaling): its critic is each user's V* in their own reward's
     # units, which regret-based labels compare with their returns.
     trainer = PolicyTrainer(env, "oracle", None, config, chunk_updates, reward_scaling="none")
+    seeds = is_key_batch(as_raw_keys(key))
+    keys = key if seeds else key[None]
     states, history = trainer.train(
-        key[None], {"theta": dataset.users.theta[None]}, desc=desc, checkpointer=checkpointer
+        keys,
+        {"theta": _stack(dataset.users.theta, len(keys))},
+        desc=desc,
+        checkpointer=checkpointer,
     )
-    return trainer, jax.tree.map(lambda x: x[0], states), history
+    return trainer, states if seeds else jax.tree.map(lambda x: x[0], states), history
 
 
 def policies_on_rewards(

@@ -11,6 +11,7 @@ backend automatically.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -95,7 +96,8 @@ def metric_grid(
     """A grid of line plots of long-format result rows (``{"metric", "value", ...}``, as
     :meth:`vpl_jax.harness.RunResults.add` writes them): a row of axes per metric, a column per
     value of ``row[column]``, a line per value of ``row[line]`` (its ``value`` against
-    ``row[x]``, sorted by x).
+    ``row[x]``, sorted by x). Where a line has several rows at one x (one per seed), it goes
+    through their mean with the 95 % interval over them as error bars (:func:`errorbars`).
 
     Args:
       rows: the rows; each has ``"metric"``, ``"value"`` and the keys named below.
@@ -122,18 +124,26 @@ def metric_grid(
             ax = axes[i, j]
             for name in lines:
                 for dashed, style in ((False, "-o"), (True, "--s")):
-                    points = sorted(
-                        (r[x], r["value"])
-                        for r in rows
-                        if r["metric"] == metric
-                        and r[line] == name
-                        and r[column] == col
-                        and is_variant(r) == dashed
-                    )
-                    if points:
-                        label = f"{name} ({variant[2]})" if dashed else name
-                        xs, ys = zip(*points, strict=True)
-                        ax.plot(xs, ys, style, color=color[name], label=label, ms=4)
+                    at = defaultdict(list)  # x -> its values (one per seed)
+                    for r in rows:
+                        if (
+                            r["metric"] == metric
+                            and r[line] == name
+                            and r[column] == col
+                            and is_variant(r) == dashed
+                        ):
+                            at[r[x]].append(r["value"])
+                    if not at:
+                        continue
+                    label = f"{name} ({variant[2]})" if dashed else name
+                    xs = sorted(at)
+                    values = np.full((max(map(len, at.values())), len(xs)), np.nan)  # [S, N]
+                    for n, v in enumerate(xs):
+                        values[: len(at[v]), n] = at[v]
+                    if len(values) == 1:
+                        ax.plot(xs, values[0], style, color=color[name], label=label, ms=4)
+                    else:
+                        errorbars(ax, xs, values, label, fmt=style, color=color[name], ms=4)
             if i == len(metrics) - 1:
                 ax.set_xlabel(columns[col])
             if j == 0:
