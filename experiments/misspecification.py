@@ -28,6 +28,19 @@ with it (``human_model = correct``, :func:`vpl_jax.pipeline.correct_human_model`
 discount (every model's likelihood discounts the segment return) and a known belief (LinearBayes
 on the features of the world the user believes in). The zero-deviation point is shared by every kind
 (its rows repeat under each kind, so each curve starts at 0).
+
+Seeds: ``num_seeds`` training seeds on the one dataset (its users and their answers are the same
+for every seed). Every reward model trains its S seeds of every point in one ``vmap`` (the
+corrected models: S seeds of each point in one call), the S oracles train in one ``vmap``, and
+the PPO runs on the learned rewards — S seeds × the chosen points — in one ``vmap``. Every
+number is written per seed (``seed`` in the rows), so ``summary.md`` and ``intervals.json`` give
+the mean over seeds with its 95 % interval, the figure its mean with error bars, and the notes
+table the mean. The users' label agreement with their rational answers is a property of the
+data, not of training: it is written once (seed 0). The regret-based users' ``V*`` is seed 0's
+oracle critic, for the same reason: the relabelled data stay one dataset shared by the seeds
+(per-seed ``V*`` would give each seed its own regret labels, mixing the data's variation into
+the seeds' and breaking the one-``vmap`` fit of the labellings), and seed 0's keys do not depend
+on ``num_seeds``, so the data do not either.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
+from collections import defaultdict
 
 import jax
 import numpy as np
@@ -69,6 +83,10 @@ class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     tasks = (TASK,)  # not a field: the deviations and the narrow data are navigation's
     navigation_types: tuple[str, ...] = ("goal_a", "cautious")
     """Navigation user types, in equal shares (--population gives any other)."""
+    SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds
+    num_seeds: int = checked(3, Int(ge=1))
+    """Training seeds (reward models, oracle, PPO on the learned rewards), trained in one vmap
+    on the one dataset."""
     num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
     methods: tuple[str, ...] = checked(METHODS, Choices(METHODS))
@@ -138,6 +156,7 @@ PRESETS = {
             total_timesteps=20_000_000, num_envs=2048, num_minibatches=32, center_rewards=True
         ),
         num_eval_episodes=32,
+        num_seeds=5,
         chunk_updates=10,
     ),
 }
@@ -151,51 +170,63 @@ def main(config: Config, results: harness.RunResults) -> str:
     dataset = harness.task_dataset(config, TASK, k_data)
     theta = dataset.split()[1].users.theta  # the test users'
     largest = {kind: max(config.sizes_of(kind)) for kind in config.kinds}
+    num_seeds = config.num_seeds
     rows: list[dict] = []
 
-    def add(method, metric, value, kind, size, human="boltzmann"):
+    def add(method, metric, values, kind, size, human="boltzmann"):
+        """A row per seed of ``values: [S]`` (seed s's value at ``values[s]``)."""
         for k in config.kinds if kind == "none" else (kind,):  # the shared point, under each kind
-            row = {"method": method, "metric": metric, "value": float(value),
-                   "deviation_kind": k, "deviation": size, "human_model": human}  # fmt: skip
-            rows.append(row)
-            results.add(task=TASK, **row)
+            for s, value in enumerate(np.asarray(values)):
+                row = {"method": method, "metric": metric, "value": float(value), "seed": s,
+                       "deviation_kind": k, "deviation": size, "human_model": human}  # fmt: skip
+                rows.append(row)
+                results.add(task=TASK, **row)
 
-    # The oracle: its returns are the test users' reference, its critic each user's V* (regret).
+    # The oracles (S seeds): their returns are the test users' reference, seed 0's critic each
+    # user's V* (regret; one V* keeps the relabelled data one dataset for every seed).
     start = time.time()
-    oracle, oracle_state, history = pipeline.train_oracle(
-        env, config.ppo, config.chunk_updates, dataset, k_oracle,
+    oracle, oracle_states, history = pipeline.train_oracle(
+        env, config.ppo, config.chunk_updates, dataset, jax.random.split(k_oracle, num_seeds),
         checkpointer=results.checkpointer("oracle", config.checkpoint_every),
     )  # fmt: skip
     results.log_ppo_history("oracle/ppo", history, config.ppo.env_steps_per_update)
-    reference = oracle.evaluate(oracle_state, theta, theta, k_eval, config.num_eval_episodes)
+    (num_users, num_features), latents = theta.shape, np.asarray(theta)[None, :, None]
+    acting_on_theta = np.broadcast_to(latents, (num_seeds, num_users, 1, num_features))
+    reference = pipeline.policy_curves(
+        oracle, oracle_states, acting_on_theta, theta, k_eval, config.num_eval_episodes
+    )  # [S, 1, U_test]: every seed's oracle, acting on theta, in one vmap
+    reference_return = reference.true_return[:, 0].mean(axis=-1)  # [S]
     for kind in config.policy_kinds:
         for size in (0.0, largest[kind]):
-            add("oracle", "true_return", np.mean(reference.true_return), kind, size)
+            add("oracle", "true_return", reference_return, kind, size)
     values = None  # each user's V* at the ends of every segment, for the regret-based users
     if "regret" in config.kinds:
-        values = oracle.segment_values(oracle_state, dataset.segments, dataset.users.theta)
-    print(f"oracle: true return {np.mean(reference.true_return):.2f} ({time.time() - start:.0f} s)")
+        first = jax.tree.map(lambda x: x[0], oracle_states)
+        values = oracle.segment_values(first, dataset.segments, dataset.users.theta)
+    print(f"oracle: true return {reference_return.mean():.2f} over {num_seeds} seeds "
+          f"({time.time() - start:.0f} s)")  # fmt: skip
 
     points = sweep_points(config.kinds, config.sizes_of)
     # Every pair answered again at each point, with the same key (common random numbers).
     datasets = [relabel_deviating(k_label, env, dataset, p.kind, p.size, values) for p in points]
     rational = pipeline.rational_targets(k_rational, dataset)  # the reference answers
     for p, a in zip(points, pipeline.label_agreement(datasets, rational), strict=True):
-        add("users", "label_agreement", a, p.kind, p.size)
+        add("users", "label_agreement", [a], p.kind, p.size)  # the data's: seed 0 only
 
-    def scores(model, params, datasets) -> dict[str, np.ndarray]:  # rational_accuracy, alignment
-        out = pipeline.labelling_scores(model, params, datasets, rational)
+    def scores(model, params, datasets) -> dict[str, np.ndarray]:  # each [S, P]
+        out = pipeline.labelling_scores(model, params, datasets, rational, seeds=True)
         return {"rational_accuracy" if m == "accuracy" else m: v for m, v in out.items()}
 
     sizes = dataclasses.replace(config.sizes, context_size=config.data.context_size)
+    fit_keys = jax.random.split(k_fit, num_seeds)  # every fit: S seeds in one vmap
     fitted = {}
     for method in config.methods:
         start = time.time()
         model = R.make_model(method, sizes)
-        params = pipeline.fit_labellings(model, config.reward_train, k_fit, datasets)  # one vmap
+        params = pipeline.fit_labellings(model, config.reward_train, fit_keys, datasets)  # [S, P]
         assumed = scores(model, params, datasets)
         for metric, per_point in assumed.items():
-            for p, v in zip(points, per_point, strict=True):
+            for p, v in zip(points, per_point.T, strict=True):
                 add(method, metric, v, p.kind, p.size)
         # The correct human model, where expressible: one fit per point (its model differs).
         corrected, correctable = {}, [k for k in config.kinds if method in CORRECTABLE.get(k, ())]
@@ -203,15 +234,17 @@ def main(config: Config, results: harness.RunResults) -> str:
             for p, data in zip(points, datasets, strict=True):
                 if p.kind == kind:  # the model told the deviation, on the data as it sees them
                     known, seen = pipeline.correct_human_model(model, env, data, kind, p.size)
-                    params_c = pipeline.fit_labellings(known, config.reward_train, k_fit, [seen])
-                    corrected[p] = jax.tree.map(lambda x: x[0], params_c)
+                    params_c = pipeline.fit_labellings(known, config.reward_train, fit_keys, [seen])
+                    corrected[p] = jax.tree.map(lambda x: x[:, 0], params_c)  # [S]
                     for metric, v in scores(known, params_c, [seen]).items():
-                        add(method, metric, v[0], kind, p.size, "correct")
+                        add(method, metric, v[:, 0], kind, p.size, "correct")
             for metric, per_point in assumed.items():  # at no deviation it is the assumed model
-                add(method, metric, per_point[0], kind, 0.0, "correct")
+                add(method, metric, per_point[:, 0], kind, 0.0, "correct")
         fitted[method] = (model, params, corrected)
-        summary = ", ".join(f"{m} {v[0]:.3f}→{v[-1]:.3f}" for m, v in assumed.items())
-        print(f"[{method}] fitted {len(points)} points ({summary}; {time.time() - start:.0f} s)")
+        summary = ", ".join(f"{m} {v[:, 0].mean():.3f}→{v[:, -1].mean():.3f}"
+                            for m, v in assumed.items())  # fmt: skip
+        print(f"[{method}] fitted {len(points)} points × {num_seeds} seeds ({summary}; "
+              f"{time.time() - start:.0f} s)")  # fmt: skip
 
     # True return of the policies optimised on the learned rewards, at a few points.
     chosen = [points[0]] + [SweepPoint(kind, largest[kind]) for kind in config.policy_kinds]
@@ -219,26 +252,35 @@ def main(config: Config, results: harness.RunResults) -> str:
     for method in config.policy_methods:
         start = time.time()
         model, params, corrected = fitted[method]
-        runs = [(p, "boltzmann", jax.tree.map(lambda x, p=p: x[points.index(p)], params))
-                for p in chosen]  # fmt: skip
+        rewards = [(p, "boltzmann", jax.tree.map(lambda x, p=p: x[:, points.index(p)], params))
+                   for p in chosen]  # fmt: skip
         if myopic in corrected and "gamma" in config.policy_kinds:
-            runs.append((myopic, "correct", corrected[myopic]))
+            rewards.append((myopic, "correct", corrected[myopic]))
+        # Every seed's reward at every chosen point, seed-major: S × R runs in one vmap.
+        fits = [(jax.tree.map(lambda x, s=s: x[s], prm), datasets[points.index(p)])
+                for s in range(num_seeds) for p, _, prm in rewards]  # fmt: skip
         trainer = pipeline.PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
         evaluations, history = pipeline.policies_on_rewards(
-            trainer, [(prm, datasets[points.index(p)]) for p, _, prm in runs], k_policy, k_eval,
-            config.num_eval_episodes, desc=f"{method} PPO ×{len(runs)}",
+            trainer, fits, k_policy, k_eval, config.num_eval_episodes,
+            desc=f"{method} PPO ×{len(fits)}",
             checkpointer=results.checkpointer(method, config.checkpoint_every),
         )  # fmt: skip
-        for r, ((p, human, _), ev) in enumerate(zip(runs, evaluations, strict=True)):
-            run_history = jax.tree.map(lambda x, r=r: np.asarray(x)[:, r : r + 1], history)
+        returns = np.array([np.mean(ev.true_return) for ev in evaluations])
+        returns = returns.reshape(num_seeds, len(rewards))  # [S, R]
+        by_seed = jax.tree.map(  # [updates, S * R] -> [updates, S, R]
+            lambda x: np.asarray(x).reshape(x.shape[0], num_seeds, -1, *x.shape[2:]), history
+        )
+        for r, (p, human, _) in enumerate(rewards):
+            run_history = jax.tree.map(lambda x, r=r: x[:, :, r], by_seed)  # its S runs
             results.log_ppo_history(f"{method}/ppo/{p.kind}_{p.size:g}_{human}", run_history,
                                     config.ppo.env_steps_per_update)  # fmt: skip
-            add(method, "true_return", np.mean(ev.true_return), p.kind, p.size, human)
+            add(method, "true_return", returns[:, r], p.kind, p.size, human)
             if p.kind == "none" and config.correct and "gamma" in config.policy_kinds:
-                add(method, "true_return", np.mean(ev.true_return), "gamma", 0.0, "correct")
-        print(f"[{method}] PPO on {len(runs)} learned rewards ({time.time() - start:.0f} s)")
+                add(method, "true_return", returns[:, r], "gamma", 0.0, "correct")
+        print(f"[{method}] PPO on {len(rewards)} learned rewards × {num_seeds} seeds "
+              f"({time.time() - start:.0f} s)")  # fmt: skip
 
-    fig = metric_grid(
+    fig = metric_grid(  # rows repeat per seed: their mean, with error bars over seeds
         rows, METRICS, {k: DEVIATIONS[k][1] for k in config.kinds}, ("oracle", *config.methods),
         column="deviation_kind", x="deviation", colors=("oracle", *METHODS),
         variant=("human_model", "correct", "correct model"),  # dashed: the correct human model
@@ -248,15 +290,20 @@ def main(config: Config, results: harness.RunResults) -> str:
 
 
 def notes(rows: list[dict], config: Config) -> str:
-    """Markdown: each metric at no deviation and at each kind's largest deviation."""
+    """Markdown: each metric at no deviation and at each kind's largest deviation, the mean over
+    the seeds (``summary.md``'s tables above give the intervals)."""
     lines = [
-        "## Test users: no deviation → largest deviation of each kind (boltzmann / correct)",
+        "## Test users: no deviation → largest deviation of each kind (boltzmann / correct), "
+        f"mean over {config.num_seeds} seeds",
         "",
         "| method | metric | kind | none | largest, assumed model | largest, correct model |",
         "|---|---|---|---|---|---|",
     ]
-    index = {(r["method"], r["metric"], r["deviation_kind"], r["deviation"], r["human_model"]):
-             r["value"] for r in rows}  # fmt: skip
+    seeds = defaultdict(list)  # a cell's values, one per seed
+    for r in rows:
+        cell = (r["method"], r["metric"], r["deviation_kind"], r["deviation"], r["human_model"])
+        seeds[cell].append(r["value"])
+    index = {cell: np.mean(values) for cell, values in seeds.items()}
     entries = itertools.product(("oracle", *config.methods), METRICS, config.kinds)
     for method, metric, kind in entries:
         big = max(config.sizes_of(kind))

@@ -752,6 +752,64 @@ def test_metric_grid_draws_the_mean_over_seeds_with_its_interval():
     plt.close(fig)
 
 
+# --- the experiment: a tiny run ------------------------------------------------------------------
+TINY_RUN = [
+    "--kinds", "gamma", "regret", "--gamma-sizes", "0.5", "--regret-sizes", "1",
+    "--methods", "linear_bayes", "btl", "--policy-methods", "btl", "--policy-kinds", "gamma",
+    "--data.num-users", "16", "--data.context-size", "4", "--data.heldout-size", "8",
+    "--data.pool-size", "256", "--data.num-episodes", "32", "--reward-train.num-epochs", "2",
+    "--reward-train.users-per-batch", "4", "--sizes.hidden", "16", "--ppo.total-timesteps", "640",
+    "--ppo.num-envs", "16", "--ppo.num-steps", "10", "--ppo.num-minibatches", "2",
+    "--ppo.update-epochs", "1", "--ppo.hidden-sizes", "16", "--num-eval-episodes", "1",
+    "--chunk-updates", "2",
+]  # fmt: skip
+
+
+@pytest.mark.slow  # 2.4 min on 2 busy cores: the data, two oracles, the fits, 2 x 3 PPO runs
+def test_the_sweep_writes_every_number_per_seed(load_experiment, tmp_path, monkeypatch):
+    """With --num-seeds 2 every trained number (oracle, reward fits, corrected fits, PPO on the
+    learned rewards) has a row per seed, intervals.json has two seeds in each of their cells,
+    and the notes table shows the mean over the seeds. The users' label agreement is the
+    data's, written once."""
+    import json
+
+    from vpl_jax import harness
+
+    monkeypatch.setenv("VPL_JAX_PROGRESS", "0")
+    experiment = load_experiment("misspecification")
+    argv = [*TINY_RUN, "--num-seeds", "2", "--run-name", "s2", "--results-dir", str(tmp_path)]
+    harness.run_experiment(
+        "misspecification", experiment.Config, experiment.PRESETS, experiment.main, argv
+    )
+    folder = tmp_path / "misspecification" / "s2"
+    rows = json.loads((folder / "metrics.json").read_text())["rows"]
+    seeds = {}
+    for r in rows:
+        cell = (r["method"], r["metric"], r["deviation_kind"], r["deviation"], r["human_model"])
+        seeds.setdefault(cell, []).append(r["seed"])
+    trained = {cell: s for cell, s in seeds.items() if cell[0] != "users"}
+    assert {cell[:2] for cell in trained} == {
+        ("oracle", "true_return"), ("linear_bayes", "alignment"),
+        ("linear_bayes", "rational_accuracy"), ("btl", "rational_accuracy"),
+        ("btl", "true_return"),
+    }  # fmt: skip
+    assert all(sorted(s) == [0, 1] for s in trained.values()), trained
+    assert ("btl", "true_return", "gamma", 0.5, "correct") in trained  # the corrected reward's PPO
+    assert ("linear_bayes", "alignment", "gamma", 0.5, "correct") in trained
+    agreement = [s for cell, s in seeds.items() if cell[0] == "users"]
+    assert agreement and all(s == [0] for s in agreement)
+    intervals = json.loads((folder / "intervals.json").read_text())["intervals"]
+    assert {c["num_seeds"] for c in intervals if c["method"] != "users"} == {2}
+    summary = (folder / "summary.md").read_text()
+    assert "mean over 2 seeds" in summary and (folder / "misspecification.png").exists()
+    # The notes' cell at no deviation is the mean of its two seeds' rows.
+    values = [r["value"] for r in rows if (r["method"], r["metric"], r["deviation_kind"],
+              r["deviation"], r["human_model"]) == ("btl", "true_return", "gamma", 0.0,
+              "boltzmann")]  # fmt: skip
+    line = next(x for x in summary.splitlines() if x.startswith("| btl | true_return | gamma"))
+    assert line.split(" | ")[3] == f"{np.mean(values):.3f}"
+
+
 # --- the experiments' configs (bad ones: test_bad_inputs.py) -------------------------------------
 def test_presets_are_valid(load_experiment):
     for name in ("misspecification", "misidentification"):
