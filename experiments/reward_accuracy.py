@@ -185,16 +185,7 @@ def add_rows(results, task, type_names, method, out, type_id):
                         seed=s,
                     )
     if "separation" in out:
-        sep = out["separation"]
-        for metric, values in (
-            ("latent_recovery", sep.recovery),
-            ("latent_spread", sep.spread),
-            ("latent_nearest", sep.nearest),
-        ):
-            for s in range(values.shape[0]):
-                for t, name in enumerate(type_names):
-                    results.add(method=method, task=task, user_type=name, metric=metric,
-                                value=values[s, t], seed=s)  # fmt: skip
+        results.add_separation_rows(out["separation"], type_names, method=method, task=task)
     if "curve" in out:
         for k in range(out["curve"].type_accuracy.shape[0]):
             for t, name in enumerate(type_names):

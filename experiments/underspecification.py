@@ -14,11 +14,12 @@ cautious driving). From their preference labels we learn a reward and train a po
 
 Each *test* user then tells the model about themselves with K labelled pairs; VPL's policy acts
 on their posterior mean, the oracle on their true theta. Every policy is scored with the user's
-true return and the task's success measure (navigation: reached the user's goal). Writes tidy
-rows (``success``, ``true_return`` per method and user type, and the reward models'
-``heldout_accuracy`` per user type), bar charts, a top-down picture of the test users' paths,
-an animation of a few test users' rollouts by method (``<task>_rollouts.html``, self-contained:
-it draws offline), and each task's dataset, trained reward models and policies (seed 0, which
+true return and the task's success measure (navigation: reached the user's goal). Writes tidy rows
+(``success``, ``true_return`` per method and user type, the reward models' ``heldout_accuracy`` per
+user type and, for latent models, ``latent_recovery``, ``latent_spread`` and ``latent_nearest``:
+:func:`vpl_jax.rewards.latent_separation`), bar charts, a top-down picture of the test users' paths,
+an animation of a few test users' rollouts by method (``<task>_rollouts.html``, self-contained: it
+draws offline), and each task's dataset, trained reward models and policies (seed 0, which
 ``python -m vpl_jax.label --run RUN_FOLDER`` serves; seed s >= 1 in each folder's ``seed_<s>``).
 """
 
@@ -319,6 +320,12 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
                     value=accuracy[s, t],
                     seed=config.seed + s,
                 )
+        if R.is_latent(reward["model"]):  # where each type's test users sit in the latent space
+            context = R.user_pairs(test, "context", reward["model"].inputs)
+            separation = R.latent_separation(reward["model"], reward["params"], context, seeds=True)
+            results.add_separation_rows(
+                separation, pop.type_names, first_seed=config.seed, method=method, task=task
+            )
     evaluations, lines = {}, []
     for method, k in zip(
         config.methods, jax.random.split(k_policies, len(config.methods)), strict=True

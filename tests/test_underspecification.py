@@ -56,7 +56,11 @@ def test_vpl_reaches_each_users_goal_where_btl_averages(experiment, tmp_path):
     success = {(r["method"], r["user_type"]): r["value"] for r in rows if r["metric"] == "success"}
     assert success[("vpl", "goal_a")] >= 0.8 and success[("vpl", "goal_b")] >= 0.8, success
     assert min(success[("btl", "goal_a")], success[("btl", "goal_b")]) <= 0.5, success
-    assert {r["metric"] for r in rows} == {"success", "true_return", "heldout_accuracy"}
+    latent = {"latent_recovery", "latent_spread", "latent_nearest"}
+    assert {r["metric"] for r in rows} == {"success", "true_return", "heldout_accuracy", *latent}
+    assert {r["method"] for r in rows if r["metric"] in latent} == {"vpl"}
+    # VPL's latent puts each test user nearest their own type's centre.
+    assert all(r["value"] >= 0.9 for r in rows if r["metric"] == "latent_recovery"), rows
     accuracy = {
         (r["method"], r["user_type"]): r["value"] for r in rows if r["metric"] == "heldout_accuracy"
     }

@@ -197,6 +197,24 @@ class RunResults:
                 for c, extra in columns:
                     self.add(**fields, user_type=name, value=mean[s, c], seed=s, **extra)
 
+    def add_separation_rows(
+        self, separation: Any, type_names: Sequence[str], *, first_seed: int = 0, **fields: Any
+    ) -> None:
+        """Rows ``latent_recovery``, ``latent_spread`` and ``latent_nearest`` per seed and type
+        of a :class:`~vpl_jax.rewards.LatentSeparation` with a leading seed axis (seed
+        ``first_seed + s``); types with no user are left out; ``fields``: ``method``, ``task``."""
+        for metric, values in (
+            ("latent_recovery", separation.recovery),
+            ("latent_spread", separation.spread),
+            ("latent_nearest", separation.nearest),
+        ):
+            values = np.asarray(values)
+            for s in range(values.shape[0]):
+                for t, name in enumerate(type_names):
+                    if not np.isnan(values[s, t]):
+                        self.add(**fields, user_type=name, metric=metric, value=values[s, t],
+                                 seed=first_seed + s)  # fmt: skip
+
     def log_curves(self, prefix: str, curves: dict[str, Any], step_scale: int = 1) -> None:
         """Logs training curves to TensorBoard when the config asks for it (else does nothing).
 
