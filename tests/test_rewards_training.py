@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vpl_jax import rewards as R
+from vpl_jax.checks import ConfigError
 from vpl_jax.data import DatasetConfig, build_dataset
 from vpl_jax.users import Population
 
@@ -250,6 +251,36 @@ def test_chunked_training_equals_one_call_and_resumes_from_a_checkpoint(nav_data
         checkpointer=Checkpointer(tmp_path, {"run": 1}, every=2),
     )
     chex.assert_trees_all_close(resumed, reference, atol=1e-6)
+
+
+def test_restarts_return_each_seeds_run_with_the_best_validation_value(nav_dataset):
+    """restarts=R trains R runs per seed (keys split off the seed's key) and returns the one
+    whose best validation nll is lowest: the same params and history as that run alone, in
+    fit and in fit_chunked alike."""
+    fit_users, valid_users = R.validation_split(nav_dataset)
+    train, valid = R.user_pairs(fit_users), R.user_pairs(valid_users)
+    config = dataclasses.replace(TINY, restarts=3)
+    seeds = jax.random.split(jax.random.PRNGKey(0), 2)
+    params, history = R.fit(TINY_VPL, config, seeds, train, valid)
+    for s in range(2):
+        runs = [R.fit(TINY_VPL, TINY, k, train, valid) for k in jax.random.split(seeds[s], 3)]
+        best = [float(h.valid["nll"][h.best_epoch]) for _, h in runs]
+        assert len(set(best)) == 3  # the runs differ, so the choice is real
+        chosen = runs[int(np.argmin(best))]
+        got = jax.tree.map(lambda x, s=s: x[s], (params, history))
+        chex.assert_trees_all_close(got, chosen, rtol=1e-4, atol=1e-5)
+    chunked = R.fit_chunked(TINY_VPL, config, seeds, train, valid, chunk_epochs=2)
+    chex.assert_trees_all_close(chunked, (params, history), rtol=1e-4, atol=1e-5)
+    single = R.fit_chunked(TINY_VPL, config, seeds[1], train, valid, chunk_epochs=3)
+    chex.assert_trees_all_close(single, jax.tree.map(lambda x: x[1], (params, history)),
+                                rtol=1e-4, atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match=r"TrainConfig.restarts=3 needs validation data"):
+        R.fit(TINY_VPL, config, seeds, train)
+    # A model without a user latent has no type to merge: it trains once, as with restarts=1.
+    btl = R.BTL(hidden=(16,))
+    chex.assert_trees_all_equal(R.fit(btl, config, seeds, train), R.fit(btl, TINY, seeds, train))
+    with pytest.raises(ConfigError, match="restarts=0"):
+        dataclasses.replace(TINY, restarts=0).validate()
 
 
 # --- degenerate data and diverged training stop (they trained silently before) ------------------

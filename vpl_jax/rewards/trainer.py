@@ -48,7 +48,7 @@ from vpl_jax.checks import (
     check_config,
     checked,
 )
-from vpl_jax.rewards.base import Params, RewardModel, metric_weights
+from vpl_jax.rewards.base import Params, RewardModel, is_latent, metric_weights
 from vpl_jax.rewards.batch import (
     PairBatch,
     UserPairs,
@@ -81,6 +81,15 @@ class TrainConfig:
         params — one of :data:`MONITORS`: ``"nll"`` (held-out negative log-likelihood per pair)
         or ``"loss"``, which every model reports and which are minimised (a metric such as
         accuracy, maximised, or one only some models report would pick the wrong params).
+      restarts: R, independent runs per seed of a model with a user latent (VPL,
+        LinearBayes), from keys split off the seed's key, in the same ``vmap``; the one with the
+        best validation value of ``monitor`` is returned (its params and history). 1: one run.
+        Needs validation data when R > 1. A latent model can settle in a local optimum that
+        merges a small user type into a larger one (every user of that type then gets the larger
+        type's reward); restarts are the standard cure for such optima of mixture models, and
+        the validation likelihood tells the runs apart (see the README: VPL on driving
+        populations). Costs R times the training compute. Models without a user latent (BTL,
+        DPL, ensembles) fit one reward for everyone, have no type to merge, and train once.
     """
 
     num_epochs: int = checked(100, Int(ge=1))
@@ -91,6 +100,7 @@ class TrainConfig:
     patience: int | None = checked(None, Int(ge=1, optional=True))
     min_delta: float = checked(0.0, Float(ge=0))
     monitor: str = checked("nll", Choice(MONITORS))
+    restarts: int = checked(1, Int(ge=1))
 
     def validate(self) -> TrainConfig:
         """Raises :class:`~vpl_jax.checks.ConfigError` naming the first bad field and the
@@ -294,6 +304,33 @@ def finish(
     )
 
 
+def num_restarts(model: RewardModel, config: TrainConfig) -> int:
+    """Runs per seed: ``config.restarts`` for a model with a user latent, else 1."""
+    return config.restarts if is_latent(model) else 1
+
+
+def restart_keys(runs: int, key: jax.Array) -> jax.Array:
+    """The keys of one seed's ``runs`` restarts (``[R, ...]``, split from ``key``)."""
+    return jax.random.split(key, runs)
+
+
+def best_restart(config: TrainConfig, params: Params, history: History) -> tuple[Params, History]:
+    """Of R runs (params and history leading with R), the one whose best validation value of
+    ``config.monitor`` is lowest (a run whose value is NaN loses to any finite one)."""
+    curve = history.valid[config.monitor]  # [R, E]
+    value = jnp.take_along_axis(curve, history.best_epoch[:, None], axis=1)[:, 0]
+    best = jnp.argmin(jnp.where(jnp.isnan(value), jnp.inf, value))
+    return jax.tree.map(lambda x: x[best], (params, history))
+
+
+def _check_restarts(model: RewardModel, config: TrainConfig, validated: bool) -> None:
+    if num_restarts(model, config) > 1 and not validated:
+        raise ValueError(
+            f"TrainConfig.restarts={config.restarts} needs validation data (valid=...) to "
+            "choose among the runs; use restarts=1 without it"
+        )
+
+
 def train_run(
     model: RewardModel,
     config: TrainConfig,
@@ -301,7 +338,9 @@ def train_run(
     train: UserPairs,
     valid: UserPairs | None = None,
 ) -> tuple[Params, History]:
-    """The whole training run as a pure function (see the module docstring).
+    """The whole training run as a pure function (see the module docstring); with
+    ``config.restarts`` R > 1, R runs in one ``vmap`` and the best on validation
+    (:func:`best_restart`).
 
     Args:
       model: any reward model (static).
@@ -313,9 +352,17 @@ def train_run(
     Returns:
       ``(params, history)``: the params of ``history.best_epoch`` and a :class:`History`.
     """
-    state = init_state(model, config, key, train)
-    state, records = train_epochs(model, config, state, train, valid, config.num_epochs)
-    return finish(config, state, records, validated=valid is not None)
+    _check_restarts(model, config, valid is not None)
+
+    def once(k):
+        state = init_state(model, config, k, train)
+        state, records = train_epochs(model, config, state, train, valid, config.num_epochs)
+        return finish(config, state, records, validated=valid is not None)
+
+    runs = num_restarts(model, config)
+    if runs == 1:
+        return once(key)
+    return best_restart(config, *jax.vmap(once)(restart_keys(runs, key)))
 
 
 # --- validation before compiling, and the entry points -------------------------------------------
@@ -334,6 +381,7 @@ def check_training_inputs(
             f"TrainConfig.patience={config.patience} needs validation data (valid=...); "
             "use patience=None to train without early stopping"
         )
+    _check_restarts(model, config, valid is not None)
     check_labelled(train, "train")
     if valid is not None:
         check_labelled(valid, "valid")
@@ -492,6 +540,12 @@ def fit_chunked(
 
     check_training_inputs(model, config, train, valid)
     key = as_raw_keys(key)
+    given_seeds = is_key_batch(key)
+    runs = num_restarts(model, config)
+    if runs > 1:  # every seed's R runs side by side: [S * R] (or [R]) keys
+        split = functools.partial(restart_keys, runs)
+        key = jax.vmap(split)(key) if given_seeds else split(key)  # [S, R, ...] or [R, ...]
+        key = key.reshape(-1, *key.shape[2 if given_seeds else 1 :])
     seeds = is_key_batch(key)
     vmap = jax.vmap if seeds else (lambda f: f)
     place = seed_placement(key, seeds)
@@ -519,5 +573,10 @@ def fit_chunked(
     params, history = vmap(lambda s, r: finish(config, s, r, validated=valid is not None))(
         state, records
     )
+    if runs > 1:  # [S * R] -> the best of each seed's R runs
+        both = jax.tree.map(lambda x: x.reshape(-1, runs, *x.shape[1:]), (params, history))
+        params, history = jax.vmap(functools.partial(best_restart, config))(*both)
+        if not given_seeds:
+            params, history = jax.tree.map(lambda x: x[0], (params, history))
     check_converged(history)
     return params, history
