@@ -12,6 +12,7 @@ import pytest
 from vpl_jax import rewards as R
 from vpl_jax.data import gather_features
 from vpl_jax.rewards.base import input_statistics
+from vpl_jax.rewards.batch import untyped
 from vpl_jax.rewards.likelihood import bradley_terry_nll, cross_entropy, probit_log_probs
 
 SMALL = {"hidden": (16, 16)}
@@ -663,3 +664,24 @@ def test_type_separation_by_hand():
     again = R.type_separation(points[order], type_id[order], 3)
     np.testing.assert_allclose(again.recovery[:2], sep.recovery[:2])
     np.testing.assert_allclose(again.spread[:2], sep.spread[:2])
+
+
+@pytest.mark.slow
+def test_the_posterior_predictive_holds_a_bounded_number_of_users_in_memory(nav_dataset):
+    """VPL's Monte-Carlo predictive scores every user's pairs under 64 samples of z at once, so
+    it takes few users per chunk: its working memory must not grow with the number of test
+    users (256 users at a time needed 30 GB on highway with 240 test users)."""
+    model = R.VPL(latent_dim=2, embed_dim=16, encoder_hidden=(16,), decoder_hidden=(16,))
+    _, test = nav_dataset.split()
+
+    def temp_bytes(num_users):
+        users = test.select_users(np.arange(num_users) % test.num_users)
+        context = R.user_pairs(users, "context", model.inputs)
+        heldout = R.user_pairs(users, "heldout", model.inputs)
+        params = model.init(jax.random.PRNGKey(0), context.batch(jnp.arange(2)))
+        fn = jax.jit(lambda p, c, h: R.heldout_log_probs(model, p, c, h))
+        compiled = fn.lower(params, untyped(context), untyped(heldout)).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    few, many = temp_bytes(16), temp_bytes(128)
+    assert many < 1.5 * few, (few, many)

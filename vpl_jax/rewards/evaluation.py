@@ -71,6 +71,10 @@ def heldout_logits(
 
 #: Samples of q(z | context) in the Monte-Carlo posterior predictive of a latent model.
 PREDICTIVE_SAMPLES = 64
+#: Users per chunk of that predictive: each user's pairs are scored under every sample at once,
+#: so a chunk holds PREDICTIVE_SAMPLES times the activations of a plug-in chunk (256 users of
+#: highway with M = 64 needed 30 GB; 16 need 2 GB).
+PREDICTIVE_USERS_PER_CHUNK = 16
 
 
 def heldout_log_probs(
@@ -92,7 +96,9 @@ def heldout_log_probs(
     * models without a user latent: ``p(y)`` (an ensemble's is its members' mean).
 
     For those last two the predictive is the model's own prediction: ``logits`` (f32[U, M], from
-    :func:`heldout_logits`), if given, are used instead of computing it again.
+    :func:`heldout_logits`), if given, are used instead of computing it again. The Monte-Carlo
+    predictive takes at most :data:`PREDICTIVE_USERS_PER_CHUNK` users at a time (its memory
+    grows with the samples).
     """
     if not is_latent(model) or hasattr(model, "predictive_logits"):
         if logits is None:
@@ -108,7 +114,9 @@ def heldout_log_probs(
         log_p = -bradley_terry_nll(logits, targets.labels[None])
         return (jax.nn.logsumexp(log_p, axis=0) - jnp.log(PREDICTIVE_SAMPLES))[0]
 
-    return jax.lax.map(one_user, jnp.arange(context.num_users), batch_size=users_per_chunk)
+    chunk = PREDICTIVE_USERS_PER_CHUNK
+    chunk = chunk if users_per_chunk is None else min(chunk, users_per_chunk)
+    return jax.lax.map(one_user, jnp.arange(context.num_users), batch_size=chunk)
 
 
 def _per_type(values: jax.Array, type_id: jax.Array, num_types: int) -> jax.Array:
