@@ -86,10 +86,12 @@ class TrainConfig:
         best validation value of ``monitor`` is returned (its params and history). 1: one run.
         Needs validation data when R > 1. A latent model can settle in a local optimum that
         merges a small user type into a larger one (every user of that type then gets the larger
-        type's reward); restarts are the standard cure for such optima of mixture models, and
-        the validation likelihood tells the runs apart (see the README: VPL on driving
-        populations). Costs R times the training compute. Models without a user latent (BTL,
-        DPL, ensembles) fit one reward for everyone, have no type to merge, and train once.
+        type's reward); restarts are the standard cure for such optima of mixture models. The
+        validation likelihood weighs users by their share, though, so it may prefer a run that
+        fits a larger type at a smaller one's cost (measured in the README: VPL on driving
+        populations; off by default). Costs R times the training compute. Models without a
+        user latent (BTL, DPL, ensembles) fit one reward for everyone, have no type to merge,
+        and train once.
     """
 
     num_epochs: int = checked(100, Int(ge=1))
