@@ -253,6 +253,7 @@ def test_chunked_training_equals_one_call_and_resumes_from_a_checkpoint(nav_data
     chex.assert_trees_all_close(resumed, reference, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_restarts_return_each_seeds_run_with_the_best_validation_value(nav_dataset):
     """restarts=R trains R runs per seed (keys split off the seed's key) and returns the one
     whose best validation nll is lowest: the same params and history as that run alone, in
