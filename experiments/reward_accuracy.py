@@ -257,8 +257,8 @@ def type_structure(task: str, dataset: PreferenceDataset, outs: dict) -> list[st
     known = np.any(theta != 0, axis=1)  # people merged in have no known theta
     present = [t for t in range(len(names)) if np.any(known & (type_id == t))]
     means = np.stack([theta[known & (type_id == t)].mean(0) for t in present])
-    features = dataset.segments.features * dataset.segments.alive[..., None]
-    d = np.asarray(users.type_disagreement(means, features, dataset.pool))
+    # The features the users label from (label_queries: unmasked; dead steps carry zeros).
+    d = np.asarray(users.type_disagreement(means, dataset.segments.features, dataset.pool))
     header = " | ".join(names[t] for t in present)
     lines = [f"### {task}: how often the types' rational labels disagree on the query pool", "",
              f"| | {header} |", "|---" * (len(present) + 1) + "|"]  # fmt: skip
