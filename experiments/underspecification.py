@@ -355,17 +355,10 @@ def run_task(config: Config, task: str, key: jax.Array, results: harness.RunResu
         }  # [S, T]
         per_type["positions"] = np.asarray(ev.positions[0])
         evaluations[method] = per_type
-        for s in range(config.num_seeds):
-            for t, name in enumerate(pop.type_names):
-                for field in ("success", "true_return"):
-                    results.add(
-                        method=method,
-                        task=task,
-                        user_type=name,
-                        metric=field,
-                        value=per_type[field][s, t],
-                        seed=config.seed + s,
-                    )
+        for field in ("success", "true_return"):  # a row per seed and type, seeds config.seed + s
+            results.add_type_rows(np.asarray(getattr(ev, field))[:, None], type_id, pop.type_names,
+                                  [(0, {})], overall=False, first_seed=config.seed,
+                                  method=method, task=task, metric=field)  # fmt: skip
         summary = ", ".join(
             f"{name} success {per_type['success'][:, t].mean():.2f} "
             f"return {per_type['true_return'][:, t].mean():.1f}"

@@ -243,6 +243,11 @@ def test_type_rows_are_per_type_seed_and_column_with_the_columns_fields_last(tmp
     assert [(r["seed"], r["noise"], r["value"]) for r in results.rows] == [
         (0, "epsilon", 1.0), (0, "temperature", 1.0), (1, "epsilon", 0.5), (1, "temperature", 0.5)
     ]  # fmt: skip
+    # Seeds numbered from the run's seed (underspecification: seed config.seed + s).
+    results.rows.clear()
+    results.add_type_rows(values[:, :1], np.array([0]), ("a",), [(1, {})], axis=1, overall=False,
+                          first_seed=7, method="btl", task="highway", metric="m")  # fmt: skip
+    assert [(r["seed"], r["value"]) for r in results.rows] == [(7, 0.0), (8, 0.5)]
 
 
 def test_summary_and_intervals_json_carry_intervals_over_seeds(tmp_path):

@@ -180,6 +180,7 @@ class RunResults:
         *,
         axis: int = -1,
         overall: bool = True,
+        first_seed: int = 0,
         **fields: Any,
     ) -> None:
         """Adds rows of per-user ``values`` averaged per user type (:func:`type_means`).
@@ -188,14 +189,15 @@ class RunResults:
         user, the users along ``axis`` (e.g. ``f32[S, U, C]`` with ``axis=1``); ``type_id:
         i32[U]`` indexes ``type_names``. Each type's mean ``f32[S, C]`` (then that of ``"all"``
         users when ``overall``) gives a row per seed s and entry ``(c, extra)`` of ``columns``,
-        in that order: ``value=mean[s, c]``, ``seed=s``, ``fields`` (``method``, ``task``,
-        ``metric``, …) and then ``extra`` (e.g. ``{"n_queries": 4}``; a column may appear in
-        several entries).
+        in that order: ``value=mean[s, c]``, ``seed=first_seed + s``, ``fields`` (``method``,
+        ``task``, ``metric``, …) and then ``extra`` (e.g. ``{"n_queries": 4}``; a column may
+        appear in several entries).
         """
         for name, mean in type_means(values, type_id, type_names, axis, overall).items():
             for s in range(mean.shape[0]):
                 for c, extra in columns:
-                    self.add(**fields, user_type=name, value=mean[s, c], seed=s, **extra)
+                    self.add(**fields, user_type=name, value=mean[s, c], seed=first_seed + s,
+                             **extra)  # fmt: skip
 
     def add_separation_rows(
         self, separation: Any, type_names: Sequence[str], *, first_seed: int = 0, **fields: Any
