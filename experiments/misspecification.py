@@ -29,18 +29,11 @@ discount (every model's likelihood discounts the segment return) and a known bel
 on the features of the world the user believes in). The zero-deviation point is shared by every kind
 (its rows repeat under each kind, so each curve starts at 0).
 
-Seeds: ``num_seeds`` training seeds on the one dataset (its users and their answers are the same
-for every seed). Every reward model trains its S seeds of every point in one ``vmap`` (the
-corrected models: S seeds of each point in one call), the S oracles train in one ``vmap``, and
-the PPO runs on the learned rewards — S seeds × the chosen points — in one ``vmap``. Every
-number is written per seed (``seed`` in the rows), so ``summary.md`` and ``intervals.json`` give
-the mean over seeds with its 95 % interval, the figure its mean with error bars, and the notes
-table the mean. The users' label agreement with their rational answers is a property of the
-data, not of training: it is written once (seed 0). The regret-based users' ``V*`` is seed 0's
-oracle critic, for the same reason: the relabelled data stay one dataset shared by the seeds
-(per-seed ``V*`` would give each seed its own regret labels, mixing the data's variation into
-the seeds' and breaking the one-``vmap`` fit of the labellings), and seed 0's keys do not depend
-on ``num_seeds``, so the data do not either.
+Seeds: ``num_seeds`` training seeds on the one dataset, each model's S seeds of every point, the
+S oracles and the S × chosen-points PPO runs each in one ``vmap``; every number is written per
+seed (``summary.md`` and ``intervals.json``: mean and 95 % interval; the figure: error bars; the
+notes table: the mean). The data's label agreement is written once (seed 0), and the
+regret-based users' ``V*`` is seed 0's oracle critic, so the relabelled data stay one dataset.
 """
 
 from __future__ import annotations
@@ -183,19 +176,18 @@ def main(config: Config, results: harness.RunResults) -> str:
                 results.add(task=TASK, **row)
 
     # The oracles (S seeds): their returns are the test users' reference, seed 0's critic each
-    # user's V* (regret; one V* keeps the relabelled data one dataset for every seed).
+    # user's V* (regret; one V* keeps the relabelled data one dataset for every seed:
+    # per-seed V* would mix the data's variation into the seeds').
     start = time.time()
     oracle, oracle_states, history = pipeline.train_oracle(
         env, config.ppo, config.chunk_updates, dataset, jax.random.split(k_oracle, num_seeds),
         checkpointer=results.checkpointer("oracle", config.checkpoint_every),
     )  # fmt: skip
     results.log_ppo_history("oracle/ppo", history, config.ppo.env_steps_per_update)
-    (num_users, num_features), latents = theta.shape, np.asarray(theta)[None, :, None]
-    acting_on_theta = np.broadcast_to(latents, (num_seeds, num_users, 1, num_features))
-    reference = pipeline.policy_curves(
-        oracle, oracle_states, acting_on_theta, theta, k_eval, config.num_eval_episodes
-    )  # [S, 1, U_test]: every seed's oracle, acting on theta, in one vmap
-    reference_return = reference.true_return[:, 0].mean(axis=-1)  # [S]
+    reference = pipeline.oracle_returns(
+        oracle, oracle_states, theta, k_eval, config.num_eval_episodes
+    )
+    reference_return = reference.mean(axis=-1)  # [S]: every seed's oracle, acting on theta
     for kind in config.policy_kinds:
         for size in (0.0, largest[kind]):
             add("oracle", "true_return", reference_return, kind, size)
@@ -256,22 +248,17 @@ def main(config: Config, results: harness.RunResults) -> str:
                    for p in chosen]  # fmt: skip
         if myopic in corrected and "gamma" in config.policy_kinds:
             rewards.append((myopic, "correct", corrected[myopic]))
-        # Every seed's reward at every chosen point, seed-major: S × R runs in one vmap.
-        fits = [(jax.tree.map(lambda x, s=s: x[s], prm), datasets[points.index(p)])
-                for s in range(num_seeds) for p, _, prm in rewards]  # fmt: skip
+        # Every seed's reward at every chosen point: S × R runs in one vmap.
+        fits = [(prm, datasets[points.index(p)]) for p, _, prm in rewards]
         trainer = pipeline.PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
         evaluations, history = pipeline.policies_on_rewards(
-            trainer, fits, k_policy, k_eval, config.num_eval_episodes,
-            desc=f"{method} PPO ×{len(fits)}",
+            trainer, fits, k_policy, k_eval, config.num_eval_episodes, seeds=num_seeds,
+            desc=f"{method} PPO ×{num_seeds * len(fits)}",
             checkpointer=results.checkpointer(method, config.checkpoint_every),
         )  # fmt: skip
-        returns = np.array([np.mean(ev.true_return) for ev in evaluations])
-        returns = returns.reshape(num_seeds, len(rewards))  # [S, R]
-        by_seed = jax.tree.map(  # [updates, S * R] -> [updates, S, R]
-            lambda x: np.asarray(x).reshape(x.shape[0], num_seeds, -1, *x.shape[2:]), history
-        )
-        for r, (p, human, _) in enumerate(rewards):
-            run_history = jax.tree.map(lambda x, r=r: x[:, :, r], by_seed)  # its S runs
+        returns = np.array([[np.mean(ev.true_return) for ev in row] for row in evaluations])
+        for r, (p, human, _) in enumerate(rewards):  # returns [S, R], history [updates, S, R]
+            run_history = jax.tree.map(lambda x, r=r: x[:, :, r], history)  # its S runs
             results.log_ppo_history(f"{method}/ppo/{p.kind}_{p.size:g}_{human}", run_history,
                                     config.ppo.env_steps_per_update)  # fmt: skip
             add(method, "true_return", returns[:, r], p.kind, p.size, human)

@@ -305,6 +305,21 @@ def test_policies_on_rewards_train_one_run_per_reward_and_score_its_test_users(
     # The two rewards' posteriors differ, so do the latents the two runs act on.
     latents = [pipeline.test_latents("linear_bayes", model, *fit) for fit in fits]
     assert not np.allclose(latents[0], latents[1])
+    # With a seed axis: the two fits as seeds of one reward are the same two runs, seed-major,
+    # returned per seed, with curves [updates, S, R].
+    seeded, seeded_history = policies_on_rewards(
+        trainer, [(params, nav_dataset)], k_policy, k_eval, episodes=2, seeds=2
+    )
+    flat, flat_history = policies_on_rewards(
+        trainer, [(fits[0][0], nav_dataset), (fits[1][0], nav_dataset)], k_policy, k_eval, 2
+    )
+    assert [len(row) for row in seeded] == [1, 1]
+    for s in range(2):
+        np.testing.assert_allclose(seeded[s][0].true_return, flat[s].true_return, atol=1e-5)
+    leaves = zip(jax.tree.leaves(seeded_history), jax.tree.leaves(flat_history), strict=True)
+    for leaf, other in leaves:
+        assert np.shape(leaf)[:3] == (TINY_PPO.num_updates, 2, 1)
+        np.testing.assert_allclose(np.asarray(leaf)[:, :, 0], other, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -359,6 +374,13 @@ def test_policy_curves_evaluate_every_run_on_each_number_of_queries(navigation, 
             one = trainer.evaluate(state, latents[s, :, r], theta, key, 2)
             np.testing.assert_allclose(ev.true_return[s, r], one.true_return, rtol=1e-5, atol=1e-5)
             np.testing.assert_array_equal(ev.success[s, r], one.success)
+    # The oracles' reference: every run acting for each user on the user's own theta.
+    reference = pipeline.oracle_returns(trainer, states, theta, key, 2)
+    chex.assert_shape(reference, (2, 2))  # [S, U]
+    for s in range(2):
+        state = jax.tree.map(lambda x, s=s: x[s], states)
+        one = trainer.evaluate(state, theta, theta, key, 2)
+        np.testing.assert_allclose(reference[s], one.true_return, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -31,7 +31,8 @@ with a known deviation from the assumed human model are fitted with the correct 
 :func:`correct_human_model` (the model told the discount, or the features the user believed in).
 
 The oracle — PPO on every user's true reward, with raw rewards so that its critic is each user's
-``V*`` — is :func:`train_oracle`; one policy per learned reward (R rewards in one ``vmap``), each
+``V*`` — is :func:`train_oracle` (its runs' returns for each user: :func:`oracle_returns`);
+one policy per learned reward (R rewards in one ``vmap``), each
 scored on its dataset's test users, is :func:`policies_on_rewards`.
 
 A latent-conditioned policy acting on each test user's posterior after every number of queries
@@ -886,6 +887,20 @@ def train_oracle(
     return trainer, states if seeds else jax.tree.map(lambda x: x[0], states), history
 
 
+def oracle_returns(
+    trainer: PolicyTrainer, states: P.RunnerState, theta: jax.Array, key: jax.Array, episodes: int
+) -> np.ndarray:
+    """``f32[S, U]``: the true return of each of S oracle runs (:func:`train_oracle` with S
+    keys) acting for each user on their true ``theta: f32[U, F]`` — the users' reference; every
+    run in one ``vmap`` (:func:`policy_curves` at a single number of queries)."""
+    theta = np.asarray(theta)
+    num_seeds = jax.tree.leaves(states)[0].shape[0]
+    latents = np.broadcast_to(
+        theta[None, :, None], (num_seeds, *theta.shape[:1], 1, theta.shape[1])
+    )
+    return policy_curves(trainer, states, latents, theta, key, episodes).true_return[:, 0]
+
+
 def policies_on_rewards(
     trainer: PolicyTrainer,
     fits: list[tuple[Any, PreferenceDataset]],
@@ -893,6 +908,7 @@ def policies_on_rewards(
     eval_key: jax.Array,
     episodes: int,
     *,
+    seeds: int | None = None,
     desc: str = "PPO",
     checkpointer: Checkpointer | None = None,
 ) -> tuple[list[P.Evaluation], Any]:
@@ -902,17 +918,30 @@ def policies_on_rewards(
     Args:
       trainer: the :class:`PolicyTrainer` of the rewards' method and model.
       fits: R learned rewards ``(params, dataset)`` of the same shapes; run r trains on
-        :func:`policy_inputs` of ``fits[r]`` (its defaults).
-      key: PPO's key, split into R keys (run r trains with the r-th).
+        :func:`policy_inputs` of ``fits[r]`` (its defaults). With ``seeds = S``, each
+        ``params`` leads with S seeds, and seed s of reward r is a run of its own.
+      key: PPO's key, split into one key per run (run r trains with the r-th; with seeds, the
+        runs are seed-major: run ``s * R + r`` is seed s of reward r).
       eval_key: the evaluation key, the same for every run.
       episodes: evaluation episodes per test user.
+      seeds: S, the seeds each reward's ``params`` lead with (None: no seed axis).
       desc, checkpointer: as :meth:`PolicyTrainer.train`.
 
     Returns:
       ``(evaluations, history)``: R :class:`~vpl_jax.policies.Evaluation` (run r acting for
       each test user of ``fits[r]``'s dataset on its :func:`test_latents`, ``[U_test]``) and
-      the runs' training curves (``[updates, R]``).
+      the runs' training curves (``[updates, R]``); with seeds, S lists of R evaluations (seed
+      s's at ``evaluations[s]``) and curves ``[updates, S, R]``.
     """
+    if seeds is not None:  # every seed of every reward, seed-major, as runs of their own
+        runs = [(jax.tree.map(lambda x, s=s: x[s], params), data)
+                for s in range(seeds) for params, data in fits]  # fmt: skip
+        flat, history = policies_on_rewards(trainer, runs, key, eval_key, episodes, desc=desc,
+                                            checkpointer=checkpointer)  # fmt: skip
+        history = jax.tree.map(  # [updates, S * R] -> [updates, S, R]
+            lambda x: np.asarray(x).reshape(x.shape[0], seeds, len(fits), *x.shape[2:]), history
+        )
+        return [flat[s * len(fits) : (s + 1) * len(fits)] for s in range(seeds)], history
     method, model = trainer.method, trainer.model
     inputs = [policy_inputs(method, model, params, data) for params, data in fits]
     states, history = trainer.train(
