@@ -27,6 +27,15 @@ pairs), ``onpolicy_accuracy`` (the users' rational answers about pairs of the ro
 segments against any segment), ``true_return``, ``normalized_return``, ``success`` and
 ``misidentification_gap``, with ``round``, ``n_queries`` (new queries per user so far),
 ``criterion`` and ``data`` fields; ``oracle`` and ``still`` rows give the references.
+
+Seeds: ``num_seeds`` training seeds on the one dataset (the narrow data, and the broad data of
+the reference). Each seed's loop diverges (its own rewards, policies, rolled-out segments and
+answers), and every step trains or draws the S seeds in one ``vmap``
+(:func:`vpl_jax.iterate.iterate` with S keys; the oracle: :func:`vpl_jax.iterate.offline_seeds`).
+Every trained number is written per seed (``summary.md`` and ``intervals.json``: mean and 95 %
+interval; the figure: error bars; the notes table: the mean); standing still is not trained and
+is written once. Seed 0 is the run of one seed: ``--num-seeds 1`` gives the numbers of a
+one-seed run exactly.
 """
 
 from __future__ import annotations
@@ -52,9 +61,12 @@ from vpl_jax.iterate import (
     iterate,
     misidentification_gap,
     normalized_return,
+    offline_seeds,
+    seed_keys,
+    with_seeds,
 )
-from vpl_jax.pipeline import PolicyTrainer, check_policy_config, offline
-from vpl_jax.plotting import draw_arena, plot_paths, plt
+from vpl_jax.pipeline import PolicyTrainer, check_policy_config
+from vpl_jax.plotting import draw_arena, errorbars, plot_paths, plt
 from vpl_jax.users import Population
 
 METHODS = ("btl", "btl_ensemble", "vpl")
@@ -68,6 +80,10 @@ class Config(harness.PopulationStudy, harness.ChunkedPolicies):
     """Not offered here: the iterate loop's trainings keep no training curves."""
     navigation_types: tuple[str, ...] = ("goal_a", "cautious")
     """Navigation user types, in equal shares (--population gives any other)."""
+    SEED_FIELDS = ("num_seeds",)  # not a field: --devices splits the seeds
+    num_seeds: int = checked(2, Int(ge=1))
+    """Training seeds (every round's reward and policy, the oracle), trained in one vmap on the
+    one dataset; each seed's loop asks its own questions."""
     num_goals: int = checked(2, Int(ge=2, le=6))
     """Goals of the navigation arena."""
     beta: float | None = checked(None, Float(ge=0, finite=False, optional=True))
@@ -143,6 +159,7 @@ PRESETS = {
             onpolicy_pairs=64,
             num_eval_episodes=32,
         ),
+        num_seeds=5,
         chunk_updates=10,
     ),
 }
@@ -181,7 +198,11 @@ def still(policy_params, obs):
 
 
 # --- rows and figures -----------------------------------------------------------------------------
-def add_round_rows(results, method, criterion, data, round_result: RoundResult, refs) -> dict:
+def add_round_rows(
+    results, method, criterion, data, round_result: RoundResult, refs, seed: int
+) -> dict:
+    """Seed ``seed``'s rows of one round (``round_result`` without a seed axis, ``refs`` that
+    seed's oracle and standing still)."""
     pipe = round_result.pipeline
     norm = normalized_return(pipe.policy.true_return, refs["oracle"], refs["still"])
     values = {
@@ -202,12 +223,16 @@ def add_round_rows(results, method, criterion, data, round_result: RoundResult, 
             n_queries=round_result.n_queries,
             criterion=criterion,
             data=data,
+            seed=seed,
         )
     return values
 
 
 def plot_rounds(curves: dict, broad: dict) -> plt.Figure:
-    """Gap, held-out accuracy and normalised return against the round, per method × criterion."""
+    """Gap, held-out accuracy and normalised return against the round, per method × criterion:
+    the mean over seeds with its 95 % interval (``curves[(method, criterion)]``: per round
+    ``{"round", metric: f64[S]}``; ``broad[method]``: ``{metric: f64[S]}``, dotted at its
+    mean)."""
     metrics = (
         ("misidentification_gap", "misidentification gap"),
         ("heldout_accuracy", "held-out accuracy (narrow data)"),
@@ -219,18 +244,19 @@ def plot_rounds(curves: dict, broad: dict) -> plt.Figure:
     for ax, (metric, label) in zip(axes, metrics, strict=True):
         for i, ((method, criterion), rows) in enumerate(curves.items()):
             color = colors[list(dict.fromkeys(m for m, _ in curves)).index(method)]
-            ax.plot(
+            errorbars(
+                ax,
                 [r["round"] for r in rows],
-                [r[metric] for r in rows],
+                np.stack([r[metric] for r in rows], axis=1),  # [S, rounds]
+                f"{method} · {criterion}",
                 marker="o" if criterion == "info_gain" else "s",
                 ls="-" if criterion == "info_gain" else "--",
                 color=color,
-                label=f"{method} · {criterion}",
                 zorder=3 + i,
             )
         for method, values in broad.items():
             color = colors[list(dict.fromkeys(m for m, _ in curves)).index(method)]
-            ax.axhline(values[metric], color=color, ls=":", lw=1)
+            ax.axhline(np.mean(values[metric]), color=color, ls=":", lw=1)
         ax.set_xticks(sorted({r["round"] for rows in curves.values() for r in rows}))
         ax.set_xlabel("round")
         ax.set_title(label, fontsize=10)
@@ -240,7 +266,7 @@ def plot_rounds(curves: dict, broad: dict) -> plt.Figure:
 
 
 def plot_paths_by_round(env, test_type_id, type_names, panels: dict) -> plt.Figure:
-    """Test users' paths of the first and last round's policies."""
+    """Test users' paths of the first and last round's policies (seed 0's)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.5), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     type_id = np.asarray(test_type_id)
@@ -266,27 +292,37 @@ def main(config: Config, results: harness.RunResults) -> str:
     narrow_policy = env.behaviour(config.avoid_hazard, config.avoid_bystander)
     narrow = build_dataset(k_data, env, pop, config.data, task=TASK, policy=narrow_policy)
     _, test = narrow.split()
-    lines = []
+    num_seeds, lines = config.num_seeds, []
 
-    # References: the oracle (PPO on the true reward, conditioned on theta) and standing still.
+    # References: the oracle (PPO on the true reward, conditioned on theta; S seeds in one
+    # vmap) and standing still (nothing trained: one).
     start = time.time()
     oracle_trainer = PolicyTrainer(env, "oracle", None, config.ppo, config.chunk_updates)
-    oracle = offline(
-        k_oracle, narrow, None, "oracle", config.reward_train, oracle_trainer,
-        config.iterate.num_eval_episodes, desc="oracle PPO",
+    oracle = offline_seeds(
+        seed_keys(k_oracle, num_seeds), with_seeds(narrow, num_seeds), None, "oracle",
+        config.reward_train, oracle_trainer, config.iterate.num_eval_episodes, desc="oracle PPO",
         checkpointer=results.checkpointer("oracle", config.checkpoint_every),
     )  # fmt: skip
     baseline = P.evaluate(
         env, still, None, jnp.zeros((test.num_users, 0)), test.users.theta,
         jax.random.fold_in(k_oracle, 1), config.iterate.num_eval_episodes,
     )  # fmt: skip
-    refs = {"oracle": oracle.policy.true_return, "still": baseline.true_return}
-    for method, ev in (("oracle", oracle.policy), ("still", baseline)):
-        results.add(method=method, task=TASK, metric="true_return", value=ev.true_return.mean())
+    oracle_return = np.asarray(oracle.policy.true_return)  # [S, U_test]
+    refs = [{"oracle": oracle_return[s], "still": baseline.true_return} for s in range(num_seeds)]
+    for s in range(num_seeds):
+        results.add(method="oracle", task=TASK, metric="true_return",
+                    value=oracle_return[s].mean(), seed=s)  # fmt: skip
+    results.add(method="still", task=TASK, metric="true_return", value=baseline.true_return.mean())
     print(
-        f"oracle true return {float(oracle.true_return):.2f}, standing still "
-        f"{float(np.mean(baseline.true_return)):.2f} ({time.time() - start:.0f} s)"
+        f"oracle true return {float(oracle_return.mean()):.2f} (mean of {num_seeds} seeds), "
+        f"standing still {float(np.mean(baseline.true_return)):.2f} ({time.time() - start:.0f} s)"
     )
+
+    def add_rows(method, criterion, data, r: RoundResult) -> dict:
+        """Every seed's rows of round ``r``; returns each metric's ``f64[S]``."""
+        per_seed = [add_round_rows(results, method, criterion, data, r.seed(s), refs[s], s)
+                    for s in range(r.num_seeds)]  # fmt: skip
+        return {m: np.array([v[m] for v in per_seed]) for m in per_seed[0]}
 
     curves, broad_values, panels = {}, {}, {}
     models = reward_models(config)
@@ -294,18 +330,20 @@ def main(config: Config, results: harness.RunResults) -> str:
         config.methods, jax.random.split(k_methods, len(config.methods)), strict=True
     ):
         model = models[method]
+        keys = seed_keys(k_method, num_seeds)  # seed 0: the one-seed run's key
         trainer = PolicyTrainer(env, method, model, config.ppo, config.chunk_updates)
         if config.broad_reference:
             start = time.time()
             broad = build_dataset(k_broad, env, pop, config.data, task=TASK)
             loop = dataclasses.replace(config.iterate, schedule=())
             (result,) = iterate(
-                k_method, broad, model, method, config.reward_train, trainer, loop,
+                keys, broad, model, method, config.reward_train, trainer, loop,
                 checkpointers=checkpointers(config, results, f"{method}_broad"),
             )  # fmt: skip
-            broad_values[method] = add_round_rows(results, method, "offline", "broad", result, refs)
+            broad_values[method] = add_rows(method, "offline", "broad", result)
             print(
-                f"[{method}] broad data: gap {broad_values[method]['misidentification_gap']:.2f} "
+                f"[{method}] broad data: gap "
+                f"{broad_values[method]['misidentification_gap'].mean():.2f} "
                 f"({time.time() - start:.0f} s)"
             )
         round0 = None
@@ -314,32 +352,36 @@ def main(config: Config, results: harness.RunResults) -> str:
             loop = dataclasses.replace(config.iterate, criterion=criterion)
 
             def report(r: RoundResult, method=method, criterion=criterion):
-                values = add_round_rows(results, method, criterion, "narrow", r, refs)
+                values = add_rows(method, criterion, "narrow", r)
                 curves.setdefault((method, criterion), []).append({"round": r.round, **values})
+                mean = {m: v.mean() for m, v in values.items()}
                 print(
-                    f"[{method} {criterion}] round {r.round}: held-out acc "
-                    f"{values['heldout_accuracy']:.3f}, on-policy acc "
-                    f"{values['onpolicy_accuracy']:.3f}, true return {values['true_return']:.2f}"
-                    f" (normalised {values['normalized_return']:.2f}), gap "
-                    f"{values['misidentification_gap']:.2f}"
+                    f"[{method} {criterion}] round {r.round} (mean of {r.num_seeds} seeds): "
+                    f"held-out acc {mean['heldout_accuracy']:.3f}, on-policy acc "
+                    f"{mean['onpolicy_accuracy']:.3f}, true return {mean['true_return']:.2f}"
+                    f" (normalised {mean['normalized_return']:.2f}), gap "
+                    f"{mean['misidentification_gap']:.2f}"
                 )
 
             rounds = iterate(
-                k_method, narrow, model, method, config.reward_train, trainer, loop,
+                keys, narrow, model, method, config.reward_train, trainer, loop,
                 on_round=report, round0=round0,
                 checkpointers=checkpointers(config, results, f"{method}_{criterion}"),
             )  # fmt: skip
             round0 = rounds[0]
-            panels.setdefault(f"{method}: round 0 (narrow data)", round0.pipeline.policy.positions)
-            panels[f"{method} · {criterion}: round {rounds[-1].round}"] = rounds[
-                -1
-            ].pipeline.policy.positions
+            panels.setdefault(
+                f"{method}: round 0 (narrow data)", round0.seed(0).pipeline.policy.positions
+            )
+            panels[f"{method} · {criterion}: round {rounds[-1].round}"] = (
+                rounds[-1].seed(0).pipeline.policy.positions
+            )
             first, last = curves[(method, criterion)][0], curves[(method, criterion)][-1]
             lines.append(
-                f"| {method} | {criterion} | {first['heldout_accuracy']:.3f} → "
-                f"{last['heldout_accuracy']:.3f} | {first['normalized_return']:.2f} → "
-                f"{last['normalized_return']:.2f} | {first['misidentification_gap']:.2f} → "
-                f"{last['misidentification_gap']:.2f} |"
+                f"| {method} | {criterion} | {first['heldout_accuracy'].mean():.3f} → "
+                f"{last['heldout_accuracy'].mean():.3f} | {first['normalized_return'].mean():.2f}"
+                f" → {last['normalized_return'].mean():.2f} | "
+                f"{first['misidentification_gap'].mean():.2f} → "
+                f"{last['misidentification_gap'].mean():.2f} |"
             )
             print(f"[{method} {criterion}] {time.time() - start:.0f} s")
 
@@ -348,13 +390,14 @@ def main(config: Config, results: harness.RunResults) -> str:
         plot_paths_by_round(env, test.users.type_id, pop.type_names, panels), "paths_by_round"
     )
     broad_lines = [
-        f"| {m} | broad data, offline | {v['heldout_accuracy']:.3f} | "
-        f"{v['normalized_return']:.2f} | {v['misidentification_gap']:.2f} |"
+        f"| {m} | broad data, offline | {v['heldout_accuracy'].mean():.3f} | "
+        f"{v['normalized_return'].mean():.2f} | {v['misidentification_gap'].mean():.2f} |"
         for m, v in broad_values.items()
     ]
     return "\n".join(
         [
-            "## Narrow data, then the iterate loop (round 0 → last round; test users)",
+            "## Narrow data, then the iterate loop (round 0 → last round; test users; mean over "
+            f"{num_seeds} seed{'s' * (num_seeds > 1)})",
             "",
             "| method | criterion | held-out accuracy | normalised return | gap |",
             "|---|---|---|---|---|",

@@ -30,6 +30,7 @@ from vpl_jax.iterate import (
     normalized_return,
     pad_context,
     round_key,
+    seed_keys,
     select_queries,
 )
 from vpl_jax.pipeline import (
@@ -674,6 +675,33 @@ def test_round_zero_of_the_iterate_loop_is_the_offline_pipeline(navigation, nav_
     assert np.isfinite(rounds[1].true_return)
 
 
+@pytest.mark.slow
+def test_s_seeds_of_the_iterate_loop_in_one_vmap_equal_each_seed_alone(navigation, nav_dataset):
+    """Two seeds in one call (one vmap per reward fit, PPO, rollout and labelling) give each
+    seed's loop run alone with its key, to float rounding; seed 0's key is the loop's key."""
+    key = jax.random.PRNGKey(6)
+    keys = seed_keys(key, 2)
+    np.testing.assert_array_equal(keys[0], key)
+    loop = IterateConfig(schedule=(2,), episodes_per_round=2, offered_per_user=4,
+                         onpolicy_pairs=4, num_eval_episodes=2)  # fmt: skip
+    trainer = PolicyTrainer(navigation, "btl", SMALL_BTL, TINY_PPO)
+    together = iterate(keys, nav_dataset, SMALL_BTL, "btl", TINY_TRAIN, trainer, loop)
+    assert [(r.round, r.num_seeds, r.seeds) for r in together] == [(0, 2, True), (1, 2, True)]
+    close = functools.partial(chex.assert_trees_all_close, atol=1e-4, rtol=1e-4)
+    for s in range(2):
+        alone = iterate(keys[s], nav_dataset, SMALL_BTL, "btl", TINY_TRAIN, trainer, loop)
+        for both, one in zip(together, alone, strict=True):
+            mine = both.seed(s)
+            close(mine.pipeline.reward.params, one.pipeline.reward.params)
+            close(mine.pipeline.state.params, one.pipeline.state.params)
+            close(mine.pipeline.policy.true_return, one.pipeline.policy.true_return)
+            close(mine.segments.features, one.segments.features)
+            assert mine.onpolicy_accuracy == pytest.approx(one.onpolicy_accuracy, abs=1e-6)
+            assert mine.heldout_accuracy == pytest.approx(one.heldout_accuracy, abs=1e-6)
+    # The seeds' rounds diverge: each rolled out its own policy.
+    assert not np.allclose(together[0].segments.features[0], together[0].segments.features[1])
+
+
 class Interrupt(Exception):
     pass
 
@@ -830,6 +858,59 @@ def test_the_sweep_writes_every_number_per_seed(load_experiment, tmp_path, monke
               "boltzmann")]  # fmt: skip
     line = next(x for x in summary.splitlines() if x.startswith("| btl | true_return | gamma"))
     assert line.split(" | ")[3] == f"{np.mean(values):.3f}"
+
+
+TINY_LOOP = [
+    "--methods", "btl", "--criteria", "random", "--data.num-users", "16",
+    "--data.context-size", "4", "--data.heldout-size", "8", "--data.pool-size", "256",
+    "--data.num-episodes", "32", "--reward-train.num-epochs", "2",
+    "--reward-train.users-per-batch", "4", "--sizes.hidden", "16", "--ppo.total-timesteps", "640",
+    "--ppo.num-envs", "16", "--ppo.num-steps", "10", "--ppo.num-minibatches", "2",
+    "--ppo.update-epochs", "1", "--ppo.hidden-sizes", "16", "--iterate.schedule", "2",
+    "--iterate.episodes-per-round", "2", "--iterate.offered-per-user", "4",
+    "--iterate.onpolicy-pairs", "4", "--iterate.num-eval-episodes", "1", "--chunk-updates", "2",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_iterate_loop_writes_every_number_per_seed(load_experiment, tmp_path, monkeypatch):
+    """With --num-seeds 2 every trained cell of misidentification (the oracle, the broad
+    reference, every round of the loop) has a row per seed and two seeds in intervals.json;
+    standing still, trained on nothing, is written once; the notes show the mean."""
+    import json
+
+    from vpl_jax import harness
+
+    monkeypatch.setenv("VPL_JAX_PROGRESS", "0")
+    experiment = load_experiment("misidentification")
+    # A 640-step oracle need not beat standing still, which normalised returns refuse.
+    unchecked = lambda r, oracle, still: float(np.mean(r) - np.mean(still))  # noqa: E731
+    monkeypatch.setattr(experiment, "normalized_return", unchecked)
+    argv = [*TINY_LOOP, "--num-seeds", "2", "--run-name", "s2", "--results-dir", str(tmp_path)]
+    harness.run_experiment(
+        "misidentification", experiment.Config, experiment.PRESETS, experiment.main, argv
+    )
+    folder = tmp_path / "misidentification" / "s2"
+    rows = json.loads((folder / "metrics.json").read_text())["rows"]
+    fields = ("method", "metric", "round", "n_queries", "criterion", "data")
+    seeds = {}
+    for r in rows:
+        seeds.setdefault(tuple(r.get(f) for f in fields), []).append(r["seed"])
+    trained = {cell: s for cell, s in seeds.items() if cell[0] != "still"}
+    assert {(c[0], c[2], c[4], c[5]) for c in trained} == {
+        ("oracle", None, None, None), ("btl", 0, "offline", "broad"),
+        ("btl", 0, "random", "narrow"), ("btl", 1, "random", "narrow"),
+    }  # fmt: skip
+    assert all(sorted(s) == [0, 1] for s in trained.values()), trained
+    assert [s for cell, s in seeds.items() if cell[0] == "still"] == [[0]]
+    intervals = json.loads((folder / "intervals.json").read_text())["intervals"]
+    assert {c["num_seeds"] for c in intervals if c["method"] != "still"} == {2}
+    summary = (folder / "summary.md").read_text()
+    assert "mean over 2 seeds" in summary and (folder / "misidentification_rounds.png").exists()
+    gap = [r["value"] for r in rows if (r["method"], r["metric"], r.get("round"), r.get("data"))
+           == ("btl", "misidentification_gap", 1, "narrow")]  # fmt: skip
+    line = next(x for x in summary.splitlines() if x.startswith("| btl | random |"))
+    assert line.rstrip(" |").endswith(f"→ {np.mean(gap):.2f}")
 
 
 # --- the experiments' configs (bad ones: test_bad_inputs.py) -------------------------------------

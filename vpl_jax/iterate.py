@@ -29,6 +29,14 @@ size (masked pairs, unused segments), so every later round reuses one compiled r
 evaluation and PPO; round 0 runs on the dataset as given, so it *is* the offline pipeline.
 Round r's pipeline runs with :func:`round_key` ``(key, r)``; the loop's own draws (rollouts,
 offers, labels) use a separate stream.
+
+Seeds: S keys (:func:`seed_keys`) run S loops at once. The data are one dataset; each seed's
+rounds diverge (its own reward, policy, new segments and answers), so the loop's state carries a
+leading seed axis S (S segment banks and contexts of one padded shape), every reward fit trains
+the S seeds in one ``vmap`` (each on its own data), PPO the S runs in one ``vmap``, and the
+rollouts, offers, picks and labels are ``vmap``-ed over the seeds. Seed s equals the loop run
+alone with ``key[s]`` (to float rounding); one seed (S = 1) runs without ``vmap``, exactly as a
+single key.
 """
 
 from __future__ import annotations
@@ -42,19 +50,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vpl_jax import policies as P
 from vpl_jax import rewards as R
 from vpl_jax.active.acquisition import information_gain
 from vpl_jax.active.beliefs import has_belief, make_belief
 from vpl_jax.checks import Choice, ConfigError, Each, Int, check_config, checked
 from vpl_jax.data.dataset import PreferenceDataset, Queries, label_queries
 from vpl_jax.data.segments import Segments
+from vpl_jax.keys import named_key
 from vpl_jax.pipeline import (
     PipelineResult,
     PolicyTrainer,
+    RewardFit,
     is_unconditioned,
     offline,
+    policy_inputs,
     policy_method,
+    reference_states,
+    test_latents,
 )
+from vpl_jax.rewards.batch import untyped
+from vpl_jax.rewards.evaluation import evaluation_metrics
+from vpl_jax.rewards.trainer import as_raw_keys, check_converged, check_training_inputs
+from vpl_jax.runtime import sharding
 from vpl_jax.runtime.checkpoint import Checkpointer
 from vpl_jax.users import check_partial_return
 
@@ -116,6 +134,35 @@ def _loop_key(key: jax.Array, r: int) -> jax.Array:
     return jax.random.fold_in(jax.random.split(key)[1], r)
 
 
+def seed_keys(key: jax.Array, num_seeds: int) -> jax.Array:
+    """``[S, 2]``: the keys of S seeds — seed 0's is ``key`` itself (one seed is the loop of a
+    single key), seed s >= 1's ``fold_in(key, s)``."""
+    key = as_raw_keys(key)
+    return jnp.stack([key, *(jax.random.fold_in(key, s) for s in range(1, num_seeds))])
+
+
+def _take(tree, s: int):
+    return jax.tree.map(lambda x: x[s], tree)
+
+
+def _expand(tree):
+    return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
+
+
+def _stack(trees: list):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _pipeline_seed(pipe: PipelineResult, pick: Callable) -> PipelineResult:
+    """``pipe`` with ``pick`` applied to every array it holds (a seed's slice, or a new axis)."""
+    reward = pipe.reward
+    if reward is not None:
+        reward = RewardFit(pick(reward.params), pick(reward.evaluation), pick(reward.history))
+    return PipelineResult(
+        reward, pick(pipe.inputs), pick(pipe.state), pick(pipe.z), pick(pipe.policy)
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class RoundResult:
     """One round of the loop.
@@ -127,20 +174,56 @@ class RoundResult:
       onpolicy_accuracy: mean over test users of the reward's accuracy on their rational answers
         about pairs of the round's policy segments against any segment.
       segments: the segments rolled out from the round's policy (S_new of them).
+      seeds: whether every array above leads with a seed axis S (``onpolicy_accuracy`` is then
+        ``f64[S]``); :meth:`seed` gives seed s's round alone.
     """
 
     round: int
     n_queries: int
     pipeline: PipelineResult
-    onpolicy_accuracy: float
+    onpolicy_accuracy: float | np.ndarray
     segments: Segments
+    seeds: bool = False
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.onpolicy_accuracy) if self.seeds else 1
+
+    def seed(self, s: int) -> RoundResult:
+        """Seed s's round, without a seed axis (a round of one key is its own seed 0)."""
+        if not self.seeds:
+            if s != 0:
+                raise IndexError(f"seed {s} of a round of one key")
+            return self
+        return RoundResult(
+            self.round,
+            self.n_queries,
+            _pipeline_seed(self.pipeline, lambda tree: _take(tree, s)),
+            float(self.onpolicy_accuracy[s]),
+            _take(self.segments, s),
+        )
+
+    def with_seed_axis(self) -> RoundResult:
+        """The round with a seed axis of one (a round of one key as one of S = 1 seeds)."""
+        if self.seeds:
+            return self
+        return RoundResult(
+            self.round,
+            self.n_queries,
+            _pipeline_seed(self.pipeline, _expand),
+            np.array([self.onpolicy_accuracy]),
+            _expand(self.segments),
+            seeds=True,
+        )
 
     @property
     def heldout_accuracy(self) -> float:
+        """Mean over the test users (and seeds) of their held-out accuracy."""
         return self.pipeline.heldout_accuracy
 
     @property
     def true_return(self) -> float:
+        """Mean over the test users (and seeds) of their true return."""
         return self.pipeline.true_return
 
 
@@ -236,6 +319,19 @@ def select_queries(
 
 
 # --- evaluation on the policy's segments ----------------------------------------------------------
+def _onpolicy_pairs(
+    key: jax.Array, model: R.RewardModel, dataset: PreferenceDataset, start: int, stop: int,
+    num_pairs: int,
+) -> tuple[R.UserPairs, R.UserPairs]:  # fmt: skip
+    """The test users' context and their rational answers about the on-policy pairs."""
+    _, test = dataset.split()
+    k_pairs, k_label = jax.random.split(key)
+    pairs = new_pairs(k_pairs, test.num_users, num_pairs, start, stop)
+    answers = label_queries(k_label, test.users.rational(), test.segments, pairs)
+    context = R.user_pairs(test, "context", model.inputs)
+    return context, context.replace(pairs=answers.pairs, labels=answers.labels, mask=answers.mask)
+
+
 def onpolicy_accuracy(
     key: jax.Array,
     model: R.RewardModel,
@@ -248,17 +344,131 @@ def onpolicy_accuracy(
     """Mean over test users of the reward's accuracy on their *rational* answers about
     ``num_pairs`` pairs of a segment in ``start..stop-1`` (the policy's) and any earlier one,
     given each user's context."""
-    _, test = dataset.split()
-    k_pairs, k_label = jax.random.split(key)
-    pairs = new_pairs(k_pairs, test.num_users, num_pairs, start, stop)
-    answers = label_queries(k_label, test.users.rational(), test.segments, pairs)
-    context = R.user_pairs(test, "context", model.inputs)
-    targets = context.replace(pairs=answers.pairs, labels=answers.labels, mask=answers.mask)
+    context, targets = _onpolicy_pairs(key, model, dataset, start, stop, num_pairs)
     evaluation = R.evaluate(model, params, context, targets)
     return float(np.nanmean(np.asarray(evaluation.accuracy)))
 
 
+# --- the offline pipeline of S seeds, each on its own data ---------------------------------------
+@functools.partial(jax.jit, static_argnames=("model", "config"))
+def _fit_seeds(model, config, keys, train, valid):
+    return jax.vmap(lambda k, t, v: R.train_run(model, config, k, t, v))(keys, train, valid)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_types"))
+def _evaluate_seeds(model, params, context, heldout, num_types):
+    metrics = lambda p, c, h: evaluation_metrics(model, p, c, h, num_types)  # noqa: E731
+    return jax.vmap(metrics)(params, context, heldout)
+
+
+def _seed_views(datasets: PreferenceDataset, num_seeds: int) -> list[PreferenceDataset]:
+    return [
+        datasets.replace(segments=_take(datasets.segments, s), context=_take(datasets.context, s))
+        for s in range(num_seeds)
+    ]
+
+
+def with_seeds(dataset: PreferenceDataset, num_seeds: int) -> PreferenceDataset:
+    """``dataset`` with its segments and context repeated along a leading seed axis S (the
+    input of :func:`offline_seeds` when every seed starts from the same data)."""
+    repeat = lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape))  # noqa: E731
+    return dataset.replace(
+        segments=jax.tree.map(repeat, dataset.segments),
+        context=jax.tree.map(repeat, dataset.context),
+    )
+
+
+def offline_seeds(
+    keys: jax.Array,
+    datasets: PreferenceDataset,
+    model: R.RewardModel | None,
+    method: str,
+    reward_train: R.TrainConfig,
+    trainer: PolicyTrainer,
+    num_eval_episodes: int,
+    desc: str = "PPO",
+    checkpointer: Checkpointer | None = None,
+) -> PipelineResult:
+    """The offline pipeline (:func:`~vpl_jax.pipeline.offline`) of S seeds, seed s with
+    ``keys[s]`` on its own data.
+
+    ``datasets``: one dataset whose segments and context lead with S (seed s's bank and its
+    users' context; :func:`with_seeds` for shared data); the users and held-out pairs are the
+    seeds' shared ones. The S reward fits train in one ``vmap`` (each on its own pairs), the S
+    PPO runs in one ``vmap`` (:meth:`~vpl_jax.pipeline.PolicyTrainer.train`), and the S
+    evaluations run in one ``vmap``; seed s equals :func:`~vpl_jax.pipeline.offline` with
+    ``keys[s]`` on its data to float rounding. One seed runs ``offline`` itself (no ``vmap``).
+
+    Returns:
+      A :class:`~vpl_jax.pipeline.PipelineResult` whose arrays lead with S.
+    """
+    keys = as_raw_keys(keys)
+    num_seeds = keys.shape[0]
+    views = _seed_views(datasets, num_seeds)
+    if num_seeds == 1:
+        result = offline(keys[0], views[0], model, method, reward_train, trainer,
+                         num_eval_episodes, desc, checkpointer)  # fmt: skip
+        return _pipeline_seed(result, _expand)
+    if trainer.method != method or trainer.model != model:
+        raise ValueError(
+            f"the policy trainer is for method {trainer.method!r}, not {method!r} with this model"
+        )
+    split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)  # [S, 3, 2]
+    k_reward, k_policy, k_eval = split[:, 0], split[:, 1], split[:, 2]
+    reward, params = None, [None] * num_seeds
+    _, test = views[0].split()
+    if policy_method(method, model).reward is not None:
+        splits = [R.validation_split(d) for d in views]
+        fit_users = _stack([untyped(R.user_pairs(f, "all", model.inputs)) for f, _ in splits])
+        valid_users = _stack([untyped(R.user_pairs(v, "all", model.inputs)) for _, v in splits])
+        check_training_inputs(model, reward_train, _take(fit_users, 0), _take(valid_users, 0))
+        place = sharding.placement(num_seeds)
+        stacked, history = place.gather(
+            _fit_seeds(model, reward_train, *place.split((k_reward, fit_users, valid_users)))
+        )
+        check_converged(history)
+        tests = [d.split()[1] for d in views]
+        context = _stack([untyped(R.user_pairs(t, "context", model.inputs)) for t in tests])
+        heldout = _stack([untyped(R.user_pairs(t, "heldout", model.inputs)) for t in tests])
+        type_id = np.asarray(test.users.type_id)
+        num_types = max(len(test.meta.type_names), int(type_id.max(initial=0)) + 1)
+        evaluation = _evaluate_seeds(model, stacked, context, heldout, num_types)
+        reward = RewardFit(params=stacked, evaluation=evaluation, history=history)
+        params = [_take(stacked, s) for s in range(num_seeds)]
+    references = [None] * num_seeds
+    if not is_unconditioned(method, model):
+        references = [reference_states(model, d, named_key(k, "references"))
+                      for d, k in zip(views, keys, strict=True)]  # fmt: skip
+    inputs = _stack([policy_inputs(method, model, p, d, ref)
+                     for p, d, ref in zip(params, views, references, strict=True)])  # fmt: skip
+    states, _ = trainer.train(k_policy, inputs, desc, checkpointer)
+    z = _stack([test_latents(method, model, p, d) for p, d in zip(params, views, strict=True)])
+    ppo = trainer.acting()
+
+    def evaluate(state, z_s, key):
+        act_params = ppo.policy_params(state)
+        return P.evaluate(
+            trainer.env, ppo.act, act_params, z_s, test.users.theta, key, num_eval_episodes
+        )
+
+    policy = jax.vmap(evaluate)(states, z, k_eval)
+    return PipelineResult(reward=reward, inputs=inputs, state=states, z=z, policy=policy)
+
+
 # --- the loop -------------------------------------------------------------------------------------
+def _onpolicy_seeds(keys, model, params, dataset, segments, context, start, stop, num_pairs):
+    """f64[S]: :func:`onpolicy_accuracy` of S seeds (seed s's params, bank and context), in
+    one ``vmap``."""
+
+    def one(key, p, seg, ctx):
+        data = dataset.replace(segments=seg, context=ctx)
+        context, targets = _onpolicy_pairs(key, model, data, start, stop, num_pairs)
+        return evaluation_metrics(model, p, untyped(context), untyped(targets)).accuracy
+
+    accuracy = np.asarray(jax.vmap(one)(keys, params, segments, context))
+    return np.nanmean(accuracy, axis=1)
+
+
 def iterate(
     key: jax.Array,
     dataset: PreferenceDataset,
@@ -274,18 +484,21 @@ def iterate(
     """Runs round 0 (the offline pipeline) and ``len(config.schedule)`` online rounds.
 
     Args:
-      key: PRNG key (see :func:`round_key`).
+      key: PRNG key (see :func:`round_key`), or S keys ``[S, 2]`` (:func:`seed_keys`): S loops
+        in one ``vmap`` on the same data (see the module docstring), every result with a
+        leading seed axis (:attr:`RoundResult.seeds`).
       dataset: the initial (e.g. narrow) preference data; its users answer every round.
       model, method: the reward model and its method name (not the oracle).
       reward_train: the reward trainer's configuration (every round trains from scratch).
       trainer: the method's :class:`~vpl_jax.pipeline.PolicyTrainer`.
       config: the loop's schedule and sizes.
       on_round: called with each :class:`RoundResult` as soon as it is done (progress, logs).
-      round0: round 0 of an earlier call with the same key, data, model and trainer (round 0
-        does not depend on the criterion, so loops that differ only in it can share it).
+      round0: round 0 of an earlier call with the same key(s), data, model and trainer (round
+        0 does not depend on the criterion, so loops that differ only in it can share it).
       checkpointers: ``checkpointers(r)`` gives round r's PPO checkpointer (or None). Every
         round is pure in the key, so a loop killed in round r and run again recomputes the
-        earlier rounds' rewards, restores their finished policies and resumes round r's PPO.
+        earlier rounds' rewards, restores their finished policies and resumes round r's PPO
+        (of all S seeds).
 
     Returns:
       The rounds' results, round 0 first.
@@ -294,6 +507,19 @@ def iterate(
     check_partial_return(dataset.users.human, "the iterate loop")
     if policy_method(method, model).reward is None:
         raise ValueError(f"the iterate loop learns a reward; method {method!r} has none")
+    key = as_raw_keys(key)
+    seeds = key.ndim == 2
+    if round0 is not None and (round0.round, round0.n_queries) != (0, 0):
+        raise ValueError(f"round0 must be a round 0, got round {round0.round}")
+    if round0 is not None and round0.num_seeds != (key.shape[0] if seeds else 1):
+        raise ValueError(f"round0 has {round0.num_seeds} seeds; this loop has other keys")
+    if seeds and key.shape[0] == 1:  # one seed: the loop of its key, without vmap
+        report = None if on_round is None else (lambda r: on_round(r.with_seed_axis()))
+        first = None if round0 is None else round0.seed(0)
+        rounds = iterate(key[0], dataset, model, method, reward_train, trainer, config, report,
+                         first, checkpointers)  # fmt: skip
+        return [r.with_seed_axis() for r in rounds]
+    per_seed = jax.vmap if seeds else (lambda f: f)  # each step is written for one seed
     horizon = dataset.segments.horizon
     per_episode = trainer.env.episode_length // horizon
     new_per_round = config.episodes_per_round * per_episode
@@ -301,20 +527,22 @@ def iterate(
     seg_capacity = dataset.segments.num_segments + (num_rounds + 1) * new_per_round
     context_capacity = dataset.context_size + sum(config.schedule)
 
-    current, filled, asked, results = dataset, dataset.segments.num_segments, 0, []
-    if round0 is not None and (round0.round, round0.n_queries) != (0, 0):
-        raise ValueError(f"round0 must be a round 0, got round {round0.round}")
+    def view(segments, context):  # one seed's data: its bank and context, the shared users
+        return dataset.replace(segments=segments, context=context)
+
+    current = with_seeds(dataset, key.shape[0]) if seeds else dataset
+    filled, asked, results = dataset.segments.num_segments, 0, []
     for r in range(num_rounds + 1):
-        k_roll, k_onpolicy, k_offer, k_select, k_label = jax.random.split(_loop_key(key, r), 5)
+        loop_keys = per_seed(lambda k, r=r: jax.random.split(_loop_key(k, r), 5))(key)
+        k_roll, k_onpolicy, k_offer, k_select, k_label = (loop_keys[..., i, :] for i in range(5))
         if r == 0 and round0 is not None:
             round_result = round0
-            stop = filled + round0.segments.num_segments
-            current = current.replace(
-                segments=add_segments(current.segments, round0.segments, filled, seg_capacity)
-            )
+            new = round0.segments
         else:
-            result = offline(
-                round_key(key, r),
+            k_round = per_seed(lambda k, r=r: round_key(k, r))(key)
+            pipeline = offline_seeds if seeds else offline
+            result = pipeline(
+                k_round,
                 current,
                 model,
                 method,
@@ -324,22 +552,29 @@ def iterate(
                 desc=f"{method} {config.criterion} round {r} PPO",
                 checkpointer=None if checkpointers is None else checkpointers(r),
             )
-            z = (
-                jnp.zeros((1, 0))
-                if is_unconditioned(method, model)
-                else jnp.asarray(result.inputs["mean"])
-            )
-            new = trainer.segments(result.state, z, k_roll, config.episodes_per_round, horizon)
-            stop = filled + new.num_segments
-            current = current.replace(
-                segments=add_segments(current.segments, new, filled, seg_capacity)
-            )
-            accuracy = onpolicy_accuracy(
-                k_onpolicy, model, result.reward.params, current, filled, stop,
-                config.onpolicy_pairs,
-            )  # fmt: skip
-            round_result = RoundResult(r, asked, result, accuracy, new)
-        params = round_result.pipeline.reward.params
+            z = result.inputs.get("mean")
+            if is_unconditioned(method, model):
+                z = jnp.zeros((*key.shape[:-1], 1, 0))
+            new = per_seed(
+                lambda state, z, k: trainer.segments(
+                    state, jnp.asarray(z), k, config.episodes_per_round, horizon
+                )
+            )(result.state, z, k_roll)
+        stop = filled + new.alive.shape[-2]
+        grow = lambda bank, new, at=filled: add_segments(bank, new, at, seg_capacity)  # noqa: E731
+        current = current.replace(segments=per_seed(grow)(current.segments, new))
+        if not (r == 0 and round0 is not None):
+            params = result.reward.params
+            if seeds:
+                accuracy = _onpolicy_seeds(
+                    k_onpolicy, model, params, dataset, current.segments, current.context,
+                    filled, stop, config.onpolicy_pairs,
+                )  # fmt: skip
+            else:
+                accuracy = onpolicy_accuracy(
+                    k_onpolicy, model, params, current, filled, stop, config.onpolicy_pairs
+                )
+            round_result = RoundResult(r, asked, result, accuracy, new, seeds=seeds)
         results.append(round_result)
         if on_round is not None:
             on_round(round_result)
@@ -347,25 +582,37 @@ def iterate(
             break
 
         if r == 0:
-            current = current.replace(context=pad_context(current, context_capacity))
-        n = config.schedule[r]
-        offered = new_pairs(k_offer, current.num_users, config.offered_per_user, filled, stop)
-        context = R.user_pairs(current, "context", model.inputs)
-        pick = select_queries(
-            k_select,
-            model,
-            params,
-            config.criterion,
-            context.batch(),
-            context.bank,
-            offered,
-            n,
-            config.num_samples,
+            pad = lambda context: pad_context(dataset.replace(context=context), context_capacity)  # noqa: E731
+            current = current.replace(context=per_seed(pad)(current.context))
+        n, slot = config.schedule[r], dataset.context_size + asked
+
+        def ask(k_offer, k_select, k_label, params, segments, context, n=n, slot=slot,
+                start=filled, stop=stop):  # fmt: skip
+            """One seed's new answers: offer pairs on its policy's segments, pick, label."""
+            data = view(segments, context)
+            offered = new_pairs(k_offer, data.num_users, config.offered_per_user, start, stop)
+            pairs = R.user_pairs(data, "context", model.inputs)
+            pick = select_queries(
+                k_select,
+                model,
+                params,
+                config.criterion,
+                pairs.batch(),
+                pairs.bank,
+                offered,
+                n,
+                config.num_samples,
+            )
+            asked_pairs = jnp.take_along_axis(offered, pick[..., None], axis=1)
+            answers = label_queries(k_label, data.users, data.segments, asked_pairs)
+            return write_queries(context, answers, slot)
+
+        params = round_result.pipeline.reward.params
+        current = current.replace(
+            context=per_seed(ask)(
+                k_offer, k_select, k_label, params, current.segments, current.context
+            )
         )
-        pairs = jnp.take_along_axis(offered, pick[..., None], axis=1)
-        answers = label_queries(k_label, current.users, current.segments, pairs)
-        slot = dataset.context_size + asked
-        current = current.replace(context=write_queries(current.context, answers, slot))
         filled, asked = stop, asked + n
     return results
 
