@@ -244,9 +244,10 @@ def plot_rounds(curves: dict, broad: dict) -> plt.Figure:
     for ax, (metric, label) in zip(axes, metrics, strict=True):
         for i, ((method, criterion), rows) in enumerate(curves.items()):
             color = colors[list(dict.fromkeys(m for m, _ in curves)).index(method)]
+            dodge = 0.04 * (i - (len(curves) - 1) / 2)  # error bars side by side, not on top
             errorbars(
                 ax,
-                [r["round"] for r in rows],
+                [r["round"] + dodge for r in rows],
                 np.stack([r[metric] for r in rows], axis=1),  # [S, rounds]
                 f"{method} · {criterion}",
                 marker="o" if criterion == "info_gain" else "s",
@@ -307,7 +308,7 @@ def main(config: Config, results: harness.RunResults) -> str:
         env, still, None, jnp.zeros((test.num_users, 0)), test.users.theta,
         jax.random.fold_in(k_oracle, 1), config.iterate.num_eval_episodes,
     )  # fmt: skip
-    oracle_return = np.asarray(oracle.policy.true_return)  # [S, U_test]
+    oracle_return = oracle.policy.true_return  # [S, U_test]
     refs = [{"oracle": oracle_return[s], "still": baseline.true_return} for s in range(num_seeds)]
     for s in range(num_seeds):
         results.add(method="oracle", task=TASK, metric="true_return",
