@@ -949,3 +949,13 @@ def test_a_registered_policy_method_is_one_entry_and_acts_as_its_twin(nav_datase
         pipeline.PolicyMethod("x", "vpl", "goal")
     with pytest.raises(ValueError, match="only the true reward"):
         pipeline.PolicyMethod("x", "btl", "theta")
+
+
+def test_the_pipeline_refuses_a_policy_trainer_built_for_another_method(navigation):
+    """offline and offline_seeds share one check: the trainer's method and model must match."""
+    trainer = PolicyTrainer(navigation, "btl", R.BTL(), TINY_PPO)
+    pipeline.check_trainer(trainer, "btl", R.BTL())  # the same method and model: accepted
+    with pytest.raises(ValueError, match="the policy trainer is for method 'btl', not 'vpl'"):
+        pipeline.check_trainer(trainer, "vpl", R.BTL())
+    with pytest.raises(ValueError, match="not 'btl' with this model"):
+        pipeline.check_trainer(trainer, "btl", R.BTL(hidden=(7,)))

@@ -62,6 +62,7 @@ from vpl_jax.pipeline import (
     PipelineResult,
     PolicyTrainer,
     RewardFit,
+    check_trainer,
     is_unconditioned,
     offline,
     policy_inputs,
@@ -409,10 +410,7 @@ def offline_seeds(
         result = offline(keys[0], views[0], model, method, reward_train, trainer,
                          num_eval_episodes, desc, checkpointer)  # fmt: skip
         return _pipeline_seed(result, _expand)
-    if trainer.method != method or trainer.model != model:
-        raise ValueError(
-            f"the policy trainer is for method {trainer.method!r}, not {method!r} with this model"
-        )
+    check_trainer(trainer, method, model)
     split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)  # [S, 3, 2]
     k_reward, k_policy, k_eval = split[:, 0], split[:, 1], split[:, 2]
     reward, params = None, [None] * num_seeds

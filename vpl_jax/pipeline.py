@@ -988,6 +988,15 @@ class PipelineResult:
         return float(np.mean(np.asarray(self.policy.true_return)))
 
 
+def check_trainer(trainer: PolicyTrainer, method: str, model: R.RewardModel | None) -> None:
+    """Raises ``ValueError`` unless ``trainer`` was built for ``method`` with ``model`` (the
+    offline pipeline's check, for one seed or S)."""
+    if trainer.method != method or trainer.model != model:
+        raise ValueError(
+            f"the policy trainer is for method {trainer.method!r}, not {method!r} with this model"
+        )
+
+
 def offline(
     key: jax.Array,
     dataset: PreferenceDataset,
@@ -1010,10 +1019,7 @@ def offline(
     scaling (``trainer.reward_scaling``; VPL-SPO's win probability) compares against
     ``num_reference_states`` steps of the dataset (:func:`reference_states`).
     """
-    if trainer.method != method or trainer.model != model:
-        raise ValueError(
-            f"the policy trainer is for method {trainer.method!r}, not {method!r} with this model"
-        )
+    check_trainer(trainer, method, model)
     k_reward, k_policy, k_eval = jax.random.split(key, 3)
     reward = None
     params = None
